@@ -1,0 +1,567 @@
+//! The configuration file (TOML), shared by `tapline-dataplane` and
+//! `tapline-control`, and its validation into types that cannot hold an
+//! invalid state.
+//!
+//! Every key, its default and its meaning is listed in `docs/config.md`; the
+//! example in `containers/tapline.toml` is kept in sync by a test.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::xdp::{Geometry, RingSizes, XdpMode};
+
+/// Largest batch a worker handles in one go (bounds on-stack arrays).
+pub const MAX_BATCH: u32 = 256;
+/// Linux interface names are at most 15 bytes (`IFNAMSIZ - 1`).
+const IFNAME_MAX: usize = 15;
+const MIN_RING: u32 = 64;
+const MAX_RING: u32 = 16384;
+const MAX_FRAMES: u32 = 1 << 20;
+
+// ---------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    interfaces: RawInterfaces,
+    #[serde(default)]
+    dataplane: RawDataplane,
+    #[serde(default)]
+    xdp: RawXdp,
+    #[serde(default)]
+    capture: RawCapture,
+    #[serde(default)]
+    chain: RawChain,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterfaces {
+    #[serde(rename = "passive-1")]
+    passive_1: Option<String>,
+    #[serde(rename = "inline-1")]
+    inline_1: Option<String>,
+    #[serde(rename = "inline-2")]
+    inline_2: Option<String>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/run/tapline")
+}
+fn default_batch() -> u32 {
+    64
+}
+fn default_idle() -> String {
+    "backoff".into()
+}
+fn default_idle_spins() -> u32 {
+    1000
+}
+fn default_idle_wait_ms() -> u32 {
+    10
+}
+fn default_stats_refresh_ms() -> u32 {
+    1000
+}
+fn default_log_stats_s() -> u32 {
+    60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataplane {
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default)]
+    cpus: Vec<usize>,
+    #[serde(default = "default_batch")]
+    batch_size: u32,
+    #[serde(default = "default_idle")]
+    idle: String,
+    #[serde(default = "default_idle_spins")]
+    idle_spins: u32,
+    #[serde(default = "default_idle_wait_ms")]
+    idle_wait_ms: u32,
+    #[serde(default = "default_stats_refresh_ms")]
+    kernel_stats_interval_ms: u32,
+    #[serde(default = "default_log_stats_s")]
+    log_stats_interval_s: u32,
+}
+
+impl Default for RawDataplane {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+fn default_mode() -> String {
+    "auto".into()
+}
+fn default_frame_size() -> u32 {
+    2048
+}
+fn default_frame_count() -> u32 {
+    4096
+}
+fn default_ring_size() -> u32 {
+    2048
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawXdp {
+    #[serde(default = "default_mode")]
+    mode: String,
+    #[serde(default = "default_frame_size")]
+    frame_size: u32,
+    #[serde(default = "default_frame_count")]
+    frame_count: u32,
+    #[serde(default = "default_ring_size")]
+    ring_size: u32,
+}
+
+impl Default for RawXdp {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    #[serde(default = "default_true")]
+    promiscuous: bool,
+}
+
+impl Default for RawCapture {
+    fn default() -> Self {
+        RawCapture { promiscuous: true }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    #[serde(default)]
+    hops: Vec<toml::Value>,
+}
+
+// ---------------------------------------------------------------------------
+// Validated configuration.
+
+/// What a worker does when it finds no work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleMode {
+    /// Spin forever: lowest latency, one CPU per worker at 100%.
+    Busy,
+    /// After `spins` empty polls, block in poll(2) for up to `wait_ms`
+    /// (woken at once by the next frame).
+    Backoff { spins: u32, wait_ms: u32 },
+}
+
+/// The inline pair, always complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlinePair {
+    pub side1: String,
+    pub side2: String,
+}
+
+/// Worker-thread settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// CPUs to pin one worker each to; empty: one unpinned worker per task.
+    pub cpus: Vec<usize>,
+    pub batch_size: u32,
+    pub idle: IdleMode,
+    /// How often workers refresh the kernel's `XDP_STATISTICS`.
+    pub kernel_stats_interval_ms: u32,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub passive: Option<String>,
+    pub inline: Option<InlinePair>,
+    pub state_dir: PathBuf,
+    pub workers: WorkerConfig,
+    pub xdp_mode: XdpMode,
+    pub geometry: Geometry,
+    pub promiscuous: bool,
+    /// Seconds between counter summaries in the log; 0 disables them.
+    pub log_stats_interval_s: u32,
+}
+
+/// A configuration problem, rendered as one line naming the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending key (`xdp.frame_size`), or `config` for the file itself.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config error: {}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        validate(raw)
+    }
+}
+
+/// Folds a TOML error into one line with its position.
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            err(
+                "config",
+                format!("line {line}, column {col}: {}", msg.trim()),
+            )
+        }
+        None => err("config", msg.trim().to_string()),
+    }
+}
+
+fn check_ifname(field: &str, name: &str) -> Result<String, ConfigError> {
+    if name.is_empty() || name.len() > IFNAME_MAX {
+        return Err(err(
+            field,
+            format!("{name:?} is not a valid interface name (1 to {IFNAME_MAX} bytes)"),
+        ));
+    }
+    if name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(err(
+            field,
+            format!("{name:?} is not a valid interface name (no '/', ':' or spaces)"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn check_ring(field: &str, v: u32) -> Result<u32, ConfigError> {
+    if !v.is_power_of_two() || !(MIN_RING..=MAX_RING).contains(&v) {
+        return Err(err(
+            field,
+            format!("{v} must be a power of two from {MIN_RING} to {MAX_RING}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let i = raw.interfaces;
+    let passive = i
+        .passive_1
+        .as_deref()
+        .map(|n| check_ifname("interfaces.passive-1", n))
+        .transpose()?;
+    let inline = match (i.inline_1.as_deref(), i.inline_2.as_deref()) {
+        (Some(a), Some(b)) => {
+            let side1 = check_ifname("interfaces.inline-1", a)?;
+            let side2 = check_ifname("interfaces.inline-2", b)?;
+            if side1 == side2 {
+                return Err(err(
+                    "interfaces.inline-2",
+                    format!("{side2:?} is also inline-1: the two inline sides must be different interfaces"),
+                ));
+            }
+            Some(InlinePair { side1, side2 })
+        }
+        (Some(_), None) => {
+            return Err(err(
+                "interfaces.inline-2",
+                "missing: inline-1 and inline-2 come as a pair; set both or neither",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "interfaces.inline-1",
+                "missing: inline-1 and inline-2 come as a pair; set both or neither",
+            ))
+        }
+        (None, None) => None,
+    };
+    if passive.is_none() && inline.is_none() {
+        return Err(err(
+            "interfaces",
+            "no interface configured: set passive-1, or inline-1 and inline-2, or all three",
+        ));
+    }
+    if let (Some(p), Some(pair)) = (&passive, &inline) {
+        if *p == pair.side1 || *p == pair.side2 {
+            return Err(err(
+                "interfaces.passive-1",
+                format!("{p:?} is also an inline side: passive-1 needs its own interface"),
+            ));
+        }
+    }
+
+    let d = raw.dataplane;
+    if d.state_dir.as_os_str().is_empty() || !d.state_dir.is_absolute() {
+        return Err(err(
+            "dataplane.state_dir",
+            format!(
+                "{:?} must be an absolute path (the pod's shared emptyDir)",
+                d.state_dir
+            ),
+        ));
+    }
+    let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for &c in &d.cpus {
+        if c >= ncpus {
+            return Err(err(
+                "dataplane.cpus",
+                format!(
+                    "CPU {c} does not exist (this machine has CPUs 0 to {})",
+                    ncpus - 1
+                ),
+            ));
+        }
+    }
+    let mut sorted = d.cpus.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != d.cpus.len() {
+        return Err(err(
+            "dataplane.cpus",
+            "a CPU is listed twice: list each CPU once",
+        ));
+    }
+    if !(1..=MAX_BATCH).contains(&d.batch_size) {
+        return Err(err(
+            "dataplane.batch_size",
+            format!("{} must be from 1 to {MAX_BATCH}", d.batch_size),
+        ));
+    }
+    let idle = match d.idle.as_str() {
+        "busy" => IdleMode::Busy,
+        "backoff" => {
+            if d.idle_wait_ms == 0 || d.idle_wait_ms > 1000 {
+                return Err(err(
+                    "dataplane.idle_wait_ms",
+                    format!("{} must be from 1 to 1000", d.idle_wait_ms),
+                ));
+            }
+            IdleMode::Backoff {
+                spins: d.idle_spins,
+                wait_ms: d.idle_wait_ms,
+            }
+        }
+        other => {
+            return Err(err(
+                "dataplane.idle",
+                format!("{other:?} is not an idle mode: use \"busy\" or \"backoff\""),
+            ))
+        }
+    };
+    if !(10..=60_000).contains(&d.kernel_stats_interval_ms) {
+        return Err(err(
+            "dataplane.kernel_stats_interval_ms",
+            format!("{} must be from 10 to 60000", d.kernel_stats_interval_ms),
+        ));
+    }
+
+    let x = raw.xdp;
+    let xdp_mode = match x.mode.as_str() {
+        "auto" => XdpMode::Auto,
+        "native-zerocopy" => XdpMode::NativeZeroCopy,
+        "native-copy" => XdpMode::NativeCopy,
+        "generic" => XdpMode::Generic,
+        other => {
+            return Err(err(
+                "xdp.mode",
+                format!("{other:?} is not a mode: use \"auto\", \"native-zerocopy\", \"native-copy\" or \"generic\""),
+            ))
+        }
+    };
+    if !crate::xdp::umem::FRAME_SIZES.contains(&x.frame_size) {
+        return Err(err(
+            "xdp.frame_size",
+            format!("{} must be 2048 or 4096", x.frame_size),
+        ));
+    }
+    let ring = check_ring("xdp.ring_size", x.ring_size)?;
+    if d.batch_size > ring {
+        return Err(err(
+            "dataplane.batch_size",
+            format!("{} is larger than xdp.ring_size {ring}", d.batch_size),
+        ));
+    }
+    if x.frame_count < 2 * ring || x.frame_count > MAX_FRAMES {
+        return Err(err(
+            "xdp.frame_count",
+            format!(
+                "{} must be from 2 x ring_size ({}) to {MAX_FRAMES}, so both fill rings of a bridge can be full",
+                x.frame_count,
+                2 * ring
+            ),
+        ));
+    }
+
+    if !raw.chain.hops.is_empty() {
+        return Err(err(
+            "chain.hops",
+            "inline tool chaining is not available in this build yet; remove the hops (the bridge forwards inline-1 <-> inline-2 directly)",
+        ));
+    }
+
+    Ok(Config {
+        passive,
+        inline,
+        state_dir: d.state_dir,
+        workers: WorkerConfig {
+            cpus: d.cpus,
+            batch_size: d.batch_size,
+            idle,
+            kernel_stats_interval_ms: d.kernel_stats_interval_ms,
+        },
+        xdp_mode,
+        geometry: Geometry {
+            frame_size: x.frame_size,
+            frame_count: x.frame_count,
+            rings: RingSizes {
+                rx: ring,
+                tx: ring,
+                fill: ring,
+                completion: ring,
+            },
+        },
+        promiscuous: raw.capture.promiscuous,
+        log_stats_interval_s: d.log_stats_interval_s,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().field
+    }
+
+    #[test]
+    fn minimal_configs_get_documented_defaults() {
+        let c = Config::parse("[interfaces]\npassive-1 = \"net1\"\n").unwrap();
+        assert_eq!(c.passive.as_deref(), Some("net1"));
+        assert!(c.inline.is_none());
+        assert_eq!(c.state_dir, PathBuf::from("/run/tapline"));
+        assert_eq!(c.xdp_mode, XdpMode::Auto);
+        assert_eq!(c.geometry.frame_size, 2048);
+        assert_eq!(c.geometry.frame_count, 4096);
+        assert_eq!(c.geometry.rings.rx, 2048);
+        assert_eq!(c.workers.batch_size, 64);
+        assert_eq!(
+            c.workers.idle,
+            IdleMode::Backoff {
+                spins: 1000,
+                wait_ms: 10
+            }
+        );
+        assert!(c.promiscuous);
+    }
+
+    #[test]
+    fn shipped_example_is_valid() {
+        let text = include_str!("../../containers/tapline.toml");
+        let c = Config::parse(text).unwrap();
+        assert!(c.passive.is_some() && c.inline.is_some());
+    }
+
+    #[test]
+    fn inline_sides_come_as_a_pair() {
+        assert_eq!(
+            field_of("[interfaces]\ninline-1 = \"a\"\n"),
+            "interfaces.inline-2"
+        );
+        assert_eq!(
+            field_of("[interfaces]\ninline-2 = \"a\"\n"),
+            "interfaces.inline-1"
+        );
+        assert_eq!(
+            field_of("[interfaces]\ninline-1 = \"a\"\ninline-2 = \"a\"\n"),
+            "interfaces.inline-2"
+        );
+        assert_eq!(
+            field_of("[interfaces]\npassive-1 = \"a\"\ninline-1 = \"a\"\ninline-2 = \"b\"\n"),
+            "interfaces.passive-1"
+        );
+        assert_eq!(field_of(""), "interfaces");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let base = "[interfaces]\npassive-1 = \"n1\"\n";
+        let cases = [
+            ("[xdp]\nframe_size = 1000\n", "xdp.frame_size"),
+            ("[xdp]\nring_size = 1000\n", "xdp.ring_size"),
+            ("[xdp]\nframe_count = 100\n", "xdp.frame_count"),
+            ("[xdp]\nmode = \"turbo\"\n", "xdp.mode"),
+            ("[dataplane]\nbatch_size = 0\n", "dataplane.batch_size"),
+            ("[dataplane]\nbatch_size = 512\n", "dataplane.batch_size"),
+            ("[dataplane]\nidle = \"sleepy\"\n", "dataplane.idle"),
+            ("[dataplane]\ncpus = [9999]\n", "dataplane.cpus"),
+            ("[dataplane]\ncpus = [0, 0]\n", "dataplane.cpus"),
+            (
+                "[dataplane]\nstate_dir = \"relative\"\n",
+                "dataplane.state_dir",
+            ),
+            ("[dataplane]\nidle_wait_ms = 0\n", "dataplane.idle_wait_ms"),
+            (
+                "[chain]\nhops = [{ name = \"s\", a = \"t1a\", b = \"t1b\" }]\n",
+                "chain.hops",
+            ),
+        ];
+        for (extra, field) in cases {
+            let text = format!("{base}{extra}");
+            assert_eq!(field_of(&text), field, "for {extra:?}");
+        }
+        assert_eq!(
+            field_of("[interfaces]\npassive-1 = \"much-too-long-name0\"\n"),
+            "interfaces.passive-1"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_keys_are_one_line_with_position() {
+        let e = Config::parse("[interfaces]\npassive-1 = \"n1\"\n[xdp]\nframesize = 2048\n")
+            .unwrap_err();
+        let line = e.to_string();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("line 4"), "{line}");
+        assert!(line.contains("framesize"), "{line}");
+        let e = Config::parse("[interfaces\n").unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+    }
+}

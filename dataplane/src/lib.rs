@@ -1,0 +1,19 @@
+//! tapline's dataplane: AF_XDP capture on passive-1 and an inline L2 bridge
+//! between inline-1 and inline-2, driven by busy-polling worker threads.
+//!
+//! All `unsafe` code lives in [`xdp`], which wraps the kernel interfaces
+//! (syscalls, memory shared with the kernel, the BPF ABI) in safe types. The
+//! rest of the crate (configuration, pipeline tasks, workers, stats) is safe
+//! Rust over those types and over `&[u8]`, and is tested without a kernel.
+
+pub mod caps;
+pub mod config;
+pub mod engine;
+pub mod logging;
+pub mod pipeline;
+pub mod stats;
+pub mod worker;
+pub mod xdp;
+
+pub use config::Config;
+pub use engine::{Dataplane, StartError};

@@ -1,0 +1,252 @@
+//! Counters written by one worker each and read by anyone.
+//!
+//! Every counter block is cache-line aligned and has a single writer (the
+//! worker that owns the queue), which updates it with a plain load + store:
+//! no locks and no atomic read-modify-write on the hot path. Readers load
+//! with `Relaxed`; a reader may see a block mid-update (one counter newer
+//! than another), never a torn `u64`. Blocks are `repr(C)` so they can live
+//! in a shared-memory segment.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::xdp::{PortMode, XskStats};
+
+/// One monotonically increasing counter with a single writer.
+#[repr(transparent)]
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker calls this, so load+store is exact.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Overwrites the value (for mirrors of kernel counters).
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Why the dataplane dropped a frame it had received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DropReason {
+    /// The egress port's TX ring was full (it is slower than the ingress).
+    TxRingFull = 0,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 1;
+    pub const ALL: [DropReason; Self::COUNT] = [DropReason::TxRingFull];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::TxRingFull => "tx_ring_full",
+        }
+    }
+}
+
+/// Mirror of the kernel's `XDP_STATISTICS` for one socket.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct KernelCounters {
+    pub rx_dropped: Counter,
+    pub rx_invalid_descs: Counter,
+    pub tx_invalid_descs: Counter,
+    pub rx_ring_full: Counter,
+    pub rx_fill_ring_empty: Counter,
+    pub tx_ring_empty: Counter,
+}
+
+impl KernelCounters {
+    pub fn store(&self, s: &XskStats) {
+        self.rx_dropped.set(s.rx_dropped);
+        self.rx_invalid_descs.set(s.rx_invalid_descs);
+        self.tx_invalid_descs.set(s.tx_invalid_descs);
+        self.rx_ring_full.set(s.rx_ring_full);
+        self.rx_fill_ring_empty.set(s.rx_fill_ring_empty);
+        self.tx_ring_empty.set(s.tx_ring_empty);
+    }
+}
+
+/// Counters of one (port, queue).
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    /// Indexed by `DropReason as usize`.
+    pub drops: [Counter; DropReason::COUNT],
+    pub kernel: KernelCounters,
+}
+
+impl QueueCounters {
+    #[inline]
+    pub fn drop_frames(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.drops[reason as usize].add(n);
+        }
+    }
+}
+
+/// Counters of one worker thread.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Polls that moved at least one frame.
+    pub batches: Counter,
+    /// Loop iterations that found work.
+    pub busy_loops: Counter,
+    /// Loop iterations that found none.
+    pub idle_loops: Counter,
+    /// Times the worker blocked in poll(2) (idle backoff).
+    pub idle_waits: Counter,
+}
+
+/// The role of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Passive1,
+    Inline1,
+    Inline2,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Passive1 => "passive-1",
+            Role::Inline1 => "inline-1",
+            Role::Inline2 => "inline-2",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A (port, queue) and its counters.
+#[derive(Debug, Clone)]
+pub struct QueueStats {
+    pub role: Role,
+    pub ifname: String,
+    pub queue: u32,
+    pub mode: PortMode,
+    pub counters: Arc<QueueCounters>,
+}
+
+/// Everything the dataplane counts, for readers (logs, tests, the sidecar).
+#[derive(Debug, Clone, Default)]
+pub struct StatsRegistry {
+    pub queues: Vec<QueueStats>,
+    pub workers: Vec<Arc<WorkerCounters>>,
+}
+
+/// Totals of one port over its queues, as plain numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortTotals {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: [u64; DropReason::COUNT],
+    pub kernel_rx_dropped: u64,
+    pub kernel_rx_ring_full: u64,
+    pub kernel_fill_ring_empty: u64,
+    pub kernel_invalid_descs: u64,
+}
+
+impl StatsRegistry {
+    /// Sums the queues of `role`.
+    pub fn port_totals(&self, role: Role) -> PortTotals {
+        let mut t = PortTotals::default();
+        for q in self.queues.iter().filter(|q| q.role == role) {
+            let c = &q.counters;
+            t.rx_packets += c.rx_packets.get();
+            t.rx_bytes += c.rx_bytes.get();
+            t.tx_packets += c.tx_packets.get();
+            t.tx_bytes += c.tx_bytes.get();
+            for (d, s) in t.drops.iter_mut().zip(&c.drops) {
+                *d += s.get();
+            }
+            t.kernel_rx_dropped += c.kernel.rx_dropped.get();
+            t.kernel_rx_ring_full += c.kernel.rx_ring_full.get();
+            t.kernel_fill_ring_empty += c.kernel.rx_fill_ring_empty.get();
+            t.kernel_invalid_descs +=
+                c.kernel.rx_invalid_descs.get() + c.kernel.tx_invalid_descs.get();
+        }
+        t
+    }
+
+    /// Roles present, in a stable order.
+    pub fn roles(&self) -> Vec<Role> {
+        let mut r: Vec<Role> = Vec::new();
+        for q in &self.queues {
+            if !r.contains(&q.role) {
+                r.push(q.role);
+            }
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_blocks_are_cache_line_aligned() {
+        assert_eq!(std::mem::align_of::<QueueCounters>(), 64);
+        assert_eq!(std::mem::align_of::<WorkerCounters>(), 64);
+        assert_eq!(std::mem::size_of::<QueueCounters>() % 64, 0);
+    }
+
+    #[test]
+    fn totals_sum_queues_of_a_role() {
+        let mode = PortMode {
+            attach: crate::xdp::AttachMode::Generic,
+            bind: crate::xdp::BindMode::Copy,
+        };
+        let mk = |role, queue, rx| {
+            let c = Arc::new(QueueCounters::default());
+            c.rx_packets.add(rx);
+            c.drop_frames(DropReason::TxRingFull, 1);
+            QueueStats {
+                role,
+                ifname: "x".into(),
+                queue,
+                mode,
+                counters: c,
+            }
+        };
+        let reg = StatsRegistry {
+            queues: vec![
+                mk(Role::Inline1, 0, 5),
+                mk(Role::Inline1, 1, 7),
+                mk(Role::Inline2, 0, 100),
+            ],
+            workers: vec![],
+        };
+        let t = reg.port_totals(Role::Inline1);
+        assert_eq!(t.rx_packets, 12);
+        assert_eq!(t.drops[DropReason::TxRingFull as usize], 2);
+        assert_eq!(reg.roles(), vec![Role::Inline1, Role::Inline2]);
+    }
+}

@@ -1,0 +1,147 @@
+//! Worker threads: busy-poll loops over pipeline tasks.
+//!
+//! The loop is retina's `rx_core` shape: poll every task for one batch, keep
+//! counters local to the thread's own cache lines, check the stop flag every
+//! iteration (one relaxed load) and read the clock rarely. No tokio, no locks,
+//! no allocation per batch, and nothing here ever waits on the control side.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::config::{IdleMode, WorkerConfig};
+use crate::pipeline::Task;
+use crate::stats::WorkerCounters;
+use crate::xdp::sys;
+
+/// Iterations between clock reads (for the kernel-stats refresh).
+const CLOCK_EVERY_LOOPS: u32 = 1024;
+
+/// A running worker thread.
+#[derive(Debug)]
+pub struct Worker {
+    pub name: String,
+    handle: JoinHandle<Vec<Task>>,
+}
+
+impl Worker {
+    /// Starts a thread that polls `tasks` until `stop` is set. `cpu` pins it.
+    pub fn spawn(
+        name: String,
+        tasks: Vec<Task>,
+        cpu: Option<usize>,
+        cfg: WorkerConfig,
+        counters: Arc<WorkerCounters>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Worker> {
+        let thread_name = name.clone();
+        let handle = std::thread::Builder::new()
+            .name(thread_name.clone())
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu, &thread_name);
+                }
+                run(tasks, &cfg, &counters, &stop)
+            })?;
+        Ok(Worker { name, handle })
+    }
+
+    /// Waits for the thread to finish and takes its tasks back (so sockets
+    /// are closed by the caller, in order).
+    pub fn join(self) -> Vec<Task> {
+        match self.handle.join() {
+            Ok(tasks) => tasks,
+            Err(_) => {
+                warn!(worker = self.name, "worker thread panicked");
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn pin_to(cpu: usize, name: &str) {
+    let mut set = nix::sched::CpuSet::new();
+    let res = set
+        .set(cpu)
+        .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
+    match res {
+        Ok(()) => info!(worker = name, cpu, "worker pinned"),
+        Err(e) => warn!(worker = name, cpu, error = %e, "could not pin worker; running unpinned"),
+    }
+}
+
+/// The loop. Returns the tasks when stopped.
+pub fn run(
+    mut tasks: Vec<Task>,
+    cfg: &WorkerConfig,
+    counters: &WorkerCounters,
+    stop: &AtomicBool,
+) -> Vec<Task> {
+    let batch = cfg.batch_size;
+    let stats_every = Duration::from_millis(u64::from(cfg.kernel_stats_interval_ms));
+    let mut fds: Vec<RawFd> = Vec::new();
+    for t in &tasks {
+        t.wait_fds(&mut fds);
+    }
+    let mut empty_streak: u32 = 0;
+    let mut until_clock = CLOCK_EVERY_LOOPS;
+    let mut next_stats = Instant::now() + stats_every;
+    // Thread-local tallies, published to the shared counters once per clock
+    // period so the hot loop touches only this stack frame.
+    let (mut busy, mut idle, mut batches, mut waits) = (0u64, 0u64, 0u64, 0u64);
+
+    while !stop.load(Ordering::Relaxed) {
+        let mut frames = 0u32;
+        let mut pending = false;
+        for t in tasks.iter_mut() {
+            let out = t.poll(batch);
+            frames += out.frames;
+            pending |= out.pending;
+            batches += u64::from(out.frames > 0);
+        }
+        if frames > 0 {
+            busy += 1;
+            empty_streak = 0;
+        } else {
+            idle += 1;
+            empty_streak = empty_streak.saturating_add(1);
+            if let IdleMode::Backoff { spins, wait_ms } = cfg.idle {
+                if empty_streak >= spins && !pending {
+                    waits += 1;
+                    // Woken at once by a received frame; the timeout bounds
+                    // how late we notice `stop` and refresh stats.
+                    let _ = sys::poll_readable(&fds, wait_ms as i32);
+                    until_clock = 0;
+                }
+            }
+        }
+        until_clock = until_clock.saturating_sub(1);
+        if until_clock == 0 {
+            until_clock = CLOCK_EVERY_LOOPS;
+            let now = Instant::now();
+            if now >= next_stats {
+                next_stats = now + stats_every;
+                for t in tasks.iter_mut() {
+                    t.refresh_kernel_stats();
+                }
+            }
+            publish(counters, &mut busy, &mut idle, &mut batches, &mut waits);
+        }
+    }
+    for t in tasks.iter_mut() {
+        t.refresh_kernel_stats();
+    }
+    publish(counters, &mut busy, &mut idle, &mut batches, &mut waits);
+    tasks
+}
+
+fn publish(c: &WorkerCounters, busy: &mut u64, idle: &mut u64, batches: &mut u64, waits: &mut u64) {
+    c.busy_loops.add(std::mem::take(busy));
+    c.idle_loops.add(std::mem::take(idle));
+    c.batches.add(std::mem::take(batches));
+    c.idle_waits.add(std::mem::take(waits));
+}

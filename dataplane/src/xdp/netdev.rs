@@ -1,0 +1,31 @@
+//! Interface lookups: index, queue count.
+
+use std::io;
+
+use super::sys;
+
+/// The interface index of `ifname` in the current network namespace.
+pub fn ifindex(ifname: &str) -> io::Result<u32> {
+    let idx = nix::net::if_::if_nametoindex(ifname).map_err(io::Error::from)?;
+    Ok(idx)
+}
+
+/// Number of RX queues that can carry traffic to AF_XDP sockets.
+///
+/// Asks the driver for its channels (`ETHTOOL_GCHANNELS`: combined plus
+/// RX-only channels, what `ethtool -l` shows) and falls back to counting
+/// `/sys/class/net/IF/queues/rx-*` for drivers without that operation.
+pub fn rx_queue_count(ifname: &str) -> io::Result<u32> {
+    if let Ok((combined, rx)) = sys::ethtool_channels(ifname) {
+        let n = combined + rx;
+        if n > 0 {
+            return Ok(n);
+        }
+    }
+    let dir = format!("/sys/class/net/{ifname}/queues");
+    let n = std::fs::read_dir(&dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count() as u32;
+    Ok(n.max(1))
+}
