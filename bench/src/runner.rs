@@ -1,0 +1,242 @@
+//! Runs `tapline-dataplane` as a child process inside a lab namespace.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::lab::Netns;
+
+/// The log line the dataplane prints once every port is bound.
+pub const READY_MESSAGE: &str = "dataplane running";
+/// How long a start may take before it counts as hung.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Finds a workspace binary: `$TAPLINE_BIN_DIR/NAME`, else next to the
+/// running executable (or its parent, for test executables in `deps/`).
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("TAPLINE_BIN_DIR") {
+        let p = Path::new(&dir).join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    for _ in 0..2 {
+        if let Some(d) = &dir {
+            let p = d.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+    bail!("cannot find the {name} binary next to {}: build it first (`cargo build --workspace`) or set TAPLINE_BIN_DIR", exe.display())
+}
+
+/// How to start the dataplane.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Program and arguments to run the dataplane under inside the
+    /// namespace (e.g. `setpriv --reuid=65534 ...`); empty: run it directly.
+    pub wrapper: Vec<String>,
+    /// Extra arguments to the dataplane.
+    pub extra_args: Vec<String>,
+    /// Wait for [`READY_MESSAGE`] (false for runs expected to fail).
+    pub expect_ready: bool,
+}
+
+/// A running (or finished) dataplane child.
+#[derive(Debug)]
+pub struct DataplaneProcess {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    workdir: PathBuf,
+}
+
+/// How the child ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    /// stdout and stderr lines, in arrival order per stream.
+    pub lines: Vec<String>,
+}
+
+impl Finished {
+    /// JSON log records (lines that parse as objects).
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.is_object())
+            .collect()
+    }
+
+    /// `final counters` records by port role.
+    pub fn final_counters(&self) -> BTreeMap<String, serde_json::Value> {
+        self.records()
+            .into_iter()
+            .filter(|r| r["message"] == "final counters")
+            .filter_map(|r| Some((r["port"].as_str()?.to_string(), r)))
+            .collect()
+    }
+
+    /// One counter of one port from the final counters (0 if absent).
+    pub fn counter(&self, port: &str, name: &str) -> u64 {
+        self.final_counters()
+            .get(port)
+            .and_then(|r| r[name].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+impl DataplaneProcess {
+    /// Writes `config` to a private work directory and starts the dataplane
+    /// in `ns` with `--log-format json`.
+    pub fn start(ns: &Netns, config: &str, opts: &StartOptions) -> Result<DataplaneProcess> {
+        let bin = workspace_binary("tapline-dataplane")?;
+        let workdir = std::env::temp_dir().join(format!("{}-dp", crate::lab::unique_prefix()));
+        std::fs::create_dir_all(&workdir)?;
+        // World-readable so a dataplane run as an unprivileged user can read it.
+        let cfg_path = workdir.join("tapline.toml");
+        std::fs::write(&cfg_path, config)?;
+        let mut cmd = if opts.wrapper.is_empty() {
+            ns.command(&bin)
+        } else {
+            let mut c = ns.command(&opts.wrapper[0]);
+            c.args(&opts.wrapper[1..]).arg(&bin);
+            c
+        };
+        cmd.arg("--config")
+            .arg(&cfg_path)
+            .args(["--log-format", "json"])
+            .args(&opts.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+            let lines = lines.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().expect("log lines").push(line);
+                }
+            }));
+        }
+        let mut p = DataplaneProcess {
+            child,
+            lines,
+            readers,
+            workdir,
+        };
+        if opts.expect_ready {
+            p.wait_ready()?;
+        }
+        Ok(p)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.lines().iter().any(|l| l.contains(READY_MESSAGE)) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                // Let the readers catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                bail!("tapline-dataplane exited ({status}) before it was ready:\n{}", self.lines().join("\n"));
+            }
+            if Instant::now() > deadline {
+                bail!("tapline-dataplane not ready after {START_TIMEOUT:?}:\n{}", self.lines().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Log lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("log lines").clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the dataplane process (not to the `ip netns exec`
+    /// wrapper, which execs it: same pid).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<()> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)?;
+        Ok(())
+    }
+
+    /// Waits for the child to exit by itself.
+    pub fn wait(mut self) -> Result<Finished> {
+        let status = self.child.wait()?;
+        Ok(self.finish(status))
+    }
+
+    /// SIGTERM, then waits (SIGKILL after a timeout).
+    pub fn stop(mut self) -> Result<Finished> {
+        self.signal(nix::sys::signal::Signal::SIGTERM)?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break self.child.wait()?;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(self.finish(status))
+    }
+
+    fn finish(&mut self, status: ExitStatus) -> Finished {
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Finished {
+            status,
+            lines: self.lines(),
+        }
+    }
+}
+
+impl Drop for DataplaneProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+/// A dataplane config for a lab: the given roles, `dataplane_keys` added to
+/// the `[dataplane]` table, and whatever `extra` sections the caller adds.
+pub fn lab_config(passive: Option<&str>, inline: Option<(&str, &str)>, dataplane_keys: &str, extra: &str) -> String {
+    let mut s = String::from("[interfaces]\n");
+    if let Some(p) = passive {
+        s += &format!("passive-1 = \"{p}\"\n");
+    }
+    if let Some((a, b)) = inline {
+        s += &format!("inline-1 = \"{a}\"\ninline-2 = \"{b}\"\n");
+    }
+    s += "\n[dataplane]\nstate_dir = \"/tmp/tapline-lab\"\nlog_stats_interval_s = 0\n";
+    s += dataplane_keys;
+    s += "\n";
+    s += extra;
+    s
+}
