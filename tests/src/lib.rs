@@ -1,0 +1,3 @@
+//! Shared helpers for tapline's integration tests.
+
+#![forbid(unsafe_code)]
