@@ -134,7 +134,8 @@ impl Netns {
         let path = Path::new("/var/run/netns").join(&self.name);
         std::thread::scope(|s| {
             s.spawn(|| -> Result<T> {
-                let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                let file =
+                    File::open(&path).with_context(|| format!("opening {}", path.display()))?;
                 nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
                     .with_context(|| format!("entering network namespace {}", self.name))?;
                 Ok(f())
@@ -165,7 +166,18 @@ impl Drop for Netns {
 /// locally administered MAC addresses.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
     ip(&[
-        "-n", a.name(), "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name(),
+        "-n",
+        a.name(),
+        "link",
+        "add",
+        a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
     ])?;
     a.up(a_if)?;
     b.up(b_if)?;
@@ -247,7 +259,13 @@ impl Lab {
 
     /// Keeps the namespaces after this value is dropped.
     pub fn persist(self) {
-        let Lab { dut, gen, sink, tap, .. } = self;
+        let Lab {
+            dut,
+            gen,
+            sink,
+            tap,
+            ..
+        } = self;
         for ns in [Some(dut), gen, sink, tap].into_iter().flatten() {
             let _ = ns.persist();
         }
@@ -293,8 +311,19 @@ pub struct LinkState {
 
 /// Reads [`LinkState`] of `ifname` in `ns` (`ip -j -d -s link show`).
 pub fn link_state(ns: &Netns, ifname: &str) -> Result<LinkState> {
-    let out = ip(&["-n", ns.name(), "-j", "-d", "-s", "link", "show", "dev", ifname])?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing ip -j output")?;
+    let out = ip(&[
+        "-n",
+        ns.name(),
+        "-j",
+        "-d",
+        "-s",
+        "link",
+        "show",
+        "dev",
+        ifname,
+    ])?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing ip -j output")?;
     let l = &v[0];
     let stats = &l["stats64"];
     Ok(LinkState {

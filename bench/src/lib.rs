@@ -1,12 +1,16 @@
 //! tapline-bench as a library: lab topologies in network namespaces, traffic
-//! tools, and the runner that starts `tapline-dataplane` in a lab. Used by
-//! the `tapline-bench` binary and by the integration tests in `tests/`.
+//! tools, the runner that starts `tapline-dataplane` in a lab, benchmarks
+//! and the demo. Used by the `tapline-bench` binary and by the integration
+//! tests in `tests/`.
 //!
 //! No `unsafe` here: raw sockets and AF_XDP come from the dataplane's `xdp`
 //! module.
 
 #![forbid(unsafe_code)]
 
+pub mod demo;
+pub mod inline_bench;
 pub mod lab;
+pub mod report;
 pub mod runner;
 pub mod traffic;

@@ -1,1 +1,170 @@
-fn main() {}
+//! `tapline-bench`: lab topologies, traffic, benchmarks and the demo.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use tapline_bench::{demo, inline_bench, lab};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "tapline lab topologies, traffic generator, benchmarks and demo"
+)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build or remove a lab of network namespaces and veth pairs.
+    Lab {
+        #[command(subcommand)]
+        op: LabOp,
+    },
+    /// Self-contained demo: lab, dataplane, traffic, counters, teardown.
+    Demo {
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Frames per second from each of the three generators.
+        #[arg(long, default_value_t = 50_000)]
+        rate: u64,
+        /// Frame length without FCS.
+        #[arg(long, default_value_t = 60)]
+        frame_len: usize,
+    },
+    /// Inline throughput: tapline against the Linux bridge and tc mirred.
+    Bridge {
+        /// Repetitions (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        reps: u32,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Frame length without FCS (60 = 64 bytes on the wire).
+        #[arg(long, default_value_t = 60)]
+        frame_len: usize,
+        /// UDP flows in the generated traffic.
+        #[arg(long, default_value_t = 64)]
+        flows: u16,
+        /// DUTs, comma separated: tapline, tapline-generic, linux-bridge, tc-mirred.
+        #[arg(
+            long,
+            default_value = "tapline,tapline-generic,linux-bridge,tc-mirred",
+            value_delimiter = ','
+        )]
+        duts: Vec<String>,
+        /// CPU for the generator thread.
+        #[arg(long)]
+        gen_cpu: Option<usize>,
+        /// CPU for tapline's worker.
+        #[arg(long)]
+        dut_cpu: Option<usize>,
+        /// Write JSON and Markdown results under this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LabOp {
+    /// Build SCENARIO (inline, passive, full) under PREFIX (idempotent).
+    Up {
+        scenario: lab::Scenario,
+        #[arg(long, default_value = "tlab")]
+        prefix: String,
+    },
+    /// Remove every namespace under PREFIX.
+    Down {
+        #[arg(long, default_value = "tlab")]
+        prefix: String,
+    },
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    match args.cmd {
+        Cmd::Lab {
+            op: LabOp::Up { scenario, prefix },
+        } => {
+            lab::teardown(&prefix)?;
+            let l = lab::Lab::build(&prefix, scenario)?;
+            println!(
+                "lab {prefix} up: namespaces {prefix}-dut{}",
+                match scenario {
+                    lab::Scenario::Inline => ", -gen, -sink",
+                    lab::Scenario::Passive => ", -tap",
+                    lab::Scenario::Full => ", -gen, -sink, -tap",
+                }
+            );
+            l.persist();
+        }
+        Cmd::Lab {
+            op: LabOp::Down { prefix },
+        } => {
+            let n = lab::teardown(&prefix)?;
+            println!("lab {prefix} down: {n} namespaces removed");
+        }
+        Cmd::Demo {
+            seconds,
+            rate,
+            frame_len,
+        } => {
+            demo::run(&demo::DemoConfig {
+                seconds,
+                rate_pps: rate,
+                frame_len,
+            })?;
+        }
+        Cmd::Bridge {
+            reps,
+            seconds,
+            frame_len,
+            flows,
+            duts,
+            gen_cpu,
+            dut_cpu,
+            out,
+        } => {
+            let duts = duts
+                .iter()
+                .map(|d| inline_bench::Dut::parse(d))
+                .collect::<Result<Vec<_>>>()?;
+            let cfg = inline_bench::BenchConfig {
+                duts,
+                reps,
+                seconds,
+                frame_len,
+                flows,
+                gen_cpu,
+                dut_cpu,
+            };
+            let r = inline_bench::run(&cfg, |s, i, n| {
+                eprintln!(
+                    "[{i}/{n}] {:<16} rep {}: offered {:.3} Mpps, delivered {:.3} Mpps, loss {:.1}%",
+                    s.dut.name(),
+                    s.rep,
+                    s.offered_pps / 1e6,
+                    s.delivered_pps / 1e6,
+                    s.loss_ratio * 100.0
+                );
+                if let Some(c) = &s.tapline_counters {
+                    eprintln!("        tapline counters: {c}");
+                }
+            })?;
+            let md = inline_bench::markdown(&r);
+            println!("{md}");
+            if let Some(dir) = out {
+                std::fs::create_dir_all(&dir)?;
+                let json = serde_json::to_string_pretty(&r)?;
+                std::fs::write(dir.join("bridge.json"), json).context("writing bridge.json")?;
+                std::fs::write(dir.join("bridge.md"), md).context("writing bridge.md")?;
+                eprintln!("results written to {}", dir.display());
+            }
+        }
+    }
+    Ok(())
+}

@@ -121,12 +121,17 @@ impl DataplaneProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let mut readers = Vec::new();
         let out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
-        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
             let lines = lines.clone();
             readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -155,10 +160,16 @@ impl DataplaneProcess {
             if let Some(status) = self.child.try_wait()? {
                 // Let the readers catch the last lines.
                 std::thread::sleep(Duration::from_millis(100));
-                bail!("tapline-dataplane exited ({status}) before it was ready:\n{}", self.lines().join("\n"));
+                bail!(
+                    "tapline-dataplane exited ({status}) before it was ready:\n{}",
+                    self.lines().join("\n")
+                );
             }
             if Instant::now() > deadline {
-                bail!("tapline-dataplane not ready after {START_TIMEOUT:?}:\n{}", self.lines().join("\n"));
+                bail!(
+                    "tapline-dataplane not ready after {START_TIMEOUT:?}:\n{}",
+                    self.lines().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -226,7 +237,12 @@ impl Drop for DataplaneProcess {
 
 /// A dataplane config for a lab: the given roles, `dataplane_keys` added to
 /// the `[dataplane]` table, and whatever `extra` sections the caller adds.
-pub fn lab_config(passive: Option<&str>, inline: Option<(&str, &str)>, dataplane_keys: &str, extra: &str) -> String {
+pub fn lab_config(
+    passive: Option<&str>,
+    inline: Option<(&str, &str)>,
+    dataplane_keys: &str,
+    extra: &str,
+) -> String {
     let mut s = String::from("[interfaces]\n");
     if let Some(p) = passive {
         s += &format!("passive-1 = \"{p}\"\n");
@@ -239,4 +255,21 @@ pub fn lab_config(passive: Option<&str>, inline: Option<(&str, &str)>, dataplane
     s += "\n";
     s += extra;
     s
+}
+
+/// The XDP mode the dataplane reported for `role` in its ready line
+/// (`ports: ["inline-1=i1:q0:native-copy", ...]`).
+pub fn obtained_mode(lines: &[String], role: &str) -> Option<String> {
+    let v: serde_json::Value = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == READY_MESSAGE)?;
+    let ports = v["ports"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| Some(v["ports"].to_string()))?;
+    let start = ports.find(&format!("{role}="))?;
+    let rest = &ports[start..];
+    let entry = rest.split(['"', ',', ']']).next()?;
+    entry.rsplit(':').next().map(str::to_string)
 }

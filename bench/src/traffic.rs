@@ -139,7 +139,8 @@ const GEN_BATCH: u32 = 64;
 /// no XDP program is needed to transmit). Runs in the caller's network
 /// namespace until the duration, the count, or `stop`.
 pub fn xdp_generate(cfg: &GenConfig, stop: &AtomicBool) -> Result<GenReport> {
-    let ifindex = xdp::netdev::ifindex(&cfg.ifname).with_context(|| format!("no interface {}", cfg.ifname))?;
+    let ifindex = xdp::netdev::ifindex(&cfg.ifname)
+        .with_context(|| format!("no interface {}", cfg.ifname))?;
     let umem = Umem::new(2048, GEN_FRAMES).context("allocating the generator UMEM")?;
     let params = XskParams {
         ifindex,
@@ -161,7 +162,13 @@ pub fn xdp_generate(cfg: &GenConfig, stop: &AtomicBool) -> Result<GenReport> {
     let flows = cfg.flows.max(1);
     for i in 0..GEN_FRAMES {
         let mut f = pool.alloc().expect("fresh pool");
-        let bytes = build_frame(FrameKind::Udp4, cfg.frame_len, cfg.sender, i, (i % u32::from(flows)) as u16);
+        let bytes = build_frame(
+            FrameKind::Udp4,
+            cfg.frame_len,
+            cfg.sender,
+            i,
+            (i % u32::from(flows)) as u16,
+        );
         umem.data_mut(&mut f)[..bytes.len()].copy_from_slice(&bytes);
         f.set_len(bytes.len() as u32);
         free.push(f);
@@ -193,7 +200,9 @@ pub fn xdp_generate(cfg: &GenConfig, stop: &AtomicBool) -> Result<GenReport> {
             Some(r) => ((now.as_secs_f64() * r as f64) as u64).min(limit),
             None => limit,
         };
-        let want = allowed.saturating_sub(queued_total).min(u64::from(GEN_BATCH)) as usize;
+        let want = allowed
+            .saturating_sub(queued_total)
+            .min(u64::from(GEN_BATCH)) as usize;
         if want > 0 && !free.is_empty() {
             let take = want.min(free.len());
             batch_buf.extend(free.drain(free.len() - take..));
@@ -229,13 +238,20 @@ mod tests {
             let f = build_frame(FrameKind::Udp4, len, 7, 42, 3);
             assert_eq!(f.len(), len);
             assert!(is_ours(&f, 7));
-            assert_eq!(ipv4_checksum(&f[14..34]), 0, "header checksum verifies to zero");
+            assert_eq!(
+                ipv4_checksum(&f[14..34]),
+                0,
+                "header checksum verifies to zero"
+            );
         }
         let v = build_frame(FrameKind::VlanUdp4 { vid: 100 }, 64, 1, 1, 1);
         assert_eq!(&v[12..16], &[0x81, 0x00, 0x00, 100]);
         assert_eq!(&v[16..18], &[0x08, 0x00]);
         let r = build_frame(FrameKind::Raw, 60, 1, 1, 1);
         assert_eq!(&r[12..14], &[0x88, 0xb5]);
-        assert_ne!(build_frame(FrameKind::Raw, 60, 1, 1, 1), build_frame(FrameKind::Raw, 60, 1, 2, 1));
+        assert_ne!(
+            build_frame(FrameKind::Raw, 60, 1, 1, 1),
+            build_frame(FrameKind::Raw, 60, 1, 2, 1)
+        );
     }
 }

@@ -273,6 +273,26 @@ pub struct XskParams {
     pub mode: BindMode,
 }
 
+/// `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h, Linux 6.17+): how many TX
+/// descriptors one `sendto` may transmit in copy mode (default 32).
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// The budget we ask for: a whole worker batch per kick.
+const COPY_TX_BUDGET: u32 = crate::config::MAX_BATCH;
+
+/// In copy mode every frame is transmitted inside `sendto`, at most 32 per
+/// call by default; a larger budget lets one kick send a whole batch. Older
+/// kernels do not know the option (ENOPROTOOPT) and keep 32: the bridge then
+/// kicks more than once per batch, which is also correct.
+fn raise_copy_tx_budget(fd: BorrowedFd<'_>, tx_ring: u32, ifname: &str) {
+    let budget = COPY_TX_BUDGET.min(tx_ring) as libc::c_int;
+    match sys::setsockopt(fd, libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &budget) {
+        Ok(()) => tracing::debug!(ifname, budget, "copy-mode TX budget raised"),
+        Err(e) => {
+            tracing::debug!(ifname, error = %e, "copy-mode TX budget left at the kernel default")
+        }
+    }
+}
+
 /// The kernel may keep a queue busy for a few tens of ms after its previous
 /// socket closed (EBUSY): retry with a growing delay, about 1.1 s in all.
 const BIND_BUSY_RETRIES: u32 = 10;
@@ -421,6 +441,9 @@ impl XskSocket {
         let zerocopy = sys::getsockopt::<libc::xdp_options>(b, libc::SOL_XDP, libc::XDP_OPTIONS)
             .map(|(o, _)| o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
             .unwrap_or(false);
+        if p.tx && !zerocopy {
+            raise_copy_tx_budget(b, p.sizes.tx, ifname);
+        }
         Ok(XskSocket {
             fd: Some(fd),
             rx,
