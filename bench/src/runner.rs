@@ -191,10 +191,24 @@ impl DataplaneProcess {
         Ok(())
     }
 
-    /// Waits for the child to exit by itself.
-    pub fn wait(mut self) -> Result<Finished> {
-        let status = self.child.wait()?;
-        Ok(self.finish(status))
+    /// Waits up to `timeout` for the child to exit by itself; kills it (and
+    /// fails) if it does not.
+    pub fn wait(mut self, timeout: Duration) -> Result<Finished> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(self.finish(status));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "tapline-dataplane did not exit within {timeout:?}:\n{}",
+                    self.lines().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM, then waits (SIGKILL after a timeout).
