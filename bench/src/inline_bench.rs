@@ -70,6 +70,10 @@ pub struct BenchConfig {
     pub gen_cpu: Option<usize>,
     /// CPU tapline's worker is pinned to.
     pub dut_cpu: Option<usize>,
+    /// Extra keys for tapline's `[dataplane]` table (e.g. `idle = "busy"`).
+    pub dataplane_keys: String,
+    /// Extra keys for tapline's `[xdp]` table (e.g. `frame_count = 8192`).
+    pub xdp_keys: String,
 }
 
 /// One measurement.
@@ -82,6 +86,9 @@ pub struct Sample {
     pub loss_ratio: f64,
     /// The XDP mode tapline reported (empty for peers).
     pub mode: String,
+    /// Share of CPU time stolen by the hypervisor during the measurement:
+    /// high values mean the sample says more about the host than the DUT.
+    pub steal_ratio: f64,
     /// tapline's final counters for the run (where frames were lost).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tapline_counters: Option<serde_json::Value>,
@@ -107,6 +114,10 @@ pub struct BenchResult {
     pub summary: Vec<Summary>,
     /// `tapline / peer` for each peer, from the medians.
     pub ratios: Vec<(String, f64)>,
+    /// Median over repetitions of `tapline / peer` within each repetition
+    /// (the DUTs of one repetition run back to back, so slow drift of the
+    /// host cancels out).
+    pub per_rep_ratios: Vec<(String, f64)>,
 }
 
 const WARMUP: Duration = Duration::from_millis(500);
@@ -127,15 +138,16 @@ fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running> {
             } else {
                 "generic"
             };
-            let cpus = cfg
+            let mut dataplane_keys = cfg
                 .dut_cpu
                 .map(|c| format!("cpus = [{c}]\n"))
                 .unwrap_or_default();
+            dataplane_keys += &cfg.dataplane_keys;
             let config = lab_config(
                 None,
                 Some((ifs::INLINE_1, ifs::INLINE_2)),
-                &cpus,
-                &format!("[xdp]\nmode = \"{mode}\"\n"),
+                &dataplane_keys,
+                &format!("[xdp]\nmode = \"{mode}\"\n{}\n", cfg.xdp_keys),
             );
             let p = DataplaneProcess::start(
                 ns,
@@ -279,7 +291,9 @@ fn measure(lab: &Lab, dut: Dut, rep: u32, cfg: &BenchConfig) -> Result<Sample> {
         generate(lab.gen(), cfg, WARMUP)?;
         std::thread::sleep(SETTLE);
         let before = lab::rx_packets(lab.sink(), ifs::SINK)?;
+        let cpu_before = report::CpuTimes::now();
         let g = generate(lab.gen(), cfg, Duration::from_secs_f64(cfg.seconds))?;
+        let steal_ratio = report::CpuTimes::now().steal_since(&cpu_before);
         std::thread::sleep(SETTLE);
         let after = lab::rx_packets(lab.sink(), ifs::SINK)?;
         let delivered = after.saturating_sub(before);
@@ -295,6 +309,7 @@ fn measure(lab: &Lab, dut: Dut, rep: u32, cfg: &BenchConfig) -> Result<Sample> {
                 0.0
             },
             mode: mode.clone(),
+            steal_ratio,
             tapline_counters: None,
         })
     })();
@@ -355,10 +370,22 @@ pub fn run(
             .map(|s| s.median_delivered_mpps)
     };
     let mut ratios = Vec::new();
+    let mut per_rep_ratios = Vec::new();
     for ours in [Dut::Tapline, Dut::TaplineGeneric] {
         for peer in [Dut::LinuxBridge, Dut::TcMirred] {
             if let (Some(a), Some(b)) = (get(ours), get(peer)) {
-                ratios.push((format!("{} / {}", ours.name(), peer.name()), a / b));
+                let name = format!("{} / {}", ours.name(), peer.name());
+                ratios.push((name.clone(), a / b));
+                let at = |d: Dut, rep: u32| {
+                    samples
+                        .iter()
+                        .find(|s| s.dut == d && s.rep == rep)
+                        .map(|s| s.delivered_pps)
+                };
+                let each: Vec<f64> = (0..cfg.reps)
+                    .filter_map(|rep| Some(at(ours, rep)? / at(peer, rep)?))
+                    .collect();
+                per_rep_ratios.push((name, report::median(&each)));
             }
         }
     }
@@ -370,6 +397,7 @@ pub fn run(
         samples,
         summary,
         ratios,
+        per_rep_ratios,
     })
 }
 
@@ -379,10 +407,17 @@ pub fn markdown(r: &BenchResult) -> String {
         .summary
         .iter()
         .map(|s| {
+            let steal: Vec<f64> = r
+                .samples
+                .iter()
+                .filter(|x| x.dut == s.dut)
+                .map(|x| x.steal_ratio * 100.0)
+                .collect();
             vec![
                 s.dut.name().to_string(),
                 format!("{:.3}", s.median_delivered_mpps),
                 format!("{:.3}", s.median_offered_mpps),
+                format!("{:.1}", report::median(&steal)),
                 s.samples
                     .iter()
                     .map(|x| format!("{x:.3}"))
@@ -402,16 +437,42 @@ pub fn markdown(r: &BenchResult) -> String {
         r.machine.kernel
     );
     out += &report::markdown_table(
-        &["DUT", "delivered Mpps", "offered Mpps", "samples (Mpps)"],
+        &[
+            "DUT",
+            "delivered Mpps",
+            "offered Mpps",
+            "steal %",
+            "samples (Mpps)",
+        ],
         &rows,
     );
     out += "\n";
     let ratio_rows: Vec<Vec<String>> = r
         .ratios
         .iter()
-        .map(|(k, v)| vec![k.clone(), format!("{v:.2}x")])
+        .map(|(k, v)| {
+            let per_rep = r
+                .per_rep_ratios
+                .iter()
+                .find(|(name, _)| name == k)
+                .map_or(f64::NAN, |(_, x)| *x);
+            vec![k.clone(), format!("{v:.2}x"), format!("{per_rep:.2}x")]
+        })
         .collect();
-    out += &report::markdown_table(&["ratio", "value"], &ratio_rows);
+    out += &report::markdown_table(
+        &["ratio", "of medians", "median of per-rep ratios"],
+        &ratio_rows,
+    );
+    out += &format!(
+        "\ntapline settings: [dataplane] {} [xdp] {}; generator: {}.\n",
+        r.config.dataplane_keys.replace('\n', "; "),
+        if r.config.xdp_keys.is_empty() {
+            "defaults".to_string()
+        } else {
+            r.config.xdp_keys.replace('\n', "; ")
+        },
+        r.generator
+    );
     let modes: Vec<String> = r
         .samples
         .iter()

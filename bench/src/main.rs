@@ -63,6 +63,13 @@ enum Cmd {
         /// CPU for tapline's worker.
         #[arg(long)]
         dut_cpu: Option<usize>,
+        /// Extra TOML keys for tapline's [dataplane] table, e.g. 'idle = "busy"'
+        /// (use \n between keys).
+        #[arg(long, default_value = "idle = \"busy\"")]
+        dataplane_keys: String,
+        /// Extra TOML keys for tapline's [xdp] table, e.g. 'frame_count = 8192'.
+        #[arg(long, default_value = "")]
+        xdp_keys: String,
         /// Write JSON and Markdown results under this directory.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -127,6 +134,8 @@ fn main() -> Result<()> {
             duts,
             gen_cpu,
             dut_cpu,
+            dataplane_keys,
+            xdp_keys,
             out,
         } => {
             let duts = duts
@@ -141,15 +150,18 @@ fn main() -> Result<()> {
                 flows,
                 gen_cpu,
                 dut_cpu,
+                dataplane_keys: dataplane_keys.replace("\\n", "\n"),
+                xdp_keys: xdp_keys.replace("\\n", "\n"),
             };
             let r = inline_bench::run(&cfg, |s, i, n| {
                 eprintln!(
-                    "[{i}/{n}] {:<16} rep {}: offered {:.3} Mpps, delivered {:.3} Mpps, loss {:.1}%",
+                    "[{i}/{n}] {:<16} rep {}: offered {:.3} Mpps, delivered {:.3} Mpps, loss {:.1}%, steal {:.1}%",
                     s.dut.name(),
                     s.rep,
                     s.offered_pps / 1e6,
                     s.delivered_pps / 1e6,
-                    s.loss_ratio * 100.0
+                    s.loss_ratio * 100.0,
+                    s.steal_ratio * 100.0
                 );
                 if let Some(c) = &s.tapline_counters {
                     eprintln!("        tapline counters: {c}");

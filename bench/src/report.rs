@@ -39,6 +39,43 @@ impl Machine {
     }
 }
 
+/// Aggregate CPU time counters from `/proc/stat` (USER_HZ ticks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    pub total: u64,
+    pub steal: u64,
+}
+
+impl CpuTimes {
+    /// Reads the `cpu` line of `/proc/stat`.
+    pub fn now() -> CpuTimes {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        CpuTimes {
+            // user nice system idle iowait irq softirq steal (guest time is
+            // already included in user).
+            total: fields.iter().take(8).sum(),
+            steal: fields.get(7).copied().unwrap_or(0),
+        }
+    }
+
+    /// Share of CPU time the hypervisor took from this VM since `earlier`.
+    pub fn steal_since(&self, earlier: &CpuTimes) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.steal.saturating_sub(earlier.steal) as f64 / total as f64
+    }
+}
+
 /// Median of a non-empty sample (mean of the middle two for even sizes).
 pub fn median(xs: &[f64]) -> f64 {
     let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();

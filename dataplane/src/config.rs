@@ -2,8 +2,8 @@
 //! `tapline-control`, and its validation into types that cannot hold an
 //! invalid state.
 //!
-//! Every key, its default and its meaning is listed in `docs/config.md`; the
-//! example in `containers/tapline.toml` is kept in sync by a test.
+//! Every key, its default and its meaning is listed in `docs/config.md`; a
+//! test checks that the example in `containers/tapline.toml` parses.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,8 +32,6 @@ struct RawConfig {
     dataplane: RawDataplane,
     #[serde(default)]
     xdp: RawXdp,
-    #[serde(default)]
-    capture: RawCapture,
     #[serde(default)]
     chain: RawChain,
 }
@@ -70,6 +68,11 @@ fn default_stats_refresh_ms() -> u32 {
 fn default_log_stats_s() -> u32 {
     60
 }
+fn default_true() -> bool {
+    true
+}
+/// Upper bound of `idle_spins` (about a second of spinning).
+const MAX_IDLE_SPINS: u32 = 10_000_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +93,8 @@ struct RawDataplane {
     kernel_stats_interval_ms: u32,
     #[serde(default = "default_log_stats_s")]
     log_stats_interval_s: u32,
+    #[serde(default = "default_true")]
+    promiscuous: bool,
 }
 
 impl Default for RawDataplane {
@@ -104,8 +109,11 @@ fn default_mode() -> String {
 fn default_frame_size() -> u32 {
     2048
 }
+/// 16 MiB of 2048-byte frames per queue group: both fill rings of a bridge
+/// full (2 x 2048) plus as many frames again in flight, so a worker that is
+/// descheduled for a few milliseconds does not starve the fill ring.
 fn default_frame_count() -> u32 {
-    4096
+    8192
 }
 fn default_ring_size() -> u32 {
     2048
@@ -127,23 +135,6 @@ struct RawXdp {
 impl Default for RawXdp {
     fn default() -> Self {
         toml::from_str("").expect("defaults parse")
-    }
-}
-
-fn default_true() -> bool {
-    true
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCapture {
-    #[serde(default = "default_true")]
-    promiscuous: bool,
-}
-
-impl Default for RawCapture {
-    fn default() -> Self {
-        RawCapture { promiscuous: true }
     }
 }
 
@@ -194,6 +185,7 @@ pub struct Config {
     pub workers: WorkerConfig,
     pub xdp_mode: XdpMode,
     pub geometry: Geometry,
+    /// Hold every configured interface in promiscuous mode while running.
     pub promiscuous: bool,
     /// Seconds between counter summaries in the log; 0 disables them.
     pub log_stats_interval_s: u32,
@@ -239,7 +231,21 @@ impl Config {
 
 /// Folds a TOML error into one line with its position.
 fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
-    let msg = e.message().replace('\n', " ");
+    // One line, whatever the input: control characters (a `\r` in a quoted
+    // key ends up in the message) are escaped.
+    let msg: String = e
+        .message()
+        .chars()
+        .flat_map(|c| {
+            if c == '\n' {
+                " ".chars().collect::<Vec<_>>()
+            } else if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
     match e.span() {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
@@ -261,13 +267,26 @@ fn check_ifname(field: &str, name: &str) -> Result<String, ConfigError> {
             format!("{name:?} is not a valid interface name (1 to {IFNAME_MAX} bytes)"),
         ));
     }
-    if name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace()) {
+    if name == "."
+        || name == ".."
+        || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
         return Err(err(
             field,
-            format!("{name:?} is not a valid interface name (no '/', ':' or spaces)"),
+            format!("{name:?} is not a valid interface name (no '/', ':', spaces or control characters; not . or ..)"),
         ));
     }
     Ok(name.to_string())
+}
+
+/// CPUs in this process's affinity mask.
+fn allowed_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
 }
 
 fn check_ring(field: &str, v: u32) -> Result<u32, ConfigError> {
@@ -338,16 +357,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for &c in &d.cpus {
-        if c >= ncpus {
-            return Err(err(
-                "dataplane.cpus",
-                format!(
-                    "CPU {c} does not exist (this machine has CPUs 0 to {})",
-                    ncpus - 1
-                ),
-            ));
+    if !d.cpus.is_empty() {
+        // Check against the CPUs this process may run on (its affinity
+        // mask: a Kubernetes cpuset, taskset), not just the CPU count.
+        let allowed = allowed_cpus();
+        for &c in &d.cpus {
+            if !allowed.contains(&c) {
+                return Err(err(
+                    "dataplane.cpus",
+                    format!("CPU {c} is not available to this process (allowed: {allowed:?}); list only allowed CPUs or leave cpus empty"),
+                ));
+            }
         }
     }
     let mut sorted = d.cpus.clone();
@@ -365,20 +385,24 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format!("{} must be from 1 to {MAX_BATCH}", d.batch_size),
         ));
     }
+    if d.idle_wait_ms == 0 || d.idle_wait_ms > 1000 {
+        return Err(err(
+            "dataplane.idle_wait_ms",
+            format!("{} must be from 1 to 1000", d.idle_wait_ms),
+        ));
+    }
+    if d.idle_spins > MAX_IDLE_SPINS {
+        return Err(err(
+            "dataplane.idle_spins",
+            format!("{} must be at most {MAX_IDLE_SPINS}", d.idle_spins),
+        ));
+    }
     let idle = match d.idle.as_str() {
         "busy" => IdleMode::Busy,
-        "backoff" => {
-            if d.idle_wait_ms == 0 || d.idle_wait_ms > 1000 {
-                return Err(err(
-                    "dataplane.idle_wait_ms",
-                    format!("{} must be from 1 to 1000", d.idle_wait_ms),
-                ));
-            }
-            IdleMode::Backoff {
-                spins: d.idle_spins,
-                wait_ms: d.idle_wait_ms,
-            }
-        }
+        "backoff" => IdleMode::Backoff {
+            spins: d.idle_spins,
+            wait_ms: d.idle_wait_ms,
+        },
         other => {
             return Err(err(
                 "dataplane.idle",
@@ -458,7 +482,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 completion: ring,
             },
         },
-        promiscuous: raw.capture.promiscuous,
+        promiscuous: d.promiscuous,
         log_stats_interval_s: d.log_stats_interval_s,
     })
 }
@@ -479,7 +503,7 @@ mod tests {
         assert_eq!(c.state_dir, PathBuf::from("/run/tapline"));
         assert_eq!(c.xdp_mode, XdpMode::Auto);
         assert_eq!(c.geometry.frame_size, 2048);
-        assert_eq!(c.geometry.frame_count, 4096);
+        assert_eq!(c.geometry.frame_count, 8192);
         assert_eq!(c.geometry.rings.rx, 2048);
         assert_eq!(c.workers.batch_size, 64);
         assert_eq!(
@@ -539,6 +563,15 @@ mod tests {
             ),
             ("[dataplane]\nidle_wait_ms = 0\n", "dataplane.idle_wait_ms"),
             (
+                "[dataplane]\nidle = \"busy\"\nidle_wait_ms = 0\n",
+                "dataplane.idle_wait_ms",
+            ),
+            (
+                "[dataplane]\nidle_spins = 4000000000\n",
+                "dataplane.idle_spins",
+            ),
+            ("[capture]\npromiscuous = true\n", "config"),
+            (
                 "[chain]\nhops = [{ name = \"s\", a = \"t1a\", b = \"t1b\" }]\n",
                 "chain.hops",
             ),
@@ -547,10 +580,13 @@ mod tests {
             let text = format!("{base}{extra}");
             assert_eq!(field_of(&text), field, "for {extra:?}");
         }
-        assert_eq!(
-            field_of("[interfaces]\npassive-1 = \"much-too-long-name0\"\n"),
-            "interfaces.passive-1"
-        );
+        for bad in ["much-too-long-name0", "..", "a\\u0000b", "a\\tb"] {
+            assert_eq!(
+                field_of(&format!("[interfaces]\npassive-1 = \"{bad}\"\n")),
+                "interfaces.passive-1",
+                "for {bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -563,5 +599,8 @@ mod tests {
         assert!(line.contains("framesize"), "{line}");
         let e = Config::parse("[interfaces\n").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
+        // Found by the fuzzer: a carriage return inside a quoted key.
+        let e = Config::parse("\"a\rb\" = 1\n").unwrap_err().to_string();
+        assert!(!e.contains(['\r', '\n']), "{e:?}");
     }
 }

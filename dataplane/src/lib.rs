@@ -5,6 +5,10 @@
 //! (syscalls, memory shared with the kernel, the BPF ABI) in safe types. The
 //! rest of the crate (configuration, pipeline tasks, workers, stats) is safe
 //! Rust over those types and over `&[u8]`, and is tested without a kernel.
+//! The compiler enforces the boundary: `unsafe` is denied everywhere but in
+//! `xdp`.
+
+#![deny(unsafe_code)]
 
 pub mod caps;
 pub mod config;
@@ -13,6 +17,7 @@ pub mod logging;
 pub mod pipeline;
 pub mod stats;
 pub mod worker;
+#[allow(unsafe_code)]
 pub mod xdp;
 
 pub use config::Config;

@@ -60,7 +60,7 @@ pub use umem::{Frame, FramePool, Umem};
 pub enum XdpError {
     #[error("interface {ifname:?} not found in this network namespace: check the [interfaces] section and the pod's Multus networks")]
     NoSuchInterface { ifname: String },
-    #[error("{op} on {ifname} was refused ({source}): the process lacks {capability}; grant it as a file capability (setcap) or an ambient capability")]
+    #[error("{op} on {ifname} was refused ({source}): the process lacks {capability} (grant it as a file capability or an ambient capability), or a seccomp/LSM policy blocks the call")]
     Permission {
         op: &'static str,
         ifname: String,
