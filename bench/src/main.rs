@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use tapline_bench::{demo, inline_bench, lab};
+use tapline_bench::{demo, inline_bench, lab, micro};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,6 +73,31 @@ enum Cmd {
         /// Write JSON and Markdown results under this directory.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Per-frame cost of tapline's own code: the tasks' poll over in-memory
+    /// rings with a fake kernel (frames/s; instructions/frame with --callgrind).
+    Micro {
+        /// bridge, bridge-bidir, capture or all.
+        #[arg(long, default_value = "all")]
+        path: micro::PathSel,
+        /// Frames per timed repetition.
+        #[arg(long, default_value_t = 20_000_000)]
+        frames: u64,
+        /// Batch passed to poll (the worker's batch_size).
+        #[arg(long, default_value_t = 64)]
+        batch: u32,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: u32,
+        /// Also count instructions per frame under valgrind --tool=callgrind.
+        #[arg(long)]
+        callgrind: bool,
+        /// Write micro.json, micro.md and the callgrind files under this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run one loop and exit (what --callgrind runs under valgrind).
+        #[arg(long, hide = true)]
+        inner: bool,
     },
 }
 
@@ -174,6 +199,40 @@ fn main() -> Result<()> {
                 let json = serde_json::to_string_pretty(&r)?;
                 std::fs::write(dir.join("bridge.json"), json).context("writing bridge.json")?;
                 std::fs::write(dir.join("bridge.md"), md).context("writing bridge.md")?;
+                eprintln!("results written to {}", dir.display());
+            }
+        }
+        Cmd::Micro {
+            path,
+            frames,
+            batch,
+            reps,
+            callgrind,
+            out,
+            inner,
+        } => {
+            if inner {
+                for &p in path.0 {
+                    micro::run_once(p, frames, batch)?;
+                }
+                return Ok(());
+            }
+            let cfg = micro::MicroConfig {
+                paths: path.0.to_vec(),
+                frames,
+                batch,
+                reps,
+                callgrind,
+                out: out.clone(),
+            };
+            let r = micro::run(&cfg)?;
+            let md = micro::markdown(&r);
+            println!("{md}");
+            if let Some(dir) = out {
+                std::fs::create_dir_all(&dir)?;
+                let json = serde_json::to_string_pretty(&r)?;
+                std::fs::write(dir.join("micro.json"), json).context("writing micro.json")?;
+                std::fs::write(dir.join("micro.md"), md).context("writing micro.md")?;
                 eprintln!("results written to {}", dir.display());
             }
         }

@@ -11,6 +11,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::lab::Netns;
 
+/// Stands for the run's private state directory in configs given to
+/// [`DataplaneProcess::start`].
+pub const STATE_DIR_PLACEHOLDER: &str = "@STATE_DIR@";
+
 /// The log line the dataplane prints once every port is bound.
 pub const READY_MESSAGE: &str = "dataplane running";
 /// How long a start may take before it counts as hung.
@@ -58,6 +62,7 @@ pub struct DataplaneProcess {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    state_dir: PathBuf,
     workdir: PathBuf,
 }
 
@@ -106,6 +111,15 @@ impl DataplaneProcess {
         std::fs::create_dir_all(&workdir)?;
         // World-readable so a dataplane run as an unprivileged user can read it.
         let cfg_path = workdir.join("tapline.toml");
+        // Each run gets its own state directory (stats segment), writable by
+        // the unprivileged users some tests run the dataplane as.
+        let state_dir = workdir.join("state");
+        std::fs::create_dir_all(&state_dir)?;
+        std::fs::set_permissions(
+            &state_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )?;
+        let config = config.replace(STATE_DIR_PLACEHOLDER, &state_dir.to_string_lossy());
         std::fs::write(&cfg_path, config)?;
         let mut cmd = if opts.wrapper.is_empty() {
             ns.command(&bin)
@@ -143,6 +157,7 @@ impl DataplaneProcess {
             child,
             lines,
             readers,
+            state_dir,
             workdir,
         };
         if opts.expect_ready {
@@ -178,6 +193,11 @@ impl DataplaneProcess {
     /// Log lines so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("log lines").clone()
+    }
+
+    /// The run's `dataplane.state_dir` (where the stats segment is).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     pub fn pid(&self) -> u32 {
@@ -264,7 +284,9 @@ pub fn lab_config(
     if let Some((a, b)) = inline {
         s += &format!("inline-1 = \"{a}\"\ninline-2 = \"{b}\"\n");
     }
-    s += "\n[dataplane]\nstate_dir = \"/tmp/tapline-lab\"\nlog_stats_interval_s = 0\n";
+    s += &format!(
+        "\n[dataplane]\nstate_dir = \"{STATE_DIR_PLACEHOLDER}\"\nlog_stats_interval_s = 0\n"
+    );
     s += dataplane_keys;
     s += "\n";
     s += extra;

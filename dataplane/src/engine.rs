@@ -4,14 +4,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::caps::{self, Cap, CapSet};
 use crate::config::Config;
 use crate::pipeline::{BridgeTask, CaptureTask, Task};
-use crate::stats::{QueueCounters, QueueStats, Role, StatsRegistry, WorkerCounters};
-use crate::worker::Worker;
-use crate::xdp::{self, Interface, Member, QueueGroup, XdpError};
+use crate::stats::{QueueStats, Role, StatsRegistry, StatsSegment};
+use crate::worker::{Worker, WorkerSlots};
+use crate::xdp::shm::{self, QueueInfo, SegmentState};
+use crate::xdp::{self, Interface, Member, PortMode, QueueGroup, XdpError};
 
 /// Exit codes of `tapline-dataplane` (sysexits.h).
 pub mod exit {
@@ -64,6 +65,7 @@ pub struct Dataplane {
     workers: Vec<Worker>,
     stop: Arc<AtomicBool>,
     stats: StatsRegistry,
+    segment: Arc<StatsSegment>,
     // Dropped last: detaches XDP and releases promiscuous mode.
     interfaces: Vec<Interface>,
 }
@@ -131,6 +133,43 @@ fn raise_memlock() {
     }
 }
 
+/// A fresh segment epoch: random, so a restarted dataplane never reuses one.
+fn new_epoch() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    shm::unix_ns() ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Creates the stats segment in `state_dir`, or, if that fails, an
+/// in-memory one so forwarding still starts (the sidecar then reports the
+/// dataplane as not serving, and the error says why).
+fn create_segment(cfg: &Config, n_queues: usize, n_workers: usize) -> Arc<StatsSegment> {
+    let dir = &cfg.state_dir;
+    let res = std::fs::create_dir_all(dir)
+        .and_then(|()| StatsSegment::create(dir, n_queues, n_workers, new_epoch()));
+    match res {
+        Ok(seg) => {
+            info!(path = %dir.join(shm::FILE_NAME).display(), queues = n_queues, workers = n_workers, "stats segment created");
+            seg
+        }
+        Err(e) => {
+            error!(state_dir = %dir.display(), error = %e, "cannot create the stats segment: forwarding continues, but the sidecar cannot see counters; make dataplane.state_dir writable");
+            StatsSegment::in_memory(n_queues, n_workers)
+        }
+    }
+}
+
+/// What one task will do, decided before anything is bound.
+enum Plan {
+    Bridge(u32),
+    Capture(u32),
+}
+
 impl Dataplane {
     /// Preflights, attaches to every configured interface, binds every
     /// queue and starts the workers. On error everything attached so far is
@@ -138,83 +177,122 @@ impl Dataplane {
     pub fn start(cfg: &Config) -> Result<Dataplane, StartError> {
         preflight(cfg)?;
         raise_memlock();
-        let mut interfaces = Vec::new();
+        let inline = match &cfg.inline {
+            Some(pair) => Some((
+                Interface::open(&pair.side1, cfg.xdp_mode, cfg.promiscuous)?,
+                Interface::open(&pair.side2, cfg.xdp_mode, cfg.promiscuous)?,
+            )),
+            None => None,
+        };
+        let passive = match &cfg.passive {
+            Some(p) => Some(Interface::open(p, cfg.xdp_mode, cfg.promiscuous)?),
+            None => None,
+        };
+
+        let mut plan = Vec::new();
+        if let Some((i1, _)) = &inline {
+            plan.extend((0..i1.queues).map(Plan::Bridge));
+        }
+        if let Some(p) = &passive {
+            plan.extend((0..p.queues).map(Plan::Capture));
+        }
+        let n_slots: usize = plan
+            .iter()
+            .map(|p| match p {
+                Plan::Bridge(_) => 2,
+                Plan::Capture(_) => 1,
+            })
+            .sum();
+        // One thread per configured CPU (tasks round robin), or one
+        // unpinned thread per task.
+        let nthreads = if cfg.workers.cpus.is_empty() {
+            plan.len()
+        } else {
+            cfg.workers.cpus.len().min(plan.len())
+        };
+        let segment = create_segment(cfg, n_slots, nthreads);
+
         let mut tasks: Vec<(String, Task)> = Vec::new();
         let mut stats = StatsRegistry::default();
-
-        if let Some(pair) = &cfg.inline {
-            let i1 = Interface::open(&pair.side1, cfg.xdp_mode, cfg.promiscuous)?;
-            let i2 = Interface::open(&pair.side2, cfg.xdp_mode, cfg.promiscuous)?;
-            for q in 0..i1.queues {
-                let members = [
-                    Member {
-                        iface: &i1,
-                        queue: q,
-                        rx: true,
-                        tx: true,
-                    },
-                    Member {
-                        iface: &i2,
-                        queue: q,
-                        rx: true,
-                        tx: true,
-                    },
-                ];
-                let group = QueueGroup::open(&members, &cfg.geometry, cfg.xdp_mode)?;
-                info!(queue = q, inline_1 = %i1.name, inline_2 = %i2.name, mode = %group.mode, "inline bridge queue bound");
-                let c1 = Arc::new(QueueCounters::default());
-                let c2 = Arc::new(QueueCounters::default());
-                for (role, iface, c) in [(Role::Inline1, &i1, &c1), (Role::Inline2, &i2, &c2)] {
-                    stats.queues.push(QueueStats {
-                        role,
-                        ifname: iface.name.clone(),
-                        queue: q,
-                        mode: group.mode,
-                        counters: c.clone(),
-                    });
+        let mut next_slot = 0usize;
+        let mut slot_for = |role: Role,
+                            iface: &Interface,
+                            queue: u32,
+                            mode: PortMode,
+                            stats: &mut StatsRegistry| {
+            let i = next_slot;
+            next_slot += 1;
+            segment.describe_queue(
+                i,
+                &QueueInfo {
+                    role: role.as_str().to_string(),
+                    ifname: iface.name.clone(),
+                    queue,
+                    mode: mode.to_string(),
+                },
+            );
+            let slot = segment.queue_slot(i);
+            stats.queues.push(QueueStats {
+                role,
+                ifname: iface.name.clone(),
+                queue,
+                mode,
+                counters: slot.clone(),
+            });
+            slot
+        };
+        for p in &plan {
+            match *p {
+                Plan::Bridge(q) => {
+                    let (i1, i2) = inline.as_ref().expect("planned with inline");
+                    let members = [
+                        Member {
+                            iface: i1,
+                            queue: q,
+                            rx: true,
+                            tx: true,
+                        },
+                        Member {
+                            iface: i2,
+                            queue: q,
+                            rx: true,
+                            tx: true,
+                        },
+                    ];
+                    let group = QueueGroup::open(&members, &cfg.geometry, cfg.xdp_mode)?;
+                    info!(queue = q, inline_1 = %i1.name, inline_2 = %i2.name, mode = %group.mode, "inline bridge queue bound");
+                    let c1 = slot_for(Role::Inline1, i1, q, group.mode, &mut stats);
+                    let c2 = slot_for(Role::Inline2, i2, q, group.mode, &mut stats);
+                    tasks.push((
+                        format!("bridge-q{q}"),
+                        Task::Bridge(BridgeTask::new(group, [c1, c2])),
+                    ));
                 }
-                tasks.push((
-                    format!("bridge-q{q}"),
-                    Task::Bridge(BridgeTask::new(group, [c1, c2])),
-                ));
+                Plan::Capture(q) => {
+                    let iface = passive.as_ref().expect("planned with passive");
+                    let members = [Member {
+                        iface,
+                        queue: q,
+                        rx: true,
+                        tx: false,
+                    }];
+                    let group = QueueGroup::open(&members, &cfg.geometry, cfg.xdp_mode)?;
+                    info!(queue = q, passive_1 = %iface.name, mode = %group.mode, "passive capture queue bound");
+                    let c = slot_for(Role::Passive1, iface, q, group.mode, &mut stats);
+                    tasks.push((
+                        format!("capture-q{q}"),
+                        Task::Capture(CaptureTask::new(group, c)),
+                    ));
+                }
             }
+        }
+        let mut interfaces = Vec::new();
+        if let Some((i1, i2)) = inline {
             interfaces.push(i1);
             interfaces.push(i2);
         }
-        if let Some(p) = &cfg.passive {
-            let iface = Interface::open(p, cfg.xdp_mode, cfg.promiscuous)?;
-            for q in 0..iface.queues {
-                let members = [Member {
-                    iface: &iface,
-                    queue: q,
-                    rx: true,
-                    tx: false,
-                }];
-                let group = QueueGroup::open(&members, &cfg.geometry, cfg.xdp_mode)?;
-                info!(queue = q, passive_1 = %iface.name, mode = %group.mode, "passive capture queue bound");
-                let c = Arc::new(QueueCounters::default());
-                stats.queues.push(QueueStats {
-                    role: Role::Passive1,
-                    ifname: iface.name.clone(),
-                    queue: q,
-                    mode: group.mode,
-                    counters: c.clone(),
-                });
-                tasks.push((
-                    format!("capture-q{q}"),
-                    Task::Capture(CaptureTask::new(group, c)),
-                ));
-            }
-            interfaces.push(iface);
-        }
+        interfaces.extend(passive);
 
-        // Assign tasks to threads: one per configured CPU (round robin), or
-        // one unpinned thread per task.
-        let nthreads = if cfg.workers.cpus.is_empty() {
-            tasks.len()
-        } else {
-            cfg.workers.cpus.len().min(tasks.len())
-        };
         let mut per_thread: Vec<(Vec<String>, Vec<Task>)> =
             (0..nthreads).map(|_| (Vec::new(), Vec::new())).collect();
         for (i, (name, task)) in tasks.into_iter().enumerate() {
@@ -227,15 +305,18 @@ impl Dataplane {
         for (i, (names, tasks)) in per_thread.into_iter().enumerate() {
             let cpu = cfg.workers.cpus.get(i).copied();
             let name = format!("tapline-w{i}");
-            let counters = Arc::new(WorkerCounters::default());
-            stats.workers.push(counters.clone());
+            let slots = WorkerSlots {
+                counters: segment.worker_slot(i),
+                latency: segment.latency_slot(i),
+            };
+            stats.workers.push(slots.counters.clone());
             info!(worker = name, tasks = ?names, cpu = ?cpu, "starting worker");
             match Worker::spawn(
                 name.clone(),
                 tasks,
                 cpu,
                 cfg.workers.clone(),
-                counters,
+                slots,
                 stop.clone(),
             ) {
                 Ok(w) => workers.push(w),
@@ -248,12 +329,23 @@ impl Dataplane {
                 }
             }
         }
+        segment.set_state(SegmentState::Running);
         Ok(Dataplane {
             workers,
             stop,
             stats,
+            segment,
             interfaces,
         })
+    }
+
+    /// Refreshes the segment's heartbeat; call a few times a second.
+    pub fn heartbeat(&self) {
+        self.segment.beat();
+    }
+
+    pub fn segment(&self) -> &Arc<StatsSegment> {
+        &self.segment
     }
 
     pub fn stats(&self) -> &StatsRegistry {
@@ -272,6 +364,8 @@ impl Dataplane {
             info!(ifname = %i.name, "detaching XDP program");
             drop(i);
         }
+        // The file stays, so the sidecar can still read the final counters.
+        self.segment.set_state(SegmentState::Stopped);
         self.stats
     }
 }

@@ -85,6 +85,7 @@ fn main() -> ExitCode {
     let mut next_log = Instant::now() + log_every;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(TICK);
+        dp.heartbeat();
         if cfg.log_stats_interval_s > 0 && Instant::now() >= next_log {
             next_log += log_every;
             log_counters("counters", dp.stats());

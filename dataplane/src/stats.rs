@@ -8,37 +8,11 @@
 //! in a shared-memory segment.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
+pub use crate::xdp::shm::{
+    Counter, KernelCounters, LatencySummary, QueueCounters, Slot, StatsSegment, WorkerCounters,
+};
 use crate::xdp::{PortMode, XskStats};
-
-/// One monotonically increasing counter with a single writer.
-#[repr(transparent)]
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    /// Adds `n`. Only the owning worker calls this, so load+store is exact.
-    #[inline]
-    pub fn add(&self, n: u64) {
-        self.0.store(
-            self.0.load(Ordering::Relaxed).wrapping_add(n),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// Overwrites the value (for mirrors of kernel counters).
-    #[inline]
-    pub fn set(&self, v: u64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// Why the dataplane dropped a frame it had received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +24,7 @@ pub enum DropReason {
 
 impl DropReason {
     pub const COUNT: usize = 1;
+    const _FITS: () = assert!(Self::COUNT <= crate::xdp::shm::DROP_SLOTS);
     pub const ALL: [DropReason; Self::COUNT] = [DropReason::TxRingFull];
 
     pub fn name(self) -> &'static str {
@@ -59,20 +34,8 @@ impl DropReason {
     }
 }
 
-/// Mirror of the kernel's `XDP_STATISTICS` for one socket.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct KernelCounters {
-    pub rx_dropped: Counter,
-    pub rx_invalid_descs: Counter,
-    pub tx_invalid_descs: Counter,
-    pub rx_ring_full: Counter,
-    pub rx_fill_ring_empty: Counter,
-    pub tx_ring_empty: Counter,
-}
-
-impl KernelCounters {
-    pub fn store(&self, s: &XskStats) {
+impl KernelCountersExt for KernelCounters {
+    fn store(&self, s: &XskStats) {
         self.rx_dropped.set(s.rx_dropped);
         self.rx_invalid_descs.set(s.rx_invalid_descs);
         self.tx_invalid_descs.set(s.tx_invalid_descs);
@@ -82,40 +45,23 @@ impl KernelCounters {
     }
 }
 
-/// Counters of one (port, queue).
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-pub struct QueueCounters {
-    pub rx_packets: Counter,
-    pub rx_bytes: Counter,
-    pub tx_packets: Counter,
-    pub tx_bytes: Counter,
-    /// Indexed by `DropReason as usize`.
-    pub drops: [Counter; DropReason::COUNT],
-    pub kernel: KernelCounters,
+/// Copies the kernel's socket statistics into their mirror.
+pub trait KernelCountersExt {
+    fn store(&self, s: &XskStats);
 }
 
-impl QueueCounters {
+/// Counting a drop by reason.
+pub trait DropExt {
+    fn drop_frames(&self, reason: DropReason, n: u64);
+}
+
+impl DropExt for QueueCounters {
     #[inline]
-    pub fn drop_frames(&self, reason: DropReason, n: u64) {
+    fn drop_frames(&self, reason: DropReason, n: u64) {
         if n > 0 {
             self.drops[reason as usize].add(n);
         }
     }
-}
-
-/// Counters of one worker thread.
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-pub struct WorkerCounters {
-    /// Polls that moved at least one frame.
-    pub batches: Counter,
-    /// Loop iterations that found work.
-    pub busy_loops: Counter,
-    /// Loop iterations that found none.
-    pub idle_loops: Counter,
-    /// Times the worker blocked in poll(2) (idle backoff).
-    pub idle_waits: Counter,
 }
 
 /// The role of a port.
@@ -149,14 +95,14 @@ pub struct QueueStats {
     pub ifname: String,
     pub queue: u32,
     pub mode: PortMode,
-    pub counters: Arc<QueueCounters>,
+    pub counters: Slot<QueueCounters>,
 }
 
 /// Everything the dataplane counts, for readers (logs, tests, the sidecar).
 #[derive(Debug, Clone, Default)]
 pub struct StatsRegistry {
     pub queues: Vec<QueueStats>,
-    pub workers: Vec<Arc<WorkerCounters>>,
+    pub workers: Vec<Slot<WorkerCounters>>,
 }
 
 /// Totals of one port over its queues, as plain numbers.
@@ -212,20 +158,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counter_blocks_are_cache_line_aligned() {
-        assert_eq!(std::mem::align_of::<QueueCounters>(), 64);
-        assert_eq!(std::mem::align_of::<WorkerCounters>(), 64);
-        assert_eq!(std::mem::size_of::<QueueCounters>() % 64, 0);
-    }
-
-    #[test]
     fn totals_sum_queues_of_a_role() {
         let mode = PortMode {
             attach: crate::xdp::AttachMode::Generic,
             bind: crate::xdp::BindMode::Copy,
         };
-        let mk = |role, queue, rx| {
-            let c = Arc::new(QueueCounters::default());
+        let seg = StatsSegment::in_memory(3, 0);
+        let mk = |role, queue: u32, rx| {
+            let c = seg.queue_slot(queue as usize);
             c.rx_packets.add(rx);
             c.drop_frames(DropReason::TxRingFull, 1);
             QueueStats {
@@ -240,7 +180,7 @@ mod tests {
             queues: vec![
                 mk(Role::Inline1, 0, 5),
                 mk(Role::Inline1, 1, 7),
-                mk(Role::Inline2, 0, 100),
+                mk(Role::Inline2, 2, 100),
             ],
             workers: vec![],
         };

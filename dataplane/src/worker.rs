@@ -13,13 +13,20 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use hdrhistogram::Histogram;
+
 use crate::config::{IdleMode, WorkerConfig};
 use crate::pipeline::Task;
-use crate::stats::WorkerCounters;
+use crate::stats::{LatencySummary, Slot, WorkerCounters};
+use crate::xdp::shm::LatencyValues;
 use crate::xdp::sys;
 
-/// Iterations between clock reads (for the kernel-stats refresh).
+/// Iterations between checks of the wall clock (stats refresh, publishing).
 const CLOCK_EVERY_LOOPS: u32 = 1024;
+/// Batch times above this are clamped into the histogram's last bucket.
+const MAX_BATCH_NS: u64 = 10_000_000_000;
+/// Significant figures of the batch-time histogram.
+const BATCH_HIST_SIGFIG: u8 = 2;
 
 /// A running worker thread.
 #[derive(Debug)]
@@ -35,7 +42,7 @@ impl Worker {
         tasks: Vec<Task>,
         cpu: Option<usize>,
         cfg: WorkerConfig,
-        counters: Arc<WorkerCounters>,
+        counters: WorkerSlots,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Worker> {
         let thread_name = name.clone();
@@ -74,13 +81,40 @@ fn pin_to(cpu: usize, name: &str) {
     }
 }
 
+/// Where a worker publishes what it counts.
+#[derive(Debug, Clone)]
+pub struct WorkerSlots {
+    pub counters: Slot<WorkerCounters>,
+    pub latency: Slot<LatencySummary>,
+}
+
+/// Percentiles of the window's batch times, then a fresh window.
+fn publish_latency(h: &mut Histogram<u64>, slot: &LatencySummary, window_ns: u64) {
+    slot.publish(&LatencyValues {
+        count: h.len(),
+        p50_ns: h.value_at_quantile(0.50),
+        p90_ns: h.value_at_quantile(0.90),
+        p99_ns: h.value_at_quantile(0.99),
+        p999_ns: h.value_at_quantile(0.999),
+        max_ns: h.max(),
+        window_ns,
+    });
+    h.reset();
+}
+
 /// The loop. Returns the tasks when stopped.
 pub fn run(
     mut tasks: Vec<Task>,
     cfg: &WorkerConfig,
-    counters: &WorkerCounters,
+    slots: &WorkerSlots,
     stop: &AtomicBool,
 ) -> Vec<Task> {
+    let counters = &*slots.counters;
+    // Time of each loop iteration that moved frames: the worker's own
+    // processing latency, exported as percentiles per stats window.
+    let mut batch_ns = Histogram::<u64>::new_with_bounds(1, MAX_BATCH_NS, BATCH_HIST_SIGFIG)
+        .expect("valid histogram bounds");
+    let mut window_start = Instant::now();
     let batch = cfg.batch_size;
     let stats_every = Duration::from_millis(u64::from(cfg.kernel_stats_interval_ms));
     let mut fds: Vec<RawFd> = Vec::new();
@@ -97,6 +131,7 @@ pub fn run(
     while !stop.load(Ordering::Relaxed) {
         let mut frames = 0u32;
         let mut pending = false;
+        let t0 = Instant::now();
         for t in tasks.iter_mut() {
             let out = t.poll(batch);
             frames += out.frames;
@@ -106,6 +141,7 @@ pub fn run(
         if frames > 0 {
             busy += 1;
             empty_streak = 0;
+            batch_ns.saturating_record(t0.elapsed().as_nanos() as u64);
         } else {
             idle += 1;
             empty_streak = empty_streak.saturating_add(1);
@@ -128,6 +164,12 @@ pub fn run(
                 for t in tasks.iter_mut() {
                     t.refresh_kernel_stats();
                 }
+                publish_latency(
+                    &mut batch_ns,
+                    &slots.latency,
+                    (now - window_start).as_nanos() as u64,
+                );
+                window_start = now;
             }
             publish(counters, &mut busy, &mut idle, &mut batches, &mut waits);
         }
@@ -136,6 +178,11 @@ pub fn run(
         t.refresh_kernel_stats();
     }
     publish(counters, &mut busy, &mut idle, &mut batches, &mut waits);
+    publish_latency(
+        &mut batch_ns,
+        &slots.latency,
+        window_start.elapsed().as_nanos() as u64,
+    );
     tasks
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use tapline_bench::lab::{ifs, unique_prefix, Lab, Netns, Scenario};
 use tapline_bench::runner::{
-    lab_config, workspace_binary, DataplaneProcess, Finished, StartOptions,
+    lab_config, workspace_binary, DataplaneProcess, Finished, StartOptions, STATE_DIR_PLACEHOLDER,
 };
 use tapline_tests::{assert_untouched, privileged, wait_bounded, EXIT_TIMEOUT};
 
@@ -39,7 +39,11 @@ fn run_text(ns: &Netns, config: &str) -> Result<(ExitStatus, Vec<String>)> {
     let dir = std::env::temp_dir().join(format!("{}-cli", unique_prefix()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("tapline.toml");
-    std::fs::write(&path, config)?;
+    let state_dir = dir.join("state");
+    std::fs::write(
+        &path,
+        config.replace(STATE_DIR_PLACEHOLDER, &state_dir.to_string_lossy()),
+    )?;
     let mut child = ns
         .command(workspace_binary("tapline-dataplane")?)
         .arg("--config")

@@ -8,7 +8,7 @@
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use crate::stats::{DropReason, QueueCounters};
+use crate::stats::{DropExt, DropReason, KernelCountersExt, QueueCounters, Slot, StatsSegment};
 use crate::xdp::{forward, FramePool, QueueGroup, XskSocket};
 
 use super::PollOutcome;
@@ -24,7 +24,7 @@ pub struct BridgeTask {
     /// `[side1, side2]`, sharing one UMEM.
     sockets: [XskSocket; 2],
     pool: FramePool,
-    counters: [Arc<QueueCounters>; 2],
+    counters: [Slot<QueueCounters>; 2],
     zerocopy: bool,
     /// TX descriptors of each side the kernel had not consumed at last look.
     tx_pending: [bool; 2],
@@ -36,7 +36,7 @@ pub struct BridgeTask {
 impl BridgeTask {
     /// Takes a queue group of exactly two sockets (side 1, side 2), both with
     /// RX and TX, and primes both fill rings.
-    pub fn new(group: QueueGroup, counters: [Arc<QueueCounters>; 2]) -> BridgeTask {
+    pub fn new(group: QueueGroup, counters: [Slot<QueueCounters>; 2]) -> BridgeTask {
         let QueueGroup {
             umem,
             sockets,
@@ -64,7 +64,10 @@ impl BridgeTask {
         let mut t = BridgeTask {
             sockets,
             pool,
-            counters: [Arc::default(), Arc::default()],
+            counters: {
+                let seg = StatsSegment::in_memory(2, 0);
+                [seg.queue_slot(0), seg.queue_slot(1)]
+            },
             zerocopy: false,
             tx_pending: [false; 2],
             _group_umem: umem,
@@ -73,7 +76,7 @@ impl BridgeTask {
         t
     }
 
-    pub fn counters(&self) -> &[Arc<QueueCounters>; 2] {
+    pub fn counters(&self) -> &[Slot<QueueCounters>; 2] {
         &self.counters
     }
 

@@ -7,7 +7,7 @@
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use crate::stats::QueueCounters;
+use crate::stats::{KernelCountersExt, QueueCounters, Slot};
 use crate::xdp::{FramePool, QueueGroup, Umem, XskSocket};
 
 use super::PollOutcome;
@@ -25,12 +25,12 @@ pub struct CaptureTask {
     socket: XskSocket,
     pool: FramePool,
     umem: Arc<Umem>,
-    counters: Arc<QueueCounters>,
+    counters: Slot<QueueCounters>,
     consumers: Vec<Box<dyn CaptureConsumer>>,
 }
 
 impl CaptureTask {
-    pub fn new(group: QueueGroup, counters: Arc<QueueCounters>) -> CaptureTask {
+    pub fn new(group: QueueGroup, counters: Slot<QueueCounters>) -> CaptureTask {
         let QueueGroup {
             umem, mut sockets, ..
         } = group;
@@ -43,6 +43,18 @@ impl CaptureTask {
             pool,
             umem,
             counters,
+            consumers: Vec::new(),
+        }
+    }
+
+    /// A capture task over an in-memory socket (tests, microbenchmarks).
+    pub fn in_memory(mut socket: XskSocket, mut pool: FramePool, umem: Arc<Umem>) -> CaptureTask {
+        socket.fill.refill(&mut pool, u32::MAX);
+        CaptureTask {
+            socket,
+            pool,
+            umem,
+            counters: crate::stats::StatsSegment::in_memory(1, 0).queue_slot(0),
             consumers: Vec::new(),
         }
     }

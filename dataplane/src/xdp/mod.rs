@@ -38,6 +38,7 @@ pub mod afpacket;
 pub mod bpf;
 pub mod netdev;
 pub mod ring;
+pub mod shm;
 pub mod socket;
 pub mod sys;
 pub mod umem;

@@ -128,6 +128,14 @@ impl<T: RingEntry> RingCore<T> {
         unsafe { (*self.mem.flags).load(Ordering::Relaxed) }
     }
 
+    /// `n` entries from index `idx`: (first slot, entries before the end of
+    /// the array, entries wrapped to its start).
+    fn split(&self, idx: u32, n: u32) -> (usize, usize, usize) {
+        let start = (idx & self.mask) as usize;
+        let first = (n as usize).min(self.mem.size as usize - start);
+        (start, first, n as usize - first)
+    }
+
     fn slot(&self, idx: u32) -> *mut T {
         // SAFETY: `idx & mask` < size, so the pointer stays inside the array.
         unsafe { self.mem.entries.add((idx & self.mask) as usize) }
@@ -188,6 +196,27 @@ impl<T: RingEntry> ProdRing<T> {
     /// Returns the number reserved; they are published with [`ProdRing::publish`].
     pub fn reserve(&mut self, n: u32) -> u32 {
         self.free(n).min(n)
+    }
+
+    /// The first `n` free slots after the producer index, as up to two
+    /// slices (the second is non-empty when the ring wraps), for bulk
+    /// writes; publish them with [`ProdRing::publish`]. `n` must not exceed
+    /// what [`ProdRing::reserve`] granted.
+    pub fn reserved_mut(&mut self, n: u32) -> (&mut [T], &mut [T]) {
+        let free = self.core.mem.size - self.core.cached_prod.wrapping_sub(self.core.cached_cons);
+        assert!(n <= free, "{n} slots requested, {free} reserved");
+        let (start, first, second) = self.core.split(self.core.cached_prod, n);
+        // SAFETY: the slots from the producer index on are free (between our
+        // producer and the consumer + size, as last loaded with Acquire in
+        // `free`), so the kernel neither reads nor writes them until our
+        // Release in `publish`; the two ranges are disjoint and inside the
+        // ring; `&mut self` keeps any other user-space access out.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.core.mem.entries.add(start), first),
+                std::slice::from_raw_parts_mut(self.core.mem.entries, second),
+            )
+        }
     }
 
     /// Writes entry `i` (0-based) of the current reservation.
@@ -259,6 +288,26 @@ impl<T: RingEntry> ConsRing<T> {
         ready.min(max)
     }
 
+    /// The first `n` ready entries, as up to two slices (the second is
+    /// non-empty when the ring wraps), for bulk reads before
+    /// [`ConsRing::release`]. `n` must not exceed what [`ConsRing::peek`]
+    /// reported.
+    pub fn peeked(&self, n: u32) -> (&[T], &[T]) {
+        let ready = self.core.cached_prod.wrapping_sub(self.core.cached_cons);
+        assert!(n <= ready, "{n} entries requested, {ready} ready");
+        let (start, first, second) = self.core.split(self.core.cached_cons, n);
+        // SAFETY: entries from the consumer index up to the producer index
+        // were published with Release and seen with our Acquire in `peek`;
+        // they stay ours (the producer does not touch them) until `release`,
+        // which needs `&mut self` and so ends these borrows first.
+        unsafe {
+            (
+                std::slice::from_raw_parts(self.core.mem.entries.add(start), first),
+                std::slice::from_raw_parts(self.core.mem.entries, second),
+            )
+        }
+    }
+
     /// Reads entry `i` (0-based) of what [`ConsRing::peek`] reported ready.
     pub fn read(&self, i: u32) -> T {
         let slot = self.core.slot(self.core.cached_cons.wrapping_add(i));
@@ -309,6 +358,30 @@ struct HeapMem<T> {
 // consumer after its Acquire of it (and vice versa for `cons`), so no slot is
 // ever accessed by two parties at once.
 unsafe impl<T: Send> Sync for HeapMem<T> {}
+
+/// Copies `src` (two slices, read in order) into `dst` (two slices,
+/// filled in order) with at most three `memcpy`s. Both sides must hold the
+/// same total number of entries.
+pub fn copy_split<T: Copy>(src: (&[T], &[T]), dst: (&mut [T], &mut [T])) {
+    let (s1, s2) = src;
+    let (d1, d2) = dst;
+    debug_assert_eq!(s1.len() + s2.len(), d1.len() + d2.len());
+    if s1.len() <= d1.len() {
+        // s1 fits in d1; s2 fills the rest of d1, then d2.
+        let (d1a, d1b) = d1.split_at_mut(s1.len());
+        d1a.copy_from_slice(s1);
+        let (s2a, s2b) = s2.split_at(d1b.len());
+        d1b.copy_from_slice(s2a);
+        d2.copy_from_slice(s2b);
+    } else {
+        // s1 overflows d1 into d2; s2 follows in d2.
+        let (s1a, s1b) = s1.split_at(d1.len());
+        d1.copy_from_slice(s1a);
+        let (d2a, d2b) = d2.split_at_mut(s1b.len());
+        d2a.copy_from_slice(s1b);
+        d2b.copy_from_slice(s2);
+    }
+}
 
 /// A ring in ordinary heap memory, standing in for the kernel in unit tests
 /// and in the worker-loop microbenchmark. It hands out user-space ends
@@ -508,6 +581,42 @@ mod tests {
         assert_eq!(c.pop_slice(&mut buf), 2);
         assert_eq!(&buf[..2], &[20, 21]);
         assert_eq!(c.pop_slice(&mut buf), 0);
+    }
+
+    #[test]
+    fn bulk_views_follow_the_wrap() {
+        // Indices start 3 before the end of an 8-entry array: 5 entries wrap.
+        let mut k = HeapRing::<u64>::new(8, 5);
+        let mut p = k.prod_end();
+        assert_eq!(p.reserve(5), 5);
+        let (a, b) = p.reserved_mut(5);
+        assert_eq!((a.len(), b.len()), (3, 2));
+        a.copy_from_slice(&[1, 2, 3]);
+        b.copy_from_slice(&[4, 5]);
+        p.publish(5);
+        let mut out = Vec::new();
+        k.kernel_pop(usize::MAX, &mut out);
+        assert_eq!(out, vec![1, 2, 3, 4, 5]);
+
+        let mut k = HeapRing::<u64>::new(8, 6);
+        let mut c = k.cons_end();
+        k.kernel_push(&[10, 11, 12, 13]);
+        assert_eq!(c.peek(64), 4);
+        let (a, b) = c.peeked(4);
+        assert_eq!((a, b), (&[10u64, 11][..], &[12u64, 13][..]));
+    }
+
+    #[test]
+    fn copy_split_covers_every_shape() {
+        let src: Vec<u64> = (0..7).collect();
+        for s_cut in 0..=7 {
+            for d_cut in 0..=7 {
+                let mut dst = vec![0u64; 7];
+                let (d1, d2) = dst.split_at_mut(d_cut);
+                copy_split(src.split_at(s_cut), (d1, d2));
+                assert_eq!(dst, src, "src cut {s_cut}, dst cut {d_cut}");
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ring::{ConsRing, HeapRing, ProdRing, RingEntry, RingMem, XdpDesc};
+use super::ring::{copy_split, ConsRing, HeapRing, ProdRing, RingEntry, RingMem, XdpDesc};
 use super::sys::{self, Mmap};
 use super::umem::{Frame, FramePool, Umem};
 use super::{BindMode, XdpError};
@@ -145,11 +145,10 @@ impl FillQueue {
     /// many were given to the kernel.
     pub fn refill(&mut self, pool: &mut FramePool, max: u32) -> u32 {
         let n = self.ring.reserve(max.min(pool.available() as u32));
-        for i in 0..n {
-            let addr = pool.alloc_addr().expect("reserved no more than available");
-            self.ring.write(i, addr);
+        if n > 0 {
+            pool.take_into(self.ring.reserved_mut(n));
+            self.ring.publish(n);
         }
-        self.ring.publish(n);
         n
     }
 
@@ -170,10 +169,12 @@ impl CompQueue {
     /// Returns up to `max` transmitted frames to `pool`.
     pub fn reap(&mut self, pool: &mut FramePool, max: u32) -> u32 {
         let n = self.ring.peek(max);
-        for i in 0..n {
-            pool.free_addr(self.ring.read(i));
+        if n > 0 {
+            let (a, b) = self.ring.peeked(n);
+            pool.free_addrs(a);
+            pool.free_addrs(b);
+            self.ring.release(n);
         }
-        self.ring.release(n);
         n
     }
 }
@@ -211,17 +212,21 @@ pub fn forward(
         };
     }
     let room = tx.ring.reserve(n);
-    let mut rx_bytes = 0u64;
-    let mut tx_bytes = 0u64;
-    for i in 0..n {
-        let d = rx.ring.read(i);
-        rx_bytes += u64::from(d.len);
-        if i < room {
-            tx_bytes += u64::from(d.len);
-            tx.ring.write(i, d);
-        } else {
-            pool.free_addr(d.addr);
-        }
+    let (r1, r2) = rx.ring.peeked(n);
+    let len_sum = |d: &[XdpDesc]| d.iter().map(|d| u64::from(d.len)).sum::<u64>();
+    let rx_bytes = len_sum(r1) + len_sum(r2);
+    // The descriptors that fit go to TX in at most three memcpys; the rest
+    // (TX ring full) go back to the pool.
+    let fit1 = r1.len().min(room as usize);
+    let fit2 = room as usize - fit1;
+    let tx_bytes = if room == n {
+        rx_bytes
+    } else {
+        len_sum(&r1[..fit1]) + len_sum(&r2[..fit2])
+    };
+    copy_split((&r1[..fit1], &r2[..fit2]), tx.ring.reserved_mut(room));
+    for d in r1[fit1..].iter().chain(&r2[fit2..]) {
+        pool.free_addr(d.addr);
     }
     rx.ring.release(n);
     tx.ring.publish(room);

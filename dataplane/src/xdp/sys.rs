@@ -142,6 +142,30 @@ impl Mmap {
         Self::from_result(p, len)
     }
 
+    /// Maps `len` bytes of a file shared with other processes (the stats
+    /// segment): read-write for its writer, read-only for readers.
+    pub fn shared_file(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Mmap> {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh shared mapping of a file we opened; the kernel
+        // checks `len` against nothing (pages past EOF fault, which callers
+        // avoid by sizing the file first or checking its length).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        Self::from_result(p, len)
+    }
+
     /// Anonymous private memory, populated (used for the UMEM area).
     pub fn anonymous(len: usize) -> io::Result<Mmap> {
         // SAFETY: a fresh anonymous mapping touches no existing memory.

@@ -188,7 +188,34 @@ impl FramePool {
         self.free.push(chunk);
     }
 
-    /// Takes a free chunk address for the fill ring.
+    /// Returns frames by address in bulk (completion ring), normalising each
+    /// to its chunk start.
+    pub(crate) fn free_addrs(&mut self, addrs: &[u64]) {
+        let mask = !(u64::from(self.frame_size) - 1);
+        #[cfg(debug_assertions)]
+        for &a in addrs {
+            self.mark(a & mask, true);
+        }
+        self.free.extend(addrs.iter().map(|&a| a & mask));
+    }
+
+    /// Moves the last `n` free addresses into `dst` (two slices, in order)
+    /// and removes them from the pool. `n` must not exceed `available()`.
+    pub(crate) fn take_into(&mut self, dst: (&mut [u64], &mut [u64])) {
+        let n = dst.0.len() + dst.1.len();
+        let start = self.free.len() - n;
+        #[cfg(debug_assertions)]
+        for i in start..self.free.len() {
+            self.mark(self.free[i], false);
+        }
+        let (a, b) = self.free[start..].split_at(dst.0.len());
+        dst.0.copy_from_slice(a);
+        dst.1.copy_from_slice(b);
+        self.free.truncate(start);
+    }
+
+    /// Takes one free chunk address (tests; the fill path uses `take_into`).
+    #[cfg(test)]
     pub(crate) fn alloc_addr(&mut self) -> Option<u64> {
         let addr = self.free.pop()?;
         #[cfg(debug_assertions)]
