@@ -34,6 +34,8 @@ struct RawConfig {
     xdp: RawXdp,
     #[serde(default)]
     chain: RawChain,
+    #[serde(default)]
+    control: RawControl,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +140,42 @@ impl Default for RawXdp {
     }
 }
 
+fn default_grpc_listen() -> String {
+    "0.0.0.0:50051".into()
+}
+fn default_health_listen() -> String {
+    "0.0.0.0:8086".into()
+}
+fn default_metrics_listen() -> String {
+    "0.0.0.0:9090".into()
+}
+fn default_stale_ms() -> u32 {
+    1000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    #[serde(default = "default_grpc_listen")]
+    grpc_listen: String,
+    #[serde(default = "default_health_listen")]
+    health_listen: String,
+    #[serde(default = "default_metrics_listen")]
+    metrics_listen: String,
+    #[serde(default)]
+    admin_token_file: Option<PathBuf>,
+    #[serde(default)]
+    observer_token_file: Option<PathBuf>,
+    #[serde(default = "default_stale_ms")]
+    dataplane_stale_ms: u32,
+}
+
+impl Default for RawControl {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawChain {
@@ -176,6 +214,23 @@ pub struct WorkerConfig {
     pub kernel_stats_interval_ms: u32,
 }
 
+/// Settings of the control sidecar (`[control]`; the dataplane ignores them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// gRPC: `tapline.v1` services, health, reflection.
+    pub grpc_listen: std::net::SocketAddr,
+    /// Plaintext gRPC with only `grpc.health.v1.Health` (kubelet probes).
+    pub health_listen: std::net::SocketAddr,
+    /// HTTP `/metrics` (Prometheus text format).
+    pub metrics_listen: std::net::SocketAddr,
+    /// Bearer token required by the `Admin` service (file content, trimmed).
+    pub admin_token_file: Option<PathBuf>,
+    /// Bearer token required by the `Observer` service; none: open.
+    pub observer_token_file: Option<PathBuf>,
+    /// A dataplane heartbeat older than this counts as down.
+    pub dataplane_stale_ms: u32,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -189,6 +244,7 @@ pub struct Config {
     pub promiscuous: bool,
     /// Seconds between counter summaries in the log; 0 disables them.
     pub log_stats_interval_s: u32,
+    pub control: ControlConfig,
 }
 
 /// A configuration problem, rendered as one line naming the field and the fix.
@@ -454,6 +510,62 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let c = raw.control;
+    let addr = |field: &str, v: &str| -> Result<std::net::SocketAddr, ConfigError> {
+        v.parse().map_err(|_| {
+            err(
+                field,
+                format!("{v:?} is not an address:port (e.g. \"0.0.0.0:50051\" or \"[::]:50051\")"),
+            )
+        })
+    };
+    let grpc_listen = addr("control.grpc_listen", &c.grpc_listen)?;
+    let health_listen = addr("control.health_listen", &c.health_listen)?;
+    let metrics_listen = addr("control.metrics_listen", &c.metrics_listen)?;
+    let ports = [
+        ("control.health_listen", health_listen),
+        ("control.metrics_listen", metrics_listen),
+    ];
+    for (i, (field, a)) in ports.iter().enumerate() {
+        let earlier = std::iter::once(grpc_listen).chain(ports[..i].iter().map(|p| p.1));
+        if a.port() != 0 && earlier.into_iter().any(|b| b.port() == a.port()) {
+            return Err(err(
+                field,
+                format!(
+                    "port {} is already used by another control endpoint",
+                    a.port()
+                ),
+            ));
+        }
+    }
+    for (field, f) in [
+        ("control.admin_token_file", &c.admin_token_file),
+        ("control.observer_token_file", &c.observer_token_file),
+    ] {
+        if let Some(p) = f {
+            if !p.is_absolute() {
+                return Err(err(
+                    field,
+                    format!("{p:?} must be an absolute path (a mounted Secret)"),
+                ));
+            }
+        }
+    }
+    if !(100..=60_000).contains(&c.dataplane_stale_ms) {
+        return Err(err(
+            "control.dataplane_stale_ms",
+            format!("{} must be from 100 to 60000", c.dataplane_stale_ms),
+        ));
+    }
+    let control = ControlConfig {
+        grpc_listen,
+        health_listen,
+        metrics_listen,
+        admin_token_file: c.admin_token_file,
+        observer_token_file: c.observer_token_file,
+        dataplane_stale_ms: c.dataplane_stale_ms,
+    };
+
     if !raw.chain.hops.is_empty() {
         return Err(err(
             "chain.hops",
@@ -484,6 +596,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         promiscuous: d.promiscuous,
         log_stats_interval_s: d.log_stats_interval_s,
+        control,
     })
 }
 
@@ -514,6 +627,11 @@ mod tests {
             }
         );
         assert!(c.promiscuous);
+        assert_eq!(c.control.grpc_listen.port(), 50051);
+        assert_eq!(c.control.health_listen.port(), 8086);
+        assert_eq!(c.control.metrics_listen.port(), 9090);
+        assert_eq!(c.control.admin_token_file, None);
+        assert_eq!(c.control.dataplane_stale_ms, 1000);
     }
 
     #[test]
@@ -571,6 +689,22 @@ mod tests {
                 "dataplane.idle_spins",
             ),
             ("[capture]\npromiscuous = true\n", "config"),
+            (
+                "[control]\ngrpc_listen = \"localhost\"\n",
+                "control.grpc_listen",
+            ),
+            (
+                "[control]\nmetrics_listen = \"0.0.0.0:50051\"\n",
+                "control.metrics_listen",
+            ),
+            (
+                "[control]\nadmin_token_file = \"token\"\n",
+                "control.admin_token_file",
+            ),
+            (
+                "[control]\ndataplane_stale_ms = 5\n",
+                "control.dataplane_stale_ms",
+            ),
             (
                 "[chain]\nhops = [{ name = \"s\", a = \"t1a\", b = \"t1b\" }]\n",
                 "chain.hops",
