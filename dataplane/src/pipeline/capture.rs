@@ -67,13 +67,16 @@ impl CaptureTask {
     pub fn poll(&mut self, batch: u32) -> PollOutcome {
         let s = &mut self.socket;
         let rx = s.rx.as_mut().expect("capture sockets have RX");
-        let consumers = &mut self.consumers;
-        let (n, bytes) =
+        let (n, bytes) = if self.consumers.is_empty() {
+            rx.count_into_fill(batch, &self.umem, &mut s.fill, &mut self.pool)
+        } else {
+            let consumers = &mut self.consumers;
             rx.consume_into_fill(batch, &self.umem, &mut s.fill, &mut self.pool, |frame| {
                 for c in consumers.iter_mut() {
                     c.on_frame(frame);
                 }
-            });
+            })
+        };
         if n > 0 {
             self.counters.rx_packets.add(u64::from(n));
             self.counters.rx_bytes.add(bytes);

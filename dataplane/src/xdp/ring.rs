@@ -383,6 +383,35 @@ pub fn copy_split<T: Copy>(src: (&[T], &[T]), dst: (&mut [T], &mut [T])) {
     }
 }
 
+/// Like [`copy_split`], applying `f` to each entry on the way: at most
+/// three tight loops over plain slices, which the compiler unrolls (a
+/// chained iterator over the four pieces optimises worse).
+pub fn map_split<S, D>(src: (&[S], &[S]), dst: (&mut [D], &mut [D]), f: impl Fn(&S) -> D) {
+    fn run<S, D>(s: &[S], d: &mut [D], f: &impl Fn(&S) -> D) {
+        for (o, i) in d.iter_mut().zip(s) {
+            *o = f(i);
+        }
+    }
+    let (s1, s2) = src;
+    let (d1, d2) = dst;
+    debug_assert_eq!(s1.len() + s2.len(), d1.len() + d2.len());
+    if s1.len() <= d1.len() {
+        // s1 fits in d1; s2 fills the rest of d1, then d2.
+        let (d1a, d1b) = d1.split_at_mut(s1.len());
+        run(s1, d1a, &f);
+        let (s2a, s2b) = s2.split_at(d1b.len());
+        run(s2a, d1b, &f);
+        run(s2b, d2, &f);
+    } else {
+        // s1 overflows d1 into d2; s2 follows in d2.
+        let (s1a, s1b) = s1.split_at(d1.len());
+        run(s1a, d1, &f);
+        let (d2a, d2b) = d2.split_at_mut(s1b.len());
+        run(s1b, d2a, &f);
+        run(s2, d2b, &f);
+    }
+}
+
 /// A ring in ordinary heap memory, standing in for the kernel in unit tests
 /// and in the worker-loop microbenchmark. It hands out user-space ends
 /// ([`HeapRing::prod_end`] / [`HeapRing::cons_end`]) and plays the other end
@@ -617,6 +646,15 @@ mod tests {
                 assert_eq!(dst, src, "src cut {s_cut}, dst cut {d_cut}");
             }
         }
+    }
+
+    #[test]
+    fn map_split_applies_f_in_order() {
+        let src: Vec<u64> = (0..5).collect();
+        let mut dst = vec![0u64; 5];
+        let (d1, d2) = dst.split_at_mut(3);
+        map_split(src.split_at(1), (d1, d2), |x| x * 10);
+        assert_eq!(dst, vec![0, 10, 20, 30, 40]);
     }
 
     #[test]

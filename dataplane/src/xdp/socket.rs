@@ -5,7 +5,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ring::{copy_split, ConsRing, HeapRing, ProdRing, RingEntry, RingMem, XdpDesc};
+use super::ring::{
+    copy_split, map_split, ConsRing, HeapRing, ProdRing, RingEntry, RingMem, XdpDesc,
+};
 use super::sys::{self, Mmap};
 use super::umem::{Frame, FramePool, Umem};
 use super::{BindMode, XdpError};
@@ -75,18 +77,52 @@ impl RxQueue {
         if n == 0 {
             return (0, 0);
         }
+        let (r1, r2) = self.ring.peeked(n);
+        for d in r1.iter().chain(r2) {
+            f(umem.data(&Frame::new(d.addr, d.len)));
+        }
+        self.recycle(n, umem, fill, pool)
+    }
+
+    /// Counts up to `max` received frames without looking at them and
+    /// recycles them into `fill` (capture with no consumer).
+    pub fn count_into_fill(
+        &mut self,
+        max: u32,
+        umem: &Umem,
+        fill: &mut FillQueue,
+        pool: &mut FramePool,
+    ) -> (u32, u64) {
+        let n = self.ring.peek(max);
+        if n == 0 {
+            return (0, 0);
+        }
+        self.recycle(n, umem, fill, pool)
+    }
+
+    /// Gives the first `n` ready frames back to the kernel through `fill`
+    /// (chunk starts, in bulk), the rest to `pool`, and releases them.
+    fn recycle(
+        &mut self,
+        n: u32,
+        umem: &Umem,
+        fill: &mut FillQueue,
+        pool: &mut FramePool,
+    ) -> (u32, u64) {
+        let (r1, r2) = self.ring.peeked(n);
+        let len_sum = |d: &[XdpDesc]| d.iter().map(|d| u64::from(d.len)).sum::<u64>();
+        let bytes = len_sum(r1) + len_sum(r2);
         let room = fill.ring.reserve(n);
-        let mut bytes = 0u64;
-        for i in 0..n {
-            let d = self.ring.read(i);
-            let frame = Frame::new(d.addr, d.len);
-            f(umem.data(&frame));
-            bytes += u64::from(d.len);
-            if i < room {
-                fill.ring.write(i, umem.chunk_of(d.addr));
-            } else {
-                pool.free(frame);
-            }
+        let fit1 = r1.len().min(room as usize);
+        let fit2 = room as usize - fit1;
+        let mask = !(u64::from(umem.frame_size()) - 1);
+        map_split(
+            (&r1[..fit1], &r2[..fit2]),
+            fill.ring.reserved_mut(room),
+            |d| d.addr & mask,
+        );
+        for d in r1[fit1..].iter().chain(&r2[fit2..]) {
+            pool.free_addr(d.addr);
         }
         self.ring.release(n);
         fill.ring.publish(room);
