@@ -219,6 +219,7 @@ impl Dataplane {
                             iface: &Interface,
                             queue: u32,
                             mode: PortMode,
+                            worker: usize,
                             stats: &mut StatsRegistry| {
             let i = next_slot;
             next_slot += 1;
@@ -229,6 +230,7 @@ impl Dataplane {
                     ifname: iface.name.clone(),
                     queue,
                     mode: mode.to_string(),
+                    worker: worker as u32,
                 },
             );
             let slot = segment.queue_slot(i);
@@ -241,7 +243,9 @@ impl Dataplane {
             });
             slot
         };
-        for p in &plan {
+        for (task_index, p) in plan.iter().enumerate() {
+            // Tasks are dealt to threads round robin, below.
+            let worker = task_index % nthreads;
             match *p {
                 Plan::Bridge(q) => {
                     let (i1, i2) = inline.as_ref().expect("planned with inline");
@@ -261,8 +265,8 @@ impl Dataplane {
                     ];
                     let group = QueueGroup::open(&members, &cfg.geometry, cfg.xdp_mode)?;
                     info!(queue = q, inline_1 = %i1.name, inline_2 = %i2.name, mode = %group.mode, "inline bridge queue bound");
-                    let c1 = slot_for(Role::Inline1, i1, q, group.mode, &mut stats);
-                    let c2 = slot_for(Role::Inline2, i2, q, group.mode, &mut stats);
+                    let c1 = slot_for(Role::Inline1, i1, q, group.mode, worker, &mut stats);
+                    let c2 = slot_for(Role::Inline2, i2, q, group.mode, worker, &mut stats);
                     tasks.push((
                         format!("bridge-q{q}"),
                         Task::Bridge(BridgeTask::new(group, [c1, c2])),
@@ -278,7 +282,7 @@ impl Dataplane {
                     }];
                     let group = QueueGroup::open(&members, &cfg.geometry, cfg.xdp_mode)?;
                     info!(queue = q, passive_1 = %iface.name, mode = %group.mode, "passive capture queue bound");
-                    let c = slot_for(Role::Passive1, iface, q, group.mode, &mut stats);
+                    let c = slot_for(Role::Passive1, iface, q, group.mode, worker, &mut stats);
                     tasks.push((
                         format!("capture-q{q}"),
                         Task::Capture(CaptureTask::new(group, c)),

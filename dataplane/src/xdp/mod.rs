@@ -194,8 +194,14 @@ pub struct PortMode {
 }
 
 impl fmt::Display for PortMode {
+    /// `native-zerocopy`, `native-copy`, `generic-copy`: the spelling of
+    /// `xdp.mode` in the configuration.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.attach, self.bind)
+        let bind = match self.bind {
+            BindMode::ZeroCopy => "zerocopy",
+            BindMode::Copy => "copy",
+        };
+        write!(f, "{}-{bind}", self.attach)
     }
 }
 

@@ -12,6 +12,7 @@
 //!
 //! ```text
 //! offset 0      SegmentHeader                 (64 bytes)
+//!               DataplaneDesc                 (64 bytes: version, pid)
 //!               QueueDesc       x n_queues    (64 bytes each: role, ifname, queue, mode)
 //!               QueueCounters   x n_queues    (cache-line aligned)
 //!               WorkerCounters  x n_workers
@@ -214,9 +215,21 @@ pub struct SegmentHeader {
     pub n_workers: Counter,
 }
 
-/// Bytes of a short string field in a [`QueueDesc`].
+/// Words of the version string in a [`DataplaneDesc`] (48 bytes).
+const VERSION_WORDS: usize = 6;
+
+/// Which dataplane wrote the segment.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct DataplaneDesc {
+    version: [Counter; VERSION_WORDS],
+    pid: Counter,
+    _reserved: Counter,
+}
+
+/// Words of a short string field in a [`QueueDesc`] (16 bytes).
 const NAME_WORDS: usize = 2;
-const MODE_WORDS: usize = 3;
+const MODE_WORDS: usize = 2;
 
 /// What a queue slot describes.
 #[repr(C, align(64))]
@@ -226,6 +239,7 @@ pub struct QueueDesc {
     ifname: [Counter; NAME_WORDS],
     queue: Counter,
     mode: [Counter; MODE_WORDS],
+    worker: Counter,
 }
 
 /// Plain values of a [`QueueDesc`].
@@ -235,6 +249,8 @@ pub struct QueueInfo {
     pub ifname: String,
     pub queue: u32,
     pub mode: String,
+    /// Index of the worker thread that serves this queue.
+    pub worker: u32,
 }
 
 fn put_str(words: &[Counter], s: &str) {
@@ -258,6 +274,7 @@ impl QueueDesc {
         put_str(&self.ifname, &info.ifname);
         self.queue.set(u64::from(info.queue));
         put_str(&self.mode, &info.mode);
+        self.worker.set(u64::from(info.worker));
     }
 
     pub fn get(&self) -> QueueInfo {
@@ -266,6 +283,7 @@ impl QueueDesc {
             ifname: get_str(&self.ifname),
             queue: self.queue.get() as u32,
             mode: get_str(&self.mode),
+            worker: self.worker.get() as u32,
         }
     }
 }
@@ -273,6 +291,7 @@ impl QueueDesc {
 /// Byte offsets of the parts of a segment with `q` queues and `w` workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
+    dataplane: usize,
     descs: usize,
     queues: usize,
     workers: usize,
@@ -282,12 +301,14 @@ struct Layout {
 
 impl Layout {
     fn new(q: usize, w: usize) -> Layout {
-        let descs = size_of::<SegmentHeader>();
+        let dataplane = size_of::<SegmentHeader>();
+        let descs = dataplane + size_of::<DataplaneDesc>();
         let queues = descs + q * size_of::<QueueDesc>();
         let workers = queues + q * size_of::<QueueCounters>();
         let latency = workers + w * size_of::<WorkerCounters>();
         let len = latency + w * size_of::<LatencySummary>();
         Layout {
+            dataplane,
             descs,
             queues,
             workers,
@@ -335,6 +356,10 @@ impl Mapped {
         // aligned) from `base`, inside the mapping; `T` is a block of
         // `Counter`s (every caller below names one).
         unsafe { self.at(base + i * size_of::<T>()) }
+    }
+
+    fn dataplane(&self) -> &DataplaneDesc {
+        self.nth(self.layout.dataplane, 0, 1)
     }
 
     fn desc(&self, i: usize) -> &QueueDesc {
@@ -427,6 +452,9 @@ impl StatsSegment {
         h.state.set(SegmentState::Starting as u64);
         h.n_queues.set(self.m.n_queues as u64);
         h.n_workers.set(self.m.n_workers as u64);
+        let d = self.m.dataplane();
+        put_str(&d.version, env!("CARGO_PKG_VERSION"));
+        d.pid.set(u64::from(std::process::id()));
         // Magic last: a reader that sees it sees the rest.
         std::sync::atomic::fence(Ordering::Release);
         h.magic.set(MAGIC);
@@ -548,6 +576,9 @@ pub struct WorkerSnapshot {
 /// Everything in a segment at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Version of the dataplane that wrote the segment.
+    pub dataplane_version: String,
+    pub dataplane_pid: u32,
     pub epoch: u64,
     pub started_unix_ns: u64,
     pub heartbeat_unix_ns: u64,
@@ -566,7 +597,10 @@ impl Snapshot {
 
 fn snapshot_of(m: &Mapped) -> Snapshot {
     let h = m.header();
+    let d = m.dataplane();
     Snapshot {
+        dataplane_version: get_str(&d.version),
+        dataplane_pid: d.pid.get() as u32,
         epoch: h.epoch.get(),
         started_unix_ns: h.started_unix_ns.get(),
         heartbeat_unix_ns: h.heartbeat_unix_ns.get(),
@@ -725,6 +759,7 @@ mod tests {
     fn blocks_are_whole_cache_lines() {
         for (size, align) in [
             (size_of::<SegmentHeader>(), align_of::<SegmentHeader>()),
+            (size_of::<DataplaneDesc>(), align_of::<DataplaneDesc>()),
             (size_of::<QueueDesc>(), align_of::<QueueDesc>()),
             (size_of::<QueueCounters>(), align_of::<QueueCounters>()),
             (size_of::<WorkerCounters>(), align_of::<WorkerCounters>()),
@@ -744,6 +779,7 @@ mod tests {
             ifname: "net2".into(),
             queue: 3,
             mode: "native-zerocopy".into(),
+            worker: 1,
         };
         seg.describe_queue(1, &info);
         let q = seg.queue_slot(1);
@@ -764,6 +800,8 @@ mod tests {
         let r = SegmentReader::open(&dir).unwrap();
         let s = r.snapshot();
         assert_eq!(s.epoch, 0xfeed);
+        assert_eq!(s.dataplane_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(s.dataplane_pid, std::process::id());
         assert_eq!(s.queues.len(), 2);
         assert_eq!(s.queues[1].info, info);
         assert_eq!(s.queues[1].rx_packets, 15);
@@ -816,6 +854,7 @@ mod tests {
                 ifname: "eth0".into(),
                 queue: 0,
                 mode: "generic-copy".into(),
+                worker: 0,
             },
         );
         let s = seg.snapshot();

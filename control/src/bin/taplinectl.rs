@@ -1,0 +1,2184 @@
+//! `taplinectl`: the operator CLI of tapline, a gRPC client of
+//! `tapline-control` (the `tapline.v1.Observer` and `tapline.v1.Admin`
+//! services and `grpc.health.v1.Health`).
+//!
+//! Output is a human-readable table by default; `--json` prints JSON whose
+//! shape is documented in the `--help` of each verb and is stable: keys are
+//! only ever added. Failures print one line on stderr and exit with a code
+//! that tells scripts what went wrong (see [`exit`]).
+//!
+//! No `unsafe` here.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use tapline_proto::v1 as pb;
+use tonic::codegen::InterceptedService;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// Exit codes (sysexits.h where one fits).
+mod exit {
+    /// The server answered with an error (or refused a change).
+    pub const SERVER: u8 = 1;
+    /// Bad command line, endpoint, token file or input file.
+    pub const USAGE: u8 = 2;
+    /// EX_UNAVAILABLE: `tapline-control` cannot be reached.
+    pub const UNREACHABLE: u8 = 69;
+    /// EX_NOPERM: the server wants a token, or rejected the one given.
+    pub const UNAUTHENTICATED: u8 = 77;
+}
+
+const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Health service names of the contract, in display order.
+const HEALTH_SERVICES: [&str; 3] = ["", "passive-1", "inline"];
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0   success
+  1   the server answered with an error (including UNIMPLEMENTED: a verb this
+      build of tapline-control does not serve) or refused a change
+  2   usage: bad arguments, endpoint, token file or input file
+  69  tapline-control cannot be reached (connection refused, timeout, lost
+      connection)
+  77  UNAUTHENTICATED or PERMISSION_DENIED: no token, or the token was rejected
+
+Errors are one line on stderr. --json output only ever gains keys: scripts
+must ignore keys they do not know. Enum values are lower-case snake_case
+names (\"running\", \"bypass\"), except health statuses, which keep the names
+of grpc.health.v1 (\"SERVING\", \"NOT_SERVING\", \"SERVICE_UNKNOWN\"...).
+Instants are RFC 3339 strings in UTC, or null when unset.";
+
+const STATUS_HELP: &str = "\
+Shows the versions, the dataplane's state and uptime, the health of the
+three health service names, the interfaces with the XDP mode each obtained,
+and the workers.
+
+--json prints one object:
+  {\"endpoint\": URL, \"control_version\": str, \"dataplane_version\": str,
+   \"hostname\": str, \"dataplane_state\": \"unknown\"|\"starting\"|\"running\"|
+   \"stopped\"|\"unresponsive\", \"dataplane_started_at\": time|null,
+   \"dataplane_uptime_ms\": n, \"control_uptime_ms\": n, \"stats_epoch\": n,
+   \"health\": {\"\": STATUS, \"inline\": STATUS, \"passive-1\": STATUS},
+   \"interfaces\": [{\"role\", \"ifname\", \"hop\", \"ifindex\", \"mac_address\",
+     \"driver\", \"mtu_bytes\", \"link_up\", \"xdp_mode\", \"requested_xdp_mode\",
+     \"xdp_mode_reason\", \"queues\": [{\"queue_id\", \"xdp_mode\", \"worker_id\"}]}],
+   \"workers\": [{\"worker_id\", \"cpu\": n|null,
+     \"queues\": [{\"role\", \"ifname\", \"queue_id\"}]}]}";
+
+const STATS_HELP: &str = "\
+Prints the counters of every port, one row per queue (plus an \"all\" row for
+ports with several queues): packets and bytes received and transmitted,
+packets the dataplane dropped (all reasons), and kernel drops (the AF_XDP
+socket's rx_dropped + rx_ring_full + rx_invalid_descs + tx_invalid_descs).
+Then one row per worker. Counters are cumulative since the dataplane start
+named by the epoch.
+
+With --watch, the server sends a snapshot every --interval-ms with rates
+computed between consecutive snapshots; the table is redrawn in place when
+stdout is a terminal and appended otherwise. Stop with Ctrl-C or --count.
+
+--json prints one object (with --watch, one object per line, per snapshot):
+  {\"stats_epoch\": n, \"sampled_at\": time|null, \"dataplane_started_at\": time|null,
+   \"dataplane_state\": str, \"rates_window_ms\": n,
+   \"interval_ms\": n (--watch only),
+   \"ports\": [{\"role\", \"ifname\", \"hop\", \"xdp_mode\", \"totals\": COUNTERS,
+     \"kernel\": KERNEL, \"rates\": RATES|null,
+     \"queues\": [{\"queue_id\", \"xdp_mode\", \"worker_id\", \"counters\": COUNTERS,
+       \"kernel\": KERNEL, \"rates\": RATES|null}]}],
+   \"workers\": [{\"worker_id\", \"cpu\": n|null, \"batches\", \"busy_loops\",
+     \"idle_loops\", \"idle_waits\", \"batch_latency\": {\"count\", \"window_ns\",
+     \"p50_ns\", \"p90_ns\", \"p99_ns\", \"p999_ns\", \"max_ns\"}|null,
+     \"rates\": {\"batches_per_second\", \"busy_loop_ratio\",
+       \"idle_waits_per_second\"}|null}]}
+  COUNTERS = {\"rx_packets\", \"rx_bytes\", \"tx_packets\", \"tx_bytes\",
+    \"dropped_packets\", \"dropped_packets_by_reason\": {reason: n}}
+  KERNEL = {\"rx_dropped\", \"rx_invalid_descs\", \"tx_invalid_descs\",
+    \"rx_ring_full\", \"rx_fill_ring_empty\", \"tx_ring_empty\"}
+  RATES = {\"rx_packets_per_second\", \"rx_bytes_per_second\",
+    \"tx_packets_per_second\", \"tx_bytes_per_second\",
+    \"dropped_packets_per_second\"}
+Rates are null in a one-shot snapshot, in the first snapshot of a watch and
+after the epoch changed (rates_window_ms is 0 then).";
+
+const CHAIN_HELP: &str = "\
+The inline chain: the desired spec and its generation, the spec the
+dataplane applied, the state of each hop and the last rejected update.
+An empty chain bridges inline-1 and inline-2 directly; this build of
+tapline has no tool hops, so its chain is always empty.
+
+--json prints one object (chain watch: one per line, per change):
+  {\"generation\": n, \"updated_at\": time|null, \"spec\": SPEC,
+   \"status\": {\"observed_generation\": n, \"applied_spec\": SPEC|null,
+     \"applied_at\": time|null,
+     \"hops\": [{\"name\", \"state\": \"unspecified\"|\"up\"|\"down\"|\"bypassed_manual\",
+       \"traffic\": \"unspecified\"|\"through_tool\"|\"bypassed\"|\"dropped\",
+       \"on_failure\", \"manual_bypass\", \"tool_healthy\",
+       \"last_transition_at\": time|null, \"reason\", \"message\"}],
+     \"last_rejected\": {\"spec\": SPEC|null, \"generation\": n|null,
+       \"rejected_at\": time|null, \"reason\", \"message\",
+       \"errors\": [{\"field\", \"message\"}]}|null}|null}
+  SPEC = {\"hops\": [{\"name\", \"a\", \"b\", \"on_failure\": \"unspecified\"|\"bypass\"|
+    \"drop\"}], \"default_on_failure\": same values}";
+
+const CHAIN_SET_HELP: &str = "\
+Replaces the desired chain (Admin.SetChain). FILE (\"-\" for stdin) is JSON:
+either a SPEC, {\"hops\": [{\"name\": \"ids\", \"a\": \"tool1a\", \"b\": \"tool1b\",
+\"on_failure\": \"bypass\"}], \"default_on_failure\": \"drop\"} (on_failure and
+default_on_failure may be left out), or the output of `chain get --json`,
+whose \"spec\" is used.
+
+The server of this build does not serve the Admin service: it rejects chain
+changes, and this verb reports its message and exits 1.
+
+--json prints {\"accepted\": bool, \"generation\": n, \"valid\": bool,
+  \"errors\": [{\"field\", \"message\"}], \"warnings\": [{\"field\", \"message\"}]}.
+A spec that fails validation exits 1.";
+
+const HEALTH_HELP: &str = "\
+Checks grpc.health.v1.Health for the service names \"\" (overall),
+\"passive-1\" and \"inline\". Works without a token, and against the
+health-only port (--endpoint http://HOST:8086) as well. Exits 0 whenever
+the server answered, whatever the statuses.
+
+--json prints {\"endpoint\": URL, \"services\": {\"\": STATUS, \"inline\": STATUS,
+  \"passive-1\": STATUS}}, STATUS being \"SERVING\", \"NOT_SERVING\", \"UNKNOWN\"
+or \"SERVICE_UNKNOWN\" (the server does not know the name).";
+
+/// The operator CLI of tapline: reads the dataplane's state, counters,
+/// health and inline chain from tapline-control.
+#[derive(Debug, Parser)]
+#[command(name = "taplinectl", version, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    /// gRPC endpoint of tapline-control (http://HOST:PORT; "HOST:PORT" is
+    /// taken as http).
+    #[arg(long, global = true, value_name = "URL", default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// File holding the bearer token for the Observer and Admin services
+    /// (its content, trimmed, is sent as `authorization: Bearer TOKEN`).
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Print JSON instead of tables (shape in each verb's --help).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Deadline of each call (not of watches), in milliseconds.
+    #[arg(long, global = true, value_name = "MS", default_value_t = 10_000)]
+    timeout_ms: u64,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Dataplane information and a health summary.
+    #[command(after_long_help = STATUS_HELP)]
+    Status,
+    /// Counters per port and queue (--watch: refreshed, with rates).
+    #[command(after_long_help = STATS_HELP)]
+    Stats(StatsArgs),
+    /// The inline chain: get, watch, set.
+    #[command(subcommand)]
+    Chain(ChainVerb),
+    /// Health of the service names "", "passive-1" and "inline".
+    #[command(after_long_help = HEALTH_HELP)]
+    Health,
+}
+
+#[derive(Debug, Args)]
+struct StatsArgs {
+    /// Keep printing snapshots, with rates.
+    #[arg(long)]
+    watch: bool,
+    /// Time between snapshots of --watch, in milliseconds (the server may
+    /// clamp it).
+    #[arg(long, value_name = "MS", default_value_t = 1000, requires = "watch")]
+    interval_ms: u32,
+    /// Stop after this many snapshots (--watch).
+    #[arg(long, value_name = "N", requires = "watch")]
+    count: Option<u64>,
+    /// Only ports in this role (repeatable), e.g. --role inline-1.
+    #[arg(long = "role", value_name = "ROLE")]
+    roles: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ChainVerb {
+    /// Print the chain.
+    #[command(after_long_help = CHAIN_HELP)]
+    Get,
+    /// Print the chain, then again at each change (Ctrl-C to stop).
+    #[command(after_long_help = CHAIN_HELP)]
+    Watch {
+        /// Stop after this many messages.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Replace the desired chain with the spec in FILE.
+    #[command(after_long_help = CHAIN_SET_HELP)]
+    Set {
+        /// JSON chain spec ("-" for stdin).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// Only validate the spec; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply only if the current generation is this (compare-and-set).
+        #[arg(long, value_name = "N")]
+        expected_generation: Option<u64>,
+    },
+}
+
+// ---------------------------------------------------------------------------
+// Failures.
+
+/// Why the command failed: one line for stderr and the exit code.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure::new(exit::USAGE, message)
+    }
+
+    /// stdout was closed by its reader (`taplinectl ... | head`): not an
+    /// error worth a message.
+    fn quiet() -> Failure {
+        Failure::new(0, "")
+    }
+}
+
+/// The innermost cause of an error, as text: "connection refused" rather
+/// than tonic's "transport error".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    if let Some(io) = cur.downcast_ref::<std::io::Error>() {
+        use std::io::ErrorKind as K;
+        let s = match io.kind() {
+            K::ConnectionRefused => "connection refused",
+            K::ConnectionReset => "connection reset",
+            K::TimedOut => "connection timed out",
+            K::HostUnreachable => "host unreachable",
+            K::NetworkUnreachable => "network unreachable",
+            K::AddrNotAvailable => "address not available",
+            _ => return one_line(&io.to_string()),
+        };
+        return s.to_string();
+    }
+    let s = one_line(&cur.to_string());
+    if s.is_empty() {
+        one_line(&e.to_string())
+    } else {
+        s
+    }
+}
+
+/// Makes `s` fit on one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Where the CLI talks to, and with which token.
+#[derive(Debug, Clone)]
+struct Target {
+    url: String,
+    token: Option<MetadataValue<Ascii>>,
+    timeout: Duration,
+}
+
+impl Target {
+    /// Turns a failed call of `what` (e.g. "Observer.GetInfo") into a
+    /// [`Failure`] with the exit code of its class.
+    fn failure(&self, what: &str, s: &Status) -> Failure {
+        let msg = one_line(s.message());
+        let detail = if msg.is_empty() {
+            String::new()
+        } else {
+            format!(" (server: {msg})")
+        };
+        match s.code() {
+            Code::Unauthenticated | Code::PermissionDenied => {
+                let text = if self.token.is_some() {
+                    "the token was rejected: check --token-file"
+                } else {
+                    "tapline-control requires a token: pass --token-file"
+                };
+                Failure::new(exit::UNAUTHENTICATED, format!("{text}{detail}"))
+            }
+            // Only a transport failure carries a cause; an UNAVAILABLE sent
+            // by the server (for example: no live dataplane) is its answer.
+            Code::Unavailable if std::error::Error::source(s).is_some() => {
+                let cause = std::error::Error::source(s)
+                    .map(root_cause)
+                    .unwrap_or_default();
+                Failure::new(
+                    exit::UNREACHABLE,
+                    format!("cannot reach tapline-control at {}: {cause}", self.url),
+                )
+            }
+            Code::DeadlineExceeded => Failure::new(
+                exit::UNREACHABLE,
+                format!(
+                    "tapline-control at {} did not answer {what} within {} ms",
+                    self.url,
+                    self.timeout.as_millis()
+                ),
+            ),
+            Code::Unimplemented => Failure::new(
+                exit::SERVER,
+                format!(
+                    "tapline-control at {} does not serve {what} in this build{detail}{}",
+                    self.url,
+                    if what.starts_with("tapline.v1.") {
+                        " (the health-only port serves nothing else: is --endpoint the gRPC port?)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            // A stream cut by the server going away surfaces as UNKNOWN
+            // with an h2/io cause.
+            Code::Unknown if std::error::Error::source(s).is_some() => Failure::new(
+                exit::UNREACHABLE,
+                format!(
+                    "lost the connection to tapline-control at {}: {}",
+                    self.url,
+                    std::error::Error::source(s)
+                        .map(root_cause)
+                        .unwrap_or_default()
+                ),
+            ),
+            code => Failure::new(
+                exit::SERVER,
+                format!(
+                    "{what} failed: {code:?}{}",
+                    if msg.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {msg}")
+                    }
+                ),
+            ),
+        }
+    }
+
+    /// A unary request carrying the call deadline.
+    fn unary<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        r.set_timeout(self.timeout);
+        r
+    }
+}
+
+/// Adds `authorization: Bearer TOKEN` to calls of the tapline.v1 services.
+#[derive(Debug, Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Observer = pb::observer_client::ObserverClient<InterceptedService<Channel, Bearer>>;
+type Admin = pb::admin_client::AdminClient<InterceptedService<Channel, Bearer>>;
+
+/// Normalises the endpoint: a bare HOST:PORT is taken as http.
+fn endpoint_url(raw: &str) -> Result<String, Failure> {
+    let url = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    if !url.starts_with("http://") {
+        return Err(Failure::usage(format!(
+            "--endpoint {raw}: only http:// endpoints are supported (tapline-control serves plaintext gRPC)"
+        )));
+    }
+    Ok(url)
+}
+
+/// Reads and trims the token file.
+fn read_token(path: &Path) -> Result<MetadataValue<Ascii>, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::usage(format!(
+            "cannot read --token-file {}: {}",
+            path.display(),
+            root_cause(&e)
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Failure::usage(format!(
+            "--token-file {} is empty",
+            path.display()
+        )));
+    }
+    format!("Bearer {token}").parse().map_err(|_| {
+        Failure::usage(format!(
+            "--token-file {}: the token must be printable ASCII without line breaks",
+            path.display()
+        ))
+    })
+}
+
+/// A connected client session.
+#[derive(Debug)]
+struct Session {
+    target: Target,
+    channel: Channel,
+}
+
+impl Session {
+    async fn connect(cli: &Cli) -> Result<Session, Failure> {
+        let url = endpoint_url(&cli.endpoint)?;
+        let token = cli.token_file.as_deref().map(read_token).transpose()?;
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| Failure::usage(format!("--endpoint {url}: {}", root_cause(&e))))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|e| {
+            Failure::new(
+                exit::UNREACHABLE,
+                format!("cannot reach tapline-control at {url}: {}", root_cause(&e)),
+            )
+        })?;
+        Ok(Session {
+            target: Target {
+                url,
+                token,
+                timeout: Duration::from_millis(cli.timeout_ms.max(1)),
+            },
+            channel,
+        })
+    }
+
+    fn observer(&self) -> Observer {
+        pb::observer_client::ObserverClient::with_interceptor(
+            self.channel.clone(),
+            Bearer(self.target.token.clone()),
+        )
+    }
+
+    fn admin(&self) -> Admin {
+        pb::admin_client::AdminClient::with_interceptor(
+            self.channel.clone(),
+            Bearer(self.target.token.clone()),
+        )
+    }
+
+    /// Checks every health service name; a name the server does not know
+    /// is `SERVICE_UNKNOWN`, not a failure.
+    async fn health(&self) -> Result<BTreeMap<String, String>, Failure> {
+        let mut client = HealthClient::new(self.channel.clone());
+        let mut out = BTreeMap::new();
+        for service in HEALTH_SERVICES {
+            let req = self.target.unary(HealthCheckRequest {
+                service: service.to_string(),
+            });
+            let status = match client.check(req).await {
+                Ok(r) => serving_status_name(r.into_inner().status),
+                Err(s) if s.code() == Code::NotFound => "SERVICE_UNKNOWN".to_string(),
+                Err(s) => return Err(self.target.failure("grpc.health.v1.Health/Check", &s)),
+            };
+            out.insert(service.to_string(), status);
+        }
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Output.
+
+/// Writes to stdout; a closed pipe ends the command quietly.
+fn emit(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Failure::quiet()
+            } else {
+                Failure::new(exit::SERVER, format!("writing to stdout: {e}"))
+            }
+        })
+}
+
+fn emit_json<T: Serialize>(v: &T, pretty: bool) -> Result<(), Failure> {
+    let s = if pretty {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    }
+    .map_err(|e| Failure::new(exit::SERVER, format!("encoding JSON: {e}")))?;
+    emit(&format!("{s}\n"))
+}
+
+/// A text table: columns separated by two spaces, numbers right-aligned.
+#[derive(Debug)]
+struct Table {
+    headers: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Columns named in `headers`; a name starting with `>` is
+    /// right-aligned (the `>` is not shown).
+    fn new(headers: &[&'static str]) -> Table {
+        Table {
+            headers: headers.iter().map(|h| h.trim_start_matches('>')).collect(),
+            right: headers.iter().map(|h| h.starts_with('>')).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.headers.len());
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
+        for cells in std::iter::once(&headers).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = widths[i].saturating_sub(c.chars().count());
+                if self.right[i] {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(c);
+                } else {
+                    line.push_str(c);
+                    if i + 1 < cells.len() {
+                        line.extend(std::iter::repeat_n(' ', pad));
+                    }
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `1234567.0` -> `1.23M`: rates with an SI prefix.
+fn si(v: f64) -> String {
+    let a = v.abs();
+    let (d, p) = if a >= 1e12 {
+        (1e12, "T")
+    } else if a >= 1e9 {
+        (1e9, "G")
+    } else if a >= 1e6 {
+        (1e6, "M")
+    } else if a >= 1e3 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    };
+    let x = v / d;
+    if p.is_empty() {
+        if x.fract() == 0.0 {
+            format!("{x:.0}")
+        } else {
+            format!("{x:.1}")
+        }
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}{p}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}{p}")
+    } else {
+        format!("{x:.2}{p}")
+    }
+}
+
+/// `3_723_000` ms -> `1h2m3s`.
+fn duration_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{d}d{h}h{m}m")
+    } else if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{}.{}s", s, ms % 1000 / 100)
+    }
+}
+
+/// `1234` ns -> `1.2us`.
+fn nanos(ns: u64) -> String {
+    if ns >= 1_000_000_000 {
+        format!("{:.2}s", ns as f64 / 1e9)
+    } else if ns >= 1_000_000 {
+        format!("{:.1}ms", ns as f64 / 1e6)
+    } else if ns >= 1_000 {
+        format!("{:.1}us", ns as f64 / 1e3)
+    } else {
+        format!("{ns}ns")
+    }
+}
+
+fn time(t: &Option<prost_types::Timestamp>) -> Option<String> {
+    t.as_ref().map(ToString::to_string)
+}
+
+/// `DATAPLANE_STATE_RUNNING` with prefix `DATAPLANE_STATE_` -> `running`.
+fn lower_name(full: &str, prefix: &str) -> String {
+    full.strip_prefix(prefix)
+        .unwrap_or(full)
+        .to_ascii_lowercase()
+}
+
+fn dataplane_state_name(v: i32) -> String {
+    match pb::DataplaneState::try_from(v) {
+        Ok(pb::DataplaneState::Unspecified) => "unknown".into(),
+        Ok(s) => lower_name(s.as_str_name(), "DATAPLANE_STATE_"),
+        Err(_) => format!("unknown({v})"),
+    }
+}
+
+fn failure_action_name(v: i32) -> String {
+    pb::FailureAction::try_from(v).map_or_else(
+        |_| format!("unknown({v})"),
+        |a| lower_name(a.as_str_name(), "FAILURE_ACTION_"),
+    )
+}
+
+fn hop_state_name(v: i32) -> String {
+    pb::HopState::try_from(v).map_or_else(
+        |_| format!("unknown({v})"),
+        |a| lower_name(a.as_str_name(), "HOP_STATE_"),
+    )
+}
+
+fn hop_traffic_name(v: i32) -> String {
+    pb::HopTraffic::try_from(v).map_or_else(
+        |_| format!("unknown({v})"),
+        |a| lower_name(a.as_str_name(), "HOP_TRAFFIC_"),
+    )
+}
+
+fn serving_status_name(v: i32) -> String {
+    ServingStatus::try_from(v)
+        .map_or_else(|_| format!("UNKNOWN({v})"), |s| s.as_str_name().to_string())
+}
+
+// ---------------------------------------------------------------------------
+// JSON shapes (stable: keys are only added).
+
+#[derive(Debug, Serialize)]
+struct StatusJson {
+    endpoint: String,
+    control_version: String,
+    dataplane_version: String,
+    hostname: String,
+    dataplane_state: String,
+    dataplane_started_at: Option<String>,
+    dataplane_uptime_ms: u64,
+    control_uptime_ms: u64,
+    stats_epoch: u64,
+    health: BTreeMap<String, String>,
+    interfaces: Vec<InterfaceJson>,
+    workers: Vec<WorkerInfoJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct InterfaceJson {
+    role: String,
+    ifname: String,
+    hop: String,
+    ifindex: u32,
+    mac_address: String,
+    driver: String,
+    mtu_bytes: u32,
+    link_up: bool,
+    xdp_mode: String,
+    requested_xdp_mode: String,
+    xdp_mode_reason: String,
+    queues: Vec<QueueInfoJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueInfoJson {
+    queue_id: u32,
+    xdp_mode: String,
+    worker_id: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkerInfoJson {
+    worker_id: u32,
+    cpu: Option<u32>,
+    queues: Vec<QueueRefJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueRefJson {
+    role: String,
+    ifname: String,
+    queue_id: u32,
+}
+
+fn status_json(
+    url: &str,
+    info: pb::GetInfoResponse,
+    health: BTreeMap<String, String>,
+) -> StatusJson {
+    StatusJson {
+        endpoint: url.to_string(),
+        control_version: info.version,
+        dataplane_version: info.dataplane_version,
+        hostname: info.hostname,
+        dataplane_state: dataplane_state_name(info.dataplane_state),
+        dataplane_started_at: time(&info.dataplane_started_at),
+        dataplane_uptime_ms: info.dataplane_uptime_ms,
+        control_uptime_ms: info.control_uptime_ms,
+        stats_epoch: info.stats_epoch,
+        health,
+        interfaces: info
+            .interfaces
+            .into_iter()
+            .map(|i| InterfaceJson {
+                role: i.role,
+                ifname: i.ifname,
+                hop: i.hop,
+                ifindex: i.ifindex,
+                mac_address: i.mac_address,
+                driver: i.driver,
+                mtu_bytes: i.mtu_bytes,
+                link_up: i.link_up,
+                xdp_mode: i.xdp_mode,
+                requested_xdp_mode: i.requested_xdp_mode,
+                xdp_mode_reason: i.xdp_mode_reason,
+                queues: i
+                    .queues
+                    .into_iter()
+                    .map(|q| QueueInfoJson {
+                        queue_id: q.queue_id,
+                        xdp_mode: q.xdp_mode,
+                        worker_id: q.worker_id,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        workers: info
+            .workers
+            .into_iter()
+            .map(|w| WorkerInfoJson {
+                worker_id: w.worker_id,
+                cpu: w.cpu,
+                queues: w
+                    .queues
+                    .into_iter()
+                    .map(|q| QueueRefJson {
+                        role: q.role,
+                        ifname: q.ifname,
+                        queue_id: q.queue_id,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct StatsJson {
+    stats_epoch: u64,
+    sampled_at: Option<String>,
+    dataplane_started_at: Option<String>,
+    dataplane_state: String,
+    rates_window_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval_ms: Option<u32>,
+    ports: Vec<PortJson>,
+    workers: Vec<WorkerJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct PortJson {
+    role: String,
+    ifname: String,
+    hop: String,
+    xdp_mode: String,
+    totals: CountersJson,
+    kernel: KernelJson,
+    rates: Option<RatesJson>,
+    queues: Vec<QueueJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueJson {
+    queue_id: u32,
+    xdp_mode: String,
+    worker_id: u32,
+    counters: CountersJson,
+    kernel: KernelJson,
+    rates: Option<RatesJson>,
+}
+
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+struct CountersJson {
+    rx_packets: u64,
+    rx_bytes: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
+    dropped_packets: u64,
+    dropped_packets_by_reason: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq)]
+struct KernelJson {
+    rx_dropped: u64,
+    rx_invalid_descs: u64,
+    tx_invalid_descs: u64,
+    rx_ring_full: u64,
+    rx_fill_ring_empty: u64,
+    tx_ring_empty: u64,
+}
+
+impl KernelJson {
+    /// Packets or descriptors the kernel lost (the "KERNEL DROPS" column).
+    fn drops(&self) -> u64 {
+        self.rx_dropped
+            .saturating_add(self.rx_ring_full)
+            .saturating_add(self.rx_invalid_descs)
+            .saturating_add(self.tx_invalid_descs)
+    }
+}
+
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq)]
+struct RatesJson {
+    rx_packets_per_second: f64,
+    rx_bytes_per_second: f64,
+    tx_packets_per_second: f64,
+    tx_bytes_per_second: f64,
+    dropped_packets_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkerJson {
+    worker_id: u32,
+    cpu: Option<u32>,
+    batches: u64,
+    busy_loops: u64,
+    idle_loops: u64,
+    idle_waits: u64,
+    batch_latency: Option<LatencyJson>,
+    rates: Option<WorkerRatesJson>,
+}
+
+#[derive(Debug, Serialize, Clone, Copy)]
+struct LatencyJson {
+    count: u64,
+    window_ns: u64,
+    p50_ns: u64,
+    p90_ns: u64,
+    p99_ns: u64,
+    p999_ns: u64,
+    max_ns: u64,
+}
+
+#[derive(Debug, Serialize, Clone, Copy)]
+struct WorkerRatesJson {
+    batches_per_second: f64,
+    busy_loop_ratio: f64,
+    idle_waits_per_second: f64,
+}
+
+fn counters_json(c: Option<pb::PacketCounters>) -> CountersJson {
+    let c = c.unwrap_or_default();
+    CountersJson {
+        rx_packets: c.rx_packets,
+        rx_bytes: c.rx_bytes,
+        tx_packets: c.tx_packets,
+        tx_bytes: c.tx_bytes,
+        dropped_packets: c.dropped_packets,
+        dropped_packets_by_reason: c.dropped_packets_by_reason.into_iter().collect(),
+    }
+}
+
+fn kernel_json(k: Option<pb::KernelXdpCounters>) -> KernelJson {
+    let k = k.unwrap_or_default();
+    KernelJson {
+        rx_dropped: k.rx_dropped,
+        rx_invalid_descs: k.rx_invalid_descs,
+        tx_invalid_descs: k.tx_invalid_descs,
+        rx_ring_full: k.rx_ring_full,
+        rx_fill_ring_empty: k.rx_fill_ring_empty,
+        tx_ring_empty: k.tx_ring_empty,
+    }
+}
+
+fn rates_json(r: Option<pb::PacketRates>) -> Option<RatesJson> {
+    r.map(|r| RatesJson {
+        rx_packets_per_second: r.rx_packets_per_second,
+        rx_bytes_per_second: r.rx_bytes_per_second,
+        tx_packets_per_second: r.tx_packets_per_second,
+        tx_bytes_per_second: r.tx_bytes_per_second,
+        dropped_packets_per_second: r.dropped_packets_per_second,
+    })
+}
+
+fn stats_json(s: pb::Stats, interval_ms: Option<u32>) -> StatsJson {
+    StatsJson {
+        stats_epoch: s.stats_epoch,
+        sampled_at: time(&s.sampled_at),
+        dataplane_started_at: time(&s.dataplane_started_at),
+        dataplane_state: dataplane_state_name(s.dataplane_state),
+        rates_window_ms: s.rates_window_ms,
+        interval_ms,
+        ports: s
+            .ports
+            .into_iter()
+            .map(|p| PortJson {
+                role: p.role,
+                ifname: p.ifname,
+                hop: p.hop,
+                xdp_mode: p.xdp_mode,
+                totals: counters_json(p.totals),
+                kernel: kernel_json(p.kernel_totals),
+                rates: rates_json(p.rates),
+                queues: p
+                    .queues
+                    .into_iter()
+                    .map(|q| QueueJson {
+                        queue_id: q.queue_id,
+                        xdp_mode: q.xdp_mode,
+                        worker_id: q.worker_id,
+                        counters: counters_json(q.counters),
+                        kernel: kernel_json(q.kernel),
+                        rates: rates_json(q.rates),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        workers: s
+            .workers
+            .into_iter()
+            .map(|w| WorkerJson {
+                worker_id: w.worker_id,
+                cpu: w.cpu,
+                batches: w.batches,
+                busy_loops: w.busy_loops,
+                idle_loops: w.idle_loops,
+                idle_waits: w.idle_waits,
+                batch_latency: w.batch_latency.map(|l| LatencyJson {
+                    count: l.count,
+                    window_ns: l.window_ns,
+                    p50_ns: l.p50_ns,
+                    p90_ns: l.p90_ns,
+                    p99_ns: l.p99_ns,
+                    p999_ns: l.p999_ns,
+                    max_ns: l.max_ns,
+                }),
+                rates: w.rates.map(|r| WorkerRatesJson {
+                    batches_per_second: r.batches_per_second,
+                    busy_loop_ratio: r.busy_loop_ratio,
+                    idle_waits_per_second: r.idle_waits_per_second,
+                }),
+            })
+            .collect(),
+    }
+}
+
+/// A chain spec, in and out. `on_failure` and `default_on_failure` may be
+/// left out of an input file.
+#[derive(Debug, Serialize, Deserialize, Default, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct SpecJson {
+    hops: Vec<HopSpecJson>,
+    #[serde(default = "unspecified")]
+    default_on_failure: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct HopSpecJson {
+    name: String,
+    a: String,
+    b: String,
+    #[serde(default = "unspecified")]
+    on_failure: String,
+}
+
+fn unspecified() -> String {
+    "unspecified".into()
+}
+
+#[derive(Debug, Serialize)]
+struct ChainJson {
+    generation: u64,
+    updated_at: Option<String>,
+    spec: SpecJson,
+    status: Option<ChainStatusJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChainStatusJson {
+    observed_generation: u64,
+    applied_spec: Option<SpecJson>,
+    applied_at: Option<String>,
+    hops: Vec<HopStatusJson>,
+    last_rejected: Option<RejectedJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct HopStatusJson {
+    name: String,
+    state: String,
+    traffic: String,
+    on_failure: String,
+    manual_bypass: bool,
+    tool_healthy: bool,
+    last_transition_at: Option<String>,
+    reason: String,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RejectedJson {
+    spec: Option<SpecJson>,
+    generation: Option<u64>,
+    rejected_at: Option<String>,
+    reason: String,
+    message: String,
+    errors: Vec<IssueJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct IssueJson {
+    field: String,
+    message: String,
+}
+
+fn spec_json(s: pb::ChainSpec) -> SpecJson {
+    SpecJson {
+        default_on_failure: failure_action_name(s.default_on_failure),
+        hops: s
+            .hops
+            .into_iter()
+            .map(|h| HopSpecJson {
+                on_failure: failure_action_name(h.on_failure),
+                name: h.name,
+                a: h.a,
+                b: h.b,
+            })
+            .collect(),
+    }
+}
+
+fn issues_json(v: Vec<pb::ValidationIssue>) -> Vec<IssueJson> {
+    v.into_iter()
+        .map(|i| IssueJson {
+            field: i.field,
+            message: i.message,
+        })
+        .collect()
+}
+
+fn chain_json(c: pb::Chain) -> ChainJson {
+    ChainJson {
+        generation: c.generation,
+        updated_at: time(&c.updated_at),
+        spec: spec_json(c.spec.unwrap_or_default()),
+        status: c.status.map(|s| ChainStatusJson {
+            observed_generation: s.observed_generation,
+            applied_spec: s.applied_spec.map(spec_json),
+            applied_at: time(&s.applied_at),
+            hops: s
+                .hops
+                .into_iter()
+                .map(|h| HopStatusJson {
+                    state: hop_state_name(h.state),
+                    traffic: hop_traffic_name(h.traffic),
+                    on_failure: failure_action_name(h.on_failure),
+                    last_transition_at: time(&h.last_transition_at),
+                    name: h.name,
+                    manual_bypass: h.manual_bypass,
+                    tool_healthy: h.tool_healthy,
+                    reason: h.reason,
+                    message: h.message,
+                })
+                .collect(),
+            last_rejected: s.last_rejected.map(|r| RejectedJson {
+                spec: r.spec.map(spec_json),
+                generation: r.generation,
+                rejected_at: time(&r.rejected_at),
+                reason: r.reason,
+                message: r.message,
+                errors: issues_json(r.errors),
+            }),
+        }),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SetChainJson {
+    accepted: bool,
+    generation: u64,
+    valid: bool,
+    errors: Vec<IssueJson>,
+    warnings: Vec<IssueJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct HealthJson {
+    endpoint: String,
+    services: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------------------
+// Human renderings.
+
+fn health_label(service: &str) -> &str {
+    if service.is_empty() {
+        "(overall)"
+    } else {
+        service
+    }
+}
+
+fn render_health(h: &HealthJson) -> String {
+    let mut t = Table::new(&["SERVICE", "STATUS"]);
+    for service in HEALTH_SERVICES {
+        let status = h.services.get(service).map_or("?", String::as_str);
+        t.row(vec![health_label(service).to_string(), status.to_string()]);
+    }
+    t.render()
+}
+
+fn render_status(s: &StatusJson) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "tapline-control {} at {} (up {})",
+        s.control_version,
+        s.endpoint,
+        duration_ms(s.control_uptime_ms)
+    );
+    let dp = if s.dataplane_started_at.is_some() {
+        format!(
+            "{}, version {}, up {} (since {}), epoch {:#x}",
+            s.dataplane_state,
+            if s.dataplane_version.is_empty() {
+                "?"
+            } else {
+                &s.dataplane_version
+            },
+            duration_ms(s.dataplane_uptime_ms),
+            s.dataplane_started_at.as_deref().unwrap_or("?"),
+            s.stats_epoch
+        )
+    } else {
+        format!("{} (no dataplane seen yet)", s.dataplane_state)
+    };
+    let _ = writeln!(out, "dataplane: {dp}");
+    if !s.hostname.is_empty() {
+        let _ = writeln!(out, "host: {}", s.hostname);
+    }
+    let health: Vec<String> = HEALTH_SERVICES
+        .iter()
+        .map(|svc| {
+            format!(
+                "{} {}",
+                health_label(svc),
+                s.health.get(*svc).map_or("?", String::as_str)
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "health: {}", health.join(", "));
+    if !s.interfaces.is_empty() {
+        out.push('\n');
+        let mut t = Table::new(&[
+            "ROLE", "IFNAME", "HOP", "XDP MODE", "LINK", ">MTU", "DRIVER", "MAC", "QUEUES",
+        ]);
+        for i in &s.interfaces {
+            let queues: Vec<String> = i
+                .queues
+                .iter()
+                .map(|q| format!("{}@w{}", q.queue_id, q.worker_id))
+                .collect();
+            let mode = if i.xdp_mode_reason.is_empty() {
+                i.xdp_mode.clone()
+            } else {
+                format!("{} ({})", i.xdp_mode, i.xdp_mode_reason)
+            };
+            t.row(vec![
+                i.role.clone(),
+                i.ifname.clone(),
+                dash(&i.hop),
+                dash(&mode),
+                if i.link_up { "up" } else { "down" }.to_string(),
+                i.mtu_bytes.to_string(),
+                dash(&i.driver),
+                dash(&i.mac_address),
+                queues.join(","),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    if !s.workers.is_empty() {
+        out.push('\n');
+        let mut t = Table::new(&[">WORKER", ">CPU", "QUEUES"]);
+        for w in &s.workers {
+            let queues: Vec<String> = w
+                .queues
+                .iter()
+                .map(|q| format!("{}/{}:{}", q.role, q.ifname, q.queue_id))
+                .collect();
+            t.row(vec![
+                w.worker_id.to_string(),
+                w.cpu.map_or("-".to_string(), |c| c.to_string()),
+                queues.join(", "),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
+fn render_stats(s: &StatsJson) -> String {
+    let watch = s.interval_ms.is_some();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "dataplane {}, epoch {:#x}, sampled {}",
+        s.dataplane_state,
+        s.stats_epoch,
+        s.sampled_at.as_deref().unwrap_or("?")
+    );
+    if watch {
+        if s.rates_window_ms > 0 {
+            let _ = write!(out, ", rates over {} ms", s.rates_window_ms);
+        } else {
+            out.push_str(", no rates yet");
+        }
+    }
+    out.push('\n');
+    if s.ports.is_empty() {
+        out.push_str("no ports: the dataplane has not published its counters\n");
+    } else {
+        let mut headers = vec![
+            "PORT",
+            "IFNAME",
+            ">QUEUE",
+            "MODE",
+            ">RX PACKETS",
+            ">RX BYTES",
+            ">TX PACKETS",
+            ">TX BYTES",
+            ">DROPS",
+            ">KERNEL DROPS",
+        ];
+        if watch {
+            headers.extend([">RX PKT/S", ">RX B/S", ">TX PKT/S", ">TX B/S", ">DROP/S"]);
+        }
+        let mut t = Table::new(&headers);
+        let row = |t: &mut Table,
+                   p: &PortJson,
+                   queue: String,
+                   mode: &str,
+                   c: &CountersJson,
+                   k: &KernelJson,
+                   r: &Option<RatesJson>| {
+            let mut cells = vec![
+                p.role.clone(),
+                p.ifname.clone(),
+                queue,
+                dash(mode),
+                c.rx_packets.to_string(),
+                c.rx_bytes.to_string(),
+                c.tx_packets.to_string(),
+                c.tx_bytes.to_string(),
+                c.dropped_packets.to_string(),
+                k.drops().to_string(),
+            ];
+            if watch {
+                match r {
+                    Some(r) => cells.extend([
+                        si(r.rx_packets_per_second),
+                        si(r.rx_bytes_per_second),
+                        si(r.tx_packets_per_second),
+                        si(r.tx_bytes_per_second),
+                        si(r.dropped_packets_per_second),
+                    ]),
+                    None => cells.extend(std::iter::repeat_n("-".to_string(), 5)),
+                }
+            }
+            t.row(cells);
+        };
+        for p in &s.ports {
+            if p.queues.len() != 1 {
+                let q = if p.queues.is_empty() { "-" } else { "all" };
+                row(
+                    &mut t,
+                    p,
+                    q.into(),
+                    &p.xdp_mode,
+                    &p.totals,
+                    &p.kernel,
+                    &p.rates,
+                );
+            }
+            for q in &p.queues {
+                row(
+                    &mut t,
+                    p,
+                    q.queue_id.to_string(),
+                    &q.xdp_mode,
+                    &q.counters,
+                    &q.kernel,
+                    &q.rates,
+                );
+            }
+        }
+        out.push_str(&t.render());
+    }
+    if !s.workers.is_empty() {
+        out.push('\n');
+        let mut headers = vec![
+            ">WORKER",
+            ">CPU",
+            ">BATCHES",
+            ">IDLE WAITS",
+            ">BATCH P50",
+            ">P99",
+            ">MAX",
+        ];
+        if watch {
+            headers.extend([">BATCH/S", ">BUSY"]);
+        }
+        let mut t = Table::new(&headers);
+        for w in &s.workers {
+            let lat = |f: fn(&LatencyJson) -> u64| {
+                w.batch_latency
+                    .filter(|l| l.count > 0)
+                    .map_or("-".to_string(), |l| nanos(f(&l)))
+            };
+            let mut cells = vec![
+                w.worker_id.to_string(),
+                w.cpu.map_or("-".to_string(), |c| c.to_string()),
+                w.batches.to_string(),
+                w.idle_waits.to_string(),
+                lat(|l| l.p50_ns),
+                lat(|l| l.p99_ns),
+                lat(|l| l.max_ns),
+            ];
+            if watch {
+                match w.rates {
+                    Some(r) => cells.extend([
+                        si(r.batches_per_second),
+                        format!("{:.0}%", r.busy_loop_ratio * 100.0),
+                    ]),
+                    None => cells.extend(["-".to_string(), "-".to_string()]),
+                }
+            }
+            t.row(cells);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}
+
+fn render_spec_hops(spec: &SpecJson) -> String {
+    let mut t = Table::new(&["HOP", "A", "B", "ON FAILURE"]);
+    for h in &spec.hops {
+        let on_failure = if h.on_failure == "unspecified" {
+            format!("{} (default)", spec.default_on_failure)
+        } else {
+            h.on_failure.clone()
+        };
+        t.row(vec![h.name.clone(), h.a.clone(), h.b.clone(), on_failure]);
+    }
+    t.render()
+}
+
+fn render_chain(c: &ChainJson) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "chain generation {}", c.generation);
+    if let Some(t) = &c.updated_at {
+        let _ = write!(out, " (updated {t})");
+    }
+    if let Some(s) = &c.status {
+        let _ = write!(out, ", applied generation {}", s.observed_generation);
+        if let Some(t) = &s.applied_at {
+            let _ = write!(out, " (at {t})");
+        }
+    }
+    out.push('\n');
+    if c.spec.hops.is_empty() {
+        out.push_str(
+            "the chain is empty: inline-1 and inline-2 are bridged directly \
+             (this build of tapline has no tool hops)\n",
+        );
+    } else {
+        out.push_str(&render_spec_hops(&c.spec));
+    }
+    if let Some(s) = &c.status {
+        if !s.hops.is_empty() {
+            out.push('\n');
+            let mut t = Table::new(&[
+                "HOP",
+                "STATE",
+                "TRAFFIC",
+                "ON FAILURE",
+                "TOOL",
+                "SINCE",
+                "REASON",
+                "MESSAGE",
+            ]);
+            for h in &s.hops {
+                t.row(vec![
+                    h.name.clone(),
+                    if h.manual_bypass {
+                        format!("{} (manual)", h.state)
+                    } else {
+                        h.state.clone()
+                    },
+                    h.traffic.clone(),
+                    h.on_failure.clone(),
+                    if h.tool_healthy {
+                        "healthy"
+                    } else {
+                        "unhealthy"
+                    }
+                    .to_string(),
+                    h.last_transition_at.clone().unwrap_or_else(|| "-".into()),
+                    dash(&h.reason),
+                    dash(&h.message),
+                ]);
+            }
+            out.push_str(&t.render());
+        }
+        if let Some(r) = &s.last_rejected {
+            let _ = writeln!(
+                out,
+                "\nlast rejected update{}{}: {} {}",
+                r.generation
+                    .map_or(String::new(), |g| format!(" (generation {g})")),
+                r.rejected_at
+                    .as_deref()
+                    .map_or(String::new(), |t| format!(" at {t}")),
+                r.reason,
+                r.message
+            );
+            for e in &r.errors {
+                let _ = writeln!(out, "  {}: {}", dash(&e.field), e.message);
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Verbs.
+
+async fn status(cli: &Cli) -> Result<(), Failure> {
+    let s = Session::connect(cli).await?;
+    let info = s
+        .observer()
+        .get_info(s.target.unary(pb::GetInfoRequest {}))
+        .await
+        .map_err(|e| s.target.failure("tapline.v1.Observer/GetInfo", &e))?
+        .into_inner();
+    let health = s.health().await?;
+    let st = status_json(&s.target.url, info, health);
+    if cli.json {
+        emit_json(&st, true)
+    } else {
+        emit(&render_status(&st))
+    }
+}
+
+fn selector(args: &StatsArgs) -> Option<pb::StatsSelector> {
+    if args.roles.is_empty() {
+        None
+    } else {
+        Some(pb::StatsSelector {
+            roles: args.roles.clone(),
+            omit_queues: false,
+        })
+    }
+}
+
+async fn stats(cli: &Cli, args: &StatsArgs) -> Result<(), Failure> {
+    let s = Session::connect(cli).await?;
+    let mut client = s.observer();
+    if !args.watch {
+        let resp = client
+            .get_stats(s.target.unary(pb::GetStatsRequest {
+                selector: selector(args),
+            }))
+            .await
+            .map_err(|e| s.target.failure("tapline.v1.Observer/GetStats", &e))?
+            .into_inner();
+        let st = stats_json(resp.stats.unwrap_or_default(), None);
+        return if cli.json {
+            emit_json(&st, true)
+        } else {
+            emit(&render_stats(&st))
+        };
+    }
+    const WHAT: &str = "tapline.v1.Observer/WatchStats";
+    let mut stream = client
+        .watch_stats(pb::WatchStatsRequest {
+            interval_ms: args.interval_ms,
+            selector: selector(args),
+        })
+        .await
+        .map_err(|e| s.target.failure(WHAT, &e))?
+        .into_inner();
+    let terminal = std::io::stdout().is_terminal();
+    let mut seen = 0u64;
+    loop {
+        if args.count.is_some_and(|n| seen >= n) {
+            return Ok(());
+        }
+        let msg = tokio::select! {
+            m = stream.message() => m.map_err(|e| s.target.failure(WHAT, &e))?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(msg) = msg else {
+            return Err(Failure::new(
+                exit::SERVER,
+                format!("tapline-control at {} ended the stats watch", s.target.url),
+            ));
+        };
+        seen += 1;
+        let st = stats_json(msg.stats.unwrap_or_default(), Some(msg.interval_ms));
+        if cli.json {
+            emit_json(&st, false)?;
+        } else if terminal {
+            // Home the cursor and clear the screen: the table is redrawn in
+            // place, whatever its height.
+            emit(&format!("\x1b[H\x1b[2J{}", render_stats(&st)))?;
+        } else {
+            emit(&format!(
+                "{}{}",
+                if seen > 1 { "\n" } else { "" },
+                render_stats(&st)
+            ))?;
+        }
+    }
+}
+
+async fn chain_get(cli: &Cli) -> Result<(), Failure> {
+    let s = Session::connect(cli).await?;
+    let resp = s
+        .observer()
+        .get_chain(s.target.unary(pb::GetChainRequest {}))
+        .await
+        .map_err(|e| s.target.failure("tapline.v1.Observer/GetChain", &e))?
+        .into_inner();
+    let c = chain_json(resp.chain.unwrap_or_default());
+    if cli.json {
+        emit_json(&c, true)
+    } else {
+        emit(&render_chain(&c))
+    }
+}
+
+async fn chain_watch(cli: &Cli, count: Option<u64>) -> Result<(), Failure> {
+    const WHAT: &str = "tapline.v1.Observer/WatchChain";
+    let s = Session::connect(cli).await?;
+    let mut stream = s
+        .observer()
+        .watch_chain(pb::WatchChainRequest {})
+        .await
+        .map_err(|e| s.target.failure(WHAT, &e))?
+        .into_inner();
+    let mut seen = 0u64;
+    loop {
+        if count.is_some_and(|n| seen >= n) {
+            return Ok(());
+        }
+        let msg = tokio::select! {
+            m = stream.message() => m.map_err(|e| s.target.failure(WHAT, &e))?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(msg) = msg else {
+            return Err(Failure::new(
+                exit::SERVER,
+                format!("tapline-control at {} ended the chain watch", s.target.url),
+            ));
+        };
+        seen += 1;
+        let c = chain_json(msg.chain.unwrap_or_default());
+        if cli.json {
+            emit_json(&c, false)?;
+        } else {
+            emit(&format!(
+                "{}{}",
+                if seen > 1 { "\n" } else { "" },
+                render_chain(&c)
+            ))?;
+        }
+    }
+}
+
+/// Parses a spec file: a SPEC, or `chain get --json` output.
+fn parse_spec(text: &str, source: &str) -> Result<pb::ChainSpec, Failure> {
+    let bad = |e: String| Failure::usage(format!("{source}: {e}"));
+    let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    if let Some(spec) = v.get_mut("spec") {
+        v = spec.take();
+    }
+    let spec: SpecJson = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
+    let action = |field: String, name: &str| -> Result<i32, Failure> {
+        match name {
+            "unspecified" | "" => Ok(pb::FailureAction::Unspecified.into()),
+            "bypass" => Ok(pb::FailureAction::Bypass.into()),
+            "drop" => Ok(pb::FailureAction::Drop.into()),
+            other => Err(bad(format!(
+                "{field}: {other:?} is not a failure action (use \"bypass\" or \"drop\")"
+            ))),
+        }
+    };
+    Ok(pb::ChainSpec {
+        default_on_failure: action("default_on_failure".into(), &spec.default_on_failure)?,
+        hops: spec
+            .hops
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                Ok(pb::HopSpec {
+                    name: h.name.clone(),
+                    a: h.a.clone(),
+                    b: h.b.clone(),
+                    on_failure: action(format!("hops[{i}].on_failure"), &h.on_failure)?,
+                })
+            })
+            .collect::<Result<_, Failure>>()?,
+    })
+}
+
+async fn chain_set(
+    cli: &Cli,
+    file: &Path,
+    dry_run: bool,
+    expected_generation: Option<u64>,
+) -> Result<(), Failure> {
+    let (text, source) = if file == Path::new("-") {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+            .map_err(|e| Failure::usage(format!("reading the spec from stdin: {e}")))?;
+        (t, "stdin".to_string())
+    } else {
+        let t = std::fs::read_to_string(file).map_err(|e| {
+            Failure::usage(format!(
+                "cannot read {}: {}",
+                file.display(),
+                root_cause(&e)
+            ))
+        })?;
+        (t, file.display().to_string())
+    };
+    let spec = parse_spec(&text, &source)?;
+    let s = Session::connect(cli).await?;
+    let resp = s
+        .admin()
+        .set_chain(s.target.unary(pb::SetChainRequest {
+            spec: Some(spec),
+            expected_generation,
+            dry_run,
+        }))
+        .await
+        .map_err(|e| {
+            if e.code() == Code::Unimplemented {
+                let msg = one_line(e.message());
+                Failure::new(
+                    exit::SERVER,
+                    format!(
+                        "tapline-control at {} rejects chain changes in this build: {}",
+                        s.target.url,
+                        if msg.is_empty() {
+                            "UNIMPLEMENTED (no Admin service)".to_string()
+                        } else {
+                            format!("UNIMPLEMENTED: {msg}")
+                        }
+                    ),
+                )
+            } else {
+                s.target.failure("tapline.v1.Admin/SetChain", &e)
+            }
+        })?
+        .into_inner();
+    let validation = resp.validation.unwrap_or_default();
+    let out = SetChainJson {
+        accepted: resp.accepted,
+        generation: resp.generation,
+        valid: validation.valid,
+        errors: issues_json(validation.errors),
+        warnings: issues_json(validation.warnings),
+    };
+    if cli.json {
+        emit_json(&out, true)?;
+    } else {
+        let mut text = String::new();
+        if out.accepted {
+            let _ = writeln!(text, "accepted: chain generation {}", out.generation);
+        } else if out.valid && dry_run {
+            let _ = writeln!(
+                text,
+                "valid (dry run): nothing changed, chain generation {}",
+                out.generation
+            );
+        } else {
+            let _ = writeln!(text, "rejected: chain generation stays {}", out.generation);
+        }
+        for (kind, list) in [("error", &out.errors), ("warning", &out.warnings)] {
+            for i in list {
+                let _ = writeln!(text, "{kind}: {}: {}", dash(&i.field), i.message);
+            }
+        }
+        emit(&text)?;
+    }
+    if out.valid {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            exit::SERVER,
+            format!("the chain spec is invalid ({} error(s))", out.errors.len()),
+        ))
+    }
+}
+
+async fn health(cli: &Cli) -> Result<(), Failure> {
+    let s = Session::connect(cli).await?;
+    let h = HealthJson {
+        endpoint: s.target.url.clone(),
+        services: s.health().await?,
+    };
+    if cli.json {
+        emit_json(&h, true)
+    } else {
+        emit(&render_health(&h))
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.verb {
+        Verb::Status => status(&cli).await,
+        Verb::Stats(args) => stats(&cli, args).await,
+        Verb::Chain(ChainVerb::Get) => chain_get(&cli).await,
+        Verb::Chain(ChainVerb::Watch { count }) => chain_watch(&cli, *count).await,
+        Verb::Chain(ChainVerb::Set {
+            file,
+            dry_run,
+            expected_generation,
+        }) => chain_set(&cli, file, *dry_run, *expected_generation).await,
+        Verb::Health => health(&cli).await,
+    }
+}
+
+fn main() -> ExitCode {
+    // clap prints usage errors and exits 2, --help and --version exit 0.
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(exit::SERVER);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("error: {}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_verb() {
+        let a = Cli::try_parse_from(["taplinectl", "--json", "--endpoint", "h:1", "health"])
+            .expect("parses");
+        let b = Cli::try_parse_from(["taplinectl", "health", "--json", "--endpoint", "h:1"])
+            .expect("parses");
+        assert!(a.json && b.json);
+        assert_eq!(a.endpoint, b.endpoint);
+        let d = Cli::try_parse_from(["taplinectl", "status"]).expect("parses");
+        assert_eq!(d.endpoint, DEFAULT_ENDPOINT);
+        assert!(!d.json && d.token_file.is_none());
+    }
+
+    #[test]
+    fn watch_options_require_watch() {
+        assert!(Cli::try_parse_from(["taplinectl", "stats", "--interval-ms", "200"]).is_err());
+        let c = Cli::try_parse_from([
+            "taplinectl",
+            "stats",
+            "--watch",
+            "--interval-ms",
+            "200",
+            "--count",
+            "3",
+        ])
+        .expect("parses");
+        let Verb::Stats(a) = c.verb else {
+            panic!("stats")
+        };
+        assert!(a.watch && a.interval_ms == 200 && a.count == Some(3));
+        let e = Cli::try_parse_from(["taplinectl", "bogus"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(exit::USAGE));
+    }
+
+    #[test]
+    fn chain_set_takes_a_file() {
+        let c = Cli::try_parse_from(["taplinectl", "chain", "set", "-f", "x.json", "--dry-run"])
+            .expect("parses");
+        assert!(matches!(
+            c.verb,
+            Verb::Chain(ChainVerb::Set { dry_run: true, .. })
+        ));
+        assert!(Cli::try_parse_from(["taplinectl", "chain", "set"]).is_err());
+    }
+
+    #[test]
+    fn endpoints_are_normalised() {
+        assert_eq!(
+            endpoint_url("10.0.0.1:50051").unwrap(),
+            "http://10.0.0.1:50051"
+        );
+        assert_eq!(endpoint_url("http://h:1").unwrap(), "http://h:1");
+        let e = endpoint_url("https://h:1").unwrap_err();
+        assert_eq!(e.code, exit::USAGE);
+    }
+
+    #[test]
+    fn token_file_is_trimmed_and_checked() {
+        let dir = std::env::temp_dir().join(format!("taplinectl-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("tok");
+        std::fs::write(&p, "  s3cret \n").unwrap();
+        assert_eq!(read_token(&p).unwrap().to_str().unwrap(), "Bearer s3cret");
+        std::fs::write(&p, " \n").unwrap();
+        assert!(read_token(&p).unwrap_err().message.contains("is empty"));
+        std::fs::write(&p, "a\nb").unwrap();
+        assert!(read_token(&p).is_err());
+        let missing = read_token(&dir.join("nope")).unwrap_err();
+        assert_eq!(missing.code, exit::USAGE);
+        assert!(missing.message.contains("cannot read --token-file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn target(token: bool) -> Target {
+        Target {
+            url: "http://127.0.0.1:1".into(),
+            token: token.then(|| "Bearer x".parse().unwrap()),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_exit_codes_and_one_line() {
+        let t = target(true);
+        let f = t.failure("X", &Status::unauthenticated("bad\ntoken"));
+        assert_eq!(f.code, exit::UNAUTHENTICATED);
+        assert!(f
+            .message
+            .starts_with("the token was rejected: check --token-file"));
+        assert!(!f.message.contains('\n'));
+        let f = target(false).failure("X", &Status::unauthenticated(""));
+        assert_eq!(f.code, exit::UNAUTHENTICATED);
+        assert!(f.message.contains("pass --token-file"), "{}", f.message);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let mut transport = Status::unavailable("tcp connect error");
+        transport.set_source(std::sync::Arc::new(refused));
+        let f = t.failure("X", &transport);
+        assert_eq!(f.code, exit::UNREACHABLE);
+        assert_eq!(
+            f.message,
+            "cannot reach tapline-control at http://127.0.0.1:1: connection refused"
+        );
+        // The server's own UNAVAILABLE is an answer, not a lost connection.
+        let f = t.failure("X", &Status::unavailable("the dataplane is not running"));
+        assert_eq!(f.code, exit::SERVER);
+        assert!(
+            f.message.contains("the dataplane is not running"),
+            "{}",
+            f.message
+        );
+        let f = t.failure("Admin/SetChain", &Status::unimplemented("nope"));
+        assert_eq!(f.code, exit::SERVER);
+        assert!(f.message.contains("does not serve Admin/SetChain"));
+        assert!(f.message.contains("nope"));
+        let f = t.failure("X", &Status::internal("boom"));
+        assert_eq!(f.code, exit::SERVER);
+        assert!(f.message.contains("boom"));
+    }
+
+    #[test]
+    fn root_cause_names_a_refused_connection() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("transport error")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(root_cause(&e), "connection refused");
+    }
+
+    #[test]
+    fn tables_align_and_trim() {
+        let mut t = Table::new(&["A", ">NUM", "LAST"]);
+        t.row(vec!["xx".into(), "1".into(), "".into()]);
+        t.row(vec!["y".into(), "1000".into(), "z".into()]);
+        assert_eq!(t.render(), "A    NUM  LAST\nxx     1\ny   1000  z\n");
+    }
+
+    #[test]
+    fn numbers_are_formatted_for_people() {
+        assert_eq!(si(0.0), "0");
+        assert_eq!(si(12.5), "12.5");
+        assert_eq!(si(1234.0), "1.23k");
+        assert_eq!(si(14_880_952.0), "14.9M");
+        assert_eq!(si(123_456_789_000.0), "123G");
+        assert_eq!(duration_ms(1_500), "1.5s");
+        assert_eq!(duration_ms(3_723_000), "1h2m3s");
+        assert_eq!(duration_ms(90_061_000), "1d1h1m");
+        assert_eq!(nanos(999), "999ns");
+        assert_eq!(nanos(1_500), "1.5us");
+    }
+
+    #[test]
+    fn enum_names_are_lower_case_and_tolerate_unknown_values() {
+        assert_eq!(
+            dataplane_state_name(pb::DataplaneState::Running.into()),
+            "running"
+        );
+        assert_eq!(dataplane_state_name(0), "unknown");
+        assert_eq!(dataplane_state_name(42), "unknown(42)");
+        assert_eq!(
+            failure_action_name(pb::FailureAction::Bypass.into()),
+            "bypass"
+        );
+        assert_eq!(
+            hop_state_name(pb::HopState::BypassedManual.into()),
+            "bypassed_manual"
+        );
+        assert_eq!(
+            hop_traffic_name(pb::HopTraffic::ThroughTool.into()),
+            "through_tool"
+        );
+        assert_eq!(
+            serving_status_name(ServingStatus::NotServing.into()),
+            "NOT_SERVING"
+        );
+    }
+
+    fn counters(rx: u64) -> pb::PacketCounters {
+        pb::PacketCounters {
+            rx_packets: rx,
+            rx_bytes: rx * 100,
+            ..Default::default()
+        }
+    }
+
+    fn sample_stats() -> pb::Stats {
+        pb::Stats {
+            stats_epoch: 7,
+            dataplane_state: pb::DataplaneState::Running.into(),
+            ports: vec![pb::PortStats {
+                role: "inline-1".into(),
+                ifname: "i1".into(),
+                xdp_mode: "native-copy".into(),
+                totals: Some(counters(5)),
+                kernel_totals: Some(pb::KernelXdpCounters {
+                    rx_dropped: 1,
+                    rx_ring_full: 2,
+                    rx_fill_ring_empty: 100,
+                    ..Default::default()
+                }),
+                queues: vec![pb::QueueStats {
+                    queue_id: 0,
+                    xdp_mode: "native-copy".into(),
+                    counters: Some(counters(5)),
+                    kernel: Some(pb::KernelXdpCounters {
+                        rx_dropped: 1,
+                        rx_ring_full: 2,
+                        rx_fill_ring_empty: 100,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            workers: vec![pb::WorkerStats {
+                worker_id: 0,
+                batches: 3,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn stats_json_has_the_documented_shape() {
+        let v = serde_json::to_value(stats_json(sample_stats(), None)).unwrap();
+        assert_eq!(v["stats_epoch"], 7);
+        assert_eq!(v["dataplane_state"], "running");
+        assert!(v.get("interval_ms").is_none(), "only in watches");
+        let p = &v["ports"][0];
+        assert_eq!(p["role"], "inline-1");
+        assert_eq!(p["totals"]["rx_packets"], 5);
+        assert_eq!(p["totals"]["rx_bytes"], 500);
+        assert_eq!(p["kernel"]["rx_ring_full"], 2);
+        assert!(p["rates"].is_null());
+        assert_eq!(p["queues"][0]["counters"]["rx_packets"], 5);
+        assert_eq!(v["workers"][0]["batches"], 3);
+        assert!(v["sampled_at"].is_null());
+        let w = serde_json::to_value(stats_json(sample_stats(), Some(200))).unwrap();
+        assert_eq!(w["interval_ms"], 200);
+    }
+
+    #[test]
+    fn stats_table_shows_counters_and_kernel_drops() {
+        let text = render_stats(&stats_json(sample_stats(), None));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("dataplane running, epoch 0x7"),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("PORT"), "{text}");
+        let row: Vec<&str> = lines[2].split_whitespace().collect();
+        // PORT IFNAME QUEUE MODE RX_PKTS RX_BYTES TX_PKTS TX_BYTES DROPS KDROPS
+        assert_eq!(
+            row,
+            [
+                "inline-1",
+                "i1",
+                "0",
+                "native-copy",
+                "5",
+                "500",
+                "0",
+                "0",
+                "0",
+                "3"
+            ]
+        );
+        let watch = render_stats(&stats_json(sample_stats(), Some(200)));
+        assert!(
+            watch.contains("RX PKT/S") && watch.contains("no rates yet"),
+            "{watch}"
+        );
+    }
+
+    #[test]
+    fn empty_chain_says_so() {
+        let c = chain_json(pb::Chain {
+            generation: 1,
+            status: Some(pb::ChainStatus {
+                observed_generation: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let text = render_chain(&c);
+        assert!(text.contains("the chain is empty"), "{text}");
+        assert!(text.contains("generation 1"), "{text}");
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["spec"]["hops"], serde_json::json!([]));
+        assert_eq!(v["spec"]["default_on_failure"], "unspecified");
+        assert_eq!(v["status"]["observed_generation"], 1);
+        assert!(v["status"]["last_rejected"].is_null());
+    }
+
+    #[test]
+    fn spec_files_parse_in_both_shapes() {
+        let spec = parse_spec(
+            r#"{"hops":[{"name":"ids","a":"t1a","b":"t1b","on_failure":"drop"}],"default_on_failure":"bypass"}"#,
+            "f",
+        )
+        .unwrap();
+        assert_eq!(spec.hops[0].on_failure(), pb::FailureAction::Drop);
+        assert_eq!(spec.default_on_failure(), pb::FailureAction::Bypass);
+        // `chain get --json` output round-trips.
+        let got = serde_json::to_string(&chain_json(pb::Chain {
+            spec: Some(spec.clone()),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(parse_spec(&got, "f").unwrap(), spec);
+        let e = parse_spec(
+            r#"{"hops":[{"name":"x","a":"a","b":"b","on_failure":"maybe"}]}"#,
+            "f",
+        )
+        .unwrap_err();
+        assert_eq!(e.code, exit::USAGE);
+        assert!(e.message.contains("hops[0].on_failure"), "{}", e.message);
+        assert!(parse_spec(r#"{"hops":[],"bogus":1}"#, "f").is_err());
+        assert!(parse_spec("not json", "f").is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! tapline's control sidecar, `tapline-control`: it reads the dataplane's
+//! stats segment in `state_dir` (a shared emptyDir) and serves
+//!
+//! - gRPC on `control.grpc_listen`: `tapline.v1.Observer` (behind a bearer
+//!   token when `control.observer_token_file` is set),
+//!   `grpc.health.v1.Health` and server reflection;
+//! - gRPC on `control.health_listen`: only `grpc.health.v1.Health`, for
+//!   kubelet probes;
+//! - HTTP `/metrics` on `control.metrics_listen` (Prometheus text format).
+//!
+//! It holds no capabilities, never writes to the dataplane's files, and
+//! keeps running whatever the dataplane does: it follows it through starts,
+//! stops, crashes and restarts (see [`state`]). `docs/control.md` describes
+//! the endpoints for operators.
+//!
+//! No `unsafe` here: the shared-memory reading is the dataplane crate's
+//! safe `SegmentReader`.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod health;
+pub mod info;
+pub mod metrics;
+pub mod observer;
+pub mod state;
+pub mod stats;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tapline_dataplane::config::{Config, ConfigError};
+use tapline_proto::v1::observer_server::ObserverServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::pb::health_server::HealthServer;
+use tracing::{info, warn};
+
+use crate::auth::{BearerAuth, Token};
+use crate::health::{Configured, HealthDriver};
+
+pub use crate::metrics::render as render_metrics;
+
+/// Exit codes of `tapline-control` (sysexits.h), as for the dataplane.
+pub mod exit {
+    /// Bad configuration, or a configured token file unreadable or empty.
+    pub const CONFIG: u8 = 64;
+    /// A listener could not be bound, or a server failed.
+    pub const OSERR: u8 = 71;
+}
+
+/// How long a stopping server waits for open calls to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on idle connections, so a watch whose client vanished
+/// without closing its connection is noticed and ends.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the sidecar could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr} ({field}): {source}; free the port or change {field}")]
+    Bind {
+        field: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the {what} server failed: {source}")]
+    Serve {
+        what: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ServeError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Config(_) => exit::CONFIG,
+            ServeError::Bind { .. } | ServeError::Serve { .. } => exit::OSERR,
+        }
+    }
+}
+
+/// Bearer tokens of the services that have one.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// `control.observer_token_file`; `None` leaves Observer open.
+    pub observer: Option<Token>,
+    /// `control.admin_token_file`. Read and checked at start; no service
+    /// uses it yet (Admin is not served by this build).
+    pub admin: Option<Token>,
+}
+
+impl Tokens {
+    /// Reads the configured token files; an unreadable or empty one is a
+    /// configuration error naming its key.
+    pub fn load(cfg: &Config) -> Result<Tokens, ConfigError> {
+        let load = |field, path: &Option<std::path::PathBuf>| {
+            path.as_deref().map(|p| Token::load(field, p)).transpose()
+        };
+        Ok(Tokens {
+            observer: load(
+                "control.observer_token_file",
+                &cfg.control.observer_token_file,
+            )?,
+            admin: load("control.admin_token_file", &cfg.control.admin_token_file)?,
+        })
+    }
+}
+
+/// The sidecar with its listeners bound, ready to [`run`](Bound::run).
+/// Binding first lets a caller learn the ports (a configuration may ask
+/// for port 0) before serving.
+#[derive(Debug)]
+pub struct Bound {
+    cfg: Arc<Config>,
+    tokens: Tokens,
+    grpc: TcpIncoming,
+    health: TcpIncoming,
+    metrics: TcpListener,
+    addrs: [SocketAddr; 3],
+}
+
+fn bind_grpc(
+    field: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpIncoming, SocketAddr), ServeError> {
+    let bind_err = |source| ServeError::Bind {
+        field,
+        addr,
+        source,
+    };
+    let incoming = TcpIncoming::bind(addr)
+        .map_err(bind_err)?
+        .with_nodelay(Some(true));
+    let local = incoming.local_addr().map_err(bind_err)?;
+    Ok((incoming, local))
+}
+
+impl Bound {
+    /// Reads the token files and binds the three listeners. Call inside a
+    /// tokio runtime.
+    pub async fn bind(cfg: Config) -> Result<Bound, ServeError> {
+        let tokens = Tokens::load(&cfg)?;
+        let c = &cfg.control;
+        let (grpc, grpc_addr) = bind_grpc("control.grpc_listen", c.grpc_listen)?;
+        let (health, health_addr) = bind_grpc("control.health_listen", c.health_listen)?;
+        let metrics_err = |source| ServeError::Bind {
+            field: "control.metrics_listen",
+            addr: c.metrics_listen,
+            source,
+        };
+        let metrics = TcpListener::bind(c.metrics_listen)
+            .await
+            .map_err(metrics_err)?;
+        let metrics_addr = metrics.local_addr().map_err(metrics_err)?;
+        Ok(Bound {
+            cfg: Arc::new(cfg),
+            tokens,
+            grpc,
+            health,
+            metrics,
+            addrs: [grpc_addr, health_addr, metrics_addr],
+        })
+    }
+
+    /// The address of the gRPC listener (`control.grpc_listen`).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// The address of the health-only listener (`control.health_listen`).
+    pub fn health_addr(&self) -> SocketAddr {
+        self.addrs[1]
+    }
+
+    /// The address of the metrics listener (`control.metrics_listen`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.addrs[2]
+    }
+
+    /// Serves until `shutdown` completes, then stops: listeners close,
+    /// watches end with UNAVAILABLE, open calls get [`SHUTDOWN_GRACE`] to
+    /// finish. Returns an error (for the caller to report) if a server fails
+    /// before that.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let Bound {
+            cfg,
+            tokens,
+            grpc,
+            health,
+            metrics,
+            addrs,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let configured = Configured {
+            passive: cfg.passive.is_some(),
+            inline: cfg.inline.is_some(),
+        };
+        let health_driver = HealthDriver::new(configured).await;
+        let reporter = health_driver.reporter();
+        let grpc_health = health_driver.service();
+        let probe_health = health_driver.service();
+        let stale = Duration::from_millis(cfg.control.dataplane_stale_ms.into());
+        let (monitor, poller) =
+            state::spawn_poller(cfg.state_dir.clone(), stale, health_driver, stop_rx.clone());
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tapline_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Advertise what is served; the descriptor set also holds
+            // tapline.v1.Admin, which this build does not serve.
+            .with_service_name("tapline.v1.Observer")
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .build_v1()
+            .map_err(|e| ServeError::Serve {
+                what: "reflection",
+                source: Box::new(e),
+            })?;
+        let observer = ObserverServer::with_interceptor(
+            observer::ObserverService::new(monitor.clone(), cfg.clone(), stop_rx.clone()),
+            BearerAuth::new("tapline.v1.Observer", tokens.observer.clone()),
+        );
+
+        let stopped = |mut rx: watch::Receiver<bool>| async move { state::stopping(&mut rx).await };
+        let server = || {
+            tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+                .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        };
+        let mut grpc_task = tokio::spawn(
+            server()
+                .add_service(HealthServer::new(grpc_health))
+                .add_service(reflection)
+                .add_service(observer)
+                .serve_with_incoming_shutdown(grpc, stopped(stop_rx.clone())),
+        );
+        let mut health_task = tokio::spawn(
+            server()
+                .add_service(HealthServer::new(probe_health))
+                .serve_with_incoming_shutdown(health, stopped(stop_rx.clone())),
+        );
+        let mut metrics_task = tokio::spawn(metrics::serve(metrics, monitor, stop_rx.clone()));
+        info!(
+            grpc = %addrs[0],
+            health = %addrs[1],
+            metrics = %addrs[2],
+            state_dir = %cfg.state_dir.display(),
+            observer_auth = if tokens.observer.is_some() { "bearer token" } else { "open" },
+            "tapline-control serving"
+        );
+        if tokens.admin.is_some() {
+            info!("control.admin_token_file read; the Admin service is not served by this build");
+        }
+
+        let failure =
+            |what: &'static str,
+             r: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>| {
+                let source: Box<dyn std::error::Error + Send + Sync> = match r {
+                    Ok(Ok(())) => "stopped unexpectedly".into(),
+                    Ok(Err(e)) => Box::new(e),
+                    Err(e) => Box::new(e),
+                };
+                ServeError::Serve { what, source }
+            };
+        let early = tokio::select! {
+            () = shutdown => None,
+            r = &mut grpc_task => Some(failure("gRPC", r)),
+            r = &mut health_task => Some(failure("health", r)),
+            r = &mut metrics_task => Some(ServeError::Serve {
+                what: "metrics",
+                source: match r {
+                    Ok(()) => "stopped unexpectedly".into(),
+                    Err(e) => Box::new(e),
+                },
+            }),
+        };
+        info!("stopping");
+        stop_tx.send_replace(true);
+        // Ends health Watch streams, which would hold the graceful shutdown.
+        health::clear(reporter).await;
+        // A task the select above saw finish must not be awaited again
+        // (tokio panics on a JoinHandle polled after completion).
+        let drain = async {
+            if !grpc_task.is_finished() {
+                let _ = (&mut grpc_task).await;
+            }
+            if !health_task.is_finished() {
+                let _ = (&mut health_task).await;
+            }
+            if !metrics_task.is_finished() {
+                let _ = (&mut metrics_task).await;
+            }
+            let _ = poller.await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "calls still open after the grace period; closing them"
+            );
+            grpc_task.abort();
+            health_task.abort();
+            metrics_task.abort();
+        }
+        match early {
+            Some(e) => Err(e),
+            None => {
+                info!("stopped");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Binds and serves until `shutdown` completes (see [`Bound`]).
+pub async fn serve(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    Bound::bind(cfg).await?.run(shutdown).await
+}

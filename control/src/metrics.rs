@@ -1,0 +1,567 @@
+//! Prometheus metrics: the text exposition format (version 0.0.4), served
+//! on `GET /metrics` by a minimal HTTP/1.1 responder.
+//!
+//! Counters are exported per queue with the labels `port` (the role),
+//! `ifname`, `queue` and `mode`; sum over `queue` for a port's totals. While
+//! the dataplane is not live only `tapline_dataplane_up 0` is exported: no
+//! stale counters (Prometheus sees the series end, and a restarted dataplane
+//! starts them again from zero, which `rate()` treats as a counter reset).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tapline_dataplane::stats::DropReason;
+use tapline_dataplane::xdp::shm::{QueueSnapshot, Snapshot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, warn};
+
+use crate::state::{stopping, Monitor};
+use crate::stats::{api_mode, drop_reason_name};
+
+/// `Content-Type` of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Writes one metric family at a time, HELP and TYPE first.
+struct Writer {
+    out: String,
+}
+
+impl Writer {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // HELP text escapes backslash and line feed.
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// Label values escape backslash, double quote and line feed.
+fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+fn label_refs<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// A per-queue counter family: its name, help, and how to read it.
+type QueueCounter = (&'static str, &'static str, fn(&QueueSnapshot) -> u64);
+
+const PORT_COUNTERS: [QueueCounter; 4] = [
+    (
+        "tapline_port_rx_packets_total",
+        "Packets received on the port's queue.",
+        |q| q.rx_packets,
+    ),
+    (
+        "tapline_port_rx_bytes_total",
+        "Bytes of the packets received on the port's queue (Ethernet header included, FCS excluded).",
+        |q| q.rx_bytes,
+    ),
+    (
+        "tapline_port_tx_packets_total",
+        "Packets transmitted on the port's queue.",
+        |q| q.tx_packets,
+    ),
+    (
+        "tapline_port_tx_bytes_total",
+        "Bytes of the packets transmitted on the port's queue.",
+        |q| q.tx_bytes,
+    ),
+];
+
+const KERNEL_COUNTERS: [QueueCounter; 6] = [
+    (
+        "tapline_xdp_kernel_rx_dropped_total",
+        "Packets the kernel dropped on the AF_XDP socket for reasons other than the ones below (XDP_STATISTICS rx_dropped).",
+        |q| q.kernel_rx_dropped,
+    ),
+    (
+        "tapline_xdp_kernel_rx_invalid_descs_total",
+        "Invalid descriptors the kernel found on the fill or RX side (XDP_STATISTICS rx_invalid_descs).",
+        |q| q.kernel_rx_invalid_descs,
+    ),
+    (
+        "tapline_xdp_kernel_tx_invalid_descs_total",
+        "Invalid descriptors the kernel found on the TX ring (XDP_STATISTICS tx_invalid_descs).",
+        |q| q.kernel_tx_invalid_descs,
+    ),
+    (
+        "tapline_xdp_kernel_rx_ring_full_total",
+        "Packets the kernel dropped because the socket's RX ring was full: the worker is too slow (XDP_STATISTICS rx_ring_full).",
+        |q| q.kernel_rx_ring_full,
+    ),
+    (
+        "tapline_xdp_kernel_rx_fill_ring_empty_total",
+        "Times the fill ring was empty when the kernel needed a buffer (XDP_STATISTICS rx_fill_ring_empty_descs).",
+        |q| q.kernel_rx_fill_ring_empty,
+    ),
+    (
+        "tapline_xdp_kernel_tx_ring_empty_total",
+        "Times the kernel found the TX ring empty when woken to transmit (XDP_STATISTICS tx_ring_empty_descs).",
+        |q| q.kernel_tx_ring_empty,
+    ),
+];
+
+/// Renders the exposition. `live` is the dataplane's snapshot while it is
+/// live, `None` otherwise.
+pub fn render(live: Option<&Snapshot>) -> String {
+    let mut w = Writer { out: String::new() };
+    w.family(
+        "tapline_dataplane_up",
+        "gauge",
+        "1 while the dataplane runs with a fresh heartbeat, else 0 (and no other tapline_ series are exported).",
+    );
+    w.sample("tapline_dataplane_up", &[], u8::from(live.is_some()));
+    let Some(snap) = live else {
+        return w.out;
+    };
+
+    w.family(
+        "tapline_dataplane_start_time_seconds",
+        "gauge",
+        "When the running dataplane process started, in seconds since the Unix epoch.",
+    );
+    w.sample(
+        "tapline_dataplane_start_time_seconds",
+        &[],
+        seconds(snap.started_unix_ns),
+    );
+
+    // Labels of each queue, in slot order.
+    let queue_labels: Vec<[(&str, String); 4]> = snap
+        .queues
+        .iter()
+        .map(|q| {
+            [
+                ("port", q.info.role.clone()),
+                ("ifname", q.info.ifname.clone()),
+                ("queue", q.info.queue.to_string()),
+                ("mode", api_mode(&q.info.mode)),
+            ]
+        })
+        .collect();
+
+    for (name, help, get) in PORT_COUNTERS {
+        w.family(name, "counter", help);
+        for (q, l) in snap.queues.iter().zip(&queue_labels) {
+            w.sample(name, &label_refs(l), get(q));
+        }
+    }
+
+    let name = "tapline_port_dropped_packets_total";
+    w.family(
+        name,
+        "counter",
+        "Packets received on the port's queue that the dataplane dropped, by reason (tx_ring_full: the egress port's TX ring was full).",
+    );
+    for (q, l) in snap.queues.iter().zip(&queue_labels) {
+        for (i, &n) in q.drops.iter().enumerate() {
+            // Every reason this build knows, zero included; unknown slots
+            // only when they counted.
+            if i >= DropReason::COUNT && n == 0 {
+                continue;
+            }
+            let reason = drop_reason_name(i);
+            let mut labels = label_refs(l);
+            labels.push(("reason", &reason));
+            w.sample(name, &labels, n);
+        }
+    }
+
+    for (name, help, get) in KERNEL_COUNTERS {
+        w.family(name, "counter", help);
+        for (q, l) in snap.queues.iter().zip(&queue_labels) {
+            w.sample(name, &label_refs(l), get(q));
+        }
+    }
+
+    let ids: Vec<String> = (0..snap.workers.len()).map(|i| i.to_string()).collect();
+
+    let name = "tapline_worker_batches_total";
+    w.family(
+        name,
+        "counter",
+        "Polls of the worker that moved at least one packet.",
+    );
+    for (wk, id) in snap.workers.iter().zip(&ids) {
+        w.sample(name, &[("worker", id)], wk.batches);
+    }
+    let name = "tapline_worker_loops_total";
+    w.family(
+        name,
+        "counter",
+        "Iterations of the worker's loop: kind=\"busy\" found work, kind=\"idle\" found none.",
+    );
+    for (wk, id) in snap.workers.iter().zip(&ids) {
+        w.sample(name, &[("worker", id), ("kind", "busy")], wk.busy_loops);
+        w.sample(name, &[("worker", id), ("kind", "idle")], wk.idle_loops);
+    }
+    let name = "tapline_worker_idle_waits_total";
+    w.family(
+        name,
+        "counter",
+        "Times the worker blocked in poll(2) waiting for work (idle backoff).",
+    );
+    for (wk, id) in snap.workers.iter().zip(&ids) {
+        w.sample(name, &[("worker", id)], wk.idle_waits);
+    }
+
+    // Percentiles over the dataplane's latest window (not cumulative), hence
+    // gauges; a window without batches exports nothing.
+    let name = "tapline_worker_batch_duration_seconds";
+    w.family(
+        name,
+        "gauge",
+        "Time to process one batch, percentiles over the dataplane's latest window.",
+    );
+    let windows: Vec<_> = snap
+        .workers
+        .iter()
+        .zip(&ids)
+        .filter_map(|(wk, id)| wk.latency.filter(|l| l.count > 0).map(|l| (l, id)))
+        .collect();
+    for (l, id) in &windows {
+        for (q, ns) in [
+            ("0.5", l.p50_ns),
+            ("0.9", l.p90_ns),
+            ("0.99", l.p99_ns),
+            ("0.999", l.p999_ns),
+        ] {
+            w.sample(name, &[("worker", id), ("quantile", q)], seconds(ns));
+        }
+    }
+    let name = "tapline_worker_batch_duration_seconds_max";
+    w.family(
+        name,
+        "gauge",
+        "Longest batch of the dataplane's latest window.",
+    );
+    for (l, id) in &windows {
+        w.sample(name, &[("worker", id)], seconds(l.max_ns));
+    }
+    w.out
+}
+
+/// Largest request head read before answering 431.
+const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// A client has this long to send its request head.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
+
+/// The response to a request head (`None` while it is incomplete).
+fn respond(head: &[u8], monitor: &Monitor) -> Option<(u16, &'static str, String, bool)> {
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let text = String::from_utf8_lossy(&head[..end]);
+    let line = text.lines().next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next(), parts.next(), parts.next());
+    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
+        return Some((400, "Bad Request", "bad request line\n".into(), false));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Some((400, "Bad Request", "HTTP/1.x only\n".into(), false));
+    }
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return Some((405, "Method Not Allowed", "use GET\n".into(), head_only));
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    if path != "/metrics" {
+        return Some((
+            404,
+            "Not Found",
+            "not found; metrics are at /metrics\n".into(),
+            head_only,
+        ));
+    }
+    let live = monitor.sample().ok();
+    Some((
+        200,
+        "OK",
+        render(live.as_ref().map(|s| &s.snapshot)),
+        head_only,
+    ))
+}
+
+async fn handle(mut stream: TcpStream, monitor: Monitor) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        loop {
+            if let Some(a) = respond(&head, &monitor) {
+                return Ok(a);
+            }
+            if head.len() >= MAX_REQUEST_BYTES {
+                return Ok((431, "Request Header Fields Too Large", String::new(), false));
+            }
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let (code, reason, body, head_only) = match answer {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => (408, "Request Timeout", String::new(), false),
+    };
+    let content_type = if code == 200 {
+        CONTENT_TYPE
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let allow = if code == 405 {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let mut response = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        response.extend_from_slice(body.as_bytes());
+    }
+    stream.write_all(&response).await?;
+    stream.shutdown().await
+}
+
+/// Serves `/metrics` on `listener` until `shutdown` turns true. One request
+/// per connection (`Connection: close`), which is what Prometheus expects
+/// of a simple exporter.
+pub async fn serve(listener: TcpListener, monitor: Monitor, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = stopping(&mut shutdown) => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    warn!(error = %e, "metrics: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stopping(&mut shutdown) => return,
+        };
+        let monitor = monitor.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, monitor).await {
+                debug!(%peer, error = %e, "metrics: connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::tests::snapshot;
+    use std::collections::BTreeSet;
+
+    /// Metric names of the sample lines, and every family's HELP and TYPE.
+    fn check_format(text: &str) -> BTreeSet<String> {
+        let mut helped = BTreeSet::new();
+        let mut typed = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                helped.insert(rest.split(' ').next().unwrap().to_string());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut it = rest.split(' ');
+                let name = it.next().unwrap().to_string();
+                let kind = it.next().unwrap();
+                assert!(["counter", "gauge"].contains(&kind), "{line}");
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "{name}");
+                } else {
+                    assert!(!name.ends_with("_total"), "{name}");
+                }
+                assert!(helped.contains(&name), "TYPE before HELP: {line}");
+                typed.insert(name);
+            } else {
+                assert!(!line.starts_with('#'), "{line}");
+                let name: String = line
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(typed.contains(&name), "sample without TYPE: {line}");
+                assert!(name.starts_with("tapline_"), "{line}");
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+                names.insert(name);
+            }
+        }
+        assert_eq!(helped, typed);
+        names
+    }
+
+    #[test]
+    fn down_exports_only_up_zero() {
+        let text = render(None);
+        assert_eq!(
+            check_format(&text),
+            BTreeSet::from(["tapline_dataplane_up".to_string()])
+        );
+        assert!(
+            text.lines().any(|l| l == "tapline_dataplane_up 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn live_exports_every_family_with_labels() {
+        let text = render(Some(&snapshot(1, 10)));
+        let names = check_format(&text);
+        for family in [
+            "tapline_dataplane_up",
+            "tapline_dataplane_start_time_seconds",
+            "tapline_port_rx_packets_total",
+            "tapline_port_rx_bytes_total",
+            "tapline_port_tx_packets_total",
+            "tapline_port_tx_bytes_total",
+            "tapline_port_dropped_packets_total",
+            "tapline_xdp_kernel_rx_dropped_total",
+            "tapline_xdp_kernel_rx_invalid_descs_total",
+            "tapline_xdp_kernel_tx_invalid_descs_total",
+            "tapline_xdp_kernel_rx_ring_full_total",
+            "tapline_xdp_kernel_rx_fill_ring_empty_total",
+            "tapline_xdp_kernel_tx_ring_empty_total",
+            "tapline_worker_batches_total",
+            "tapline_worker_loops_total",
+            "tapline_worker_idle_waits_total",
+            "tapline_worker_batch_duration_seconds",
+            "tapline_worker_batch_duration_seconds_max",
+        ] {
+            assert!(names.contains(family), "{family} missing:\n{text}");
+        }
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(has("tapline_dataplane_up 1"));
+        assert!(
+            has("tapline_dataplane_start_time_seconds 1800000000.5"),
+            "{text}"
+        );
+        assert!(has(
+            "tapline_port_rx_packets_total{port=\"inline-1\",ifname=\"i1\",queue=\"1\",mode=\"native-zerocopy\"} 30"
+        ));
+        assert!(has(
+            "tapline_port_rx_bytes_total{port=\"passive-1\",ifname=\"p1\",queue=\"0\",mode=\"native-zerocopy\"} 5000"
+        ));
+        assert!(has(
+            "tapline_port_dropped_packets_total{port=\"inline-2\",ifname=\"i2\",queue=\"0\",mode=\"native-zerocopy\",reason=\"tx_ring_full\"} 2"
+        ));
+        assert!(has(
+            "tapline_xdp_kernel_rx_ring_full_total{port=\"inline-1\",ifname=\"i1\",queue=\"0\",mode=\"native-zerocopy\"} 4"
+        ));
+        assert!(has("tapline_worker_batches_total{worker=\"1\"} 20"));
+        assert!(has(
+            "tapline_worker_loops_total{worker=\"0\",kind=\"busy\"} 10"
+        ));
+        assert!(has(
+            "tapline_worker_loops_total{worker=\"0\",kind=\"idle\"} 30"
+        ));
+        assert!(has("tapline_worker_idle_waits_total{worker=\"0\"} 5"));
+        assert!(
+            has("tapline_worker_batch_duration_seconds{worker=\"0\",quantile=\"0.5\"} 0.0000015"),
+            "{text}"
+        );
+        assert!(has(
+            "tapline_worker_batch_duration_seconds{worker=\"1\",quantile=\"0.999\"} 0.000009"
+        ));
+        assert!(has(
+            "tapline_worker_batch_duration_seconds_max{worker=\"1\"} 0.000012"
+        ));
+        // One sample per queue for each port counter.
+        let rx_lines = text
+            .lines()
+            .filter(|l| l.starts_with("tapline_port_rx_packets_total{"))
+            .count();
+        assert_eq!(rx_lines, 5);
+    }
+
+    #[test]
+    fn empty_latency_windows_and_odd_labels() {
+        let mut s = snapshot(1, 10);
+        s.workers[0].latency = None;
+        s.workers[1].latency.as_mut().unwrap().count = 0;
+        s.queues[0].info.ifname = "a\"b\\c".into();
+        let text = render(Some(&s));
+        check_format(&text);
+        assert!(!text
+            .lines()
+            .any(|l| l.starts_with("tapline_worker_batch_duration_seconds{")));
+        assert!(text.contains("ifname=\"a\\\"b\\\\c\""), "{text}");
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+    }
+
+    #[test]
+    fn http_paths_and_methods() {
+        use crate::state::{DataplaneStatus, Observation};
+        let (m, _tx) = Monitor::manual(
+            Observation {
+                status: DataplaneStatus::Stopped,
+                reader: None,
+                snapshot: None,
+            },
+            Duration::from_secs(1),
+        );
+        assert!(respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n", &m).is_none());
+        let (code, _, body, head_only) =
+            respond(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", &m).unwrap();
+        assert_eq!((code, head_only), (200, false));
+        assert!(body.contains("tapline_dataplane_up 0"));
+        assert!(respond(b"HEAD /metrics HTTP/1.0\r\n\r\n", &m).unwrap().3);
+        assert_eq!(respond(b"GET / HTTP/1.1\r\n\r\n", &m).unwrap().0, 404);
+        assert_eq!(
+            respond(b"GET /metricsx HTTP/1.1\r\n\r\n", &m).unwrap().0,
+            404
+        );
+        assert_eq!(
+            respond(b"POST /metrics HTTP/1.1\r\n\r\n", &m).unwrap().0,
+            405
+        );
+        assert_eq!(respond(b"garbage\r\n\r\n", &m).unwrap().0, 400);
+        assert_eq!(respond(b"GET /metrics SPDY/3\r\n\r\n", &m).unwrap().0, 400);
+    }
+}

@@ -1,0 +1,1228 @@
+//! The control sidecar against a real dataplane. Both processes run for
+//! real: `tapline-dataplane` in the lab's dut namespace, `tapline-control`
+//! in the root namespace (it only reads the stats segment in the shared
+//! `state_dir`), both given the same configuration text, with the control
+//! listeners on 127.0.0.1 ports unique to each test. Clients are a real
+//! tonic client and the `taplinectl` binary.
+//!
+//! - counters served by `GetStats` and `taplinectl stats --json` equal the
+//!   frames sent, in packets and bytes, on every port;
+//! - `WatchStats` delivers snapshots at the asked interval, with rates that
+//!   are non-negative and agree with the counters they come from;
+//! - health follows the dataplane (NOT_SERVING before it starts, SERVING
+//!   once it runs, NOT_SERVING within 1 s of its SIGKILL, SERVING after a
+//!   restart), identically on the gRPC and the health-only port;
+//! - with `observer_token_file`, Observer wants the token (UNAUTHENTICATED
+//!   and `taplinectl` exit 77 without it or with a wrong one) and health
+//!   does not;
+//! - killing the sidecar under traffic costs the bridge nothing, and the
+//!   restarted sidecar serves counters that include every frame;
+//! - `/metrics` carries the port counters and `tapline_dataplane_up 1`;
+//! - the chain of this build is empty, and chain changes are rejected.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use nix::sys::signal::Signal;
+use tapline_bench::lab::{ifs, unique_prefix, Lab, Scenario};
+use tapline_bench::runner::{
+    lab_config, workspace_binary, DataplaneProcess, StartOptions, STATE_DIR_PLACEHOLDER,
+};
+use tapline_proto::v1 as pb;
+use tapline_tests::{
+    assert_delivered_in_order, open_raw, passive_frames, privileged, run_concurrently, send_paced,
+    stop_ok, total_bytes, Flow,
+};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// Health service names of the contract.
+const HEALTH_NAMES: [&str; 3] = ["", "passive-1", "inline"];
+/// How long the sidecar may take to listen on its three ports.
+const SIDECAR_START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a counter, a health status or a metric may take to show a
+/// change (the sidecar polls the segment every 100 ms).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound of one `taplinectl` run.
+const CTL_TIMEOUT: Duration = Duration::from_secs(20);
+/// `taplinectl` exit codes.
+const EXIT_UNAUTHENTICATED: i32 = 77;
+const EXIT_SERVER: i32 = 1;
+/// Heartbeat staleness for the health test: NOT_SERVING must come within
+/// 1 s of a SIGKILL; the dataplane beats every 100 ms.
+const STALE_MS: u32 = 500;
+
+// ---------------------------------------------------------------------------
+// Set-up: ports, configuration, processes.
+
+/// The three listeners of one sidecar, on 127.0.0.1.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    grpc: u16,
+    health: u16,
+    metrics: u16,
+}
+
+static NEXT_PORTS: AtomicU32 = AtomicU32::new(0);
+/// Ports are taken from this range.
+const PORT_LOW: u32 = 20_000;
+const PORT_SPAN: u32 = 40_000;
+
+impl Ports {
+    /// Three consecutive ports derived from the pid and a per-process
+    /// counter (so parallel tests and parallel test binaries differ), that
+    /// nothing listens on right now.
+    fn unique() -> Result<Ports> {
+        let pid = std::process::id();
+        for _ in 0..200 {
+            let n = NEXT_PORTS.fetch_add(1, Ordering::Relaxed);
+            let base = PORT_LOW + (pid.wrapping_mul(7919).wrapping_add(n * 3)) % (PORT_SPAN - 3);
+            let ports = [base, base + 1, base + 2].map(|p| p as u16);
+            let free = ports
+                .iter()
+                .all(|&p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
+            if free {
+                return Ok(Ports {
+                    grpc: ports[0],
+                    health: ports[1],
+                    metrics: ports[2],
+                });
+            }
+        }
+        bail!(
+            "no three free consecutive ports found in {PORT_LOW}..{}",
+            PORT_LOW + PORT_SPAN
+        )
+    }
+
+    fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    fn health_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.health)
+    }
+}
+
+/// One test's world: the lab (if any), a private directory holding the
+/// configuration and the shared state directory, and the sidecar's ports.
+/// The directory is removed on drop.
+#[derive(Debug)]
+struct Rig {
+    lab: Option<Lab>,
+    workdir: PathBuf,
+    /// The configuration text both processes get.
+    config: String,
+    config_path: PathBuf,
+    ports: Ports,
+}
+
+impl Rig {
+    /// A full lab (passive and inline) with `control_keys` added to the
+    /// `[control]` table.
+    fn full(control_keys: &str) -> Result<Rig> {
+        let lab = Lab::build(&unique_prefix(), Scenario::Full)?;
+        Rig::new(Some(lab), control_keys)
+    }
+
+    /// No lab: for checks of the sidecar alone.
+    fn new(lab: Option<Lab>, control_keys: &str) -> Result<Rig> {
+        let workdir = std::env::temp_dir().join(format!("{}-ctl", unique_prefix()));
+        std::fs::create_dir_all(&workdir)?;
+        // One explicit state directory for both processes, writable by
+        // whoever runs the dataplane.
+        let state_dir = workdir.join("state");
+        std::fs::create_dir_all(&state_dir)?;
+        std::fs::set_permissions(
+            &state_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )?;
+        let ports = Ports::unique()?;
+        let config = lab_config(
+            Some(ifs::PASSIVE_1),
+            Some((ifs::INLINE_1, ifs::INLINE_2)),
+            "kernel_stats_interval_ms = 100\n",
+            &format!(
+                "[control]\ngrpc_listen = \"127.0.0.1:{}\"\nhealth_listen = \"127.0.0.1:{}\"\n\
+                 metrics_listen = \"127.0.0.1:{}\"\n{control_keys}",
+                ports.grpc, ports.health, ports.metrics
+            ),
+        )
+        .replace(STATE_DIR_PLACEHOLDER, &state_dir.to_string_lossy());
+        let config_path = workdir.join("tapline.toml");
+        std::fs::write(&config_path, &config)?;
+        Ok(Rig {
+            lab,
+            workdir,
+            config,
+            config_path,
+            ports,
+        })
+    }
+
+    fn lab(&self) -> &Lab {
+        self.lab.as_ref().expect("a rig with a lab")
+    }
+
+    /// Starts the dataplane in the dut namespace and waits until it runs.
+    fn start_dataplane(&self) -> Result<DataplaneProcess> {
+        DataplaneProcess::start(
+            &self.lab().dut,
+            &self.config,
+            &StartOptions {
+                expect_ready: true,
+                ..StartOptions::default()
+            },
+        )
+    }
+
+    fn start_sidecar(&self) -> Result<Sidecar> {
+        Sidecar::start(&self.config_path, self.ports)
+    }
+
+    /// Runs `taplinectl --endpoint <grpc> ARGS`.
+    fn ctl(&self, args: &[&str]) -> Result<Output> {
+        ctl(&self.ports.grpc_url(), args)
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+/// A running `tapline-control`, killed on drop.
+#[derive(Debug)]
+struct Sidecar {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sidecar {
+    /// Starts the sidecar and waits until its three ports accept
+    /// connections.
+    fn start(config: &Path, ports: Ports) -> Result<Sidecar> {
+        let bin = workspace_binary("tapline-control")?;
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().expect("log lines").push(line);
+                }
+            });
+        }
+        let mut sidecar = Sidecar { child, lines };
+        let deadline = Instant::now() + SIDECAR_START_TIMEOUT;
+        loop {
+            let up = [ports.grpc, ports.health, ports.metrics].iter().all(|&p| {
+                TcpStream::connect_timeout(
+                    &SocketAddr::from((Ipv4Addr::LOCALHOST, p)),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+            });
+            if up {
+                return Ok(sidecar);
+            }
+            if let Some(status) = sidecar.child.try_wait()? {
+                std::thread::sleep(Duration::from_millis(100));
+                bail!(
+                    "tapline-control exited ({status}) before listening:\n{}",
+                    sidecar.logs()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "tapline-control not listening on {ports:?} after {SIDECAR_START_TIMEOUT:?}:\n{}",
+                    sidecar.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.lines.lock().expect("log lines").join("\n")
+    }
+
+    /// SIGKILL, and waits for the exit.
+    fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `taplinectl --endpoint URL ARGS`, bounded by [`CTL_TIMEOUT`].
+fn ctl(url: &str, args: &[&str]) -> Result<Output> {
+    let bin = workspace_binary("taplinectl")?;
+    let child = Command::new(&bin)
+        .arg("--endpoint")
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(CTL_TIMEOUT) {
+        Ok(out) => Ok(out?),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            bail!("taplinectl {args:?} did not finish within {CTL_TIMEOUT:?}")
+        }
+    }
+}
+
+/// `taplinectl` succeeded; its stdout.
+fn ctl_ok(out: &Output, what: &str) -> Result<String> {
+    ensure!(
+        out.status.success(),
+        "taplinectl {what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout.clone())?)
+}
+
+/// `taplinectl --json` succeeded; its stdout as JSON.
+fn ctl_json(out: &Output, what: &str) -> Result<serde_json::Value> {
+    let text = ctl_ok(out, what)?;
+    serde_json::from_str(&text).with_context(|| format!("taplinectl {what}: not JSON: {text}"))
+}
+
+/// `taplinectl` failed with `code` and exactly one line on stderr; the line.
+fn ctl_fails(out: &Output, code: i32, what: &str) -> Result<String> {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    ensure!(
+        out.status.code() == Some(code),
+        "taplinectl {what}: expected exit {code}, got {} (stderr: {stderr})",
+        out.status
+    );
+    ensure!(
+        stderr.lines().count() == 1,
+        "taplinectl {what}: expected one line on stderr, got:\n{stderr}"
+    );
+    Ok(stderr.trim_end().to_string())
+}
+
+// ---------------------------------------------------------------------------
+// gRPC clients.
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn channel(url: &str) -> Result<Channel> {
+    Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))
+}
+
+fn observer(ch: &Channel) -> pb::observer_client::ObserverClient<Channel> {
+    pb::observer_client::ObserverClient::new(ch.clone())
+}
+
+/// The status of every health name, by name.
+async fn health_of(ch: &Channel) -> Result<BTreeMap<&'static str, ServingStatus>> {
+    let mut client = HealthClient::new(ch.clone());
+    let mut out = BTreeMap::new();
+    for name in HEALTH_NAMES {
+        let resp = client
+            .check(HealthCheckRequest {
+                service: name.to_string(),
+            })
+            .await
+            .with_context(|| format!("health check of {name:?}"))?
+            .into_inner();
+        out.insert(name, resp.status());
+    }
+    Ok(out)
+}
+
+/// Polls the health of every name on every channel until all are `want`.
+async fn wait_health(chans: &[&Channel], want: ServingStatus, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut all = true;
+        let mut seen = Vec::new();
+        for ch in chans {
+            let h = health_of(ch).await?;
+            all &= h.values().all(|s| *s == want);
+            seen.push(h);
+        }
+        if all {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "health not all {want:?} after {timeout:?}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get_stats(ch: &Channel) -> Result<pb::Stats, tonic::Status> {
+    observer(ch)
+        .get_stats(pb::GetStatsRequest { selector: None })
+        .await
+        .map(|r| r.into_inner().stats.unwrap_or_default())
+}
+
+fn port<'a>(s: &'a pb::Stats, role: &str) -> Result<&'a pb::PortStats> {
+    s.ports
+        .iter()
+        .find(|p| p.role == role)
+        .with_context(|| format!("no {role} port in {s:#?}"))
+}
+
+fn totals(s: &pb::Stats, role: &str) -> Result<pb::PacketCounters> {
+    Ok(port(s, role)?.totals.clone().unwrap_or_default())
+}
+
+/// Polls `GetStats` until `done` holds (errors count as "not yet").
+async fn wait_stats(
+    ch: &Channel,
+    what: &str,
+    done: impl Fn(&pb::Stats) -> bool,
+) -> Result<pb::Stats> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let last = match get_stats(ch).await {
+            Ok(s) if done(&s) => return Ok(s),
+            Ok(s) => format!("{s:#?}"),
+            Err(e) => format!("error {e}"),
+        };
+        ensure!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last GetStats: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn rx_is(s: &pb::Stats, role: &str, n: usize) -> bool {
+    totals(s, role).is_ok_and(|t| t.rx_packets == n as u64)
+}
+
+/// A request carrying `authorization: <value>`.
+fn with_auth<T>(msg: T, value: Option<&str>) -> Result<Request<T>> {
+    let mut r = Request::new(msg);
+    if let Some(v) = value {
+        r.metadata_mut().insert("authorization", v.parse()?);
+    }
+    Ok(r)
+}
+
+/// The value of one counter of a `taplinectl stats --json` port.
+fn json_counter(v: &serde_json::Value, role: &str, field: &str) -> Result<u64> {
+    let ports = v["ports"].as_array().context("ports is an array")?;
+    let p = ports
+        .iter()
+        .find(|p| p["role"] == role)
+        .with_context(|| format!("no {role} in {v}"))?;
+    p["totals"][field]
+        .as_u64()
+        .with_context(|| format!("{role}.totals.{field} in {p}"))
+}
+
+// ---------------------------------------------------------------------------
+// Tests.
+
+const BRIDGE_FRAMES: usize = 2_000;
+const PASSIVE_FRAMES: usize = 1_500;
+
+#[test]
+fn counters_equal_the_frames_sent() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let rig = Rig::full("")?;
+    let lab = rig.lab();
+    let flows = [
+        Flow::gen_to_sink(lab, BRIDGE_FRAMES)?,
+        Flow::sink_to_gen(lab, BRIDGE_FRAMES / 2)?,
+    ];
+    let tap = open_raw(lab.tap(), ifs::TAP)?;
+    let captured = passive_frames(PASSIVE_FRAMES);
+    let _sidecar = rig.start_sidecar()?;
+    let dp = rig.start_dataplane()?;
+
+    let results = run_concurrently(&flows)?;
+    for (f, r) in flows.iter().zip(&results) {
+        assert_delivered_in_order(f, r)?;
+    }
+    let [flow, back] = &flows;
+    send_paced(&tap, &captured, Instant::now() + Duration::from_secs(20))?;
+
+    let (n, m, k) = (BRIDGE_FRAMES, PASSIVE_FRAMES, BRIDGE_FRAMES / 2);
+    let (nb, mb, kb) = (
+        total_bytes(&flow.frames),
+        total_bytes(&captured),
+        total_bytes(&back.frames),
+    );
+    let rt = runtime()?;
+    let s = rt.block_on(async {
+        let ch = channel(&rig.ports.grpc_url()).await?;
+        wait_stats(&ch, "every frame counted", |s| {
+            rx_is(s, "inline-1", n) && rx_is(s, "inline-2", k) && rx_is(s, "passive-1", m)
+        })
+        .await
+    })?;
+    ensure!(
+        s.dataplane_state() == pb::DataplaneState::Running,
+        "state {:?}",
+        s.dataplane_state()
+    );
+    let expect = [
+        ("inline-1", ifs::INLINE_1, n, nb, k, kb),
+        ("inline-2", ifs::INLINE_2, k, kb, n, nb),
+        ("passive-1", ifs::PASSIVE_1, m, mb, 0, 0),
+    ];
+    ensure!(s.ports.len() == 3, "three ports expected: {s:#?}");
+    for (role, ifname, rx, rx_bytes, tx, tx_bytes) in expect {
+        let p = port(&s, role)?;
+        let t = p.totals.clone().unwrap_or_default();
+        ensure!(p.ifname == ifname, "{role} is on {}", p.ifname);
+        ensure!(
+            (t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes)
+                == (rx as u64, rx_bytes, tx as u64, tx_bytes),
+            "{role}: GetStats says rx {} / {} B, tx {} / {} B; sent rx {rx} / {rx_bytes} B, tx {tx} / {tx_bytes} B",
+            t.rx_packets,
+            t.rx_bytes,
+            t.tx_packets,
+            t.tx_bytes
+        );
+        ensure!(t.dropped_packets == 0, "{role} dropped {t:?}");
+        // The queues add up to the totals.
+        let q_rx: u64 = p
+            .queues
+            .iter()
+            .map(|q| q.counters.as_ref().map_or(0, |c| c.rx_packets))
+            .sum();
+        ensure!(q_rx == t.rx_packets, "{role}: queues sum {q_rx} != totals");
+        ensure!(p.rates.is_none(), "GetStats carries no rates");
+    }
+
+    // The CLI shows the same numbers, in JSON and in its table.
+    let v = ctl_json(&rig.ctl(&["--json", "stats"])?, "stats --json")?;
+    for (role, _, rx, rx_bytes, tx, tx_bytes) in expect {
+        let got = [
+            json_counter(&v, role, "rx_packets")?,
+            json_counter(&v, role, "rx_bytes")?,
+            json_counter(&v, role, "tx_packets")?,
+            json_counter(&v, role, "tx_bytes")?,
+            json_counter(&v, role, "dropped_packets")?,
+        ];
+        ensure!(
+            got == [rx as u64, rx_bytes, tx as u64, tx_bytes, 0],
+            "{role}: taplinectl stats --json says {got:?}, sent rx {rx} / {rx_bytes} B, tx {tx} / {tx_bytes} B"
+        );
+    }
+    ensure!(v["dataplane_state"] == "running", "{v}");
+    let table = ctl_ok(&rig.ctl(&["stats"])?, "stats")?;
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("inline-1 "))
+        .with_context(|| format!("no inline-1 row in:\n{table}"))?;
+    // PORT IFNAME QUEUE MODE RX-PACKETS RX-BYTES TX-PACKETS TX-BYTES ...
+    let cells: Vec<String> = row.split_whitespace().map(str::to_string).collect();
+    ensure!(
+        cells.get(4..8)
+            == Some(&[n.to_string(), nb.to_string(), k.to_string(), kb.to_string()][..]),
+        "inline-1 row {row:?} of:\n{table}"
+    );
+
+    // status: the dataplane, its interfaces and health.
+    let st = ctl_json(&rig.ctl(&["--json", "status"])?, "status --json")?;
+    ensure!(st["dataplane_state"] == "running", "{st}");
+    for name in HEALTH_NAMES {
+        ensure!(st["health"][name] == "SERVING", "health of {name:?}: {st}");
+    }
+    let ifnames: Vec<&str> = st["interfaces"]
+        .as_array()
+        .context("interfaces")?
+        .iter()
+        .filter_map(|i| i["ifname"].as_str())
+        .collect();
+    ensure!(
+        ifnames == [ifs::PASSIVE_1, ifs::INLINE_1, ifs::INLINE_2],
+        "interfaces {ifnames:?}"
+    );
+    let human = ctl_ok(&rig.ctl(&["status"])?, "status")?;
+    ensure!(human.contains("dataplane: running"), "{human}");
+
+    // The dataplane's own final count agrees.
+    let fin = stop_ok(dp)?;
+    ensure!(fin.counter("inline-1", "rx_packets") == n as u64);
+    Ok(())
+}
+
+#[test]
+fn watch_stats_comes_at_the_asked_interval_with_sound_rates() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    const INTERVAL_MS: u32 = 200;
+    const WINDOW: Duration = Duration::from_millis(2_100);
+    let rig = Rig::full("")?;
+    let lab = rig.lab();
+    let tap = open_raw(lab.tap(), ifs::TAP)?;
+    let frames = passive_frames(20_000);
+    let _sidecar = rig.start_sidecar()?;
+    let _dp = rig.start_dataplane()?;
+    let rt = runtime()?;
+    let ch = rt.block_on(async {
+        let ch = channel(&rig.ports.grpc_url()).await?;
+        wait_stats(&ch, "a running dataplane", |s| {
+            s.dataplane_state() == pb::DataplaneState::Running
+        })
+        .await?;
+        anyhow::Ok(ch)
+    })?;
+
+    // Traffic into passive-1 while the watch runs.
+    let sender = std::thread::spawn(move || {
+        send_paced(&tap, &frames, Instant::now() + Duration::from_secs(20))
+    });
+    let msgs = rt.block_on(async {
+        let start = Instant::now();
+        let mut stream = observer(&ch)
+            .watch_stats(pb::WatchStatsRequest {
+                interval_ms: INTERVAL_MS,
+                selector: None,
+            })
+            .await?
+            .into_inner();
+        let mut msgs = Vec::new();
+        while start.elapsed() < WINDOW {
+            let left = WINDOW.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, stream.message()).await {
+                Ok(m) => msgs.push((start.elapsed(), m?.context("the watch ended")?)),
+                Err(_) => break,
+            }
+        }
+        anyhow::Ok(msgs)
+    })?;
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender panicked"))??;
+
+    let arrivals: Vec<u128> = msgs.iter().map(|(t, _)| t.as_millis()).collect();
+    // First at once, then one every 200 ms: 11 in 2.1 s.
+    ensure!(
+        (9..=13).contains(&msgs.len()),
+        "{} updates in {WINDOW:?} at {INTERVAL_MS} ms (arrivals at {arrivals:?} ms)",
+        msgs.len()
+    );
+    ensure!(
+        arrivals[0] < 1000,
+        "the first update must come at once: {arrivals:?}"
+    );
+    let mut saw_traffic = false;
+    for (i, (_, m)) in msgs.iter().enumerate() {
+        ensure!(
+            m.interval_ms == INTERVAL_MS,
+            "interval in force {}",
+            m.interval_ms
+        );
+        let s = m.stats.as_ref().context("stats")?;
+        if i == 0 {
+            ensure!(s.rates_window_ms == 0, "first update has no rates: {s:#?}");
+            continue;
+        }
+        let prev = msgs[i - 1].1.stats.as_ref().context("stats")?;
+        ensure!(s.stats_epoch == prev.stats_epoch, "epoch changed mid-test");
+        let w = s.rates_window_ms;
+        ensure!(
+            (100..=600).contains(&w),
+            "update {i}: rates over {w} ms for a {INTERVAL_MS} ms interval"
+        );
+        for p in &s.ports {
+            let r = p
+                .rates
+                .clone()
+                .with_context(|| format!("no rates for {}", p.role))?;
+            for (name, v) in [
+                ("rx_packets_per_second", r.rx_packets_per_second),
+                ("rx_bytes_per_second", r.rx_bytes_per_second),
+                ("tx_packets_per_second", r.tx_packets_per_second),
+                ("tx_bytes_per_second", r.tx_bytes_per_second),
+                ("dropped_packets_per_second", r.dropped_packets_per_second),
+            ] {
+                ensure!(v.is_finite() && v >= 0.0, "{}.{name} = {v}", p.role);
+            }
+            // The rate is the counter's growth over the window.
+            let now = totals(s, &p.role)?.rx_packets;
+            let before = totals(prev, &p.role)?.rx_packets;
+            let expected = (now - before) as f64 * 1000.0 / w as f64;
+            ensure!(
+                (r.rx_packets_per_second - expected).abs() <= 0.02 * expected + 5.0,
+                "update {i}: {} rx rate {} but {} packets in {w} ms make {expected}",
+                p.role,
+                r.rx_packets_per_second,
+                now - before
+            );
+            saw_traffic |= p.role == "passive-1" && r.rx_packets_per_second > 0.0;
+        }
+        for wk in &s.workers {
+            let r = wk.rates.context("worker rates")?;
+            ensure!(
+                r.batches_per_second >= 0.0
+                    && r.idle_waits_per_second >= 0.0
+                    && (0.0..=1.0).contains(&r.busy_loop_ratio),
+                "worker {} rates {r:?}",
+                wk.worker_id
+            );
+        }
+    }
+    ensure!(
+        saw_traffic,
+        "no passive-1 rx rate > 0 while frames were sent"
+    );
+
+    // The CLI's watch: one JSON object per line, per update.
+    let start = Instant::now();
+    let out = rig.ctl(&[
+        "--json",
+        "stats",
+        "--watch",
+        "--interval-ms",
+        "200",
+        "--count",
+        "3",
+    ])?;
+    let took = start.elapsed();
+    let text = ctl_ok(&out, "stats --watch")?;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("not JSON lines: {text}"))?;
+    ensure!(lines.len() == 3, "3 updates asked, got:\n{text}");
+    ensure!(
+        took >= Duration::from_millis(350),
+        "3 updates 200 ms apart took {took:?}"
+    );
+    for (i, l) in lines.iter().enumerate() {
+        ensure!(l["interval_ms"] == 200, "{l}");
+        let rates = &l["ports"][0]["rates"];
+        if i == 0 {
+            ensure!(l["rates_window_ms"] == 0 && rates.is_null(), "{l}");
+        } else {
+            ensure!(
+                rates["rx_packets_per_second"]
+                    .as_f64()
+                    .is_some_and(|r| r >= 0.0),
+                "{l}"
+            );
+        }
+    }
+    eprintln!(
+        "{} updates at {arrivals:?} ms; taplinectl --watch --count 3 took {took:?}",
+        msgs.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn health_follows_the_dataplane_on_both_ports() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let rig = Rig::full(&format!("dataplane_stale_ms = {STALE_MS}\n"))?;
+    let _sidecar = rig.start_sidecar()?;
+    let rt = runtime()?;
+    let (grpc, health) = rt.block_on(async {
+        anyhow::Ok((
+            channel(&rig.ports.grpc_url()).await?,
+            channel(&rig.ports.health_url()).await?,
+        ))
+    })?;
+    let chans = [&grpc, &health];
+    let ctl_health = |url: &str| -> Result<serde_json::Value> {
+        ctl_json(&ctl(url, &["--json", "health"])?, "health --json")
+    };
+    let assert_ctl = |want: &str| -> Result<()> {
+        for url in [rig.ports.grpc_url(), rig.ports.health_url()] {
+            let v = ctl_health(&url)?;
+            for name in HEALTH_NAMES {
+                ensure!(
+                    v["services"][name] == want,
+                    "taplinectl health at {url}: {name:?} is {}, expected {want}",
+                    v["services"][name]
+                );
+            }
+        }
+        Ok(())
+    };
+
+    // Before any dataplane: every name NOT_SERVING, on both ports.
+    rt.block_on(async {
+        for ch in chans {
+            let h = health_of(ch).await?;
+            ensure!(
+                h.values().all(|s| *s == ServingStatus::NotServing),
+                "before the dataplane: {h:?}"
+            );
+        }
+        anyhow::Ok(())
+    })?;
+    assert_ctl("NOT_SERVING")?;
+    let human = ctl_ok(&rig.ctl(&["health"])?, "health")?;
+    ensure!(
+        human.lines().filter(|l| l.ends_with("NOT_SERVING")).count() == 3,
+        "{human}"
+    );
+
+    // The health-only port serves nothing else.
+    let e = rt
+        .block_on(observer(&health).get_info(pb::GetInfoRequest {}))
+        .expect_err("Observer on the health-only port");
+    ensure!(e.code() == Code::Unimplemented, "{e:?}");
+
+    let dp = rig.start_dataplane()?;
+    rt.block_on(wait_health(&chans, ServingStatus::Serving, SETTLE_TIMEOUT))?;
+    assert_ctl("SERVING")?;
+
+    // SIGKILL: no goodbye; the heartbeat goes stale.
+    dp.signal(Signal::SIGKILL)?;
+    let killed_at = Instant::now();
+    let took = rt.block_on(async {
+        loop {
+            let h = HealthClient::new(grpc.clone())
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?
+                .into_inner();
+            if h.status() == ServingStatus::NotServing {
+                return anyhow::Ok(killed_at.elapsed());
+            }
+            ensure!(
+                killed_at.elapsed() < Duration::from_secs(3),
+                "still SERVING 3 s after SIGKILL"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })?;
+    eprintln!("NOT_SERVING {took:?} after SIGKILL (dataplane_stale_ms = {STALE_MS})");
+    ensure!(
+        took <= Duration::from_secs(1),
+        "NOT_SERVING came {took:?} after SIGKILL, more than 1 s"
+    );
+    rt.block_on(wait_health(
+        &chans,
+        ServingStatus::NotServing,
+        Duration::from_millis(500),
+    ))?;
+    drop(dp.wait(Duration::from_secs(5)));
+    assert_ctl("NOT_SERVING")?;
+
+    // A new dataplane: SERVING again.
+    let dp = rig.start_dataplane()?;
+    rt.block_on(wait_health(&chans, ServingStatus::Serving, SETTLE_TIMEOUT))?;
+    assert_ctl("SERVING")?;
+    stop_ok(dp)?;
+    // A clean stop is NOT_SERVING too.
+    rt.block_on(wait_health(
+        &chans,
+        ServingStatus::NotServing,
+        SETTLE_TIMEOUT,
+    ))?;
+    Ok(())
+}
+
+#[test]
+fn observer_wants_the_token_and_health_does_not() -> Result<()> {
+    // The sidecar alone: no namespace, no root needed.
+    let token = "s3cret-0bserver";
+    let mut rig = Rig::new(None, "")?;
+    let token_path = rig.workdir.join("observer-token");
+    // Surrounding whitespace is not part of the token.
+    std::fs::write(&token_path, format!("  {token}\n"))?;
+    let wrong_path = rig.workdir.join("wrong-token");
+    std::fs::write(&wrong_path, "not-the-token\n")?;
+    rig.config += &format!("observer_token_file = \"{}\"\n", token_path.display());
+    std::fs::write(&rig.config_path, &rig.config)?;
+    let _sidecar = rig.start_sidecar()?;
+
+    let rt = runtime()?;
+    rt.block_on(async {
+        let ch = channel(&rig.ports.grpc_url()).await?;
+        let right = format!("Bearer {token}");
+        for auth in [None, Some("Bearer not-the-token"), Some(token)] {
+            let e = observer(&ch)
+                .get_info(with_auth(pb::GetInfoRequest {}, auth)?)
+                .await
+                .expect_err("GetInfo without the right token");
+            ensure!(e.code() == Code::Unauthenticated, "{auth:?}: {e:?}");
+            ensure!(!e.message().contains('\n'), "{e:?}");
+            let e = observer(&ch)
+                .watch_stats(with_auth(pb::WatchStatsRequest::default(), auth)?)
+                .await
+                .expect_err("WatchStats without the right token");
+            ensure!(e.code() == Code::Unauthenticated, "watch {auth:?}: {e:?}");
+        }
+        let info = observer(&ch)
+            .get_info(with_auth(pb::GetInfoRequest {}, Some(&right))?)
+            .await
+            .context("GetInfo with the right token")?
+            .into_inner();
+        ensure!(!info.version.is_empty(), "{info:?}");
+        observer(&ch)
+            .get_chain(with_auth(pb::GetChainRequest {}, Some(&right))?)
+            .await
+            .context("GetChain with the right token")?;
+        // Health needs no token, on either port.
+        for url in [rig.ports.grpc_url(), rig.ports.health_url()] {
+            let h = health_of(&channel(&url).await?).await?;
+            ensure!(h.len() == 3, "{h:?}");
+        }
+        anyhow::Ok(())
+    })?;
+
+    let no_token = ctl_fails(&rig.ctl(&["status"])?, EXIT_UNAUTHENTICATED, "status")?;
+    ensure!(no_token.contains("--token-file"), "{no_token}");
+    let wrong = rig.ctl(&["--token-file", &wrong_path.to_string_lossy(), "status"])?;
+    let wrong = ctl_fails(&wrong, EXIT_UNAUTHENTICATED, "status --token-file wrong")?;
+    ensure!(
+        wrong.contains("the token was rejected: check --token-file"),
+        "{wrong}"
+    );
+    ensure!(
+        !wrong.contains("not-the-token"),
+        "the token is not echoed: {wrong}"
+    );
+    let out = rig.ctl(&[
+        "--json",
+        "--token-file",
+        &token_path.to_string_lossy(),
+        "status",
+    ])?;
+    let v = ctl_json(&out, "status with the token")?;
+    ensure!(
+        v["control_version"].as_str().is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+    ensure!(v["dataplane_state"] == "unknown", "no dataplane here: {v}");
+    ctl_ok(&rig.ctl(&["health"])?, "health without a token")?;
+    Ok(())
+}
+
+#[test]
+fn chain_is_empty_and_changes_are_rejected() -> Result<()> {
+    // The sidecar alone: no namespace, no root needed.
+    let rig = Rig::new(None, "")?;
+    let _sidecar = rig.start_sidecar()?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let ch = channel(&rig.ports.grpc_url()).await?;
+        let chain = observer(&ch)
+            .get_chain(pb::GetChainRequest {})
+            .await?
+            .into_inner()
+            .chain
+            .context("GetChain without a chain")?;
+        let spec = chain.spec.clone().unwrap_or_default();
+        ensure!(spec.hops.is_empty(), "this build has no hops: {chain:?}");
+        let mut watch = observer(&ch)
+            .watch_chain(pb::WatchChainRequest {})
+            .await?
+            .into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(5), watch.message())
+            .await
+            .context("WatchChain sent nothing within 5 s")??
+            .context("WatchChain ended")?;
+        ensure!(
+            first.chain.as_ref() == Some(&chain),
+            "{first:?} != {chain:?}"
+        );
+        let e = pb::admin_client::AdminClient::new(ch.clone())
+            .set_chain(pb::SetChainRequest {
+                spec: Some(spec),
+                expected_generation: None,
+                dry_run: true,
+            })
+            .await
+            .expect_err("SetChain is not served in this build");
+        ensure!(e.code() == Code::Unimplemented, "{e:?}");
+        anyhow::Ok(())
+    })?;
+
+    let human = ctl_ok(&rig.ctl(&["chain", "get"])?, "chain get")?;
+    ensure!(human.contains("the chain is empty"), "{human}");
+    let v = ctl_json(&rig.ctl(&["--json", "chain", "get"])?, "chain get --json")?;
+    ensure!(v["spec"]["hops"] == serde_json::json!([]), "{v}");
+    let watched = ctl_ok(
+        &rig.ctl(&["--json", "chain", "watch", "--count", "1"])?,
+        "chain watch",
+    )?;
+    ensure!(watched.lines().count() == 1, "{watched}");
+    let w: serde_json::Value = serde_json::from_str(watched.trim())?;
+    ensure!(w["spec"] == v["spec"], "{w} vs {v}");
+
+    // `chain get --json` output is accepted as the input of `chain set`.
+    let file = rig.workdir.join("chain.json");
+    std::fs::write(&file, serde_json::to_string(&v)?)?;
+    let out = rig.ctl(&["chain", "set", "-f", &file.to_string_lossy()])?;
+    let line = ctl_fails(&out, EXIT_SERVER, "chain set")?;
+    ensure!(line.contains("rejects chain changes"), "{line}");
+    Ok(())
+}
+
+#[test]
+fn killing_the_sidecar_under_traffic_costs_the_bridge_nothing() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    const BEFORE: usize = 1_000;
+    /// About 1 s of traffic on this machine class (debug build): longer
+    /// than the sidecar's outage below.
+    const DURING: usize = 100_000;
+    /// How long the bridge runs with no sidecar at all.
+    const OUTAGE: Duration = Duration::from_millis(200);
+    let rig = Rig::full("")?;
+    let lab = rig.lab();
+    let sidecar = rig.start_sidecar()?;
+    let _dp = rig.start_dataplane()?;
+    let rt = runtime()?;
+
+    let first = Flow::gen_to_sink(lab, BEFORE)?;
+    let r = run_concurrently(std::slice::from_ref(&first))?;
+    assert_delivered_in_order(&first, &r[0])?;
+    let epoch = rt.block_on(async {
+        let ch = channel(&rig.ports.grpc_url()).await?;
+        let s = wait_stats(&ch, "the first frames", |s| rx_is(s, "inline-1", BEFORE)).await?;
+        anyhow::Ok(s.stats_epoch)
+    })?;
+
+    // A second flow with frames distinct from the first (another sender
+    // would do too: the sequence numbers restart, the check is per flow).
+    let during = Flow::gen_to_sink(lab, DURING)?;
+    let (result, _sidecar) = std::thread::scope(|s| -> Result<_> {
+        let traffic = s.spawn(|| during.run(Instant::now() + Duration::from_secs(60)));
+        // Kill only once traffic flows through the dataplane.
+        rt.block_on(async {
+            let ch = channel(&rig.ports.grpc_url()).await?;
+            wait_stats(&ch, "traffic of the second flow", |s| {
+                totals(s, "inline-1").is_ok_and(|t| t.rx_packets > BEFORE as u64)
+            })
+            .await
+        })?;
+        ensure!(
+            !traffic.is_finished(),
+            "the flow ended before the kill: make it longer"
+        );
+        let killed_at = Instant::now();
+        sidecar.kill()?;
+        std::thread::sleep(OUTAGE);
+        let sidecar = rig.start_sidecar()?;
+        let down_for = killed_at.elapsed();
+        ensure!(
+            !traffic.is_finished(),
+            "the flow ended before the sidecar was back ({down_for:?}): make it longer"
+        );
+        let result = traffic
+            .join()
+            .map_err(|_| anyhow::anyhow!("flow thread panicked"))??;
+        eprintln!(
+            "sidecar down for {down_for:?} while the flow ran; the flow took {:?}",
+            result.elapsed
+        );
+        Ok((result, sidecar))
+    })?;
+    assert_delivered_in_order(&during, &result)?;
+
+    // The new sidecar reads the same run's counters: all frames, before and
+    // during the outage.
+    let total = BEFORE + DURING;
+    let bytes = total_bytes(&first.frames) + total_bytes(&during.frames);
+    let s = rt.block_on(async {
+        let ch = channel(&rig.ports.grpc_url()).await?;
+        wait_stats(&ch, "every frame counted after the restart", |s| {
+            rx_is(s, "inline-1", total)
+        })
+        .await
+    })?;
+    ensure!(s.stats_epoch == epoch, "the dataplane run changed");
+    let i1 = totals(&s, "inline-1")?;
+    let i2 = totals(&s, "inline-2")?;
+    ensure!(
+        i1.rx_bytes == bytes && i2.tx_packets == total as u64 && i2.tx_bytes == bytes,
+        "after the restart: inline-1 rx {} B, inline-2 tx {} / {} B; sent {total} / {bytes} B",
+        i1.rx_bytes,
+        i2.tx_packets,
+        i2.tx_bytes
+    );
+    ensure!(
+        i1.dropped_packets == 0 && i2.dropped_packets == 0,
+        "drops: {i1:?} {i2:?}"
+    );
+    Ok(())
+}
+
+/// Samples of one metric family from a Prometheus text exposition: the
+/// label set (as written) and the value.
+fn samples<'a>(body: &'a str, name: &str) -> Vec<(&'a str, f64)> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let labels = match series.split_once('{') {
+                Some((n, rest)) if n == name => rest.strip_suffix('}')?,
+                None if series == name => "",
+                _ => return None,
+            };
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `GET /metrics` over a plain TCP connection (HTTP/1.0: the body ends at
+/// the close, never chunked).
+fn scrape(port: u16) -> Result<String> {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no HTTP header end in {raw:?}"))?;
+    ensure!(
+        head.starts_with("HTTP/1.") && head.lines().next().is_some_and(|l| l.contains(" 200")),
+        "GET /metrics: {head}"
+    );
+    ensure!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "not the Prometheus text format: {head}"
+    );
+    Ok(body.to_string())
+}
+
+/// The sum of `name` over the series of port `role` (counters are
+/// exported per queue, labelled `port="ROLE"`).
+fn metric_for_role(body: &str, name: &str, role: &str) -> Option<f64> {
+    let found: Vec<f64> = samples(body, name)
+        .into_iter()
+        .filter(|(labels, _)| labels.split(',').any(|l| l == format!("port=\"{role}\"")))
+        .map(|(_, v)| v)
+        .collect();
+    (!found.is_empty()).then(|| found.iter().sum())
+}
+
+#[test]
+fn metrics_carry_port_counters_and_dataplane_up() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let rig = Rig::full("")?;
+    let lab = rig.lab();
+    let _sidecar = rig.start_sidecar()?;
+    let dp = rig.start_dataplane()?;
+    let flow = Flow::gen_to_sink(lab, BRIDGE_FRAMES)?;
+    let r = run_concurrently(std::slice::from_ref(&flow))?;
+    assert_delivered_in_order(&flow, &r[0])?;
+
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let body = loop {
+        let body = scrape(rig.ports.metrics)?;
+        let rx = metric_for_role(&body, "tapline_port_rx_packets_total", "inline-1");
+        if rx == Some(BRIDGE_FRAMES as f64) {
+            break body;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "tapline_port_rx_packets_total for inline-1 is {rx:?}, expected {BRIDGE_FRAMES}:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let up = samples(&body, "tapline_dataplane_up");
+    ensure!(
+        up.len() == 1 && up[0].1 == 1.0,
+        "tapline_dataplane_up: {up:?}\n{body}"
+    );
+    let bytes = total_bytes(&flow.frames) as f64;
+    for (name, role, want) in [
+        ("tapline_port_rx_bytes_total", "inline-1", bytes),
+        (
+            "tapline_port_tx_packets_total",
+            "inline-2",
+            BRIDGE_FRAMES as f64,
+        ),
+        ("tapline_port_tx_bytes_total", "inline-2", bytes),
+        ("tapline_port_rx_packets_total", "passive-1", 0.0),
+    ] {
+        let got = metric_for_role(&body, name, role);
+        ensure!(
+            got == Some(want),
+            "{name} of {role} is {got:?}, expected {want}:\n{body}"
+        );
+    }
+    ensure!(
+        body.contains("# TYPE tapline_port_rx_packets_total counter"),
+        "no TYPE line for the counter:\n{body}"
+    );
+
+    // A dataplane that stopped is not up.
+    stop_ok(dp)?;
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let body = scrape(rig.ports.metrics)?;
+        let up = samples(&body, "tapline_dataplane_up");
+        if up.len() == 1 && up[0].1 == 0.0 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "tapline_dataplane_up after stop: {up:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
