@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::lab::{self, ifs, Lab, Netns, Scenario};
+use crate::observe::{ObserveRates, Observers};
 use crate::report::{self, Machine};
 use crate::runner::{lab_config, DataplaneProcess, StartOptions};
 use crate::traffic::{xdp_generate, GenConfig};
@@ -29,6 +30,10 @@ pub enum Dut {
     Tapline,
     /// tapline with `xdp.mode = "generic"`.
     TaplineGeneric,
+    /// tapline (auto) with the sidecar running, `taplinectl stats --watch`
+    /// at 100 ms and `/metrics` scraped every second: the cost of
+    /// observation, against `Tapline` in the same run.
+    TaplineObserved,
     /// Linux bridge, `bridge-nf-call-iptables = 0`.
     LinuxBridge,
     /// `tc` ingress u32 match-all + `mirred egress redirect`.
@@ -40,6 +45,7 @@ impl Dut {
         match self {
             Dut::Tapline => "tapline",
             Dut::TaplineGeneric => "tapline-generic",
+            Dut::TaplineObserved => "tapline-observed",
             Dut::LinuxBridge => "linux-bridge",
             Dut::TcMirred => "tc-mirred",
         }
@@ -49,6 +55,7 @@ impl Dut {
         Ok(match s {
             "tapline" => Dut::Tapline,
             "tapline-generic" => Dut::TaplineGeneric,
+            "tapline-observed" => Dut::TaplineObserved,
             "linux-bridge" => Dut::LinuxBridge,
             "tc-mirred" => Dut::TcMirred,
             other => bail!(
@@ -123,20 +130,22 @@ pub struct BenchResult {
 const WARMUP: Duration = Duration::from_millis(500);
 const SETTLE: Duration = Duration::from_millis(200);
 const BENCH_PREFIX: &str = "tlbench";
+/// Loopback ports of the sidecar in observed runs (three from here).
+const OBSERVE_PORT_BASE: u16 = 31000;
 
 enum Running {
-    Tapline(DataplaneProcess, String),
+    Tapline(DataplaneProcess, String, Option<Box<Observers>>),
     LinuxBridge,
     TcMirred,
 }
 
 fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running> {
     match dut {
-        Dut::Tapline | Dut::TaplineGeneric => {
-            let mode = if dut == Dut::Tapline {
-                "auto"
-            } else {
+        Dut::Tapline | Dut::TaplineGeneric | Dut::TaplineObserved => {
+            let mode = if dut == Dut::TaplineGeneric {
                 "generic"
+            } else {
+                "auto"
             };
             let mut dataplane_keys = cfg
                 .dut_cpu
@@ -158,7 +167,18 @@ fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running> {
                 },
             )?;
             let obtained = crate::runner::obtained_mode(&p.lines(), "inline-1").unwrap_or_default();
-            Ok(Running::Tapline(p, obtained))
+            let observers = if dut == Dut::TaplineObserved {
+                let base = OBSERVE_PORT_BASE + (std::process::id() % 1000) as u16 * 3;
+                Some(Box::new(Observers::start(
+                    &config,
+                    p.state_dir(),
+                    base,
+                    ObserveRates::default(),
+                )?))
+            } else {
+                None
+            };
+            Ok(Running::Tapline(p, obtained, observers))
         }
         Dut::LinuxBridge => {
             lab::ip(&["-n", ns.name(), "link", "add", "br0", "type", "bridge"])?;
@@ -213,7 +233,13 @@ fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running> {
 /// Tears the DUT down; for tapline, returns its final counters by port.
 fn tear_down(r: Running, ns: &Netns) -> Result<Option<serde_json::Value>> {
     match r {
-        Running::Tapline(p, _) => {
+        Running::Tapline(p, _, observers) => {
+            if let Some(o) = observers {
+                let scrapes = o.stop()?;
+                if scrapes == 0 {
+                    bail!("no /metrics scrape succeeded during the observed run");
+                }
+            }
             let f = p.stop()?;
             if !f.status.success() {
                 bail!(
@@ -284,7 +310,7 @@ fn measure(lab: &Lab, dut: Dut, rep: u32, cfg: &BenchConfig) -> Result<Sample> {
     let running =
         set_up(dut, &lab.dut, cfg).with_context(|| format!("setting up {}", dut.name()))?;
     let mode = match &running {
-        Running::Tapline(_, m) => m.clone(),
+        Running::Tapline(_, m, _) => m.clone(),
         _ => String::new(),
     };
     let result = (|| -> Result<Sample> {
@@ -371,8 +397,12 @@ pub fn run(
     };
     let mut ratios = Vec::new();
     let mut per_rep_ratios = Vec::new();
-    for ours in [Dut::Tapline, Dut::TaplineGeneric] {
-        for peer in [Dut::LinuxBridge, Dut::TcMirred] {
+    let pairs = [Dut::Tapline, Dut::TaplineGeneric, Dut::TaplineObserved]
+        .into_iter()
+        .flat_map(|ours| [(ours, Dut::LinuxBridge), (ours, Dut::TcMirred)])
+        .chain([(Dut::TaplineObserved, Dut::Tapline)]);
+    for (ours, peer) in pairs {
+        {
             if let (Some(a), Some(b)) = (get(ours), get(peer)) {
                 let name = format!("{} / {}", ours.name(), peer.name());
                 ratios.push((name.clone(), a / b));

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod inline_bench;
 pub mod lab;
 pub mod micro;
+pub mod observe;
 pub mod report;
 pub mod runner;
 pub mod traffic;

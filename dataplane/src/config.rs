@@ -635,10 +635,15 @@ mod tests {
     }
 
     #[test]
-    fn shipped_example_is_valid() {
+    fn shipped_example_is_valid_and_documented_verbatim() {
         let text = include_str!("../../containers/tapline.toml");
         let c = Config::parse(text).unwrap();
         assert!(c.passive.is_some() && c.inline.is_some());
+        let body = &text[text.find("[interfaces]").unwrap()..];
+        assert!(
+            include_str!("../../docs/config.md").contains(body),
+            "docs/config.md must quote containers/tapline.toml from [interfaces] on"
+        );
     }
 
     #[test]
