@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use crate::lab::{self, ifs, Lab, Netns, Scenario};
 use crate::report::markdown_table;
 use crate::runner::{lab_config, DataplaneProcess, StartOptions};
-use crate::traffic::{xdp_generate, GenConfig, GenReport};
+use crate::traffic::{xdp_generate, FrameSizes, GenConfig, GenReport};
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -24,12 +24,13 @@ pub struct DemoConfig {
 fn gen_in(ns: &Netns, ifname: &str, sender: u8, cfg: &DemoConfig) -> Result<GenReport> {
     let gc = GenConfig {
         ifname: ifname.to_string(),
-        frame_len: cfg.frame_len,
+        sizes: FrameSizes::Fixed(cfg.frame_len),
         flows: 64,
         rate_pps: Some(cfg.rate_pps),
         duration: Duration::from_secs_f64(cfg.seconds),
         count: None,
         sender,
+        stream: u32::from(sender),
     };
     ns.enter(move || xdp_generate(&gc, &AtomicBool::new(false)))?
 }
@@ -61,7 +62,11 @@ pub fn run(cfg: &DemoConfig) -> Result<()> {
     for l in dp.lines() {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
             if v["message"] == crate::runner::READY_MESSAGE {
-                println!("    ports: {}", v["ports"]);
+                // The log field is the Debug rendering of a list of strings.
+                let ports = v["ports"]
+                    .as_str()
+                    .map_or_else(|| v["ports"].to_string(), str::to_string);
+                println!("    ports: {}", ports.replace('"', ""));
             }
         }
     }
