@@ -20,7 +20,7 @@ use crate::lab::{self, ifs, Lab, Netns, Scenario};
 use crate::observe::{ObserveRates, Observers};
 use crate::report::{self, Machine};
 use crate::runner::{lab_config, DataplaneProcess, StartOptions};
-use crate::traffic::{xdp_generate, GenConfig};
+use crate::traffic::{xdp_generate, FrameSizes, GenConfig};
 
 /// A device under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -133,13 +133,13 @@ const BENCH_PREFIX: &str = "tlbench";
 /// Loopback ports of the sidecar in observed runs (three from here).
 const OBSERVE_PORT_BASE: u16 = 31000;
 
-enum Running {
+pub(crate) enum Running {
     Tapline(DataplaneProcess, String, Option<Box<Observers>>),
     LinuxBridge,
     TcMirred,
 }
 
-fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running> {
+pub(crate) fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running> {
     match dut {
         Dut::Tapline | Dut::TaplineGeneric | Dut::TaplineObserved => {
             let mode = if dut == Dut::TaplineGeneric {
@@ -194,44 +194,15 @@ fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running> {
             Ok(Running::LinuxBridge)
         }
         Dut::TcMirred => {
-            let tc = |args: &[&str]| {
-                lab::run(
-                    std::process::Command::new("tc")
-                        .args(["-n", ns.name()])
-                        .args(args),
-                )
-            };
-            tc(&["qdisc", "add", "dev", ifs::INLINE_1, "ingress"])?;
-            tc(&[
-                "filter",
-                "add",
-                "dev",
-                ifs::INLINE_1,
-                "parent",
-                "ffff:",
-                "protocol",
-                "all",
-                "prio",
-                "1",
-                "u32",
-                "match",
-                "u32",
-                "0",
-                "0",
-                "action",
-                "mirred",
-                "egress",
-                "redirect",
-                "dev",
-                ifs::INLINE_2,
-            ])?;
+            lab::tc(ns, &["qdisc", "add", "dev", ifs::INLINE_1, "clsact"])?;
+            lab::mirred_redirect(ns, ifs::INLINE_1, ifs::INLINE_2)?;
             Ok(Running::TcMirred)
         }
     }
 }
 
 /// Tears the DUT down; for tapline, returns its final counters by port.
-fn tear_down(r: Running, ns: &Netns) -> Result<Option<serde_json::Value>> {
+pub(crate) fn tear_down(r: Running, ns: &Netns) -> Result<Option<serde_json::Value>> {
     match r {
         Running::Tapline(p, _, observers) => {
             if let Some(o) = observers {
@@ -267,15 +238,7 @@ fn tear_down(r: Running, ns: &Netns) -> Result<Option<serde_json::Value>> {
             Ok(None)
         }
         Running::TcMirred => {
-            lab::run(std::process::Command::new("tc").args([
-                "-n",
-                ns.name(),
-                "qdisc",
-                "del",
-                "dev",
-                ifs::INLINE_1,
-                "ingress",
-            ]))?;
+            lab::tc(ns, &["qdisc", "del", "dev", ifs::INLINE_1, "clsact"])?;
             Ok(None)
         }
     }
@@ -288,12 +251,13 @@ fn generate(
 ) -> Result<crate::traffic::GenReport> {
     let gc = GenConfig {
         ifname: ifs::GEN.into(),
-        frame_len: cfg.frame_len,
+        sizes: FrameSizes::Fixed(cfg.frame_len),
         flows: cfg.flows,
         rate_pps: None,
         duration,
         count: None,
         sender: 1,
+        stream: 0,
     };
     let cpu = cfg.gen_cpu;
     gen.enter(move || {

@@ -11,8 +11,10 @@
 pub mod demo;
 pub mod inline_bench;
 pub mod lab;
+pub mod measure;
 pub mod micro;
 pub mod observe;
 pub mod report;
 pub mod runner;
+pub mod sink;
 pub mod traffic;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use tapline_bench::{demo, inline_bench, lab, micro};
+use tapline_bench::{demo, inline_bench, lab, measure, micro, traffic};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,13 +99,56 @@ enum Cmd {
         #[arg(long, hide = true)]
         inner: bool,
     },
+    /// One paced run through a DUT on the inline lab: test frames with
+    /// sequence numbers and timestamps from g0, an AF_XDP sink on s0;
+    /// prints sent, received, lost, reordered, duplicated and one-way
+    /// latency percentiles.
+    Run {
+        /// Offered rate, frames per second.
+        #[arg(long)]
+        rate: u64,
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Frame length without FCS, 60 to 1514 (60 = 64 bytes on the wire).
+        #[arg(long, default_value_t = 60, conflicts_with = "imix")]
+        frame_len: usize,
+        /// Simple IMIX instead: 7:4:1 of 64/594/1518 bytes on the wire,
+        /// capped to the lab's MTU.
+        #[arg(long)]
+        imix: bool,
+        /// UDP flows in the generated traffic.
+        #[arg(long, default_value_t = 64)]
+        flows: u16,
+        /// tapline, tapline-generic, linux-bridge or tc-mirred.
+        #[arg(long, default_value = "tapline")]
+        dut: String,
+        /// Extra TOML keys for tapline's [dataplane] table (use \n between keys).
+        #[arg(long, default_value = "")]
+        dataplane_keys: String,
+        /// Extra TOML keys for tapline's [xdp] table, e.g. 'ring_size = 8192'.
+        #[arg(long, default_value = "")]
+        xdp_keys: String,
+        /// Print the result as JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum LabOp {
-    /// Build SCENARIO (inline, passive, full) under PREFIX (idempotent).
+    /// Build SCENARIO (inline, passive, full, chain) under PREFIX (idempotent).
     Up {
+        /// inline, passive, full or chain (inline plus --hops tools).
         scenario: lab::Scenario,
+        /// Inline tools of the chain scenario, 1 to 8 (default 1): tool K is
+        /// namespace PREFIX-toolK, reached from the dut through hKa and hKb.
+        #[arg(long)]
+        hops: Option<u8>,
+        /// How each chain tool bridges its sides a <-> b: bridge (a Linux
+        /// bridge made into a wire, the default) or mirred (tc redirects).
+        #[arg(long)]
+        tool: Option<lab::ToolKind>,
         #[arg(long, default_value = "tlab")]
         prefix: String,
     },
@@ -120,17 +163,24 @@ fn main() -> Result<()> {
     let args = Args::parse();
     match args.cmd {
         Cmd::Lab {
-            op: LabOp::Up { scenario, prefix },
+            op:
+                LabOp::Up {
+                    scenario,
+                    hops,
+                    tool,
+                    prefix,
+                },
         } => {
+            let scenario = scenario.with_chain_options(hops, tool)?;
             lab::teardown(&prefix)?;
             let l = lab::Lab::build(&prefix, scenario)?;
+            let tools = match scenario {
+                lab::Scenario::Chain { tool, .. } => format!(" (tools: {})", tool.name()),
+                _ => String::new(),
+            };
             println!(
-                "lab {prefix} up: namespaces {prefix}-dut{}",
-                match scenario {
-                    lab::Scenario::Inline => ", -gen, -sink",
-                    lab::Scenario::Passive => ", -tap",
-                    lab::Scenario::Full => ", -gen, -sink, -tap",
-                }
+                "lab {prefix} up: namespaces {}{tools}",
+                l.namespace_names().join(", ")
             );
             l.persist();
         }
@@ -234,6 +284,37 @@ fn main() -> Result<()> {
                 std::fs::write(dir.join("micro.json"), json).context("writing micro.json")?;
                 std::fs::write(dir.join("micro.md"), md).context("writing micro.md")?;
                 eprintln!("results written to {}", dir.display());
+            }
+        }
+        Cmd::Run {
+            rate,
+            seconds,
+            frame_len,
+            imix,
+            flows,
+            dut,
+            dataplane_keys,
+            xdp_keys,
+            json,
+        } => {
+            let cfg = measure::RunConfig {
+                dut: inline_bench::Dut::parse(&dut)?,
+                rate_pps: rate,
+                seconds,
+                sizes: if imix {
+                    traffic::FrameSizes::imix()
+                } else {
+                    traffic::FrameSizes::Fixed(frame_len)
+                },
+                flows,
+                dataplane_keys: dataplane_keys.replace("\\n", "\n"),
+                xdp_keys: xdp_keys.replace("\\n", "\n"),
+            };
+            let r = measure::run(&cfg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{}", measure::markdown(&r));
             }
         }
     }
