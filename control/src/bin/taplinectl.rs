@@ -1576,36 +1576,54 @@ async fn stats(cli: &Cli, args: &StatsArgs) -> Result<(), Failure> {
         .map_err(|e| s.target.failure(WHAT, &e))?
         .into_inner();
     let terminal = std::io::stdout().is_terminal();
-    let mut seen = 0u64;
-    loop {
-        if args.count.is_some_and(|n| seen >= n) {
-            return Ok(());
-        }
-        let msg = tokio::select! {
-            m = stream.message() => m.map_err(|e| s.target.failure(WHAT, &e))?,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        };
-        let Some(msg) = msg else {
-            return Err(Failure::new(
-                exit::SERVER,
-                format!("tapline-control at {} ended the stats watch", s.target.url),
-            ));
-        };
-        seen += 1;
+    follow(&s, &mut stream, args.count, WHAT, "stats", |msg, seen| {
         let st = stats_json(msg.stats.unwrap_or_default(), Some(msg.interval_ms));
         if cli.json {
-            emit_json(&st, false)?;
+            emit_json(&st, false)
         } else if terminal {
             // Home the cursor and clear the screen: the table is redrawn in
             // place, whatever its height.
-            emit(&format!("\x1b[H\x1b[2J{}", render_stats(&st)))?;
+            emit(&format!("\x1b[H\x1b[2J{}", render_stats(&st)))
         } else {
             emit(&format!(
                 "{}{}",
                 if seen > 1 { "\n" } else { "" },
                 render_stats(&st)
-            ))?;
+            ))
         }
+    })
+    .await
+}
+
+/// Follows a server stream: hands each message to `show` (with how many
+/// have been seen, from 1) until `count` messages or Ctrl-C (both a normal
+/// end), or until the server ends the stream (an error: watches do not end
+/// by themselves).
+async fn follow<T>(
+    s: &Session,
+    stream: &mut tonic::Streaming<T>,
+    count: Option<u64>,
+    what: &str,
+    name: &str,
+    mut show: impl FnMut(T, u64) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let mut seen = 0u64;
+    loop {
+        if count.is_some_and(|n| seen >= n) {
+            return Ok(());
+        }
+        let msg = tokio::select! {
+            m = stream.message() => m.map_err(|e| s.target.failure(what, &e))?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(msg) = msg else {
+            return Err(Failure::new(
+                exit::SERVER,
+                format!("tapline-control at {} ended the {name} watch", s.target.url),
+            ));
+        };
+        seen += 1;
+        show(msg, seen)?;
     }
 }
 
@@ -1634,33 +1652,19 @@ async fn chain_watch(cli: &Cli, count: Option<u64>) -> Result<(), Failure> {
         .await
         .map_err(|e| s.target.failure(WHAT, &e))?
         .into_inner();
-    let mut seen = 0u64;
-    loop {
-        if count.is_some_and(|n| seen >= n) {
-            return Ok(());
-        }
-        let msg = tokio::select! {
-            m = stream.message() => m.map_err(|e| s.target.failure(WHAT, &e))?,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        };
-        let Some(msg) = msg else {
-            return Err(Failure::new(
-                exit::SERVER,
-                format!("tapline-control at {} ended the chain watch", s.target.url),
-            ));
-        };
-        seen += 1;
+    follow(&s, &mut stream, count, WHAT, "chain", |msg, seen| {
         let c = chain_json(msg.chain.unwrap_or_default());
         if cli.json {
-            emit_json(&c, false)?;
+            emit_json(&c, false)
         } else {
             emit(&format!(
                 "{}{}",
                 if seen > 1 { "\n" } else { "" },
                 render_chain(&c)
-            ))?;
+            ))
         }
-    }
+    })
+    .await
 }
 
 /// Parses a spec file: a SPEC, or `chain get --json` output.
