@@ -16,5 +16,6 @@ pub mod micro;
 pub mod observe;
 pub mod report;
 pub mod runner;
+pub mod search;
 pub mod sink;
 pub mod traffic;

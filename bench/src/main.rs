@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use tapline_bench::{demo, inline_bench, lab, measure, micro, traffic};
+use tapline_bench::{demo, inline_bench, lab, measure, micro, search, traffic};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,6 +132,45 @@ enum Cmd {
         /// Print the result as JSON instead of Markdown.
         #[arg(long)]
         json: bool,
+    },
+    /// RFC 2544-style searches on the inline lab: the no-drop rate (NDR,
+    /// no loss) and the partial-drop rate (PDR, at most 0.1% loss) by binary
+    /// search over paced runs, then latency at 10%, 50% and 90% of the NDR.
+    Ndr {
+        /// DUTs, comma separated: tapline, tapline-generic, linux-bridge, tc-mirred.
+        #[arg(long, default_value = "tapline", value_delimiter = ',')]
+        dut: Vec<String>,
+        /// Frame length without FCS (60 = 64 bytes on the wire).
+        #[arg(long, default_value_t = 60)]
+        frame_len: usize,
+        /// UDP flows in the generated traffic.
+        #[arg(long, default_value_t = 64)]
+        flows: u16,
+        /// Seconds per trial.
+        #[arg(long, default_value_t = 2.0)]
+        trial_seconds: f64,
+        /// Highest rate searched, frames per second (default: the unpaced
+        /// generator's rate, measured first through each DUT).
+        #[arg(long)]
+        max_pps: Option<u64>,
+        /// Search resolution, percent of the highest rate.
+        #[arg(long, default_value_t = 2.0)]
+        resolution_pct: f64,
+        /// Lowest rate searched and floor of the resolution, frames per second.
+        #[arg(long, default_value_t = 1_000)]
+        min_pps: u64,
+        /// At most this many trials per search.
+        #[arg(long, default_value_t = 16)]
+        max_trials: u32,
+        /// Extra TOML keys for tapline's [dataplane] table (use \n between keys).
+        #[arg(long, default_value = "")]
+        dataplane_keys: String,
+        /// Extra TOML keys for tapline's [xdp] table, e.g. 'ring_size = 8192'.
+        #[arg(long, default_value = "")]
+        xdp_keys: String,
+        /// Write ndr.json and ndr.md under this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -315,6 +354,52 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!("{}", measure::markdown(&r));
+            }
+        }
+        Cmd::Ndr {
+            dut,
+            frame_len,
+            flows,
+            trial_seconds,
+            max_pps,
+            resolution_pct,
+            min_pps,
+            max_trials,
+            dataplane_keys,
+            xdp_keys,
+            out,
+        } => {
+            let cfg = search::NdrConfig {
+                duts: dut
+                    .iter()
+                    .map(|d| inline_bench::Dut::parse(d))
+                    .collect::<Result<Vec<_>>>()?,
+                frame_len,
+                flows,
+                trial_seconds,
+                max_pps,
+                resolution_pct,
+                min_pps,
+                max_trials,
+                dataplane_keys: dataplane_keys.replace("\\n", "\n"),
+                xdp_keys: xdp_keys.replace("\\n", "\n"),
+            };
+            let r = search::run(&cfg, |d, what, t| {
+                eprintln!(
+                    "{:<16} {what:<16} {:>10} fps: offered {:.0}, sent {}, received {}, loss {:.4}%",
+                    d.name(),
+                    t.rate_pps,
+                    t.offered_pps,
+                    t.sent,
+                    t.received,
+                    t.loss_ratio() * 100.0
+                );
+            })?;
+            let md = search::markdown(&r);
+            println!("{md}");
+            if let Some(dir) = out {
+                search::write(&dir, &r, &md)?;
+                eprintln!("results written to {}", dir.display());
             }
         }
     }
