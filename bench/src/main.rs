@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use tapline_bench::{demo, inline_bench, lab, measure, micro, search, traffic};
+use tapline_bench::{demo, inline_bench, lab, measure, micro, report, search, traffic};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -284,11 +284,7 @@ fn main() -> Result<()> {
             let md = inline_bench::markdown(&r);
             println!("{md}");
             if let Some(dir) = out {
-                std::fs::create_dir_all(&dir)?;
-                let json = serde_json::to_string_pretty(&r)?;
-                std::fs::write(dir.join("bridge.json"), json).context("writing bridge.json")?;
-                std::fs::write(dir.join("bridge.md"), md).context("writing bridge.md")?;
-                eprintln!("results written to {}", dir.display());
+                report::write_results(&dir, "bridge", &r, &md)?;
             }
         }
         Cmd::Micro {
@@ -318,11 +314,7 @@ fn main() -> Result<()> {
             let md = micro::markdown(&r);
             println!("{md}");
             if let Some(dir) = out {
-                std::fs::create_dir_all(&dir)?;
-                let json = serde_json::to_string_pretty(&r)?;
-                std::fs::write(dir.join("micro.json"), json).context("writing micro.json")?;
-                std::fs::write(dir.join("micro.md"), md).context("writing micro.md")?;
-                eprintln!("results written to {}", dir.display());
+                report::write_results(&dir, "micro", &r, &md)?;
             }
         }
         Cmd::Run {
@@ -398,8 +390,7 @@ fn main() -> Result<()> {
             let md = search::markdown(&r);
             println!("{md}");
             if let Some(dir) = out {
-                search::write(&dir, &r, &md)?;
-                eprintln!("results written to {}", dir.display());
+                report::write_results(&dir, "ndr", &r, &md)?;
             }
         }
     }

@@ -91,6 +91,25 @@ pub fn median(xs: &[f64]) -> f64 {
     }
 }
 
+/// Writes `DIR/STEM.json` (the full result) and `DIR/STEM.md` (its table),
+/// creating `dir`, and says where on stderr.
+pub fn write_results(
+    dir: &std::path::Path,
+    stem: &str,
+    result: &impl Serialize,
+    md: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = dir.join(format!("{stem}.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(result)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let table = dir.join(format!("{stem}.md"));
+    std::fs::write(&table, md).with_context(|| format!("writing {}", table.display()))?;
+    eprintln!("results written to {}", dir.display());
+    Ok(())
+}
+
 /// A Markdown table from a header and rows.
 pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut s = format!("| {} |\n", header.join(" | "));

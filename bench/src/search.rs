@@ -23,8 +23,6 @@
 //!   the bounds: a trial's verdict at one threshold is known without
 //!   repeating it.
 
-use std::path::Path;
-
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
@@ -476,15 +474,6 @@ pub fn markdown(r: &NdrResult) -> String {
     );
     out += "\nEach rate is tried once (no repetition); \"offered\" is what the generator achieved in the trial at that rate (below the rate: the generator fell short, not the DUT). The trial log is in the JSON.\n";
     out
-}
-
-/// Writes `ndr.json` and `ndr.md` under `dir`.
-pub fn write(dir: &Path, r: &NdrResult, md: &str) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("ndr.json"), serde_json::to_string_pretty(r)?)
-        .context("writing ndr.json")?;
-    std::fs::write(dir.join("ndr.md"), md).context("writing ndr.md")?;
-    Ok(())
 }
 
 #[cfg(test)]

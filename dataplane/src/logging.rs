@@ -11,6 +11,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// The logging flags every tapline binary takes (`--log-format`,
+/// `--log-level`), flattened into each binary's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log format on stdout.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level or filter directive (RUST_LOG overrides it).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+impl LogArgs {
+    /// Installs the global subscriber as these flags say.
+    pub fn init(&self) {
+        init(self.log_format, &self.log_level);
+    }
+}
+
 /// Installs the global subscriber. `level` is an `EnvFilter` directive
 /// (`info`, `debug`, `tapline_dataplane=debug`); `RUST_LOG` overrides it.
 pub fn init(format: LogFormat, level: &str) {

@@ -10,7 +10,7 @@ use clap::Parser;
 use tracing::{error, info};
 
 use tapline_dataplane::engine::exit;
-use tapline_dataplane::logging::{self, LogFormat};
+use tapline_dataplane::logging::LogArgs;
 use tapline_dataplane::stats::{DropReason, StatsRegistry};
 use tapline_dataplane::{Config, Dataplane};
 
@@ -22,12 +22,8 @@ struct Args {
     /// Configuration file (TOML; see docs/config.md).
     #[arg(long, value_name = "PATH")]
     config: PathBuf,
-    /// Log format on stdout.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Log level or filter directive (RUST_LOG overrides it).
-    #[arg(long, default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    log: LogArgs,
     /// Validate the configuration and the interfaces it names, then exit.
     #[arg(long)]
     check: bool,
@@ -37,7 +33,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init(args.log_format, &args.log_level);
+    args.log.init();
     let cfg = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {

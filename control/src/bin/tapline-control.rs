@@ -10,7 +10,7 @@ use clap::Parser;
 use tracing::error;
 
 use tapline_dataplane::config::Config;
-use tapline_dataplane::logging::{self, LogFormat};
+use tapline_dataplane::logging::LogArgs;
 
 /// tapline's control sidecar: serves the dataplane's state and counters over
 /// gRPC (tapline.v1.Observer, grpc.health.v1.Health, reflection) and as
@@ -22,12 +22,8 @@ struct Args {
     /// docs/config.md).
     #[arg(long, value_name = "PATH")]
     config: PathBuf,
-    /// Log format on stdout.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Log level or filter directive (RUST_LOG overrides it).
-    #[arg(long, default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 /// Threads of the runtime: the sidecar answers a few clients and reads
@@ -52,7 +48,7 @@ async fn signalled() {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init(args.log_format, &args.log_level);
+    args.log.init();
     let cfg = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
