@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use tapline_dataplane::xdp::sys;
 
 /// Environment variable that lets privileged tests be skipped explicitly on
 /// machines without root (they fail loudly otherwise).
@@ -460,6 +461,18 @@ impl Lab {
                 let ns = Netns::create(&format!("{prefix}-tool{k}"))?;
                 veth(&lab.dut, &ifs::hop_a(k), &ns, ifs::TOOL_A)?;
                 veth(&lab.dut, &ifs::hop_b(k), &ns, ifs::TOOL_B)?;
+                // A tool that forwards an 802.1Q frame with the tag in skb
+                // metadata (veth's VLAN offload) would hand the dut's XDP
+                // program the frame without its tag: native XDP on veth
+                // never sees offloaded tags. Real tools (Suricata, Snort
+                // in af-packet inline mode) reinsert the tag themselves.
+                ns.enter(|| {
+                    for i in [ifs::TOOL_A, ifs::TOOL_B] {
+                        sys::ethtool_clear_flags(i, sys::ETH_FLAG_TXVLAN | sys::ETH_FLAG_RXVLAN)
+                            .with_context(|| format!("turning VLAN offload off on {i}"))?;
+                    }
+                    anyhow::Ok(())
+                })??;
                 lab.tools.push(ns);
                 install_tool(&lab.tools[usize::from(k) - 1], tool)
                     .with_context(|| format!("installing tool {k} ({})", tool.name()))?;

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chain_bench;
 pub mod demo;
 pub mod inline_bench;
 pub mod lab;

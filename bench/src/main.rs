@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use tapline_bench::{demo, inline_bench, lab, measure, micro, report, search, traffic};
+use tapline_bench::{
+    chain_bench, demo, inline_bench, lab, measure, micro, report, search, traffic,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +37,52 @@ enum Cmd {
         /// Frame length without FCS.
         #[arg(long, default_value_t = 60)]
         frame_len: usize,
+    },
+    /// Chain throughput against the number of hops (0 to --max-hops).
+    Chain {
+        /// Longest chain measured.
+        #[arg(long, default_value_t = 4)]
+        max_hops: u8,
+        /// Repetitions (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        reps: u32,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Frame length without FCS (60 = 64 bytes on the wire).
+        #[arg(long, default_value_t = 60)]
+        frame_len: usize,
+        /// UDP flows in the generated traffic.
+        #[arg(long, default_value_t = 64)]
+        flows: u16,
+        /// Tools: bridge (a Linux bridge per tool) or mirred (tc mirred).
+        #[arg(long, default_value = "mirred")]
+        tool: String,
+        /// Directory for chain.{json,md}.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Failover: induced tool failures under paced traffic; detection to
+    /// bypass time and frames lost per failure.
+    Failover {
+        /// Failures to induce.
+        #[arg(long, default_value_t = 20)]
+        failures: u32,
+        /// Offered rate, frames per second.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// Frame length without FCS.
+        #[arg(long, default_value_t = 60)]
+        frame_len: usize,
+        /// Tool: bridge or mirred.
+        #[arg(long, default_value = "bridge")]
+        tool: String,
+        /// Extra [heartbeat] keys, e.g. "interval_ms = 5\ntimeout_ms = 10".
+        #[arg(long, default_value = "")]
+        heartbeat_keys: String,
+        /// Directory for failover.{json,md}.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Inline throughput: tapline against the Linux bridge and tc mirred.
     Bridge {
@@ -239,6 +287,68 @@ fn main() -> Result<()> {
                 rate_pps: rate,
                 frame_len,
             })?;
+        }
+        Cmd::Chain {
+            max_hops,
+            reps,
+            seconds,
+            frame_len,
+            flows,
+            tool,
+            out,
+        } => {
+            let kind: lab::ToolKind = tool.parse()?;
+            let cfg = chain_bench::ThroughputConfig {
+                max_hops,
+                reps,
+                seconds,
+                frame_len,
+                flows,
+                tool: kind.name(),
+            };
+            let r = chain_bench::throughput(&cfg, kind, |s, i, n| {
+                eprintln!(
+                    "[{i}/{n}] {} hops rep {}: offered {:.3} Mpps, delivered {:.3} Mpps, steal {:.1}%",
+                    s.hops,
+                    s.rep,
+                    s.offered_pps / 1e6,
+                    s.delivered_pps / 1e6,
+                    s.steal_ratio * 100.0
+                );
+            })?;
+            let md = chain_bench::throughput_markdown(&r);
+            println!("{md}");
+            if let Some(dir) = out {
+                report::write_results(&dir, "chain", &r, &md)?;
+            }
+        }
+        Cmd::Failover {
+            failures,
+            rate,
+            frame_len,
+            tool,
+            heartbeat_keys,
+            out,
+        } => {
+            let kind: lab::ToolKind = tool.parse()?;
+            let cfg = chain_bench::FailoverConfig {
+                failures,
+                rate_pps: rate,
+                frame_len,
+                tool: kind.name(),
+                heartbeat_keys: heartbeat_keys.replace("\\n", "\n"),
+            };
+            let r = chain_bench::failover(&cfg, kind, |f| {
+                eprintln!(
+                    "failure {:>2}: bypassed after {:.1} ms, {} frames lost ({:.1} ms of traffic), UP again {:.0} ms after the link returned",
+                    f.index, f.detection_ms, f.lost_frames, f.loss_window_ms, f.recovery_ms
+                );
+            })?;
+            let md = chain_bench::failover_markdown(&r);
+            println!("{md}");
+            if let Some(dir) = out {
+                report::write_results(&dir, "failover", &r, &md)?;
+            }
         }
         Cmd::Bridge {
             reps,

@@ -24,7 +24,7 @@
 //!   [`measured_bridge_poll`] / [`measured_capture_poll`] at two frame
 //!   counts: the difference of the instruction counts over the difference of
 //!   frames cancels setup and teardown, and the count is deterministic.
-//!   (Demangled patterns such as `*BridgeTask::poll*` work as well while
+//!   (Demangled patterns such as `*ChainTask::poll*` work as well while
 //!   `poll` is not inlined; mangled `_ZN...` patterns match nothing.)
 
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use tapline_dataplane::config::MAX_BATCH;
-use tapline_dataplane::pipeline::{BridgeTask, CaptureConsumer, CaptureTask, PollOutcome};
+use tapline_dataplane::pipeline::{CaptureConsumer, CaptureTask, ChainTask, PollOutcome};
 use tapline_dataplane::xdp::socket::FakeKernel;
 use tapline_dataplane::xdp::{FramePool, RingSizes, Umem, XdpDesc, XskSocket};
 
@@ -229,10 +229,10 @@ impl CaptureConsumer for CountingConsumer {
 
 /// One poll of a bridge, kept out of line so callgrind can switch counting on
 /// at its entry and off at its exit: everything between is tapline's code
-/// (whether or not LTO inlined `BridgeTask::poll` into it) plus a call and a
+/// (whether or not LTO inlined `ChainTask::poll` into it) plus a call and a
 /// return per batch.
 #[inline(never)]
-pub fn measured_bridge_poll(t: &mut BridgeTask, batch: u32) -> PollOutcome {
+pub fn measured_bridge_poll(t: &mut ChainTask, batch: u32) -> PollOutcome {
     t.poll(batch)
 }
 
@@ -332,7 +332,8 @@ fn bridge_loop(frames: u64, batch: u32, both_ways: bool) -> Result<LoopRun> {
     let (a, mut ka) = XskSocket::in_memory(sizes());
     let (b, mut kb) = XskSocket::in_memory(sizes());
     let (umem, pool) = new_umem()?;
-    let mut task = BridgeTask::in_memory([a, b], pool, umem);
+    let segment = tapline_dataplane::stats::StatsSegment::in_memory(2, 0);
+    let mut task = ChainTask::in_memory([a, b], pool, umem, segment);
     let mut bufs = [
         SideBufs::with_capacity(batch as usize),
         SideBufs::with_capacity(batch as usize),
@@ -376,7 +377,7 @@ fn bridge_loop(frames: u64, batch: u32, both_ways: bool) -> Result<LoopRun> {
         done += (got_a + got_b) as u64;
     }
     let elapsed_s = start.elapsed().as_secs_f64();
-    let c = task.counters();
+    let c = [&task.ports()[0].counters, &task.ports()[1].counters];
     for (from, to) in [(0, 1), (1, 0)] {
         ensure!(
             c[from].rx_packets.get() == per_side[from] && c[to].tx_packets.get() == per_side[from],

@@ -195,6 +195,17 @@ impl DataplaneProcess {
         self.lines.lock().expect("log lines").clone()
     }
 
+    /// JSON log records so far (lines that parse as objects).
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .lock()
+            .expect("log lines")
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.is_object())
+            .collect()
+    }
+
     /// The run's `dataplane.state_dir` (where the stats segment is).
     pub fn state_dir(&self) -> &Path {
         &self.state_dir

@@ -1,11 +1,12 @@
 //! Bearer-token authentication, one tonic interceptor per service.
 //!
 //! A service's token is read once at start from the file named in
-//! `[control]` (`observer_token_file`, and `admin_token_file` for the admin
-//! service of a later build); the file holds the token, surrounding
-//! whitespace is trimmed. A client sends `authorization: Bearer <token>`.
-//! Health and reflection are never wrapped in an interceptor, so they need
-//! no token.
+//! `[control]` (`observer_token_file`, `admin_token_file`); the file holds
+//! the token, surrounding whitespace is trimmed. A client sends
+//! `authorization: Bearer <token>`. Without a token file, Observer is open
+//! and Admin refuses every call ([`WithoutToken`]): changes to the chain
+//! are never open to anyone who reaches the port. Health and reflection
+//! are never wrapped in an interceptor, so they need no token.
 
 use std::fmt;
 use std::path::Path;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use tapline_dataplane::config::ConfigError;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
+use tracing::info;
 
 /// A secret token. `Debug` never shows it.
 #[derive(Clone)]
@@ -74,24 +76,70 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// What a service whose token file is not configured does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutToken {
+    /// Serves every caller (Observer: reads only).
+    Open,
+    /// Refuses every call with UNAUTHENTICATED, naming the configuration
+    /// key that enables the service (Admin).
+    Refuse {
+        /// The key, e.g. `control.admin_token_file`.
+        field: &'static str,
+    },
+}
+
 /// The interceptor of one service: with a token, every call must carry it;
-/// without one, the service is open.
+/// without one, the service is open or refuses everything (see
+/// [`WithoutToken`]). A privileged service ([`BearerAuth::privileged`])
+/// also logs every refused call at info, with the caller's address.
 #[derive(Debug, Clone)]
 pub struct BearerAuth {
     token: Option<Token>,
     /// The service's name, for the error message.
     service: &'static str,
+    without_token: WithoutToken,
+    /// Log refused calls.
+    audit: bool,
 }
 
 impl BearerAuth {
+    /// A service that is open when `token` is `None`.
     pub fn new(service: &'static str, token: Option<Token>) -> BearerAuth {
-        BearerAuth { token, service }
+        BearerAuth {
+            token,
+            service,
+            without_token: WithoutToken::Open,
+            audit: false,
+        }
+    }
+
+    /// A privileged service: it refuses every call when `token` is `None`
+    /// (telling the caller to set `field`), and refused calls are logged.
+    pub fn privileged(
+        service: &'static str,
+        token: Option<Token>,
+        field: &'static str,
+    ) -> BearerAuth {
+        BearerAuth {
+            token,
+            service,
+            without_token: WithoutToken::Refuse { field },
+            audit: true,
+        }
     }
 
     /// Checks the `authorization` metadata of a call.
     fn check(&self, header: Option<&[u8]>) -> Result<(), Status> {
         let Some(token) = &self.token else {
-            return Ok(());
+            return match self.without_token {
+                WithoutToken::Open => Ok(()),
+                WithoutToken::Refuse { field } => Err(Status::unauthenticated(format!(
+                    "{} is disabled: no token is configured; set {field} in tapline-control's \
+                     configuration and restart it",
+                    self.service
+                ))),
+            };
         };
         let Some(value) = header else {
             return Err(Status::unauthenticated(format!(
@@ -127,13 +175,26 @@ impl BearerAuth {
 
 impl Interceptor for BearerAuth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        self.check(
+        let checked = self.check(
             request
                 .metadata()
                 .get("authorization")
                 .map(|v| v.as_bytes()),
-        )?;
-        Ok(request)
+        );
+        if let Err(s) = &checked {
+            if self.audit {
+                // The header is never logged: it may hold a real token.
+                info!(
+                    peer = %request
+                        .remote_addr()
+                        .map_or_else(|| "unknown".to_string(), |a| a.to_string()),
+                    service = self.service,
+                    reason = s.message(),
+                    "call refused: not authenticated"
+                );
+            }
+        }
+        checked.map(|()| request)
     }
 }
 
@@ -212,6 +273,32 @@ mod tests {
         let open = BearerAuth::new("tapline.v1.Observer", None);
         assert!(open.check(None).is_ok());
         assert!(open.check(Some(b"Bearer whatever")).is_ok());
+    }
+
+    #[test]
+    fn a_privileged_service_without_a_token_refuses_everything() {
+        let closed = BearerAuth::privileged("tapline.v1.Admin", None, "control.admin_token_file");
+        for header in [None, Some(&b"Bearer anything"[..]), Some(b"")] {
+            let e = closed.check(header).unwrap_err();
+            assert_eq!(e.code(), Code::Unauthenticated, "{header:?}");
+            assert!(
+                e.message().contains("set control.admin_token_file"),
+                "{}",
+                e.message()
+            );
+        }
+        // With a token it checks it like any service.
+        let auth = BearerAuth::privileged(
+            "tapline.v1.Admin",
+            Token::new("adm"),
+            "control.admin_token_file",
+        );
+        assert!(auth.check(Some(b"Bearer adm")).is_ok());
+        assert_eq!(
+            auth.check(Some(b"Bearer tok")).unwrap_err().code(),
+            Code::Unauthenticated
+        );
+        assert_eq!(auth.check(None).unwrap_err().code(), Code::Unauthenticated);
     }
 
     #[test]

@@ -152,6 +152,7 @@ mod tests {
                 queue: 0,
                 mode: "generic-copy".into(),
                 worker: 0,
+                hop: String::new(),
             },
             rx_packets: 0,
             rx_bytes: 0,
@@ -177,6 +178,7 @@ mod tests {
             state: SegmentState::Running as u64,
             queues: roles.iter().map(|r| queue(r)).collect(),
             workers: vec![],
+            hops: vec![],
         }
     }
 

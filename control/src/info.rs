@@ -130,10 +130,10 @@ pub fn build_info(
         .iter()
         .map(|(role, ifname)| {
             let dev = probe(ifname);
-            let (xdp_mode, queues) = match seg_ports
+            let seg_port = seg_ports
                 .iter()
-                .find(|p| p.role == role && p.ifname == ifname)
-            {
+                .find(|p| p.role == role && p.ifname == ifname);
+            let (xdp_mode, queues) = match seg_port {
                 Some(p) => {
                     let snap = attached.expect("ports come from the attached snapshot");
                     let queues: Vec<v1::QueueInfo> = p
@@ -153,7 +153,7 @@ pub fn build_info(
             v1::InterfaceInfo {
                 role: role.clone(),
                 ifname: ifname.clone(),
-                hop: String::new(),
+                hop: seg_port.map(|p| p.hop.to_string()).unwrap_or_default(),
                 ifindex: dev.ifindex,
                 mac_address: dev.mac_address,
                 driver: dev.driver,
@@ -219,7 +219,7 @@ pub fn build_info(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::tests::snapshot;
+    use crate::stats::tests::{chain_snapshot, snapshot};
 
     fn cfg() -> Config {
         Config::parse(
@@ -284,6 +284,35 @@ mod tests {
             .map(|q| (q.role.as_str(), q.queue_id))
             .collect();
         assert_eq!(w0, [("inline-1", 0), ("inline-2", 0), ("passive-1", 0)]);
+    }
+
+    #[test]
+    fn tool_ports_are_listed_with_their_hop() {
+        let obs = Observation {
+            status: DataplaneStatus::Running,
+            reader: None,
+            snapshot: Some(chain_snapshot(1, 10)),
+        };
+        let info = build_info(&cfg(), &obs, 0, Duration::ZERO, fake_probe);
+        let names: Vec<(&str, &str, &str)> = info
+            .interfaces
+            .iter()
+            .map(|i| (i.role.as_str(), i.ifname.as_str(), i.hop.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("passive-1", "p1", ""),
+                ("inline-1", "i1", ""),
+                ("inline-2", "i2", ""),
+                ("tool-a", "t1a", "ids"),
+                ("tool-b", "t1b", "ids"),
+                ("tool-a", "t2a", "waf"),
+                ("tool-b", "t2b", "waf"),
+            ]
+        );
+        assert_eq!(info.interfaces[3].queues.len(), 1);
+        assert_eq!(info.interfaces[3].xdp_mode, "native-zerocopy");
     }
 
     #[test]

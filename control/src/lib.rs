@@ -1,24 +1,30 @@
 //! tapline's control sidecar, `tapline-control`: it reads the dataplane's
-//! stats segment in `state_dir` (a shared emptyDir) and serves
+//! stats segment in `state_dir` (a shared emptyDir), forwards chain
+//! requests to the dataplane's command socket there, and serves
 //!
 //! - gRPC on `control.grpc_listen`: `tapline.v1.Observer` (behind a bearer
-//!   token when `control.observer_token_file` is set),
-//!   `grpc.health.v1.Health` and server reflection;
+//!   token when `control.observer_token_file` is set), `tapline.v1.Admin`
+//!   (always behind the token of `control.admin_token_file`; without one it
+//!   refuses every call), `grpc.health.v1.Health` and server reflection;
 //! - gRPC on `control.health_listen`: only `grpc.health.v1.Health`, for
 //!   kubelet probes;
 //! - HTTP `/metrics` on `control.metrics_listen` (Prometheus text format).
 //!
-//! It holds no capabilities, never writes to the dataplane's files, and
-//! keeps running whatever the dataplane does: it follows it through starts,
-//! stops, crashes and restarts (see [`state`]). `docs/control.md` describes
-//! the endpoints for operators.
+//! It holds no capabilities and no state of its own: the dataplane owns
+//! the chain ([`dataplane`]), and the sidecar never writes to the
+//! dataplane's files. It keeps running whatever the dataplane does: it
+//! follows it through starts, stops, crashes and restarts (see [`state`]).
+//! `docs/control.md` describes the endpoints for operators.
 //!
 //! No `unsafe` here: the shared-memory reading is the dataplane crate's
 //! safe `SegmentReader`.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
+pub mod dataplane;
+pub mod details;
 pub mod health;
 pub mod info;
 pub mod metrics;
@@ -32,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tapline_dataplane::config::{Config, ConfigError};
+use tapline_proto::v1::admin_server::AdminServer;
 use tapline_proto::v1::observer_server::ObserverServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -91,8 +98,7 @@ impl ServeError {
 pub struct Tokens {
     /// `control.observer_token_file`; `None` leaves Observer open.
     pub observer: Option<Token>,
-    /// `control.admin_token_file`. Read and checked at start; no service
-    /// uses it yet (Admin is not served by this build).
+    /// `control.admin_token_file`; `None` makes Admin refuse every call.
     pub admin: Option<Token>,
 }
 
@@ -214,9 +220,8 @@ impl Bound {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tapline_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            // Advertise what is served; the descriptor set also holds
-            // tapline.v1.Admin, which this build does not serve.
             .with_service_name("tapline.v1.Observer")
+            .with_service_name("tapline.v1.Admin")
             .with_service_name("grpc.health.v1.Health")
             .with_service_name("grpc.reflection.v1.ServerReflection")
             .build_v1()
@@ -227,6 +232,18 @@ impl Bound {
         let observer = ObserverServer::with_interceptor(
             observer::ObserverService::new(monitor.clone(), cfg.clone(), stop_rx.clone()),
             BearerAuth::new("tapline.v1.Observer", tokens.observer.clone()),
+        );
+        let dataplane = dataplane::DataplaneClient::new(&cfg.state_dir);
+        let command_socket = dataplane.socket_path().display().to_string();
+        // Served even without a token, refusing every call: a client is told
+        // what to configure instead of getting UNIMPLEMENTED.
+        let admin = AdminServer::with_interceptor(
+            admin::AdminService::new(dataplane),
+            BearerAuth::privileged(
+                "tapline.v1.Admin",
+                tokens.admin.clone(),
+                "control.admin_token_file",
+            ),
         );
 
         let stopped = |mut rx: watch::Receiver<bool>| async move { state::stopping(&mut rx).await };
@@ -240,6 +257,7 @@ impl Bound {
                 .add_service(HealthServer::new(grpc_health))
                 .add_service(reflection)
                 .add_service(observer)
+                .add_service(admin)
                 .serve_with_incoming_shutdown(grpc, stopped(stop_rx.clone())),
         );
         let mut health_task = tokio::spawn(
@@ -253,11 +271,13 @@ impl Bound {
             health = %addrs[1],
             metrics = %addrs[2],
             state_dir = %cfg.state_dir.display(),
+            command_socket,
             observer_auth = if tokens.observer.is_some() { "bearer token" } else { "open" },
+            admin_auth = if tokens.admin.is_some() { "bearer token" } else { "disabled" },
             "tapline-control serving"
         );
-        if tokens.admin.is_some() {
-            info!("control.admin_token_file read; the Admin service is not served by this build");
+        if tokens.admin.is_none() {
+            info!("control.admin_token_file is not set: the Admin service refuses every call");
         }
 
         let failure =

@@ -2,7 +2,11 @@
 //! on `GET /metrics` by a minimal HTTP/1.1 responder.
 //!
 //! Counters are exported per queue with the labels `port` (the role),
-//! `ifname`, `queue` and `mode`; sum over `queue` for a port's totals. While
+//! `ifname`, `queue` and `mode`, plus `hop` on tool ports (an absent label
+//! and an empty one are the same to Prometheus, so the family has one label
+//! set); sum over `queue` for a port's totals. Chain hops have their own
+//! families, labelled `hop`, with the heartbeat round-trip time as a
+//! histogram. While
 //! the dataplane is not live only `tapline_dataplane_up 0` is exported: no
 //! stale counters (Prometheus sees the series end, and a restarted dataplane
 //! starts them again from zero, which `rate()` treats as a counter reset).
@@ -11,15 +15,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tapline_dataplane::stats::DropReason;
-use tapline_dataplane::xdp::shm::{QueueSnapshot, Snapshot};
+use tapline_dataplane::xdp::shm::{HopSnapshot, QueueSnapshot, Snapshot, HOP_RTT_BOUNDS_NS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, warn};
 
 use crate::state::{stopping, Monitor};
-use crate::stats::{api_mode, drop_reason_name};
+use crate::stats::{api_mode, drop_reason_name, drops_by_reason};
 
 /// `Content-Type` of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -77,6 +80,47 @@ fn seconds(ns: u64) -> f64 {
 
 /// A per-queue counter family: its name, help, and how to read it.
 type QueueCounter = (&'static str, &'static str, fn(&QueueSnapshot) -> u64);
+
+/// A per-hop counter family: its name, help, and how to read it.
+type HopCounter = (&'static str, &'static str, fn(&HopSnapshot) -> u64);
+
+const HOP_COUNTERS: [HopCounter; 6] = [
+    (
+        "tapline_hop_to_tool_packets_total",
+        "Packets the dataplane sent to the hop's tool (both directions together).",
+        |h| h.to_tool_packets,
+    ),
+    (
+        "tapline_hop_to_tool_bytes_total",
+        "Bytes of the packets sent to the hop's tool.",
+        |h| h.to_tool_bytes,
+    ),
+    (
+        "tapline_hop_from_tool_packets_total",
+        "Packets the dataplane received back from the hop's tool (heartbeats excluded).",
+        |h| h.from_tool_packets,
+    ),
+    (
+        "tapline_hop_from_tool_bytes_total",
+        "Bytes of the packets received back from the hop's tool.",
+        |h| h.from_tool_bytes,
+    ),
+    (
+        "tapline_hop_bypassed_packets_total",
+        "Packets that went around the hop's tool while the hop was bypassed (automatically or manually).",
+        |h| h.bypassed_packets,
+    ),
+    (
+        "tapline_hop_bypassed_bytes_total",
+        "Bytes of the packets that went around the hop's tool.",
+        |h| h.bypassed_bytes,
+    ),
+];
+
+/// The `le` label of a histogram bound given in nanoseconds.
+fn le_seconds(ns: u64) -> String {
+    seconds(ns).to_string()
+}
 
 const PORT_COUNTERS: [QueueCounter; 4] = [
     (
@@ -159,17 +203,21 @@ pub fn render(live: Option<&Snapshot>) -> String {
         seconds(snap.started_unix_ns),
     );
 
-    // Labels of each queue, in slot order.
-    let queue_labels: Vec<[(&str, String); 4]> = snap
+    // Labels of each queue, in slot order; `hop` only on tool ports.
+    let queue_labels: Vec<Vec<(&str, String)>> = snap
         .queues
         .iter()
         .map(|q| {
-            [
+            let mut l = vec![
                 ("port", q.info.role.clone()),
                 ("ifname", q.info.ifname.clone()),
                 ("queue", q.info.queue.to_string()),
                 ("mode", api_mode(&q.info.mode)),
-            ]
+            ];
+            if !q.info.hop.is_empty() {
+                l.push(("hop", q.info.hop.clone()));
+            }
+            l
         })
         .collect();
 
@@ -184,15 +232,12 @@ pub fn render(live: Option<&Snapshot>) -> String {
     w.family(
         name,
         "counter",
-        "Packets received on the port's queue that the dataplane dropped, by reason (tx_ring_full: the egress port's TX ring was full).",
+        "Packets received on the port's queue that the dataplane dropped, by reason (tx_ring_full: the egress port's TX ring was full; hop_down: the hop is down and its failure action is drop; heartbeat_from_wire: a heartbeat-shaped frame arrived on inline-1 or inline-2; heartbeat_invalid: a heartbeat frame came back from a tool with a wrong tag or hop id).",
     );
     for (q, l) in snap.queues.iter().zip(&queue_labels) {
-        for (i, &n) in q.drops.iter().enumerate() {
-            // Every reason this build knows, zero included; unknown slots
-            // only when they counted.
-            if i >= DropReason::COUNT && n == 0 {
-                continue;
-            }
+        // Every reason this build knows, zero included; unknown slots only
+        // when they counted.
+        for (i, n) in drops_by_reason(&q.drops) {
             let reason = drop_reason_name(i);
             let mut labels = label_refs(l);
             labels.push(("reason", &reason));
@@ -271,7 +316,78 @@ pub fn render(live: Option<&Snapshot>) -> String {
     for (l, id) in &windows {
         w.sample(name, &[("worker", id)], seconds(l.max_ns));
     }
+
+    render_hops(&mut w, &snap.hops);
     w.out
+}
+
+/// The chain's hop families (headers included when there are no hops, like
+/// the worker families without workers).
+fn render_hops(w: &mut Writer, hops: &[HopSnapshot]) {
+    for (name, help, get) in HOP_COUNTERS {
+        w.family(name, "counter", help);
+        for h in hops {
+            w.sample(name, &[("hop", &h.name)], get(h));
+        }
+    }
+
+    let name = "tapline_hop_dropped_packets_total";
+    w.family(
+        name,
+        "counter",
+        "Packets of the hop that the dataplane dropped, by reason (hop_down: the hop is down and its failure action is drop; tx_ring_full: a TX ring toward or back from the tool was full; heartbeat_invalid: a heartbeat frame came back with a wrong tag or hop id).",
+    );
+    for h in hops {
+        for (i, n) in drops_by_reason(&h.drops) {
+            let reason = drop_reason_name(i);
+            w.sample(name, &[("hop", &h.name), ("reason", &reason)], n);
+        }
+    }
+
+    let name = "tapline_hop_heartbeats_total";
+    w.family(
+        name,
+        "counter",
+        "Heartbeat frames sent through the hop's tool (result=\"sent\"), and how they ended: \"returned\" within their deadline, \"late\" after it, \"lost\" never. sent = returned + late + lost + the ones in flight.",
+    );
+    for h in hops {
+        for (result, n) in [
+            ("sent", h.heartbeats_sent),
+            ("returned", h.heartbeats_returned),
+            ("late", h.heartbeats_late),
+            ("lost", h.heartbeats_lost),
+        ] {
+            w.sample(name, &[("hop", &h.name), ("result", result)], n);
+        }
+    }
+
+    // Cumulative since the hop (or the dataplane) started: a true
+    // Prometheus histogram. A hop whose histogram could not be read
+    // consistently this time (the judge kept it busy) is left out of this
+    // scrape rather than exported torn.
+    let name = "tapline_hop_round_trip_seconds";
+    w.family(
+        name,
+        "histogram",
+        "Round-trip time of heartbeat frames through the hop's tool, since the hop was added.",
+    );
+    let bucket = format!("{name}_bucket");
+    let les: Vec<String> = HOP_RTT_BOUNDS_NS.iter().map(|&b| le_seconds(b)).collect();
+    for h in hops {
+        let Some(hist) = &h.round_trip_histogram else {
+            continue;
+        };
+        for (le, n) in les.iter().zip(hist.cumulative()) {
+            w.sample(&bucket, &[("hop", &h.name), ("le", le)], n);
+        }
+        w.sample(&bucket, &[("hop", &h.name), ("le", "+Inf")], hist.count);
+        w.sample(
+            &format!("{name}_sum"),
+            &[("hop", &h.name)],
+            seconds(hist.sum_ns),
+        );
+        w.sample(&format!("{name}_count"), &[("hop", &h.name)], hist.count);
+    }
 }
 
 /// Largest request head read before answering 431.
@@ -397,13 +513,14 @@ pub async fn serve(listener: TcpListener, monitor: Monitor, mut shutdown: watch:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::tests::snapshot;
+    use crate::stats::tests::{chain_snapshot, snapshot};
     use std::collections::BTreeSet;
 
     /// Metric names of the sample lines, and every family's HELP and TYPE.
     fn check_format(text: &str) -> BTreeSet<String> {
         let mut helped = BTreeSet::new();
         let mut typed = BTreeSet::new();
+        let mut histograms = BTreeSet::new();
         let mut names = BTreeSet::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# HELP ") {
@@ -412,11 +529,14 @@ mod tests {
                 let mut it = rest.split(' ');
                 let name = it.next().unwrap().to_string();
                 let kind = it.next().unwrap();
-                assert!(["counter", "gauge"].contains(&kind), "{line}");
+                assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
                 if kind == "counter" {
                     assert!(name.ends_with("_total"), "{name}");
                 } else {
                     assert!(!name.ends_with("_total"), "{name}");
+                }
+                if kind == "histogram" {
+                    histograms.insert(name.clone());
                 }
                 assert!(helped.contains(&name), "TYPE before HELP: {line}");
                 typed.insert(name);
@@ -426,7 +546,16 @@ mod tests {
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
-                assert!(typed.contains(&name), "sample without TYPE: {line}");
+                // A histogram's samples carry a suffix of its family name.
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| {
+                        name.strip_suffix(s)
+                            .filter(|f| histograms.contains(*f))
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_else(|| name.clone());
+                assert!(typed.contains(&family), "sample without TYPE: {line}");
                 assert!(name.starts_with("tapline_"), "{line}");
                 let value = line.rsplit(' ').next().unwrap();
                 assert!(value.parse::<f64>().is_ok(), "{line}");
@@ -476,6 +605,12 @@ mod tests {
         ] {
             assert!(names.contains(family), "{family} missing:\n{text}");
         }
+        // Without hops the hop families have headers only.
+        assert!(text.contains("# TYPE tapline_hop_round_trip_seconds histogram"));
+        assert!(
+            !text.lines().any(|l| l.starts_with("tapline_hop_")),
+            "{text}"
+        );
         let has = |line: &str| text.lines().any(|l| l == line);
         assert!(has("tapline_dataplane_up 1"));
         assert!(
@@ -563,5 +698,85 @@ mod tests {
         );
         assert_eq!(respond(b"garbage\r\n\r\n", &m).unwrap().0, 400);
         assert_eq!(respond(b"GET /metrics SPDY/3\r\n\r\n", &m).unwrap().0, 400);
+    }
+
+    #[test]
+    fn hops_and_tool_ports_are_exported() {
+        let text = render(Some(&chain_snapshot(1, 10)));
+        let names = check_format(&text);
+        for family in [
+            "tapline_hop_to_tool_packets_total",
+            "tapline_hop_to_tool_bytes_total",
+            "tapline_hop_from_tool_packets_total",
+            "tapline_hop_from_tool_bytes_total",
+            "tapline_hop_bypassed_packets_total",
+            "tapline_hop_bypassed_bytes_total",
+            "tapline_hop_dropped_packets_total",
+            "tapline_hop_heartbeats_total",
+            "tapline_hop_round_trip_seconds_bucket",
+            "tapline_hop_round_trip_seconds_sum",
+            "tapline_hop_round_trip_seconds_count",
+        ] {
+            assert!(names.contains(family), "{family} missing:\n{text}");
+        }
+        let has = |line: &str| text.lines().any(|l| l == line);
+        for line in [
+            "tapline_hop_to_tool_packets_total{hop=\"ids\"} 100",
+            "tapline_hop_to_tool_bytes_total{hop=\"waf\"} 20000",
+            "tapline_hop_from_tool_packets_total{hop=\"ids\"} 90",
+            "tapline_hop_from_tool_bytes_total{hop=\"ids\"} 9000",
+            "tapline_hop_bypassed_packets_total{hop=\"waf\"} 20",
+            "tapline_hop_dropped_packets_total{hop=\"ids\",reason=\"hop_down\"} 10",
+            "tapline_hop_dropped_packets_total{hop=\"ids\",reason=\"heartbeat_invalid\"} 2",
+            "tapline_hop_dropped_packets_total{hop=\"ids\",reason=\"tx_ring_full\"} 0",
+            "tapline_hop_heartbeats_total{hop=\"ids\",result=\"sent\"} 40",
+            "tapline_hop_heartbeats_total{hop=\"ids\",result=\"returned\"} 30",
+            "tapline_hop_heartbeats_total{hop=\"ids\",result=\"late\"} 10",
+            "tapline_hop_heartbeats_total{hop=\"ids\",result=\"lost\"} 1",
+            "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"0.00001\"} 10",
+            "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"0.00005\"} 10",
+            "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"0.0001\"} 20",
+            "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"0.001\"} 20",
+            "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"1\"} 20",
+            "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"+Inf\"} 21",
+            "tapline_hop_round_trip_seconds_sum{hop=\"ids\"} 2.0006",
+            "tapline_hop_round_trip_seconds_count{hop=\"ids\"} 21",
+            "tapline_port_rx_packets_total{port=\"tool-a\",ifname=\"t1a\",queue=\"0\",mode=\"native-zerocopy\",hop=\"ids\"} 70",
+            "tapline_port_dropped_packets_total{port=\"tool-b\",ifname=\"t2b\",queue=\"0\",mode=\"native-zerocopy\",hop=\"waf\",reason=\"hop_down\"} 0",
+            // Other ports keep their labels.
+            "tapline_port_rx_packets_total{port=\"inline-1\",ifname=\"i1\",queue=\"1\",mode=\"native-zerocopy\"} 30",
+        ] {
+            assert!(has(line), "{line} missing:\n{text}");
+        }
+        // Buckets: every bound and +Inf, in increasing order, per hop.
+        let ids_buckets: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tapline_hop_round_trip_seconds_bucket{hop=\"ids\""))
+            .collect();
+        assert_eq!(ids_buckets.len(), HOP_RTT_BOUNDS_NS.len() + 1);
+        let counts: Vec<u64> = ids_buckets
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        // A hop whose histogram could not be read is left out of it only.
+        let mut s = chain_snapshot(1, 10);
+        s.hops[1].round_trip_histogram = None;
+        let text = render(Some(&s));
+        check_format(&text);
+        assert!(!text.contains("_bucket{hop=\"waf\""));
+        assert!(text.contains("tapline_hop_to_tool_packets_total{hop=\"waf\"} 200"));
+    }
+
+    #[test]
+    fn histogram_bounds_are_plain_seconds() {
+        let les: Vec<String> = HOP_RTT_BOUNDS_NS.iter().map(|&b| le_seconds(b)).collect();
+        assert_eq!(
+            les,
+            [
+                "0.00001", "0.00002", "0.00005", "0.0001", "0.0002", "0.0005", "0.001", "0.002",
+                "0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1"
+            ]
+        );
     }
 }

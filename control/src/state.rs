@@ -364,6 +364,7 @@ mod tests {
             state: state as u64,
             queues: vec![],
             workers: vec![],
+            hops: vec![],
         }
     }
 

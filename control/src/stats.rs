@@ -1,19 +1,23 @@
 //! From the segment's plain snapshot to `tapline.v1.Stats`: queues grouped
-//! into ports, totals, drops by reason, worker counters, and rates between
-//! two samples of the same dataplane run.
+//! into ports, totals, drops by reason, worker counters, chain hops, and
+//! rates between two samples of the same dataplane run.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tapline_dataplane::stats::DropReason;
-use tapline_dataplane::xdp::shm::{QueueSnapshot, Snapshot, WorkerSnapshot, DROP_SLOTS};
+use tapline_dataplane::xdp::shm::{
+    HistogramValues, HopSnapshot, QueueSnapshot, Snapshot, WorkerSnapshot, DROP_SLOTS,
+    HOP_RTT_BOUNDS_NS,
+};
 use tapline_proto::v1;
 use tonic::Status;
 
 use crate::state::Sample;
 
-/// Port roles in `GetInfo` order: the ports of `[interfaces]` first.
-pub const ROLE_ORDER: [&str; 3] = ["passive-1", "inline-1", "inline-2"];
+/// Port roles in `GetInfo` order: the ports of `[interfaces]` first, then
+/// the tool ports (by hop, in chain order).
+pub const ROLE_ORDER: [&str; 5] = ["passive-1", "inline-1", "inline-2", "tool-a", "tool-b"];
 /// Every role a port can have (`StatsSelector.roles` accepts these).
 pub const KNOWN_ROLES: [&str; 5] = ["passive-1", "inline-1", "inline-2", "tool-a", "tool-b"];
 
@@ -108,41 +112,65 @@ pub fn queue_workers(snap: &Snapshot) -> Vec<Option<u32>> {
         .collect()
 }
 
-/// One port of a snapshot: the slots of one (role, interface), by queue id.
+/// One port of a snapshot: the slots of one (role, interface, hop), by
+/// queue id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port<'a> {
     pub role: &'a str,
     pub ifname: &'a str,
+    /// The hop of a tool port; empty for other ports.
+    pub hop: &'a str,
     /// Indexes into `Snapshot::queues`.
     pub slots: Vec<usize>,
 }
 
-/// The ports of a snapshot: passive-1, inline-1, inline-2, then any other
-/// role in order of appearance.
+/// The ports of a snapshot: passive-1, inline-1, inline-2, the tool ports
+/// hop by hop in chain order (tool-a before tool-b), then any other role in
+/// order of appearance.
 pub fn ports(snap: &Snapshot) -> Vec<Port<'_>> {
     let mut out: Vec<Port<'_>> = Vec::new();
     for (i, q) in snap.queues.iter().enumerate() {
-        let (role, ifname) = (q.info.role.as_str(), q.info.ifname.as_str());
+        let (role, ifname, hop) = (
+            q.info.role.as_str(),
+            q.info.ifname.as_str(),
+            q.info.hop.as_str(),
+        );
         match out
             .iter_mut()
-            .find(|p| p.role == role && p.ifname == ifname)
+            .find(|p| p.role == role && p.ifname == ifname && p.hop == hop)
         {
             Some(p) => p.slots.push(i),
             None => out.push(Port {
                 role,
                 ifname,
+                hop,
                 slots: vec![i],
             }),
         }
     }
-    let rank = |role: &str| {
+    let role_rank = |role: &str| {
         ROLE_ORDER
             .iter()
             .position(|r| *r == role)
             .unwrap_or(ROLE_ORDER.len())
     };
+    // Tool ports of a hop that is not (or no longer) in the chain go after
+    // the ones of the chain's hops.
+    let hop_rank = |hop: &str| {
+        snap.hops
+            .iter()
+            .find(|h| h.name == hop)
+            .map_or(u64::MAX, |h| u64::from(h.position))
+    };
+    let is_tool = |role: &str| role == "tool-a" || role == "tool-b";
     // Stable: other roles keep their order of appearance.
-    out.sort_by_key(|p| rank(p.role));
+    out.sort_by_key(|p| {
+        if is_tool(p.role) {
+            (role_rank("tool-a"), hop_rank(p.hop), role_rank(p.role))
+        } else {
+            (role_rank(p.role), 0, 0)
+        }
+    });
     for p in &mut out {
         p.slots.sort_by_key(|&i| snap.queues[i].info.queue);
     }
@@ -156,6 +184,32 @@ pub fn drop_reason_name(i: usize) -> String {
         .iter()
         .find(|r| **r as usize == i)
         .map_or_else(|| format!("unknown_{i}"), |r| r.name().to_string())
+}
+
+/// Increase of a counter from `before` to `now`. Within one dataplane run a
+/// counter only goes back when its slot was cleared and handed out again
+/// (a tool port or hop removed and added back): it then counted `now` since
+/// the reset. Never negative.
+fn increase(now: u64, before: u64) -> u64 {
+    if now >= before {
+        now - before
+    } else {
+        now
+    }
+}
+
+/// Drop slots reported by name: every reason this build knows (zero
+/// included, so the series exist), and unknown slots that counted.
+pub fn drops_by_reason(drops: &[u64; DROP_SLOTS]) -> impl Iterator<Item = (usize, u64)> + '_ {
+    drops
+        .iter()
+        .enumerate()
+        .filter(|&(i, &n)| i < DropReason::COUNT || n > 0)
+        .map(|(i, &n)| (i, n))
+}
+
+fn sum(values: &[u64]) -> u64 {
+    values.iter().fold(0u64, |a, &d| a.wrapping_add(d))
 }
 
 /// Plain sums of queue counters.
@@ -197,19 +251,8 @@ impl Totals {
         t
     }
 
-    /// Drop slots reported by name: every reason this build knows (zero
-    /// included, so the series exist), and unknown slots that counted.
-    fn drops_by_reason(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-        self.drops
-            .iter()
-            .enumerate()
-            .filter(|&(i, &n)| i < DropReason::COUNT || n > 0)
-            .map(|(i, &n)| (i, n))
-    }
-
     fn counters(&self) -> v1::PacketCounters {
-        let by_reason: BTreeMap<String, u64> = self
-            .drops_by_reason()
+        let by_reason: BTreeMap<String, u64> = drops_by_reason(&self.drops)
             .map(|(i, n)| (drop_reason_name(i), n))
             .collect();
         v1::PacketCounters {
@@ -217,27 +260,55 @@ impl Totals {
             rx_bytes: self.rx_bytes,
             tx_packets: self.tx_packets,
             tx_bytes: self.tx_bytes,
-            dropped_packets: self.drops.iter().fold(0u64, |a, &d| a.wrapping_add(d)),
+            dropped_packets: sum(&self.drops),
             dropped_packets_by_reason: by_reason,
         }
     }
 
-    /// Per-second rates from `prev` to `self` over `secs`. Counters never go
-    /// back within one run; should one anyway, its rate is 0, never
-    /// negative.
-    fn rates(&self, prev: &Totals, secs: f64) -> v1::PacketRates {
-        let r = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
-        let by_reason: BTreeMap<String, f64> = self
-            .drops_by_reason()
-            .map(|(i, n)| (drop_reason_name(i), r(n, prev.drops[i])))
+    /// What each packet counter of queue `cur` counted since `prev` (see
+    /// [`increase`]).
+    fn increase(cur: &QueueSnapshot, prev: &QueueSnapshot) -> Totals {
+        Totals {
+            rx_packets: increase(cur.rx_packets, prev.rx_packets),
+            rx_bytes: increase(cur.rx_bytes, prev.rx_bytes),
+            tx_packets: increase(cur.tx_packets, prev.tx_packets),
+            tx_bytes: increase(cur.tx_bytes, prev.tx_bytes),
+            drops: std::array::from_fn(|i| increase(cur.drops[i], prev.drops[i])),
+            kernel: v1::KernelXdpCounters::default(),
+        }
+    }
+
+    /// The increases of several queues, summed.
+    fn increase_of<'a>(
+        pairs: impl IntoIterator<Item = (&'a QueueSnapshot, &'a QueueSnapshot)>,
+    ) -> Totals {
+        let mut t = Totals::default();
+        for (cur, prev) in pairs {
+            let d = Totals::increase(cur, prev);
+            t.rx_packets = t.rx_packets.wrapping_add(d.rx_packets);
+            t.rx_bytes = t.rx_bytes.wrapping_add(d.rx_bytes);
+            t.tx_packets = t.tx_packets.wrapping_add(d.tx_packets);
+            t.tx_bytes = t.tx_bytes.wrapping_add(d.tx_bytes);
+            for (a, b) in t.drops.iter_mut().zip(d.drops) {
+                *a = a.wrapping_add(b);
+            }
+        }
+        t
+    }
+
+    /// Per-second rates of increases (from [`Totals::increase_of`]) over
+    /// `secs`. The drop reasons are the ones `cur` reports.
+    fn rates(&self, cur: &Totals, secs: f64) -> v1::PacketRates {
+        let r = |n: u64| n as f64 / secs;
+        let by_reason: BTreeMap<String, f64> = drops_by_reason(&cur.drops)
+            .map(|(i, _)| (drop_reason_name(i), r(self.drops[i])))
             .collect();
-        let dropped = |t: &Totals| t.drops.iter().fold(0u64, |a, &d| a.wrapping_add(d));
         v1::PacketRates {
-            rx_packets_per_second: r(self.rx_packets, prev.rx_packets),
-            rx_bytes_per_second: r(self.rx_bytes, prev.rx_bytes),
-            tx_packets_per_second: r(self.tx_packets, prev.tx_packets),
-            tx_bytes_per_second: r(self.tx_bytes, prev.tx_bytes),
-            dropped_packets_per_second: r(dropped(self), dropped(prev)),
+            rx_packets_per_second: r(self.rx_packets),
+            rx_bytes_per_second: r(self.rx_bytes),
+            tx_packets_per_second: r(self.tx_packets),
+            tx_bytes_per_second: r(self.tx_bytes),
+            dropped_packets_per_second: r(sum(&self.drops)),
             dropped_packets_per_second_by_reason: by_reason,
         }
     }
@@ -295,6 +366,65 @@ fn worker_rates(cur: &WorkerSnapshot, prev: &WorkerSnapshot, secs: f64) -> v1::W
     }
 }
 
+/// A histogram in the API's shape: cumulative counts per finite bound, the
+/// +Inf bucket being `count`.
+fn histogram(h: &HistogramValues) -> v1::LatencyHistogram {
+    v1::LatencyHistogram {
+        count: h.count,
+        sum_ns: h.sum_ns,
+        buckets: HOP_RTT_BOUNDS_NS
+            .iter()
+            .zip(h.cumulative())
+            .map(|(&upper_bound_ns, count)| v1::LatencyBucket {
+                upper_bound_ns,
+                count,
+            })
+            .collect(),
+    }
+}
+
+/// Per-second rates of hop `cur` since `prev` (the same hop, by name).
+fn hop_rates(cur: &HopSnapshot, prev: &HopSnapshot, secs: f64) -> v1::HopRates {
+    let r = |now: u64, before: u64| increase(now, before) as f64 / secs;
+    let dropped: u64 = cur
+        .drops
+        .iter()
+        .zip(&prev.drops)
+        .fold(0u64, |a, (&n, &b)| a.wrapping_add(increase(n, b)));
+    v1::HopRates {
+        to_tool_packets_per_second: r(cur.to_tool_packets, prev.to_tool_packets),
+        to_tool_bytes_per_second: r(cur.to_tool_bytes, prev.to_tool_bytes),
+        from_tool_packets_per_second: r(cur.from_tool_packets, prev.from_tool_packets),
+        from_tool_bytes_per_second: r(cur.from_tool_bytes, prev.from_tool_bytes),
+        bypassed_packets_per_second: r(cur.bypassed_packets, prev.bypassed_packets),
+        dropped_packets_per_second: dropped as f64 / secs,
+        heartbeats_lost_per_second: r(cur.heartbeats_lost, prev.heartbeats_lost),
+    }
+}
+
+fn hop_stats(h: &HopSnapshot, prev: Option<&HopSnapshot>, secs: f64) -> v1::HopStats {
+    v1::HopStats {
+        name: h.name.clone(),
+        to_tool_packets: h.to_tool_packets,
+        to_tool_bytes: h.to_tool_bytes,
+        from_tool_packets: h.from_tool_packets,
+        from_tool_bytes: h.from_tool_bytes,
+        bypassed_packets: h.bypassed_packets,
+        bypassed_bytes: h.bypassed_bytes,
+        dropped_packets: sum(&h.drops),
+        dropped_packets_by_reason: drops_by_reason(&h.drops)
+            .map(|(i, n)| (drop_reason_name(i), n))
+            .collect(),
+        heartbeats_sent: h.heartbeats_sent,
+        heartbeats_returned: h.heartbeats_returned,
+        heartbeats_late: h.heartbeats_late,
+        heartbeats_lost: h.heartbeats_lost,
+        round_trip_latency: h.round_trip.as_ref().map(latency),
+        round_trip_latency_histogram: h.round_trip_histogram.as_ref().map(histogram),
+        rates: prev.map(|p| hop_rates(h, p, secs)),
+    }
+}
+
 /// Builds `tapline.v1.Stats` from `cur`, with rates against `prev` when
 /// [`rate_window`] allows. `cpus` is `dataplane.cpus` of the configuration
 /// (worker `i` is pinned to `cpus[i]`).
@@ -311,13 +441,15 @@ pub fn build_stats(
     let workers_of = queue_workers(snap);
 
     // The same queue in the previous sample, by identity rather than slot
-    // index.
+    // index (slots of tool ports are handed out again as the chain
+    // changes).
     let prev_queue = |q: &QueueSnapshot| {
         prev_snap.and_then(|p| {
             p.queues.iter().find(|o| {
                 o.info.role == q.info.role
                     && o.info.ifname == q.info.ifname
                     && o.info.queue == q.info.queue
+                    && o.info.hop == q.info.hop
             })
         })
     };
@@ -329,9 +461,12 @@ pub fn build_stats(
             let queues: Vec<&QueueSnapshot> = p.slots.iter().map(|&i| &snap.queues[i]).collect();
             let modes: Vec<String> = queues.iter().map(|q| api_mode(&q.info.mode)).collect();
             let totals = Totals::of(queues.iter().copied());
-            let prev_totals: Option<Vec<&QueueSnapshot>> =
-                queues.iter().map(|q| prev_queue(q)).collect();
-            let port_rates = prev_totals.map(|pq| totals.rates(&Totals::of(pq), secs));
+            // Rates of a port whose every queue was in the previous sample.
+            let pairs: Option<Vec<(&QueueSnapshot, &QueueSnapshot)>> = queues
+                .iter()
+                .map(|&q| prev_queue(q).map(|o| (q, o)))
+                .collect();
+            let port_rates = pairs.map(|pairs| Totals::increase_of(pairs).rates(&totals, secs));
             let queue_stats = if selector.omit_queues {
                 Vec::new()
             } else {
@@ -346,7 +481,8 @@ pub fn build_stats(
                             worker_id: workers_of[i].unwrap_or(0),
                             counters: Some(t.counters()),
                             kernel: Some(t.kernel),
-                            rates: prev_queue(q).map(|o| t.rates(&Totals::of([o]), secs)),
+                            rates: prev_queue(q)
+                                .map(|o| Totals::increase_of([(q, o)]).rates(&t, secs)),
                         }
                     })
                     .collect()
@@ -354,7 +490,7 @@ pub fn build_stats(
             v1::PortStats {
                 role: p.role.to_string(),
                 ifname: p.ifname.to_string(),
-                hop: String::new(),
+                hop: p.hop.to_string(),
                 xdp_mode: least_capable(modes.iter().map(String::as_str)),
                 totals: Some(totals.counters()),
                 kernel_totals: Some(totals.kernel),
@@ -391,7 +527,14 @@ pub fn build_stats(
         rates_window_ms: window.map_or(0, |w| w.as_millis() as u64),
         ports,
         workers,
-        hops: Vec::new(),
+        hops: snap
+            .hops
+            .iter()
+            .map(|h| {
+                let prev = prev_snap.and_then(|p| p.hops.iter().find(|o| o.name == h.name));
+                hop_stats(h, prev, secs)
+            })
+            .collect(),
         output_groups: Vec::new(),
         recorders: Vec::new(),
     }
@@ -401,7 +544,7 @@ pub fn build_stats(
 pub(crate) mod tests {
     use super::*;
     use std::time::Instant;
-    use tapline_dataplane::xdp::shm::{LatencyValues, QueueInfo, SegmentState};
+    use tapline_dataplane::xdp::shm::{LatencyValues, QueueInfo, SegmentState, HOP_RTT_BUCKETS};
     use tonic::Code;
 
     pub(crate) fn queue(role: &str, ifname: &str, queue: u32, rx: u64) -> QueueSnapshot {
@@ -412,6 +555,7 @@ pub(crate) mod tests {
                 queue,
                 mode: "native-zero-copy".into(),
                 worker: 0,
+                hop: String::new(),
             },
             rx_packets: rx,
             rx_bytes: rx * 100,
@@ -465,10 +609,76 @@ pub(crate) mod tests {
                 queue("passive-1", "p1", 0, rx * 5),
             ],
             workers: vec![worker(rx), worker(rx * 2)],
+            hops: Vec::new(),
         };
         for (q, w) in s.queues.iter_mut().zip([0, 0, 1, 1, 0]) {
             q.info.worker = w;
         }
+        s
+    }
+
+    /// A tool port queue of hop `hop`.
+    pub(crate) fn tool_queue(
+        role: &str,
+        ifname: &str,
+        queue: u32,
+        hop: &str,
+        rx: u64,
+    ) -> QueueSnapshot {
+        let mut q = self::queue(role, ifname, queue, rx);
+        q.info.hop = hop.into();
+        q
+    }
+
+    /// A hop of the chain, its counters scaled by `n`.
+    pub(crate) fn hop(name: &str, position: u32, slot: usize, n: u64) -> HopSnapshot {
+        let mut buckets = [0u64; HOP_RTT_BUCKETS];
+        buckets[0] = n; // <= 10 us
+        buckets[3] = n; // (50 us, 100 us]
+        buckets[HOP_RTT_BUCKETS - 1] = 1; // > 1 s
+        HopSnapshot {
+            slot,
+            name: name.into(),
+            position,
+            to_tool_packets: n * 10,
+            to_tool_bytes: n * 1000,
+            from_tool_packets: n * 9,
+            from_tool_bytes: n * 900,
+            bypassed_packets: n,
+            bypassed_bytes: n * 100,
+            drops: [0, n, 0, 2, 0, 0, 0, 0],
+            heartbeats_sent: n * 4,
+            heartbeats_returned: n * 3,
+            heartbeats_late: n,
+            heartbeats_lost: 1,
+            round_trip: Some(LatencyValues {
+                count: 5,
+                p50_ns: 45_000,
+                p90_ns: 80_000,
+                p99_ns: 95_000,
+                p999_ns: 99_000,
+                max_ns: 99_500,
+                window_ns: 1_000_000_000,
+            }),
+            round_trip_histogram: Some(HistogramValues {
+                count: 2 * n + 1,
+                sum_ns: n * 60_000 + 2_000_000_000,
+                buckets,
+            }),
+        }
+    }
+
+    /// [`snapshot`] with a chain of two hops, "waf" (slot 0) after "ids"
+    /// (slot 1); the tool ports' slots are in neither chain nor role order.
+    pub(crate) fn chain_snapshot(epoch: u64, rx: u64) -> Snapshot {
+        let mut s = snapshot(epoch, rx);
+        s.queues.extend([
+            tool_queue("tool-b", "t2b", 0, "waf", rx * 6),
+            tool_queue("tool-a", "t1a", 0, "ids", rx * 7),
+            tool_queue("tool-b", "t1b", 0, "ids", rx * 8),
+            tool_queue("tool-a", "t2a", 0, "waf", rx * 9),
+        ]);
+        s.hops = vec![hop("ids", 0, 1, rx), hop("waf", 1, 0, rx * 2)];
         s
     }
 
@@ -581,9 +791,15 @@ pub(crate) mod tests {
         assert_eq!(t.rx_bytes, 4000);
         assert_eq!(t.tx_packets, 5 + 15);
         assert_eq!(t.dropped_packets, 1 + 3);
+        // Every reason this build knows, zero included.
         assert_eq!(
             t.dropped_packets_by_reason,
-            BTreeMap::from([("tx_ring_full".to_string(), 4)])
+            BTreeMap::from([
+                ("tx_ring_full".to_string(), 4),
+                ("hop_down".to_string(), 0),
+                ("heartbeat_from_wire".to_string(), 0),
+                ("heartbeat_invalid".to_string(), 0),
+            ])
         );
         let k = i1.kernel_totals.unwrap();
         assert_eq!((k.rx_dropped, k.tx_ring_empty), (2, 12));
@@ -682,16 +898,173 @@ pub(crate) mod tests {
     #[test]
     fn rates_never_go_negative() {
         let t0 = Instant::now();
+        // Every counter went back (every slot was cleared and handed out
+        // again): each counted its value since.
         let prev = sample(snapshot(5, 300), t0);
         let cur = sample(snapshot(5, 100), t0 + Duration::from_secs(1));
         let st = build_stats(&cur, Some(&prev), &Selector::default(), &[]);
-        for p in &st.ports {
+        for (p, t) in st.ports.iter().zip([500, 400, 600]) {
             let r = p.rates.as_ref().unwrap();
-            assert_eq!(r.rx_packets_per_second, 0.0);
-            assert_eq!(r.dropped_packets_per_second, 0.0);
+            assert_eq!(r.rx_packets_per_second, t as f64, "{}", p.role);
+            assert_eq!(r.dropped_packets_per_second, (t / 10) as f64);
         }
+        // One queue of a port reset, the other advanced: the port's rate is
+        // the sum of both queues' increases, not of the sums.
+        let mut cur = snapshot(5, 300);
+        cur.queues[0].rx_packets = 50; // inline-1 q0: 300 -> 50 (reset)
+        cur.queues[2].rx_packets = 1000; // inline-1 q1: 900 -> 1000
+        let cur = sample(cur, t0 + Duration::from_secs(1));
+        let st = build_stats(&cur, Some(&prev), &Selector::default(), &[]);
+        let i1 = &st.ports[1];
+        assert_eq!(i1.rates.as_ref().unwrap().rx_packets_per_second, 150.0);
+        assert_eq!(
+            i1.queues[0].rates.as_ref().unwrap().rx_packets_per_second,
+            50.0
+        );
+        assert_eq!(increase(5, 7), 5);
+        assert_eq!(increase(7, 5), 2);
         // No time passed: no rates rather than a division by zero.
         let same = sample(snapshot(5, 300), t0);
         assert!(rate_window(Some(&same), &same).is_none());
+    }
+
+    #[test]
+    fn tool_ports_follow_the_chain_and_name_their_hop() {
+        let snap = chain_snapshot(1, 10);
+        let p: Vec<(&str, &str, &str)> = ports(&snap)
+            .iter()
+            .map(|p| (p.role, p.ifname, p.hop))
+            .collect();
+        assert_eq!(
+            p,
+            [
+                ("passive-1", "p1", ""),
+                ("inline-1", "i1", ""),
+                ("inline-2", "i2", ""),
+                ("tool-a", "t1a", "ids"),
+                ("tool-b", "t1b", "ids"),
+                ("tool-a", "t2a", "waf"),
+                ("tool-b", "t2b", "waf"),
+            ]
+        );
+        let st = build_stats(
+            &sample(snap, Instant::now()),
+            None,
+            &Selector::default(),
+            &[],
+        );
+        let t1a = &st.ports[3];
+        assert_eq!((t1a.role.as_str(), t1a.hop.as_str()), ("tool-a", "ids"));
+        assert_eq!(t1a.totals.as_ref().unwrap().rx_packets, 70);
+        assert_eq!(t1a.queues.len(), 1);
+        assert!(st.ports[..3].iter().all(|p| p.hop.is_empty()));
+        // Selectable by role like any port.
+        let sel = Selector::from_proto(
+            "selector",
+            Some(&v1::StatsSelector {
+                roles: vec!["tool-b".into()],
+                omit_queues: false,
+            }),
+        )
+        .unwrap();
+        let st = build_stats(
+            &sample(chain_snapshot(1, 10), Instant::now()),
+            None,
+            &sel,
+            &[],
+        );
+        let b: Vec<&str> = st.ports.iter().map(|p| p.ifname.as_str()).collect();
+        assert_eq!(b, ["t1b", "t2b"]);
+        assert_eq!(st.hops.len(), 2, "hops are not filtered");
+    }
+
+    #[test]
+    fn hops_in_chain_order_with_drops_heartbeats_and_latency() {
+        let st = build_stats(
+            &sample(chain_snapshot(1, 10), Instant::now()),
+            None,
+            &Selector::default(),
+            &[],
+        );
+        let names: Vec<&str> = st.hops.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["ids", "waf"]);
+        let ids = &st.hops[0];
+        assert_eq!((ids.to_tool_packets, ids.to_tool_bytes), (100, 10_000));
+        assert_eq!((ids.from_tool_packets, ids.from_tool_bytes), (90, 9_000));
+        assert_eq!((ids.bypassed_packets, ids.bypassed_bytes), (10, 1_000));
+        assert_eq!(ids.dropped_packets, 12);
+        assert_eq!(
+            ids.dropped_packets_by_reason,
+            BTreeMap::from([
+                ("tx_ring_full".to_string(), 0),
+                ("hop_down".to_string(), 10),
+                ("heartbeat_from_wire".to_string(), 0),
+                ("heartbeat_invalid".to_string(), 2),
+            ])
+        );
+        assert_eq!(
+            (
+                ids.heartbeats_sent,
+                ids.heartbeats_returned,
+                ids.heartbeats_late,
+                ids.heartbeats_lost
+            ),
+            (40, 30, 10, 1)
+        );
+        assert_eq!(ids.round_trip_latency.unwrap().p99_ns, 95_000);
+        let h = ids.round_trip_latency_histogram.as_ref().unwrap();
+        assert_eq!((h.count, h.sum_ns), (21, 2_000_600_000));
+        assert_eq!(h.buckets.len(), HOP_RTT_BOUNDS_NS.len());
+        let b: Vec<(u64, u64)> = h
+            .buckets
+            .iter()
+            .map(|b| (b.upper_bound_ns, b.count))
+            .take(5)
+            .collect();
+        assert_eq!(
+            b,
+            [
+                (10_000, 10),
+                (20_000, 10),
+                (50_000, 10),
+                (100_000, 20),
+                (200_000, 20)
+            ]
+        );
+        // The +Inf bucket is implicit: the last finite one leaves out the
+        // sample above 1 s.
+        assert_eq!(h.buckets.last().unwrap().count, 20);
+        assert!(ids.rates.is_none());
+    }
+
+    #[test]
+    fn hop_rates_by_name_with_resets() {
+        let t0 = Instant::now();
+        let prev = sample(chain_snapshot(3, 10), t0);
+        let mut cur = chain_snapshot(3, 30);
+        // "waf" was removed and added back (its counters restarted); a new
+        // hop "dlp" appeared.
+        cur.hops[1] = hop("waf", 1, 0, 1);
+        cur.hops.push(hop("dlp", 2, 2, 5));
+        let cur = sample(cur, t0 + Duration::from_millis(500));
+        let st = build_stats(&cur, Some(&prev), &Selector::default(), &[]);
+        let ids = st.hops[0].rates.unwrap(); // 100 -> 300 over 0.5 s
+        assert_eq!(ids.to_tool_packets_per_second, 400.0);
+        assert_eq!(ids.to_tool_bytes_per_second, 40_000.0);
+        assert_eq!(ids.from_tool_packets_per_second, 360.0);
+        assert_eq!(ids.from_tool_bytes_per_second, 36_000.0);
+        assert_eq!(ids.bypassed_packets_per_second, 40.0);
+        assert_eq!(ids.dropped_packets_per_second, 40.0); // hop_down 10 -> 30
+        assert_eq!(ids.heartbeats_lost_per_second, 0.0);
+        let waf = st.hops[1].rates.unwrap(); // 200 -> 10: reset, 10 since
+        assert_eq!(waf.to_tool_packets_per_second, 20.0);
+        // hop_down 20 -> 1 (reset: 1 since); heartbeat_invalid 2 -> 2 reads
+        // as unchanged, as any counter that happens to be back where it was.
+        assert_eq!(waf.dropped_packets_per_second, 2.0);
+        assert!(st.hops[2].rates.is_none(), "no previous sample of dlp");
+        // Another run: no rates at all.
+        let other = sample(chain_snapshot(4, 40), t0 + Duration::from_secs(1));
+        let st = build_stats(&other, Some(&cur), &Selector::default(), &[]);
+        assert!(st.hops.iter().all(|h| h.rates.is_none()));
     }
 }

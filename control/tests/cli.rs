@@ -96,7 +96,16 @@ fn taplinectl_help_documents_verbs_json_and_exit_codes() {
         (&["chain", "watch"], &["\"generation\"", "\"hops\""]),
         (
             &["chain", "set"],
-            &["\"accepted\"", "does not serve the Admin service"],
+            &[
+                "\"accepted\"",
+                "\"applied\"",
+                "--expected-generation",
+                "FAILED_PRECONDITION",
+            ],
+        ),
+        (
+            &["chain", "bypass"],
+            &["\"hop\"", "\"manual_bypass\"", "--clear", "--reason"],
         ),
         (&["health"], &["\"services\"", "SERVING"]),
     ] {

@@ -4,6 +4,8 @@
 //! stop; bearer tokens; reflection; counters and watches; metrics over
 //! HTTP; shutdown with watches open.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +96,7 @@ impl FakeDataplane {
                     queue: 0,
                     mode: "native-zerocopy".into(),
                     worker: 0,
+                    hop: String::new(),
                 },
             );
         }
@@ -363,15 +366,12 @@ async fn follows_the_dataplane_and_serves_its_counters() {
         r.rx_packets_per_second
     );
 
-    // Reflection lists what is served, and not Admin; Admin itself is
-    // UNIMPLEMENTED.
+    // Reflection lists what is served, Admin included; without an admin
+    // token file, Admin refuses every call (the Observer's token included).
     let services = reflection_services(grpc_ch.clone()).await;
     assert!(services.contains(&"tapline.v1.Observer".to_string()));
+    assert!(services.contains(&"tapline.v1.Admin".to_string()));
     assert!(services.contains(&"grpc.health.v1.Health".to_string()));
-    assert!(
-        !services.iter().any(|s| s == "tapline.v1.Admin"),
-        "{services:?}"
-    );
     let e = AdminClient::new(grpc_ch.clone())
         .set_chain(authed(v1::SetChainRequest {
             spec: Some(v1::ChainSpec::default()),
@@ -380,7 +380,12 @@ async fn follows_the_dataplane_and_serves_its_counters() {
         }))
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(
+        e.message().contains("control.admin_token_file"),
+        "{}",
+        e.message()
+    );
 
     // The dataplane dies: NOT_SERVING within the staleness limit (plus the
     // beat interval the test cannot see), and the watch ends UNAVAILABLE.
@@ -439,7 +444,15 @@ async fn follows_the_dataplane_and_serves_its_counters() {
     assert!(stopping.elapsed() < Duration::from_millis(500));
 
     // Shutdown with a chain watch and a health watch open: both end and
-    // the server returns.
+    // the server returns. The chain comes from the dataplane's command
+    // socket.
+    let commands = common::FakeCommandSocket::start(&state_dir, |_| {
+        common::response(v1::dataplane_response::Response::GetChain(
+            v1::GetChainResponse {
+                chain: Some(common::chain(1, &[])),
+            },
+        ))
+    });
     let mut chain_watch = observer
         .watch_chain(authed(v1::WatchChainRequest {}))
         .await
@@ -462,6 +475,7 @@ async fn follows_the_dataplane_and_serves_its_counters() {
         "{end:?}"
     );
     drop(dp);
+    drop(commands);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

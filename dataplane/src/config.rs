@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::chain::heartbeat::Timing;
+use crate::chain::spec::{ChainSpec, FailureAction, HopSpec};
 use crate::xdp::{Geometry, RingSizes, XdpMode};
 
 /// Largest batch a worker handles in one go (bounds on-stack arrays).
@@ -34,6 +36,8 @@ struct RawConfig {
     xdp: RawXdp,
     #[serde(default)]
     chain: RawChain,
+    #[serde(default)]
+    heartbeat: RawHeartbeat,
     #[serde(default)]
     control: RawControl,
 }
@@ -97,6 +101,8 @@ struct RawDataplane {
     log_stats_interval_s: u32,
     #[serde(default = "default_true")]
     promiscuous: bool,
+    #[serde(default)]
+    command_uids: Vec<u32>,
 }
 
 impl Default for RawDataplane {
@@ -176,11 +182,70 @@ impl Default for RawControl {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+fn default_drain_ms() -> u32 {
+    100
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawChain {
     #[serde(default)]
-    hops: Vec<toml::Value>,
+    hops: Vec<RawHop>,
+    #[serde(default = "default_action")]
+    default_on_failure: String,
+    #[serde(default = "default_drain_ms")]
+    drain_ms: u32,
+}
+
+impl Default for RawChain {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+fn default_action() -> String {
+    "bypass".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHop {
+    name: String,
+    a: String,
+    b: String,
+    on_failure: Option<String>,
+}
+
+fn default_hb_interval() -> u32 {
+    10
+}
+fn default_hb_timeout() -> u32 {
+    15
+}
+fn default_hb_misses() -> u32 {
+    3
+}
+fn default_hb_hold() -> u32 {
+    1000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeartbeat {
+    #[serde(default = "default_hb_interval")]
+    interval_ms: u32,
+    #[serde(default = "default_hb_timeout")]
+    timeout_ms: u32,
+    #[serde(default = "default_hb_misses")]
+    misses: u32,
+    #[serde(default = "default_hb_hold")]
+    hold_ms: u32,
+}
+
+impl Default for RawHeartbeat {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -242,8 +307,16 @@ pub struct Config {
     pub geometry: Geometry,
     /// Hold every configured interface in promiscuous mode while running.
     pub promiscuous: bool,
+    /// Uids besides the dataplane's own allowed on the command socket.
+    pub command_uids: Vec<u32>,
     /// Seconds between counter summaries in the log; 0 disables them.
     pub log_stats_interval_s: u32,
+    /// The initial chain (a chain persisted in `state_dir` takes precedence).
+    pub chain: ChainSpec,
+    /// How long a removed hop's tool is given to return the frames inside it
+    /// before its ports are closed.
+    pub chain_drain_ms: u32,
+    pub heartbeat: Timing,
     pub control: ControlConfig,
 }
 
@@ -566,12 +639,91 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         dataplane_stale_ms: c.dataplane_stale_ms,
     };
 
-    if !raw.chain.hops.is_empty() {
+    let action = |field: &str, v: &str| {
+        match v {
+        "bypass" => Ok(FailureAction::Bypass),
+        "drop" => Ok(FailureAction::Drop),
+        other => Err(err(
+            field,
+            format!("{other:?} is not a failure action: use \"bypass\" (fail open) or \"drop\" (fail closed)"),
+        )),
+    }
+    };
+    let ch = raw.chain;
+    let mut hops = Vec::new();
+    for (i, h) in ch.hops.into_iter().enumerate() {
+        let on_failure = match &h.on_failure {
+            Some(v) => Some(action(&format!("chain.hops[{i}].on_failure"), v)?),
+            None => None,
+        };
+        hops.push(HopSpec {
+            name: h.name,
+            a: h.a,
+            b: h.b,
+            on_failure,
+        });
+    }
+    let chain = ChainSpec {
+        hops,
+        default_on_failure: action("chain.default_on_failure", &ch.default_on_failure)?,
+    };
+    if !chain.hops.is_empty() && inline.is_none() {
         return Err(err(
             "chain.hops",
-            "inline tool chaining is not available in this build yet; remove the hops (the bridge forwards inline-1 <-> inline-2 directly)",
+            "a chain needs the inline pair: set [interfaces] inline-1 and inline-2, or remove the hops",
         ));
     }
+    // Names and interfaces are checked like an API update (validate() in
+    // chain::spec) when the dataplane starts; here only what needs no
+    // machine.
+    if chain.hops.len() > crate::chain::spec::MAX_HOPS {
+        return Err(err(
+            "chain.hops",
+            format!(
+                "{} hops: a chain has at most {}",
+                chain.hops.len(),
+                crate::chain::spec::MAX_HOPS
+            ),
+        ));
+    }
+    if !(10..=60_000).contains(&ch.drain_ms) {
+        return Err(err(
+            "chain.drain_ms",
+            format!("{} must be from 10 to 60000", ch.drain_ms),
+        ));
+    }
+    let hb = raw.heartbeat;
+    if !(1..=10_000).contains(&hb.interval_ms) {
+        return Err(err(
+            "heartbeat.interval_ms",
+            format!("{} must be from 1 to 10000", hb.interval_ms),
+        ));
+    }
+    if !(1..=60_000).contains(&hb.timeout_ms) {
+        return Err(err(
+            "heartbeat.timeout_ms",
+            format!("{} must be from 1 to 60000", hb.timeout_ms),
+        ));
+    }
+    if !(1..=60).contains(&hb.misses) {
+        return Err(err(
+            "heartbeat.misses",
+            format!("{} must be from 1 to 60", hb.misses),
+        ));
+    }
+    if hb.hold_ms > 3_600_000 {
+        return Err(err(
+            "heartbeat.hold_ms",
+            format!("{} must be at most 3600000 (an hour)", hb.hold_ms),
+        ));
+    }
+    const MS: u64 = 1_000_000;
+    let heartbeat = Timing {
+        interval_ns: u64::from(hb.interval_ms) * MS,
+        timeout_ns: u64::from(hb.timeout_ms) * MS,
+        misses: hb.misses,
+        hold_ns: u64::from(hb.hold_ms) * MS,
+    };
 
     Ok(Config {
         passive,
@@ -595,7 +747,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             },
         },
         promiscuous: d.promiscuous,
+        command_uids: d.command_uids,
         log_stats_interval_s: d.log_stats_interval_s,
+        chain,
+        chain_drain_ms: ch.drain_ms,
+        heartbeat,
         control,
     })
 }
@@ -711,9 +867,18 @@ mod tests {
                 "control.dataplane_stale_ms",
             ),
             (
-                "[chain]\nhops = [{ name = \"s\", a = \"t1a\", b = \"t1b\" }]\n",
-                "chain.hops",
+                "[chain]\nhops = [{ name = \"s\", a = \"t1a\", b = \"t1b\", on_failure = \"open\" }]\n",
+                "chain.hops[0].on_failure",
             ),
+            (
+                "[chain]\ndefault_on_failure = \"fail\"\n",
+                "chain.default_on_failure",
+            ),
+            ("[chain]\ndrain_ms = 0\n", "chain.drain_ms"),
+            ("[heartbeat]\ninterval_ms = 0\n", "heartbeat.interval_ms"),
+            ("[heartbeat]\ntimeout_ms = 0\n", "heartbeat.timeout_ms"),
+            ("[heartbeat]\nmisses = 0\n", "heartbeat.misses"),
+            ("[heartbeat]\nhold_ms = 4000000\n", "heartbeat.hold_ms"),
         ];
         for (extra, field) in cases {
             let text = format!("{base}{extra}");

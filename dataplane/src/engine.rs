@@ -7,8 +7,13 @@ use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 use crate::caps::{self, Cap, CapSet};
+use crate::chain::control::{ChainControl, ControlSettings, ControlThread, QueueHandle, ToolSlots};
+use crate::chain::heartbeat::TagKey;
+use crate::chain::runtime::ChainShared;
+use crate::chain::spec::{self, MAX_HOPS};
 use crate::config::Config;
-use crate::pipeline::{BridgeTask, CaptureTask, Task};
+use crate::pipeline::chain::{Heartbeats, TaskUpdate};
+use crate::pipeline::{CaptureTask, ChainTask, Task};
 use crate::stats::{QueueStats, Role, StatsRegistry, StatsSegment};
 use crate::worker::{Worker, WorkerSlots};
 use crate::xdp::shm::{self, QueueInfo, SegmentState};
@@ -62,6 +67,8 @@ impl StartError {
 /// A running dataplane. [`Dataplane::stop`] shuts it down in order.
 #[derive(Debug)]
 pub struct Dataplane {
+    /// The chain's control thread (command socket); stopped first.
+    control: Option<ControlThread>,
     workers: Vec<Worker>,
     stop: Arc<AtomicBool>,
     stats: StatsRegistry,
@@ -148,10 +155,11 @@ fn new_epoch() -> u64 {
 /// Creates the stats segment in `state_dir`, or, if that fails, an
 /// in-memory one so forwarding still starts (the sidecar then reports the
 /// dataplane as not serving, and the error says why).
-fn create_segment(cfg: &Config, n_queues: usize, n_workers: usize) -> Arc<StatsSegment> {
+fn create_segment(cfg: &Config, layout: &shm::Layout) -> Arc<StatsSegment> {
+    let (n_queues, n_workers) = (layout.n_queues, layout.n_workers);
     let dir = &cfg.state_dir;
     let res = std::fs::create_dir_all(dir)
-        .and_then(|()| StatsSegment::create(dir, n_queues, n_workers, new_epoch()));
+        .and_then(|()| StatsSegment::create_with(dir, layout, new_epoch()));
     match res {
         Ok(seg) => {
             info!(path = %dir.join(shm::FILE_NAME).display(), queues = n_queues, workers = n_workers, "stats segment created");
@@ -159,7 +167,7 @@ fn create_segment(cfg: &Config, n_queues: usize, n_workers: usize) -> Arc<StatsS
         }
         Err(e) => {
             error!(state_dir = %dir.display(), error = %e, "cannot create the stats segment: forwarding continues, but the sidecar cannot see counters; make dataplane.state_dir writable");
-            StatsSegment::in_memory(n_queues, n_workers)
+            StatsSegment::in_memory_with(layout)
         }
     }
 }
@@ -210,7 +218,25 @@ impl Dataplane {
         } else {
             cfg.workers.cpus.len().min(plan.len())
         };
-        let segment = create_segment(cfg, n_slots, nthreads);
+        let inline_queues = inline.as_ref().map_or(0, |(i1, _)| i1.queues as usize);
+        let tool_slots = ToolSlots {
+            base: n_slots,
+            queues: inline_queues,
+        };
+        let max_hops = if inline.is_some() { MAX_HOPS } else { 0 };
+        let segment = create_segment(
+            cfg,
+            &shm::Layout {
+                n_queues: n_slots + ToolSlots::count(max_hops, inline_queues),
+                n_workers: nthreads,
+                max_hops,
+                n_hop_writers: inline_queues,
+            },
+        );
+        let chain_shared = Arc::new(ChainShared::default());
+        let key = TagKey::random();
+        let (events_tx, events_rx) = crossbeam::channel::bounded(1024);
+        let mut queue_handles: Vec<QueueHandle> = Vec::new();
 
         let mut tasks: Vec<(String, Task)> = Vec::new();
         let mut stats = StatsRegistry::default();
@@ -231,6 +257,7 @@ impl Dataplane {
                     queue,
                     mode: mode.to_string(),
                     worker: worker as u32,
+                    hop: String::new(),
                 },
             );
             let slot = segment.queue_slot(i);
@@ -267,9 +294,34 @@ impl Dataplane {
                     info!(queue = q, inline_1 = %i1.name, inline_2 = %i2.name, mode = %group.mode, "inline bridge queue bound");
                     let c1 = slot_for(Role::Inline1, i1, q, group.mode, worker, &mut stats);
                     let c2 = slot_for(Role::Inline2, i2, q, group.mode, worker, &mut stats);
+                    let owner = group.sockets[0]
+                        .fd()
+                        .expect("kernel socket")
+                        .try_clone_to_owned()
+                        .map_err(|e| XdpError::from_os("dup(AF_XDP socket)", &i1.name, e, None))?;
+                    let (utx, urx) = crossbeam::channel::bounded::<TaskUpdate>(4);
+                    queue_handles.push(QueueHandle {
+                        queue: q,
+                        umem: group.umem.clone(),
+                        owner,
+                        mode: group.mode,
+                        worker: worker as u32,
+                        updates: utx,
+                    });
+                    let heartbeats = (q == 0)
+                        .then(|| Heartbeats::new(cfg.heartbeat, key.clone(), events_tx.clone()));
                     tasks.push((
-                        format!("bridge-q{q}"),
-                        Task::Bridge(BridgeTask::new(group, [c1, c2])),
+                        format!("chain-q{q}"),
+                        Task::Chain(ChainTask::new(
+                            q,
+                            group,
+                            [c1, c2],
+                            segment.clone(),
+                            chain_shared.clone(),
+                            key.clone(),
+                            Some(urx),
+                            heartbeats,
+                        )),
                     ));
                 }
                 Plan::Capture(q) => {
@@ -333,8 +385,59 @@ impl Dataplane {
                 }
             }
         }
+        // The chain: the initial one is applied before start() returns, so
+        // traffic never passes a configured fail-closed tool unchecked.
+        let control = match &cfg.inline {
+            Some(pair) => {
+                let settings = ControlSettings {
+                    state_dir: cfg.state_dir.clone(),
+                    xdp_mode: cfg.xdp_mode,
+                    promiscuous: cfg.promiscuous,
+                    geometry: cfg.geometry,
+                    drain: std::time::Duration::from_millis(u64::from(cfg.chain_drain_ms)),
+                    allowed_uids: cfg.command_uids.clone(),
+                };
+                let mut reserved = vec![
+                    (pair.side1.clone(), Role::Inline1.as_str()),
+                    (pair.side2.clone(), Role::Inline2.as_str()),
+                ];
+                if let Some(p) = &cfg.passive {
+                    reserved.push((p.clone(), Role::Passive1.as_str()));
+                }
+                let env = spec::Host {
+                    reserved,
+                    inline_queues: inline_queues as u32,
+                };
+                let mut control = ChainControl::new(
+                    settings,
+                    env,
+                    queue_handles,
+                    segment.clone(),
+                    tool_slots,
+                    chain_shared,
+                    events_rx,
+                    max_hops,
+                );
+                control.start(&cfg.chain);
+                match ControlThread::spawn(control) {
+                    Ok(t) => Some(t),
+                    Err(source) => {
+                        stop.store(true, Ordering::Relaxed);
+                        for w in workers {
+                            w.join();
+                        }
+                        return Err(StartError::Thread {
+                            name: "tapline-ctl".into(),
+                            source,
+                        });
+                    }
+                }
+            }
+            None => None,
+        };
         segment.set_state(SegmentState::Running);
         Ok(Dataplane {
+            control,
             workers,
             stop,
             stats,
@@ -359,11 +462,15 @@ impl Dataplane {
     /// Stops the workers, closes every socket, detaches XDP and releases
     /// promiscuous mode. Returns the final counters.
     pub fn stop(self) -> StatsRegistry {
+        // The command socket first, so no chain change races the shutdown.
+        let chain = self.control.and_then(ControlThread::stop);
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers {
             // Dropping the returned tasks closes their sockets.
             drop(w.join());
         }
+        // Then the tools' interfaces (detaching their XDP programs).
+        drop(chain);
         for i in self.interfaces {
             info!(ifname = %i.name, "detaching XDP program");
             drop(i);

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod caps;
+pub mod chain;
 pub mod config;
 pub mod engine;
 pub mod logging;

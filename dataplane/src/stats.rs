@@ -10,7 +10,9 @@
 use std::fmt;
 
 pub use crate::xdp::shm::{
-    Counter, KernelCounters, LatencySummary, QueueCounters, Slot, StatsSegment, WorkerCounters,
+    Counter, HopCounters, HopInfo, HopLatency, KernelCounters, LatencySummary, Layout,
+    QueueCounters, QueueInfo, Slot, StatsSegment, WorkerCounters, HOP_RTT_BOUNDS_NS,
+    HOP_RTT_BUCKETS,
 };
 use crate::xdp::{PortMode, XskStats};
 
@@ -20,16 +22,34 @@ use crate::xdp::{PortMode, XskStats};
 pub enum DropReason {
     /// The egress port's TX ring was full (it is slower than the ingress).
     TxRingFull = 0,
+    /// The hop is down and its failure action is drop.
+    HopDown = 1,
+    /// A heartbeat-shaped frame (the heartbeat ethertype) arrived on
+    /// inline-1 or inline-2, from the wire rather than from a tool.
+    HeartbeatFromWire = 2,
+    /// A frame with the heartbeat ethertype came back from a tool with a
+    /// wrong keyed tag or hop id.
+    HeartbeatInvalid = 3,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 1;
+    pub const COUNT: usize = 4;
     const _FITS: () = assert!(Self::COUNT <= crate::xdp::shm::DROP_SLOTS);
-    pub const ALL: [DropReason; Self::COUNT] = [DropReason::TxRingFull];
+    /// Every reason, in slot order (`ALL[i] as usize == i`).
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::TxRingFull,
+        DropReason::HopDown,
+        DropReason::HeartbeatFromWire,
+        DropReason::HeartbeatInvalid,
+    ];
 
+    /// The name readers show (metrics label, API map key).
     pub fn name(self) -> &'static str {
         match self {
             DropReason::TxRingFull => "tx_ring_full",
+            DropReason::HopDown => "hop_down",
+            DropReason::HeartbeatFromWire => "heartbeat_from_wire",
+            DropReason::HeartbeatInvalid => "heartbeat_invalid",
         }
     }
 }
@@ -64,12 +84,25 @@ impl DropExt for QueueCounters {
     }
 }
 
+impl DropExt for HopCounters {
+    #[inline]
+    fn drop_frames(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.drops[reason as usize].add(n);
+        }
+    }
+}
+
 /// The role of a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Passive1,
     Inline1,
     Inline2,
+    /// A tool port facing inline-1 (a hop's `a` interface).
+    ToolA,
+    /// A tool port facing inline-2 (a hop's `b` interface).
+    ToolB,
 }
 
 impl Role {
@@ -78,6 +111,8 @@ impl Role {
             Role::Passive1 => "passive-1",
             Role::Inline1 => "inline-1",
             Role::Inline2 => "inline-2",
+            Role::ToolA => "tool-a",
+            Role::ToolB => "tool-b",
         }
     }
 }
@@ -188,5 +223,51 @@ mod tests {
         assert_eq!(t.rx_packets, 12);
         assert_eq!(t.drops[DropReason::TxRingFull as usize], 2);
         assert_eq!(reg.roles(), vec![Role::Inline1, Role::Inline2]);
+    }
+
+    #[test]
+    fn drop_reasons_are_in_slot_order_with_unique_names() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "tx_ring_full",
+                "hop_down",
+                "heartbeat_from_wire",
+                "heartbeat_invalid"
+            ]
+        );
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        assert_eq!(Role::ToolA.to_string(), "tool-a");
+        assert_eq!(Role::ToolB.as_str(), "tool-b");
+    }
+
+    #[test]
+    fn hop_drops_count_by_reason() {
+        let seg = StatsSegment::in_memory_with(&Layout {
+            max_hops: 1,
+            n_hop_writers: 2,
+            ..Layout::default()
+        });
+        seg.describe_hop(
+            0,
+            Some(HopInfo {
+                name: "ids".into(),
+                position: 0,
+            }),
+        );
+        seg.hop_slot(0, 0).drop_frames(DropReason::HopDown, 3);
+        seg.hop_slot(0, 1).drop_frames(DropReason::HopDown, 4);
+        seg.hop_slot(0, 1)
+            .drop_frames(DropReason::HeartbeatInvalid, 1);
+        seg.hop_slot(0, 1).drop_frames(DropReason::TxRingFull, 0);
+        let h = &seg.snapshot().hops[0];
+        assert_eq!(h.drops[DropReason::HopDown as usize], 7);
+        assert_eq!(h.drops[DropReason::HeartbeatInvalid as usize], 1);
+        assert_eq!(h.drops[DropReason::TxRingFull as usize], 0);
     }
 }

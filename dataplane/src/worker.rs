@@ -118,9 +118,6 @@ pub fn run(
     let batch = cfg.batch_size;
     let stats_every = Duration::from_millis(u64::from(cfg.kernel_stats_interval_ms));
     let mut fds: Vec<RawFd> = Vec::new();
-    for t in &tasks {
-        t.wait_fds(&mut fds);
-    }
     let mut empty_streak: u32 = 0;
     let mut until_clock = CLOCK_EVERY_LOOPS;
     let mut next_stats = Instant::now() + stats_every;
@@ -148,9 +145,21 @@ pub fn run(
             if let IdleMode::Backoff { spins, wait_ms } = cfg.idle {
                 if empty_streak >= spins && !pending {
                     waits += 1;
+                    // The fds are gathered anew each time: a chain update
+                    // may have added or removed ports (this is the idle
+                    // path, so the cost does not matter).
+                    fds.clear();
+                    let mut wait = wait_ms;
+                    for t in &tasks {
+                        t.wait_fds(&mut fds);
+                        if let Some(m) = t.max_wait_ms() {
+                            wait = wait.min(m);
+                        }
+                    }
                     // Woken at once by a received frame; the timeout bounds
-                    // how late we notice `stop` and refresh stats.
-                    let _ = sys::poll_readable(&fds, wait_ms as i32);
+                    // how late we notice `stop`, refresh stats and send
+                    // heartbeats.
+                    let _ = sys::poll_readable(&fds, wait as i32);
                     until_clock = 0;
                 }
             }
@@ -162,7 +171,7 @@ pub fn run(
             if now >= next_stats {
                 next_stats = now + stats_every;
                 for t in tasks.iter_mut() {
-                    t.refresh_kernel_stats();
+                    t.refresh_kernel_stats(now - window_start);
                 }
                 publish_latency(
                     &mut batch_ns,
@@ -175,7 +184,7 @@ pub fn run(
         }
     }
     for t in tasks.iter_mut() {
-        t.refresh_kernel_stats();
+        t.refresh_kernel_stats(window_start.elapsed());
     }
     publish(counters, &mut busy, &mut idle, &mut batches, &mut waits);
     publish_latency(

@@ -29,6 +29,8 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/tapline.v1.rs"));
 }
 
+pub mod wire;
+
 /// The encoded `google.protobuf.FileDescriptorSet` of package `tapline.v1`
 /// and the files it imports (with source comments), for
 /// `tonic_reflection::server::Builder::register_encoded_file_descriptor_set`.

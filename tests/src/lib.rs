@@ -1,12 +1,16 @@
 //! Shared helpers for tapline's integration tests: frame plans that mix
 //! kinds and sizes, flow-controlled exchanges through the inline bridge with
 //! AF_PACKET sockets at both ends, paced sends into the passive port, and
-//! checks on the dataplane's logs and on the interfaces it leaves behind.
+//! checks on the dataplane's logs and on the interfaces it leaves behind;
+//! [`chain`] has what the inline chain tests add (the command socket, hop
+//! states, paced streams, taps on the tools).
 //!
 //! Everything here runs as root inside the namespaces of a
 //! [`tapline_bench::lab::Lab`]; the tests call [`lab::privileged`] first.
 
 #![forbid(unsafe_code)]
+
+pub mod chain;
 
 use std::time::{Duration, Instant};
 
@@ -257,7 +261,7 @@ fn describe(frame: &[u8]) -> String {
 
 /// The sequence number `build_frame` wrote after the headers, if the frame
 /// looks like one of ours.
-fn seq_of(frame: &[u8]) -> Option<u32> {
+pub fn seq_of(frame: &[u8]) -> Option<u32> {
     let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
     let off = match ethertype {
         0x0800 => 14 + 28,

@@ -12,9 +12,11 @@ use tracing::error;
 use tapline_dataplane::config::Config;
 use tapline_dataplane::logging::LogArgs;
 
-/// tapline's control sidecar: serves the dataplane's state and counters over
-/// gRPC (tapline.v1.Observer, grpc.health.v1.Health, reflection) and as
-/// Prometheus metrics. Needs no privileges.
+/// tapline's control sidecar: serves the dataplane's state, counters and
+/// inline chain over gRPC (tapline.v1.Observer, tapline.v1.Admin,
+/// grpc.health.v1.Health, reflection) and as Prometheus metrics. Chain
+/// changes are forwarded to the dataplane's command socket. Needs no
+/// privileges.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {

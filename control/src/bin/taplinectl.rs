@@ -44,6 +44,9 @@ mod exit {
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The shortest deadline of `chain set`: tapline-control waits up to 15 s
+/// for the dataplane to apply a chain before it answers.
+const SET_CHAIN_MIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Health service names of the contract, in display order.
 const HEALTH_SERVICES: [&str; 3] = ["", "passive-1", "inline"];
 
@@ -85,8 +88,13 @@ Prints the counters of every port, one row per queue (plus an \"all\" row for
 ports with several queues): packets and bytes received and transmitted,
 packets the dataplane dropped (all reasons), and kernel drops (the AF_XDP
 socket's rx_dropped + rx_ring_full + rx_invalid_descs + tx_invalid_descs).
-Then one row per worker. Counters are cumulative since the dataplane start
-named by the epoch.
+Then one row per worker, and, when the inline chain has hops, one row per
+hop in chain order: packets sent to and received back from the tool,
+packets bypassed around it, drops, heartbeats sent/returned/lost and the
+heartbeat round-trip time (p50/p99 over the dataplane's latest window).
+Tool ports are listed with the other ports, with their hop in the HOP
+column. Counters are cumulative since the dataplane start named by the
+epoch.
 
 With --watch, the server sends a snapshot every --interval-ms with rates
 computed between consecutive snapshots; the table is redrawn in place when
@@ -104,7 +112,18 @@ stdout is a terminal and appended otherwise. Stop with Ctrl-C or --count.
      \"idle_loops\", \"idle_waits\", \"batch_latency\": {\"count\", \"window_ns\",
      \"p50_ns\", \"p90_ns\", \"p99_ns\", \"p999_ns\", \"max_ns\"}|null,
      \"rates\": {\"batches_per_second\", \"busy_loop_ratio\",
-       \"idle_waits_per_second\"}|null}]}
+       \"idle_waits_per_second\"}|null}],
+   \"hops\": [{\"name\", \"to_tool_packets\", \"to_tool_bytes\",
+     \"from_tool_packets\", \"from_tool_bytes\", \"bypassed_packets\",
+     \"bypassed_bytes\", \"dropped_packets\", \"dropped_packets_by_reason\": {reason: n},
+     \"heartbeats_sent\", \"heartbeats_returned\", \"heartbeats_late\",
+     \"heartbeats_lost\", \"round_trip_latency\": LATENCY|null,
+     \"round_trip_latency_histogram\": {\"count\", \"sum_ns\",
+       \"buckets\": [{\"upper_bound_ns\", \"count\"}]}|null,
+     \"rates\": {\"to_tool_packets_per_second\", \"to_tool_bytes_per_second\",
+       \"from_tool_packets_per_second\", \"from_tool_bytes_per_second\",
+       \"bypassed_packets_per_second\", \"dropped_packets_per_second\",
+       \"heartbeats_lost_per_second\"}|null}]}
   COUNTERS = {\"rx_packets\", \"rx_bytes\", \"tx_packets\", \"tx_bytes\",
     \"dropped_packets\", \"dropped_packets_by_reason\": {reason: n}}
   KERNEL = {\"rx_dropped\", \"rx_invalid_descs\", \"tx_invalid_descs\",
@@ -112,14 +131,22 @@ stdout is a terminal and appended otherwise. Stop with Ctrl-C or --count.
   RATES = {\"rx_packets_per_second\", \"rx_bytes_per_second\",
     \"tx_packets_per_second\", \"tx_bytes_per_second\",
     \"dropped_packets_per_second\"}
+  LATENCY = {\"count\", \"window_ns\", \"p50_ns\", \"p90_ns\", \"p99_ns\",
+    \"p999_ns\", \"max_ns\"}
+Histogram buckets are cumulative (each counts the samples at most its
+upper bound); the +Inf bucket is \"count\".
 Rates are null in a one-shot snapshot, in the first snapshot of a watch and
 after the epoch changed (rates_window_ms is 0 then).";
 
 const CHAIN_HELP: &str = "\
-The inline chain: the desired spec and its generation, the spec the
-dataplane applied, the state of each hop and the last rejected update.
-An empty chain bridges inline-1 and inline-2 directly; this build of
-tapline has no tool hops, so its chain is always empty.
+The inline chain, as the dataplane reports it: the desired spec and its
+generation, the generation the dataplane applied (smaller while an update
+is being applied or after one failed to apply), the state of each hop
+(state, where its traffic goes, failure action, manual bypass, whether the
+tool passes heartbeats, and the last transition with its reason) and the
+last rejected update. An empty chain bridges inline-1 and inline-2
+directly. When the dataplane does not answer, the server fails the call
+with UNAVAILABLE (exit 1).
 
 --json prints one object (chain watch: one per line, per change):
   {\"generation\": n, \"updated_at\": time|null, \"spec\": SPEC,
@@ -136,18 +163,43 @@ tapline has no tool hops, so its chain is always empty.
     \"drop\"}], \"default_on_failure\": same values}";
 
 const CHAIN_SET_HELP: &str = "\
-Replaces the desired chain (Admin.SetChain). FILE (\"-\" for stdin) is JSON:
-either a SPEC, {\"hops\": [{\"name\": \"ids\", \"a\": \"tool1a\", \"b\": \"tool1b\",
+Replaces the desired chain (Admin.SetChain; needs the Admin token,
+--token-file). FILE (\"-\" for stdin) is JSON: either a SPEC,
+{\"hops\": [{\"name\": \"ids\", \"a\": \"tool1a\", \"b\": \"tool1b\",
 \"on_failure\": \"bypass\"}], \"default_on_failure\": \"drop\"} (on_failure and
 default_on_failure may be left out), or the output of `chain get --json`,
 whose \"spec\" is used.
 
-The server of this build does not serve the Admin service: it rejects chain
-changes, and this verb reports its message and exits 1.
+The dataplane validates the spec, and unless --dry-run, persists it as the
+next generation and applies it before answering. --expected-generation N
+makes the change only if the chain is still at generation N (read it with
+`chain get`); otherwise the server answers FAILED_PRECONDITION (exit 1)
+and nothing changes.
 
---json prints {\"accepted\": bool, \"generation\": n, \"valid\": bool,
-  \"errors\": [{\"field\", \"message\"}], \"warnings\": [{\"field\", \"message\"}]}.
-A spec that fails validation exits 1.";
+Prints the outcome, the generation after the call and one line per
+validation error or warning (\"error: FIELD: MESSAGE\"). Exits 1 when the
+spec is invalid (dry run or not: nothing changes), when the expected
+generation is stale, and when the dataplane accepted the spec but could not
+apply it (the chain in force stays the previous one; see last_rejected in
+`chain get`).
+
+--json prints {\"accepted\": bool, \"generation\": n|null, \"valid\": bool,
+  \"errors\": [{\"field\", \"message\"}], \"warnings\": [{\"field\", \"message\"}],
+  \"applied\": bool, \"chain\": CHAIN|null}
+(CHAIN as in `chain get --json`; generation and chain are null when the
+server refused an invalid spec, which leaves the chain unchanged; applied
+is true when the dataplane applies the generation after the call).";
+
+const CHAIN_BYPASS_HELP: &str = "\
+Sets (or with --clear, clears) the manual bypass of one hop
+(Admin.SetHopBypass; needs the Admin token, --token-file). While it is set,
+traffic goes around the tool whatever its health. The bypass is runtime
+state: it does not change the chain's generation, and it goes away when
+the hop leaves the chain. An unknown hop fails with NOT_FOUND (exit 1).
+
+Prints the hop's status after the change. --json prints
+  {\"hop\": {\"name\", \"state\", \"traffic\", \"on_failure\", \"manual_bypass\",
+   \"tool_healthy\", \"last_transition_at\": time|null, \"reason\", \"message\"}}";
 
 const HEALTH_HELP: &str = "\
 Checks grpc.health.v1.Health for the service names \"\" (overall),
@@ -175,7 +227,9 @@ struct Cli {
     /// Print JSON instead of tables (shape in each verb's --help).
     #[arg(long, global = true)]
     json: bool,
-    /// Deadline of each call (not of watches), in milliseconds.
+    /// Deadline of each call (not of watches), in milliseconds; `chain set`
+    /// waits at least 20000 (the dataplane applies the chain before it
+    /// answers).
     #[arg(long, global = true, value_name = "MS", default_value_t = 10_000)]
     timeout_ms: u64,
     #[command(subcommand)]
@@ -190,7 +244,7 @@ enum Verb {
     /// Counters per port and queue (--watch: refreshed, with rates).
     #[command(after_long_help = STATS_HELP)]
     Stats(StatsArgs),
-    /// The inline chain: get, watch, set.
+    /// The inline chain: get, watch, set, bypass.
     #[command(subcommand)]
     Chain(ChainVerb),
     /// Health of the service names "", "passive-1" and "inline".
@@ -239,6 +293,18 @@ enum ChainVerb {
         /// Apply only if the current generation is this (compare-and-set).
         #[arg(long, value_name = "N")]
         expected_generation: Option<u64>,
+    },
+    /// Set or clear the manual bypass of a hop.
+    #[command(after_long_help = CHAIN_BYPASS_HELP)]
+    Bypass {
+        /// Name of the hop.
+        hop: String,
+        /// Clear the bypass: the hop's health decides again.
+        #[arg(long)]
+        clear: bool,
+        /// Why, for people (shown in the hop's message).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
 }
 
@@ -831,6 +897,7 @@ struct StatsJson {
     interval_ms: Option<u32>,
     ports: Vec<PortJson>,
     workers: Vec<WorkerJson>,
+    hops: Vec<HopJson>,
 }
 
 #[derive(Debug, Serialize)]
@@ -924,6 +991,102 @@ struct WorkerRatesJson {
     idle_waits_per_second: f64,
 }
 
+#[derive(Debug, Serialize)]
+struct HopJson {
+    name: String,
+    to_tool_packets: u64,
+    to_tool_bytes: u64,
+    from_tool_packets: u64,
+    from_tool_bytes: u64,
+    bypassed_packets: u64,
+    bypassed_bytes: u64,
+    dropped_packets: u64,
+    dropped_packets_by_reason: BTreeMap<String, u64>,
+    heartbeats_sent: u64,
+    heartbeats_returned: u64,
+    heartbeats_late: u64,
+    heartbeats_lost: u64,
+    round_trip_latency: Option<LatencyJson>,
+    round_trip_latency_histogram: Option<HistogramJson>,
+    rates: Option<HopRatesJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct HistogramJson {
+    count: u64,
+    sum_ns: u64,
+    buckets: Vec<BucketJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct BucketJson {
+    upper_bound_ns: u64,
+    count: u64,
+}
+
+#[derive(Debug, Serialize, Clone, Copy)]
+struct HopRatesJson {
+    to_tool_packets_per_second: f64,
+    to_tool_bytes_per_second: f64,
+    from_tool_packets_per_second: f64,
+    from_tool_bytes_per_second: f64,
+    bypassed_packets_per_second: f64,
+    dropped_packets_per_second: f64,
+    heartbeats_lost_per_second: f64,
+}
+
+fn latency_json(l: pb::LatencySummary) -> LatencyJson {
+    LatencyJson {
+        count: l.count,
+        window_ns: l.window_ns,
+        p50_ns: l.p50_ns,
+        p90_ns: l.p90_ns,
+        p99_ns: l.p99_ns,
+        p999_ns: l.p999_ns,
+        max_ns: l.max_ns,
+    }
+}
+
+fn hop_json(h: pb::HopStats) -> HopJson {
+    HopJson {
+        name: h.name,
+        to_tool_packets: h.to_tool_packets,
+        to_tool_bytes: h.to_tool_bytes,
+        from_tool_packets: h.from_tool_packets,
+        from_tool_bytes: h.from_tool_bytes,
+        bypassed_packets: h.bypassed_packets,
+        bypassed_bytes: h.bypassed_bytes,
+        dropped_packets: h.dropped_packets,
+        dropped_packets_by_reason: h.dropped_packets_by_reason.into_iter().collect(),
+        heartbeats_sent: h.heartbeats_sent,
+        heartbeats_returned: h.heartbeats_returned,
+        heartbeats_late: h.heartbeats_late,
+        heartbeats_lost: h.heartbeats_lost,
+        round_trip_latency: h.round_trip_latency.map(latency_json),
+        round_trip_latency_histogram: h.round_trip_latency_histogram.map(|x| HistogramJson {
+            count: x.count,
+            sum_ns: x.sum_ns,
+            buckets: x
+                .buckets
+                .into_iter()
+                .map(|b| BucketJson {
+                    upper_bound_ns: b.upper_bound_ns,
+                    count: b.count,
+                })
+                .collect(),
+        }),
+        rates: h.rates.map(|r| HopRatesJson {
+            to_tool_packets_per_second: r.to_tool_packets_per_second,
+            to_tool_bytes_per_second: r.to_tool_bytes_per_second,
+            from_tool_packets_per_second: r.from_tool_packets_per_second,
+            from_tool_bytes_per_second: r.from_tool_bytes_per_second,
+            bypassed_packets_per_second: r.bypassed_packets_per_second,
+            dropped_packets_per_second: r.dropped_packets_per_second,
+            heartbeats_lost_per_second: r.heartbeats_lost_per_second,
+        }),
+    }
+}
+
 fn counters_json(c: Option<pb::PacketCounters>) -> CountersJson {
     let c = c.unwrap_or_default();
     CountersJson {
@@ -1001,15 +1164,7 @@ fn stats_json(s: pb::Stats, interval_ms: Option<u32>) -> StatsJson {
                 busy_loops: w.busy_loops,
                 idle_loops: w.idle_loops,
                 idle_waits: w.idle_waits,
-                batch_latency: w.batch_latency.map(|l| LatencyJson {
-                    count: l.count,
-                    window_ns: l.window_ns,
-                    p50_ns: l.p50_ns,
-                    p90_ns: l.p90_ns,
-                    p99_ns: l.p99_ns,
-                    p999_ns: l.p999_ns,
-                    max_ns: l.max_ns,
-                }),
+                batch_latency: w.batch_latency.map(latency_json),
                 rates: w.rates.map(|r| WorkerRatesJson {
                     batches_per_second: r.batches_per_second,
                     busy_loop_ratio: r.busy_loop_ratio,
@@ -1017,6 +1172,7 @@ fn stats_json(s: pb::Stats, interval_ms: Option<u32>) -> StatsJson {
                 }),
             })
             .collect(),
+        hops: s.hops.into_iter().map(hop_json).collect(),
     }
 }
 
@@ -1115,6 +1271,20 @@ fn issues_json(v: Vec<pb::ValidationIssue>) -> Vec<IssueJson> {
         .collect()
 }
 
+fn hop_status_json(h: pb::HopStatus) -> HopStatusJson {
+    HopStatusJson {
+        state: hop_state_name(h.state),
+        traffic: hop_traffic_name(h.traffic),
+        on_failure: failure_action_name(h.on_failure),
+        last_transition_at: time(&h.last_transition_at),
+        name: h.name,
+        manual_bypass: h.manual_bypass,
+        tool_healthy: h.tool_healthy,
+        reason: h.reason,
+        message: h.message,
+    }
+}
+
 fn chain_json(c: pb::Chain) -> ChainJson {
     ChainJson {
         generation: c.generation,
@@ -1124,21 +1294,7 @@ fn chain_json(c: pb::Chain) -> ChainJson {
             observed_generation: s.observed_generation,
             applied_spec: s.applied_spec.map(spec_json),
             applied_at: time(&s.applied_at),
-            hops: s
-                .hops
-                .into_iter()
-                .map(|h| HopStatusJson {
-                    state: hop_state_name(h.state),
-                    traffic: hop_traffic_name(h.traffic),
-                    on_failure: failure_action_name(h.on_failure),
-                    last_transition_at: time(&h.last_transition_at),
-                    name: h.name,
-                    manual_bypass: h.manual_bypass,
-                    tool_healthy: h.tool_healthy,
-                    reason: h.reason,
-                    message: h.message,
-                })
-                .collect(),
+            hops: s.hops.into_iter().map(hop_status_json).collect(),
             last_rejected: s.last_rejected.map(|r| RejectedJson {
                 spec: r.spec.map(spec_json),
                 generation: r.generation,
@@ -1154,10 +1310,64 @@ fn chain_json(c: pb::Chain) -> ChainJson {
 #[derive(Debug, Serialize)]
 struct SetChainJson {
     accepted: bool,
-    generation: u64,
+    /// `None` when the server refused the spec with INVALID_ARGUMENT.
+    generation: Option<u64>,
     valid: bool,
     errors: Vec<IssueJson>,
     warnings: Vec<IssueJson>,
+    /// The dataplane applies `generation` after the call.
+    applied: bool,
+    chain: Option<ChainJson>,
+}
+
+impl SetChainJson {
+    fn from_response(r: pb::SetChainResponse) -> SetChainJson {
+        let validation = r.validation.unwrap_or_default();
+        let chain = r.chain.map(chain_json);
+        SetChainJson {
+            accepted: r.accepted,
+            generation: Some(r.generation),
+            valid: validation.valid,
+            errors: issues_json(validation.errors),
+            warnings: issues_json(validation.warnings),
+            applied: chain
+                .as_ref()
+                .and_then(|c| c.status.as_ref())
+                .is_some_and(|s| s.observed_generation == r.generation),
+            chain,
+        }
+    }
+
+    /// The outcome of a spec the server refused (INVALID_ARGUMENT with the
+    /// validation result in the status details).
+    fn refused(v: pb::ValidationResult) -> SetChainJson {
+        SetChainJson {
+            accepted: false,
+            generation: None,
+            valid: v.valid,
+            errors: issues_json(v.errors),
+            warnings: issues_json(v.warnings),
+            applied: false,
+            chain: None,
+        }
+    }
+
+    /// The update that refused to apply `generation`, if the chain says so.
+    fn apply_failure(&self) -> Option<&RejectedJson> {
+        let generation = self.generation?;
+        self.chain
+            .as_ref()?
+            .status
+            .as_ref()?
+            .last_rejected
+            .as_ref()
+            .filter(|r| r.generation == Some(generation))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct BypassJson {
+    hop: Option<HopStatusJson>,
 }
 
 #[derive(Debug, Serialize)]
@@ -1317,6 +1527,11 @@ fn render_stats(s: &StatsJson) -> String {
             ">DROPS",
             ">KERNEL DROPS",
         ];
+        // Tool ports name their hop; the column is there only with a chain.
+        let hop_column = s.ports.iter().any(|p| !p.hop.is_empty());
+        if hop_column {
+            headers.insert(2, "HOP");
+        }
         if watch {
             headers.extend([">RX PKT/S", ">RX B/S", ">TX PKT/S", ">TX B/S", ">DROP/S"]);
         }
@@ -1328,9 +1543,11 @@ fn render_stats(s: &StatsJson) -> String {
                    c: &CountersJson,
                    k: &KernelJson,
                    r: &Option<RatesJson>| {
-            let mut cells = vec![
-                p.role.clone(),
-                p.ifname.clone(),
+            let mut cells = vec![p.role.clone(), p.ifname.clone()];
+            if hop_column {
+                cells.push(dash(&p.hop));
+            }
+            cells.extend([
                 queue,
                 dash(mode),
                 c.rx_packets.to_string(),
@@ -1339,7 +1556,7 @@ fn render_stats(s: &StatsJson) -> String {
                 c.tx_bytes.to_string(),
                 c.dropped_packets.to_string(),
                 k.drops().to_string(),
-            ];
+            ]);
             if watch {
                 match r {
                     Some(r) => cells.extend([
@@ -1424,7 +1641,63 @@ fn render_stats(s: &StatsJson) -> String {
         }
         out.push_str(&t.render());
     }
+    if !s.hops.is_empty() {
+        out.push('\n');
+        out.push_str(&render_hops(&s.hops, watch));
+    }
     out
+}
+
+/// The hops table of `stats`, in chain order.
+fn render_hops(hops: &[HopJson], watch: bool) -> String {
+    let mut headers = vec![
+        "HOP",
+        ">TO TOOL",
+        ">FROM TOOL",
+        ">BYPASSED",
+        ">DROPS",
+        ">HB SENT",
+        ">HB RETURNED",
+        ">HB LOST",
+        ">RTT P50",
+        ">RTT P99",
+    ];
+    if watch {
+        headers.extend([">TO PKT/S", ">FROM PKT/S", ">BYPASS/S", ">DROP/S"]);
+    }
+    let mut t = Table::new(&headers);
+    for h in hops {
+        let rtt = |f: fn(&LatencyJson) -> u64| {
+            h.round_trip_latency
+                .filter(|l| l.count > 0)
+                .map_or("-".to_string(), |l| nanos(f(&l)))
+        };
+        let mut cells = vec![
+            h.name.clone(),
+            h.to_tool_packets.to_string(),
+            h.from_tool_packets.to_string(),
+            h.bypassed_packets.to_string(),
+            h.dropped_packets.to_string(),
+            h.heartbeats_sent.to_string(),
+            h.heartbeats_returned.to_string(),
+            h.heartbeats_lost.to_string(),
+            rtt(|l| l.p50_ns),
+            rtt(|l| l.p99_ns),
+        ];
+        if watch {
+            match h.rates {
+                Some(r) => cells.extend([
+                    si(r.to_tool_packets_per_second),
+                    si(r.from_tool_packets_per_second),
+                    si(r.bypassed_packets_per_second),
+                    si(r.dropped_packets_per_second),
+                ]),
+                None => cells.extend(std::iter::repeat_n("-".to_string(), 4)),
+            }
+        }
+        t.row(cells);
+    }
+    t.render()
 }
 
 fn render_spec_hops(spec: &SpecJson) -> String {
@@ -1440,78 +1713,112 @@ fn render_spec_hops(spec: &SpecJson) -> String {
     t.render()
 }
 
+/// The hop status table of `chain get`, `chain watch` and `chain bypass`.
+fn render_hop_status(hops: &[HopStatusJson]) -> String {
+    let mut t = Table::new(&[
+        "HOP",
+        "STATE",
+        "TRAFFIC",
+        "ON FAILURE",
+        "MANUAL BYPASS",
+        "TOOL",
+        "SINCE",
+        "REASON",
+        "MESSAGE",
+    ]);
+    for h in hops {
+        t.row(vec![
+            h.name.clone(),
+            h.state.clone(),
+            h.traffic.clone(),
+            h.on_failure.clone(),
+            if h.manual_bypass { "yes" } else { "no" }.to_string(),
+            if h.tool_healthy {
+                "healthy"
+            } else {
+                "unhealthy"
+            }
+            .to_string(),
+            h.last_transition_at.clone().unwrap_or_else(|| "-".into()),
+            dash(&h.reason),
+            dash(&h.message),
+        ]);
+    }
+    t.render()
+}
+
 fn render_chain(c: &ChainJson) -> String {
     let mut out = String::new();
     let _ = write!(out, "chain generation {}", c.generation);
     if let Some(t) = &c.updated_at {
         let _ = write!(out, " (updated {t})");
     }
-    if let Some(s) = &c.status {
-        let _ = write!(out, ", applied generation {}", s.observed_generation);
-        if let Some(t) = &s.applied_at {
-            let _ = write!(out, " (at {t})");
+    match &c.status {
+        Some(s) if s.observed_generation == 0 => out.push_str(", nothing applied yet"),
+        Some(s) => {
+            let _ = write!(out, ", applied generation {}", s.observed_generation);
+            if let Some(t) = &s.applied_at {
+                let _ = write!(out, " (at {t})");
+            }
         }
+        None => out.push_str(", applied generation unknown"),
     }
     out.push('\n');
     if c.spec.hops.is_empty() {
-        out.push_str(
-            "the chain is empty: inline-1 and inline-2 are bridged directly \
-             (this build of tapline has no tool hops)\n",
-        );
+        out.push_str("the chain is empty: inline-1 and inline-2 are bridged directly\n");
     } else {
         out.push_str(&render_spec_hops(&c.spec));
     }
-    if let Some(s) = &c.status {
-        if !s.hops.is_empty() {
-            out.push('\n');
-            let mut t = Table::new(&[
-                "HOP",
-                "STATE",
-                "TRAFFIC",
-                "ON FAILURE",
-                "TOOL",
-                "SINCE",
-                "REASON",
-                "MESSAGE",
-            ]);
-            for h in &s.hops {
-                t.row(vec![
-                    h.name.clone(),
-                    if h.manual_bypass {
-                        format!("{} (manual)", h.state)
-                    } else {
-                        h.state.clone()
-                    },
-                    h.traffic.clone(),
-                    h.on_failure.clone(),
-                    if h.tool_healthy {
-                        "healthy"
-                    } else {
-                        "unhealthy"
-                    }
-                    .to_string(),
-                    h.last_transition_at.clone().unwrap_or_else(|| "-".into()),
-                    dash(&h.reason),
-                    dash(&h.message),
-                ]);
+    let Some(s) = &c.status else {
+        return out;
+    };
+    if s.observed_generation != c.generation {
+        let refused = s
+            .last_rejected
+            .as_ref()
+            .is_some_and(|r| r.generation == Some(c.generation));
+        let _ = writeln!(
+            out,
+            "\ngeneration {} is not in force: {}",
+            c.generation,
+            if refused {
+                "the dataplane could not apply it (see the last rejected update)"
+            } else {
+                "it is being applied"
             }
-            out.push_str(&t.render());
+        );
+        match &s.applied_spec {
+            Some(applied) if s.observed_generation > 0 => {
+                let _ = writeln!(out, "in force, generation {}:", s.observed_generation);
+                if applied.hops.is_empty() {
+                    out.push_str(
+                        "the chain is empty: inline-1 and inline-2 are bridged directly\n",
+                    );
+                } else {
+                    out.push_str(&render_spec_hops(applied));
+                }
+            }
+            _ => {}
         }
-        if let Some(r) = &s.last_rejected {
-            let _ = writeln!(
-                out,
-                "\nlast rejected update{}{}: {} {}",
-                r.generation
-                    .map_or(String::new(), |g| format!(" (generation {g})")),
-                r.rejected_at
-                    .as_deref()
-                    .map_or(String::new(), |t| format!(" at {t}")),
-                r.reason,
-                r.message
-            );
-            for e in &r.errors {
-                let _ = writeln!(out, "  {}: {}", dash(&e.field), e.message);
-            }
+    }
+    if !s.hops.is_empty() {
+        out.push('\n');
+        out.push_str(&render_hop_status(&s.hops));
+    }
+    if let Some(r) = &s.last_rejected {
+        let _ = writeln!(
+            out,
+            "\nlast rejected update{}{}: {} {}",
+            r.generation
+                .map_or(String::new(), |g| format!(" (generation {g})")),
+            r.rejected_at
+                .as_deref()
+                .map_or(String::new(), |t| format!(" at {t}")),
+            r.reason,
+            r.message
+        );
+        for e in &r.errors {
+            let _ = writeln!(out, "  {}: {}", dash(&e.field), e.message);
         }
     }
     out
@@ -1726,72 +2033,163 @@ async fn chain_set(
     };
     let spec = parse_spec(&text, &source)?;
     let s = Session::connect(cli).await?;
-    let resp = s
+    // The dataplane applies the spec before answering and the server waits
+    // up to 15 s for it: a shorter deadline would give up first.
+    let target = Target {
+        timeout: s.target.timeout.max(SET_CHAIN_MIN_TIMEOUT),
+        ..s.target.clone()
+    };
+    const WHAT: &str = "tapline.v1.Admin/SetChain";
+    let out = match s
         .admin()
-        .set_chain(s.target.unary(pb::SetChainRequest {
+        .set_chain(target.unary(pb::SetChainRequest {
             spec: Some(spec),
             expected_generation,
             dry_run,
         }))
         .await
-        .map_err(|e| {
-            if e.code() == Code::Unimplemented {
-                let msg = one_line(e.message());
-                Failure::new(
-                    exit::SERVER,
-                    format!(
-                        "tapline-control at {} rejects chain changes in this build: {}",
-                        s.target.url,
-                        if msg.is_empty() {
-                            "UNIMPLEMENTED (no Admin service)".to_string()
-                        } else {
-                            format!("UNIMPLEMENTED: {msg}")
-                        }
-                    ),
-                )
-            } else {
-                s.target.failure("tapline.v1.Admin/SetChain", &e)
+    {
+        Ok(r) => SetChainJson::from_response(r.into_inner()),
+        // An invalid spec: the problems are in the status details.
+        Err(e) if e.code() == Code::InvalidArgument => {
+            match tapline_control::details::validation(&e) {
+                Some(v) => SetChainJson::refused(v),
+                None => return Err(target.failure(WHAT, &e)),
             }
-        })?
-        .into_inner();
-    let validation = resp.validation.unwrap_or_default();
-    let out = SetChainJson {
-        accepted: resp.accepted,
-        generation: resp.generation,
-        valid: validation.valid,
-        errors: issues_json(validation.errors),
-        warnings: issues_json(validation.warnings),
+        }
+        Err(e) if e.code() == Code::Unimplemented => {
+            let msg = one_line(e.message());
+            return Err(Failure::new(
+                exit::SERVER,
+                format!(
+                    "tapline-control at {} rejects chain changes in this build: {}",
+                    target.url,
+                    if msg.is_empty() {
+                        "UNIMPLEMENTED (no Admin service)".to_string()
+                    } else {
+                        format!("UNIMPLEMENTED: {msg}")
+                    }
+                ),
+            ));
+        }
+        Err(e) => return Err(target.failure(WHAT, &e)),
     };
     if cli.json {
         emit_json(&out, true)?;
     } else {
-        let mut text = String::new();
-        if out.accepted {
-            let _ = writeln!(text, "accepted: chain generation {}", out.generation);
-        } else if out.valid && dry_run {
+        emit(&render_set_chain(&out, dry_run))?;
+    }
+    set_chain_verdict(&out, dry_run)
+}
+
+/// The human output of `chain set`: the outcome, then one line per
+/// validation error and warning.
+fn render_set_chain(out: &SetChainJson, dry_run: bool) -> String {
+    let mut text = String::new();
+    let generation = out.generation.unwrap_or_default();
+    if out.accepted {
+        if out.applied {
+            let _ = writeln!(text, "accepted: chain generation {generation}, applied");
+        } else if let Some(r) = out.apply_failure() {
             let _ = writeln!(
                 text,
-                "valid (dry run): nothing changed, chain generation {}",
-                out.generation
+                "accepted as chain generation {generation}, but the dataplane could not apply \
+                 it ({}: {}); the previous chain stays in force",
+                r.reason,
+                one_line(&r.message)
             );
         } else {
-            let _ = writeln!(text, "rejected: chain generation stays {}", out.generation);
+            let _ = writeln!(
+                text,
+                "accepted: chain generation {generation}, being applied (follow with `chain watch`)"
+            );
         }
-        for (kind, list) in [("error", &out.errors), ("warning", &out.warnings)] {
-            for i in list {
-                let _ = writeln!(text, "{kind}: {}: {}", dash(&i.field), i.message);
-            }
-        }
-        emit(&text)?;
-    }
-    if out.valid {
-        Ok(())
+    } else if out.generation.is_none() {
+        text.push_str("rejected: the chain spec is invalid; the chain in force does not change\n");
+    } else if dry_run {
+        let _ = writeln!(
+            text,
+            "{} (dry run): nothing changed, chain generation {generation}",
+            if out.valid { "valid" } else { "invalid" }
+        );
     } else {
-        Err(Failure::new(
-            exit::SERVER,
-            format!("the chain spec is invalid ({} error(s))", out.errors.len()),
-        ))
+        let _ = writeln!(text, "rejected: chain generation stays {generation}");
     }
+    for (kind, list) in [("error", &out.errors), ("warning", &out.warnings)] {
+        for i in list {
+            let _ = writeln!(text, "{kind}: {}: {}", dash(&i.field), one_line(&i.message));
+        }
+    }
+    text
+}
+
+/// Whether `chain set` succeeded (see CHAIN_SET_HELP for the exit codes).
+fn set_chain_verdict(out: &SetChainJson, dry_run: bool) -> Result<(), Failure> {
+    if !out.valid {
+        return Err(Failure::new(
+            exit::SERVER,
+            format!(
+                "the chain spec is invalid ({} error(s)){}",
+                out.errors.len(),
+                if out.generation.is_none() || dry_run {
+                    "; nothing changed"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    if out.accepted {
+        if let Some(r) = out.apply_failure() {
+            return Err(Failure::new(
+                exit::SERVER,
+                format!(
+                    "the dataplane accepted chain generation {} but could not apply it: {}",
+                    out.generation.unwrap_or_default(),
+                    one_line(&r.message)
+                ),
+            ));
+        }
+    } else if !dry_run {
+        return Err(Failure::new(
+            exit::SERVER,
+            "the server did not accept the chain spec",
+        ));
+    }
+    Ok(())
+}
+
+async fn chain_bypass(
+    cli: &Cli,
+    hop: &str,
+    clear: bool,
+    reason: Option<&str>,
+) -> Result<(), Failure> {
+    let s = Session::connect(cli).await?;
+    let resp = s
+        .admin()
+        .set_hop_bypass(s.target.unary(pb::SetHopBypassRequest {
+            hop: hop.to_string(),
+            bypass: !clear,
+            reason: reason.unwrap_or_default().to_string(),
+        }))
+        .await
+        .map_err(|e| s.target.failure("tapline.v1.Admin/SetHopBypass", &e))?
+        .into_inner();
+    let out = BypassJson {
+        hop: resp.hop.map(hop_status_json),
+    };
+    if cli.json {
+        return emit_json(&out, true);
+    }
+    let mut text = format!(
+        "manual bypass of hop {hop} {}\n",
+        if clear { "cleared" } else { "set" }
+    );
+    if let Some(h) = &out.hop {
+        text.push_str(&render_hop_status(std::slice::from_ref(h)));
+    }
+    emit(&text)
 }
 
 async fn health(cli: &Cli) -> Result<(), Failure> {
@@ -1818,6 +2216,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             dry_run,
             expected_generation,
         }) => chain_set(&cli, file, *dry_run, *expected_generation).await,
+        Verb::Chain(ChainVerb::Bypass { hop, clear, reason }) => {
+            chain_bypass(&cli, hop, *clear, reason.as_deref()).await
+        }
         Verb::Health => health(&cli).await,
     }
 }
@@ -1899,6 +2300,50 @@ mod tests {
             Verb::Chain(ChainVerb::Set { dry_run: true, .. })
         ));
         assert!(Cli::try_parse_from(["taplinectl", "chain", "set"]).is_err());
+        let c = Cli::try_parse_from([
+            "taplinectl",
+            "chain",
+            "set",
+            "-f",
+            "x.json",
+            "--expected-generation",
+            "4",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            c.verb,
+            Verb::Chain(ChainVerb::Set {
+                expected_generation: Some(4),
+                dry_run: false,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn chain_bypass_takes_a_hop() {
+        let c = Cli::try_parse_from([
+            "taplinectl",
+            "chain",
+            "bypass",
+            "ids",
+            "--reason",
+            "upgrade, OPS-1",
+        ])
+        .expect("parses");
+        let Verb::Chain(ChainVerb::Bypass { hop, clear, reason }) = c.verb else {
+            panic!("bypass")
+        };
+        assert_eq!(hop, "ids");
+        assert!(!clear);
+        assert_eq!(reason.as_deref(), Some("upgrade, OPS-1"));
+        let c = Cli::try_parse_from(["taplinectl", "chain", "bypass", "ids", "--clear"])
+            .expect("parses");
+        assert!(matches!(
+            c.verb,
+            Verb::Chain(ChainVerb::Bypass { clear: true, .. })
+        ));
+        assert!(Cli::try_parse_from(["taplinectl", "chain", "bypass"]).is_err());
     }
 
     #[test]
@@ -2139,6 +2584,102 @@ mod tests {
         );
     }
 
+    fn chain_stats() -> pb::Stats {
+        let mut s = sample_stats();
+        s.ports.push(pb::PortStats {
+            role: "tool-a".into(),
+            ifname: "t1a".into(),
+            hop: "ids".into(),
+            xdp_mode: "native-copy".into(),
+            totals: Some(counters(9)),
+            kernel_totals: Some(pb::KernelXdpCounters::default()),
+            ..Default::default()
+        });
+        s.hops = vec![pb::HopStats {
+            name: "ids".into(),
+            to_tool_packets: 100,
+            from_tool_packets: 98,
+            bypassed_packets: 7,
+            dropped_packets: 2,
+            dropped_packets_by_reason: [("hop_down".to_string(), 2)].into(),
+            heartbeats_sent: 50,
+            heartbeats_returned: 48,
+            heartbeats_late: 1,
+            heartbeats_lost: 1,
+            round_trip_latency: Some(pb::LatencySummary {
+                count: 10,
+                p50_ns: 45_000,
+                p99_ns: 1_200_000,
+                ..Default::default()
+            }),
+            round_trip_latency_histogram: Some(pb::LatencyHistogram {
+                count: 49,
+                sum_ns: 3_000_000,
+                buckets: vec![pb::LatencyBucket {
+                    upper_bound_ns: 10_000,
+                    count: 4,
+                }],
+            }),
+            rates: Some(pb::HopRates {
+                to_tool_packets_per_second: 1500.0,
+                from_tool_packets_per_second: 1490.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        s
+    }
+
+    #[test]
+    fn stats_json_and_table_show_hops() {
+        let v = serde_json::to_value(stats_json(chain_stats(), None)).unwrap();
+        let h = &v["hops"][0];
+        assert_eq!(h["name"], "ids");
+        assert_eq!(h["to_tool_packets"], 100);
+        assert_eq!(h["dropped_packets_by_reason"]["hop_down"], 2);
+        assert_eq!(h["heartbeats_late"], 1);
+        assert_eq!(h["round_trip_latency"]["p99_ns"], 1_200_000);
+        assert_eq!(
+            h["round_trip_latency_histogram"]["buckets"][0]["upper_bound_ns"],
+            10_000
+        );
+        assert_eq!(h["rates"]["to_tool_packets_per_second"], 1500.0);
+        assert_eq!(v["ports"][1]["hop"], "ids");
+        // Without a chain: an empty list, and no hops table.
+        let v = serde_json::to_value(stats_json(sample_stats(), None)).unwrap();
+        assert_eq!(v["hops"], serde_json::json!([]));
+        let plain = render_stats(&stats_json(sample_stats(), None));
+        assert!(!plain.contains("HOP"), "{plain}");
+
+        let text = render_stats(&stats_json(chain_stats(), None));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("PORT"), "{text}");
+        let header: Vec<&str> = lines[1].split_whitespace().take(3).collect();
+        assert_eq!(header, ["PORT", "IFNAME", "HOP"], "{text}");
+        let i1: Vec<&str> = lines[2].split_whitespace().take(4).collect();
+        assert_eq!(i1, ["inline-1", "i1", "-", "0"], "{text}");
+        let t1a: Vec<&str> = lines[3].split_whitespace().take(5).collect();
+        assert_eq!(t1a, ["tool-a", "t1a", "ids", "-", "native-copy"], "{text}");
+        let hop_header = lines
+            .iter()
+            .position(|l| l.starts_with("HOP"))
+            .expect("hops table");
+        let row: Vec<&str> = lines[hop_header + 1].split_whitespace().collect();
+        // HOP TO FROM BYPASSED DROPS HB_SENT HB_RETURNED HB_LOST P50 P99
+        assert_eq!(
+            row,
+            ["ids", "100", "98", "7", "2", "50", "48", "1", "45.0us", "1.2ms"],
+            "{text}"
+        );
+        let watch = render_stats(&stats_json(chain_stats(), Some(1000)));
+        let row = watch
+            .lines()
+            .find(|l| l.starts_with("ids"))
+            .expect("hop row");
+        let rates: Vec<&str> = row.split_whitespace().skip(10).collect();
+        assert_eq!(rates, ["1.50k", "1.49k", "0", "0"], "{watch}");
+    }
+
     #[test]
     fn empty_chain_says_so() {
         let c = chain_json(pb::Chain {
@@ -2157,6 +2698,258 @@ mod tests {
         assert_eq!(v["spec"]["default_on_failure"], "unspecified");
         assert_eq!(v["status"]["observed_generation"], 1);
         assert!(v["status"]["last_rejected"].is_null());
+    }
+
+    fn hop_status(name: &str) -> pb::HopStatus {
+        pb::HopStatus {
+            name: name.into(),
+            state: pb::HopState::BypassedManual.into(),
+            traffic: pb::HopTraffic::Bypassed.into(),
+            on_failure: pb::FailureAction::Drop.into(),
+            manual_bypass: true,
+            tool_healthy: true,
+            last_transition_at: Some(prost_types::Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            }),
+            reason: "ManualBypass".into(),
+            message: "tool upgrade, OPS-123".into(),
+        }
+    }
+
+    fn two_hop_spec() -> pb::ChainSpec {
+        parse_spec(
+            r#"{"hops":[{"name":"ids","a":"t1a","b":"t1b"},{"name":"fw","a":"t2a","b":"t2b","on_failure":"drop"}],"default_on_failure":"bypass"}"#,
+            "f",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn chain_shows_hops_generations_and_the_last_rejection() {
+        let spec = two_hop_spec();
+        let mut fw = hop_status("fw");
+        fw.state = pb::HopState::Down.into();
+        fw.traffic = pb::HopTraffic::Dropped.into();
+        fw.manual_bypass = false;
+        fw.tool_healthy = false;
+        fw.reason = "HeartbeatsLost".into();
+        fw.message = "3 heartbeats lost in 300 ms".into();
+        let c = chain_json(pb::Chain {
+            spec: Some(spec.clone()),
+            generation: 3,
+            status: Some(pb::ChainStatus {
+                observed_generation: 2,
+                applied_spec: Some(pb::ChainSpec {
+                    hops: spec.hops[..1].to_vec(),
+                    ..spec.clone()
+                }),
+                hops: vec![hop_status("ids"), fw],
+                last_rejected: Some(pb::RejectedUpdate {
+                    spec: Some(spec),
+                    generation: Some(3),
+                    rejected_at: None,
+                    reason: "ApplyFailed".into(),
+                    message: "tool2a: no such interface".into(),
+                    errors: vec![],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let text = render_chain(&c);
+        assert!(
+            text.starts_with("chain generation 3, applied generation 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("generation 3 is not in force: the dataplane could not apply it"),
+            "{text}"
+        );
+        assert!(text.contains("in force, generation 2:"), "{text}");
+        assert!(text.contains("bypass (default)"), "{text}");
+        let row = |name: &str| -> Vec<String> {
+            let header = text
+                .lines()
+                .position(|l| l.starts_with("HOP") && l.contains("STATE"))
+                .expect("hop status table");
+            text.lines()
+                .skip(header + 1)
+                .find(|l| l.starts_with(name))
+                .expect("hop row")
+                .split("  ")
+                .filter(|c| !c.is_empty())
+                .map(|c| c.trim().to_string())
+                .collect()
+        };
+        assert_eq!(
+            row("ids"),
+            [
+                "ids",
+                "bypassed_manual",
+                "bypassed",
+                "drop",
+                "yes",
+                "healthy",
+                "2027-01-15T08:00:00Z",
+                "ManualBypass",
+                "tool upgrade, OPS-123"
+            ]
+        );
+        assert_eq!(
+            row("fw"),
+            [
+                "fw",
+                "down",
+                "dropped",
+                "drop",
+                "no",
+                "unhealthy",
+                "2027-01-15T08:00:00Z",
+                "HeartbeatsLost",
+                "3 heartbeats lost in 300 ms"
+            ]
+        );
+        assert!(
+            text.contains(
+                "last rejected update (generation 3): ApplyFailed tool2a: no such interface"
+            ),
+            "{text}"
+        );
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["status"]["hops"][0]["manual_bypass"], true);
+        assert_eq!(v["status"]["hops"][1]["state"], "down");
+        assert_eq!(v["status"]["last_rejected"]["generation"], 3);
+    }
+
+    fn issue(field: &str, message: &str) -> pb::ValidationIssue {
+        pb::ValidationIssue {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn chain_set_outcomes_and_exit_codes() {
+        let applied = |generation: u64, observed: u64| {
+            let mut chain = pb::Chain {
+                spec: Some(two_hop_spec()),
+                generation,
+                status: Some(pb::ChainStatus {
+                    observed_generation: observed,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            if observed != generation {
+                chain.status.as_mut().unwrap().last_rejected = Some(pb::RejectedUpdate {
+                    generation: Some(generation),
+                    reason: "ApplyFailed".into(),
+                    message: "tool2a is down".into(),
+                    ..Default::default()
+                });
+            }
+            chain
+        };
+        let ok = SetChainJson::from_response(pb::SetChainResponse {
+            validation: Some(pb::ValidationResult {
+                valid: true,
+                errors: vec![],
+                warnings: vec![issue("hops[0].a", "generic XDP only")],
+            }),
+            accepted: true,
+            generation: 5,
+            chain: Some(applied(5, 5)),
+        });
+        assert!(ok.applied);
+        let text = render_set_chain(&ok, false);
+        assert_eq!(
+            text,
+            "accepted: chain generation 5, applied\nwarning: hops[0].a: generic XDP only\n"
+        );
+        assert!(set_chain_verdict(&ok, false).is_ok());
+        let v = serde_json::to_value(&ok).unwrap();
+        assert_eq!(v["generation"], 5);
+        assert_eq!(v["applied"], true);
+        assert_eq!(v["chain"]["generation"], 5);
+
+        // Accepted, but the dataplane could not apply it: exit 1.
+        let failed = SetChainJson::from_response(pb::SetChainResponse {
+            validation: Some(pb::ValidationResult {
+                valid: true,
+                ..Default::default()
+            }),
+            accepted: true,
+            generation: 6,
+            chain: Some(applied(6, 5)),
+        });
+        assert!(!failed.applied);
+        assert!(render_set_chain(&failed, false).contains("could not apply it"));
+        let f = set_chain_verdict(&failed, false).unwrap_err();
+        assert_eq!(f.code, exit::SERVER);
+        assert!(f.message.contains("tool2a is down"), "{}", f.message);
+
+        // Dry runs: valid exits 0, invalid 1.
+        let dry = |valid: bool| {
+            SetChainJson::from_response(pb::SetChainResponse {
+                validation: Some(pb::ValidationResult {
+                    valid,
+                    errors: if valid {
+                        vec![]
+                    } else {
+                        vec![issue("hops[1].name", "duplicate\nname")]
+                    },
+                    warnings: vec![],
+                }),
+                accepted: false,
+                generation: 4,
+                chain: Some(applied(4, 4)),
+            })
+        };
+        assert_eq!(
+            render_set_chain(&dry(true), true),
+            "valid (dry run): nothing changed, chain generation 4\n"
+        );
+        assert!(set_chain_verdict(&dry(true), true).is_ok());
+        assert_eq!(
+            render_set_chain(&dry(false), true),
+            "invalid (dry run): nothing changed, chain generation 4\n\
+             error: hops[1].name: duplicate name\n"
+        );
+        assert_eq!(
+            set_chain_verdict(&dry(false), true).unwrap_err().code,
+            exit::SERVER
+        );
+
+        // Refused by the server: the details carry the problems.
+        let status = tapline_control::details::with_validation(
+            Code::InvalidArgument,
+            "the spec is invalid".into(),
+            &pb::ValidationResult {
+                valid: false,
+                errors: vec![
+                    issue("hops[0].a", "no such interface"),
+                    issue("", "too many hops"),
+                ],
+                warnings: vec![],
+            },
+        );
+        let refused = SetChainJson::refused(tapline_control::details::validation(&status).unwrap());
+        assert_eq!(
+            render_set_chain(&refused, false),
+            "rejected: the chain spec is invalid; the chain in force does not change\n\
+             error: hops[0].a: no such interface\n\
+             error: -: too many hops\n"
+        );
+        let f = set_chain_verdict(&refused, false).unwrap_err();
+        assert_eq!(f.code, exit::SERVER);
+        assert_eq!(
+            f.message,
+            "the chain spec is invalid (2 error(s)); nothing changed"
+        );
+        let v = serde_json::to_value(&refused).unwrap();
+        assert!(v["generation"].is_null() && v["chain"].is_null());
+        assert_eq!(v["errors"][1]["message"], "too many hops");
     }
 
     #[test]

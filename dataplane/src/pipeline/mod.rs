@@ -2,11 +2,11 @@
 //! by a worker thread; it moves at most one batch per direction per poll and
 //! reports how much work it did, so one worker can serve several tasks.
 
-pub mod bridge;
 pub mod capture;
+pub mod chain;
 
-pub use bridge::BridgeTask;
 pub use capture::{CaptureConsumer, CaptureTask};
+pub use chain::ChainTask;
 
 /// Result of one poll of a task.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,30 +24,39 @@ pub struct PollOutcome {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Task {
-    Bridge(BridgeTask),
+    Chain(ChainTask),
     Capture(CaptureTask),
 }
 
 impl Task {
     pub fn poll(&mut self, batch: u32) -> PollOutcome {
         match self {
-            Task::Bridge(t) => t.poll(batch),
+            Task::Chain(t) => t.poll(batch),
             Task::Capture(t) => t.poll(batch),
         }
     }
 
-    /// Refreshes the kernel's drop counters into the stats.
-    pub fn refresh_kernel_stats(&mut self) {
+    /// Refreshes the kernel's drop counters into the stats, and publishes
+    /// the window's latency summaries (`window`: its length).
+    pub fn refresh_kernel_stats(&mut self, window: std::time::Duration) {
         match self {
-            Task::Bridge(t) => t.refresh_kernel_stats(),
+            Task::Chain(t) => t.refresh_kernel_stats(window),
             Task::Capture(t) => t.refresh_kernel_stats(),
+        }
+    }
+
+    /// Longest the worker may block in poll(2) for this task's sake.
+    pub fn max_wait_ms(&self) -> Option<u32> {
+        match self {
+            Task::Chain(t) => t.max_wait_ms(),
+            Task::Capture(_) => None,
         }
     }
 
     /// Raw fds to wait on when idle.
     pub fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) {
         match self {
-            Task::Bridge(t) => t.wait_fds(out),
+            Task::Chain(t) => t.wait_fds(out),
             Task::Capture(t) => t.wait_fds(out),
         }
     }

@@ -53,7 +53,10 @@ use tracing::{info, warn};
 pub use afpacket::{PromiscGuard, RawSocket};
 pub use bpf::{XdpAttachment, XskMap};
 pub use ring::XdpDesc;
-pub use socket::{forward, ForwardResult, RingSizes, XskParams, XskSocket, XskStats};
+pub use socket::{
+    forward, forward_each, EachResult, ForwardResult, RingSizes, Verdict, XskParams, XskSocket,
+    XskStats,
+};
 pub use umem::{Frame, FramePool, Umem};
 
 /// Errors of the AF_XDP layer, each with the context an operator needs.

@@ -246,6 +246,30 @@ impl<T: RingEntry> ProdRing<T> {
         self.core.flags() & libc::XDP_RING_NEED_WAKEUP != 0
     }
 
+    /// The entries published and not consumed yet, oldest first, and
+    /// forgets them: the producer index is rolled back to the consumer's.
+    /// Only for retiring a ring the consumer no longer reads (see
+    /// `XskSocket::reclaim`).
+    pub fn unconsumed(&mut self) -> Vec<T> {
+        self.core.cached_cons = self.core.consumer().load(Ordering::Acquire);
+        let n = self.core.cached_prod.wrapping_sub(self.core.cached_cons);
+        let out = (0..n)
+            .map(|i| {
+                let slot = self.core.slot(self.core.cached_cons.wrapping_add(i));
+                // SAFETY: the slot is inside the ring and was written by us
+                // before its publication; the consumer has not read it yet
+                // (it is past the consumer index) and, per the contract of
+                // this method, never will.
+                unsafe { slot.read_volatile() }
+            })
+            .collect();
+        self.core.cached_prod = self.core.cached_cons;
+        self.core
+            .producer()
+            .store(self.core.cached_prod, Ordering::Release);
+        out
+    }
+
     /// Entries published and not yet consumed by the kernel (as last seen).
     pub fn outstanding(&mut self) -> u32 {
         self.core.cached_cons = self.core.consumer().load(Ordering::Acquire);

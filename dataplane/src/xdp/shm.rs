@@ -5,19 +5,42 @@
 //! process, which holds no capabilities), so it lives beside them. Every
 //! field is an `AtomicU64`: any bit pattern is valid, there is no padding and
 //! no pointer, and a reader can never observe a torn word. Each block has a
-//! single writer (the worker owning the queue, or the main thread for the
-//! header), which stores with plain load + store; readers load `Relaxed`.
-//! The latency summary, whose fields must be read together, is guarded by a
-//! sequence counter (seqlock: odd while being written).
+//! single writer (the worker owning the queue, the chain task owning a hop
+//! writer slot, the heartbeat judge for a hop's latency, or the main/apply
+//! thread for the header and the descriptions), which stores with plain
+//! load + store; readers load `Relaxed`. Fields that must be read together
+//! are guarded by a sequence counter (seqlock: odd while being written): the
+//! latency summaries, the RTT histograms, and the queue and hop descriptions
+//! (which are rewritten at run time as tool ports and hops come and go).
+//!
+//! Layout version 2 (every block a whole number of 64-byte cache lines):
 //!
 //! ```text
-//! offset 0      SegmentHeader                 (64 bytes)
-//!               DataplaneDesc                 (64 bytes: version, pid)
-//!               QueueDesc       x n_queues    (64 bytes each: role, ifname, queue, mode)
-//!               QueueCounters   x n_queues    (cache-line aligned)
-//!               WorkerCounters  x n_workers
-//!               LatencySummary  x n_workers
+//! offset 0      SegmentHeader   (128 bytes)
+//!                 line 0: magic, version, epoch, started_unix_ns,
+//!                         heartbeat_unix_ns, state, n_queues, n_workers
+//!                         (same words and offsets as version 1)
+//!                 line 1: max_hops, n_hop_writers, 6 reserved words
+//! 128           DataplaneDesc   (64 bytes: version string, pid)
+//! 192           QueueDesc       x n_queues   (128 bytes each: seq, role,
+//!                                             ifname, queue, mode, worker, hop)
+//!               QueueCounters   x n_queues   (192 bytes each)
+//!               WorkerCounters  x n_workers  (64 bytes each)
+//!               LatencySummary  x n_workers  (64 bytes each)
+//!               HopDesc         x max_hops   (64 bytes each: seq, in_use,
+//!                                             position, name)
+//!               HopCounters     x max_hops * n_hop_writers
+//!                                            (192 bytes each; block
+//!                                             `slot * n_hop_writers + writer`)
+//!               HopLatency      x max_hops   (256 bytes each: LatencySummary,
+//!                                             then a seqlocked histogram)
 //! ```
+//!
+//! A queue slot whose role is empty is unused (a tool port slot not handed
+//! out, or handed back): readers skip it. A hop slot is used while its
+//! `in_use` word is 1. A slot's description has one writer at a time (the
+//! thread starting the dataplane or the one applying a chain), and a slot is
+//! cleared only while no worker writes its counters.
 //!
 //! The file is created under a temporary name, initialised, then renamed
 //! into place, so a reader never maps a half-initialised segment. A new
@@ -30,7 +53,7 @@ use std::ops::Deref;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::sys::Mmap;
@@ -38,7 +61,7 @@ use super::sys::Mmap;
 /// `b"TAPLSTAT"` as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TAPLSTAT");
 /// Layout version; bumped on any incompatible change.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 /// The file name inside `state_dir`.
 pub const FILE_NAME: &str = "stats.shm";
 
@@ -70,6 +93,48 @@ impl Counter {
     }
 }
 
+/// Tries of a seqlock read before giving up (the writer is stuck or keeps
+/// the fields busy).
+const SEQ_READ_TRIES: usize = 64;
+
+/// Writes the fields guarded by `seq` (single writer): `seq` is odd while
+/// `write` runs.
+fn seq_write(seq: &Counter, write: impl FnOnce()) {
+    let s = seq.get();
+    // Odd: readers retry. The Release fence orders the odd store before the
+    // field stores: a reader that sees a new field value then sees, after its
+    // Acquire fence in `seq_read`, a sequence other than the one it began
+    // with. The second fence orders the field stores before the even store
+    // that the reader's Acquire load pairs with.
+    seq.set(s.wrapping_add(1));
+    fence(Ordering::Release);
+    write();
+    fence(Ordering::Release);
+    seq.set(s.wrapping_add(2));
+}
+
+/// A consistent read of the fields guarded by `seq`, or `None` if the writer
+/// kept them busy for [`SEQ_READ_TRIES`] tries.
+fn seq_read<T>(seq: &Counter, read: impl Fn() -> T) -> Option<T> {
+    for _ in 0..SEQ_READ_TRIES {
+        // Acquire: pairs with the writer's Release fence before its even
+        // store, so the fields read below are at least that new.
+        let s1 = seq.0.load(Ordering::Acquire);
+        if s1 % 2 == 1 {
+            std::hint::spin_loop();
+            continue;
+        }
+        let v = read();
+        // Acquire: orders the field loads above before the second sequence
+        // load (pairs with the writer's first Release fence).
+        fence(Ordering::Acquire);
+        if seq.0.load(Ordering::Relaxed) == s1 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// Number of drop reasons with a slot (room to grow without a new version).
 pub const DROP_SLOTS: usize = 8;
 
@@ -85,6 +150,21 @@ pub struct KernelCounters {
     pub tx_ring_empty: Counter,
 }
 
+impl KernelCounters {
+    fn clear(&self) {
+        for c in [
+            &self.rx_dropped,
+            &self.rx_invalid_descs,
+            &self.tx_invalid_descs,
+            &self.rx_ring_full,
+            &self.rx_fill_ring_empty,
+            &self.tx_ring_empty,
+        ] {
+            c.set(0);
+        }
+    }
+}
+
 /// Counters of one (port, queue).
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
@@ -96,6 +176,23 @@ pub struct QueueCounters {
     /// Indexed by `DropReason as usize`.
     pub drops: [Counter; DROP_SLOTS],
     pub kernel: KernelCounters,
+}
+
+impl QueueCounters {
+    fn clear(&self) {
+        for c in [
+            &self.rx_packets,
+            &self.rx_bytes,
+            &self.tx_packets,
+            &self.tx_bytes,
+        ]
+        .into_iter()
+        .chain(&self.drops)
+        {
+            c.set(0);
+        }
+        self.kernel.clear();
+    }
 }
 
 /// Counters of one worker thread.
@@ -112,14 +209,15 @@ pub struct WorkerCounters {
     pub idle_waits: Counter,
 }
 
-/// Percentiles of one worker's batch processing time over the last window,
-/// published as a unit under a sequence counter.
+/// Percentiles of a latency distribution over the last window (a worker's
+/// batch processing time, a hop's heartbeat round-trip time), published as
+/// a unit under a sequence counter.
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct LatencySummary {
     /// Odd while the writer updates the fields below.
     pub seq: Counter,
-    /// Batches in the window.
+    /// Samples in the window.
     pub count: Counter,
     pub p50_ns: Counter,
     pub p90_ns: Counter,
@@ -145,45 +243,28 @@ pub struct LatencyValues {
 impl LatencySummary {
     /// Publishes new values (single writer).
     pub fn publish(&self, v: &LatencyValues) {
-        let s = self.seq.get();
-        // Odd: readers retry. Release fences order the field stores between
-        // the two sequence stores for the reader's Acquire fence below.
-        self.seq.set(s.wrapping_add(1));
-        std::sync::atomic::fence(Ordering::Release);
-        self.count.set(v.count);
-        self.p50_ns.set(v.p50_ns);
-        self.p90_ns.set(v.p90_ns);
-        self.p99_ns.set(v.p99_ns);
-        self.p999_ns.set(v.p999_ns);
-        self.max_ns.set(v.max_ns);
-        self.window_ns.set(v.window_ns);
-        std::sync::atomic::fence(Ordering::Release);
-        self.seq.set(s.wrapping_add(2));
+        seq_write(&self.seq, || {
+            self.count.set(v.count);
+            self.p50_ns.set(v.p50_ns);
+            self.p90_ns.set(v.p90_ns);
+            self.p99_ns.set(v.p99_ns);
+            self.p999_ns.set(v.p999_ns);
+            self.max_ns.set(v.max_ns);
+            self.window_ns.set(v.window_ns);
+        });
     }
 
     /// A consistent copy, or `None` if the writer kept it busy.
     pub fn read(&self) -> Option<LatencyValues> {
-        for _ in 0..64 {
-            let s1 = self.seq.0.load(Ordering::Acquire);
-            if s1 % 2 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let v = LatencyValues {
-                count: self.count.get(),
-                p50_ns: self.p50_ns.get(),
-                p90_ns: self.p90_ns.get(),
-                p99_ns: self.p99_ns.get(),
-                p999_ns: self.p999_ns.get(),
-                max_ns: self.max_ns.get(),
-                window_ns: self.window_ns.get(),
-            };
-            std::sync::atomic::fence(Ordering::Acquire);
-            if self.seq.0.load(Ordering::Relaxed) == s1 {
-                return Some(v);
-            }
-        }
-        None
+        seq_read(&self.seq, || LatencyValues {
+            count: self.count.get(),
+            p50_ns: self.p50_ns.get(),
+            p90_ns: self.p90_ns.get(),
+            p99_ns: self.p99_ns.get(),
+            p999_ns: self.p999_ns.get(),
+            max_ns: self.max_ns.get(),
+            window_ns: self.window_ns.get(),
+        })
     }
 }
 
@@ -196,7 +277,11 @@ pub enum SegmentState {
     Stopped = 2,
 }
 
-/// The segment header.
+/// Reserved words at the end of the header's second line.
+const HEADER_RESERVED_WORDS: usize = 6;
+
+/// The segment header. Its first cache line is word for word the version 1
+/// header, so any reader can tell the version of any segment.
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct SegmentHeader {
@@ -213,6 +298,11 @@ pub struct SegmentHeader {
     pub state: Counter,
     pub n_queues: Counter,
     pub n_workers: Counter,
+    /// Hop slots ([`HopDesc`], [`HopLatency`]).
+    pub max_hops: Counter,
+    /// [`HopCounters`] blocks per hop slot (one per chain task).
+    pub n_hop_writers: Counter,
+    _reserved: [Counter; HEADER_RESERVED_WORDS],
 }
 
 /// Words of the version string in a [`DataplaneDesc`] (48 bytes).
@@ -230,27 +320,38 @@ pub struct DataplaneDesc {
 /// Words of a short string field in a [`QueueDesc`] (16 bytes).
 const NAME_WORDS: usize = 2;
 const MODE_WORDS: usize = 2;
+/// Longest hop name the segment holds, in bytes (longer ones are cut).
+pub const HOP_NAME_BYTES: usize = 32;
+const HOP_NAME_WORDS: usize = HOP_NAME_BYTES / 8;
 
-/// What a queue slot describes.
+/// What a queue slot describes. Role empty: the slot is unused.
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct QueueDesc {
+    /// Odd while the description (or the slot's counters, when it is
+    /// cleared) is being rewritten.
+    seq: Counter,
     role: [Counter; NAME_WORDS],
     ifname: [Counter; NAME_WORDS],
     queue: Counter,
     mode: [Counter; MODE_WORDS],
     worker: Counter,
+    hop: [Counter; HOP_NAME_WORDS],
 }
 
 /// Plain values of a [`QueueDesc`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueInfo {
+    /// "passive-1", "inline-1", "inline-2", "tool-a", "tool-b"; empty for
+    /// an unused slot.
     pub role: String,
     pub ifname: String,
     pub queue: u32,
     pub mode: String,
     /// Index of the worker thread that serves this queue.
     pub worker: u32,
+    /// Name of the chain hop of a tool port; empty for other ports.
+    pub hop: String,
 }
 
 fn put_str(words: &[Counter], s: &str) {
@@ -269,50 +370,272 @@ fn get_str(words: &[Counter]) -> String {
 }
 
 impl QueueDesc {
-    pub fn set(&self, info: &QueueInfo) {
+    /// Stores the fields (inside the caller's seqlock write).
+    fn store(&self, info: &QueueInfo) {
         put_str(&self.role, &info.role);
         put_str(&self.ifname, &info.ifname);
         self.queue.set(u64::from(info.queue));
         put_str(&self.mode, &info.mode);
         self.worker.set(u64::from(info.worker));
+        put_str(&self.hop, &info.hop);
     }
 
-    pub fn get(&self) -> QueueInfo {
+    /// Loads the fields (inside the caller's seqlock read).
+    fn load(&self) -> QueueInfo {
         QueueInfo {
             role: get_str(&self.role),
             ifname: get_str(&self.ifname),
             queue: self.queue.get() as u32,
             mode: get_str(&self.mode),
             worker: self.worker.get() as u32,
+            hop: get_str(&self.hop),
         }
     }
 }
 
-/// Byte offsets of the parts of a segment with `q` queues and `w` workers.
+/// What a hop slot describes.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct HopDesc {
+    /// Odd while the description (or the slot's counters, when it is
+    /// cleared) is being rewritten.
+    seq: Counter,
+    /// 1 while the slot describes a hop of the applied chain.
+    in_use: Counter,
+    /// Index of the hop in the applied chain (0 = nearest inline-1).
+    position: Counter,
+    name: [Counter; HOP_NAME_WORDS],
+}
+
+/// Plain values of a used [`HopDesc`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HopInfo {
+    /// The hop's name (`HopSpec.name`); cut to [`HOP_NAME_BYTES`].
+    pub name: String,
+    /// Index of the hop in the applied chain (0 = nearest inline-1).
+    pub position: u32,
+}
+
+/// Counters of one hop, as counted by one chain task (one inline queue).
+/// Readers sum the blocks of all writers.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct HopCounters {
+    /// Frames sent to the tool (both directions together).
+    pub to_tool_packets: Counter,
+    pub to_tool_bytes: Counter,
+    /// Frames received back from the tool (heartbeats excluded).
+    pub from_tool_packets: Counter,
+    pub from_tool_bytes: Counter,
+    /// Frames that went around the tool while the hop was bypassed.
+    pub bypassed_packets: Counter,
+    pub bypassed_bytes: Counter,
+    /// Indexed by `DropReason as usize`.
+    pub drops: [Counter; DROP_SLOTS],
+    pub heartbeats_sent: Counter,
+    /// Came back within their deadline.
+    pub heartbeats_returned: Counter,
+    /// Came back after their deadline.
+    pub heartbeats_late: Counter,
+    /// Never came back.
+    pub heartbeats_lost: Counter,
+}
+
+impl HopCounters {
+    fn clear(&self) {
+        for c in [
+            &self.to_tool_packets,
+            &self.to_tool_bytes,
+            &self.from_tool_packets,
+            &self.from_tool_bytes,
+            &self.bypassed_packets,
+            &self.bypassed_bytes,
+        ]
+        .into_iter()
+        .chain(&self.drops)
+        .chain([
+            &self.heartbeats_sent,
+            &self.heartbeats_returned,
+            &self.heartbeats_late,
+            &self.heartbeats_lost,
+        ]) {
+            c.set(0);
+        }
+    }
+}
+
+/// Inclusive upper bounds of the finite buckets of a hop's round-trip-time
+/// histogram, in nanoseconds: 10 us to 1 s in 1-2-5 steps. A last bucket,
+/// +Inf, takes the samples above 1 s.
+pub const HOP_RTT_BOUNDS_NS: [u64; 16] = [
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    200_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+    20_000_000,
+    50_000_000,
+    100_000_000,
+    200_000_000,
+    500_000_000,
+    1_000_000_000,
+];
+/// Buckets of a hop's round-trip-time histogram: one per bound, then +Inf.
+pub const HOP_RTT_BUCKETS: usize = HOP_RTT_BOUNDS_NS.len() + 1;
+
+/// Heartbeat round-trip time of one hop. Single writer: the heartbeat judge.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct HopLatency {
+    /// Percentiles over the judge's latest window.
+    pub summary: LatencySummary,
+    /// Odd while [`HopLatency::record_cumulative`] updates the fields below.
+    hist_seq: Counter,
+    /// Samples since the hop slot was last cleared.
+    pub count: Counter,
+    /// Sum of those samples, in nanoseconds.
+    pub sum_ns: Counter,
+    /// Samples per bucket (not cumulative over buckets: bucket `i` counts
+    /// the samples in `(HOP_RTT_BOUNDS_NS[i-1], HOP_RTT_BOUNDS_NS[i]]`, the
+    /// last one those above the last bound). Readers build Prometheus-style
+    /// cumulative (`le`) counts, see [`HistogramValues::cumulative`].
+    pub buckets: [Counter; HOP_RTT_BUCKETS],
+}
+
+/// Plain values of the histogram of a [`HopLatency`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistogramValues {
+    pub count: u64,
+    pub sum_ns: u64,
+    /// Samples per bucket, as in [`HopLatency::buckets`].
+    pub buckets: [u64; HOP_RTT_BUCKETS],
+}
+
+impl HistogramValues {
+    /// Samples less than or equal to each bound of [`HOP_RTT_BOUNDS_NS`]
+    /// (Prometheus `le`); the +Inf bucket is `count`.
+    pub fn cumulative(&self) -> [u64; HOP_RTT_BOUNDS_NS.len()] {
+        let mut acc = 0u64;
+        std::array::from_fn(|i| {
+            acc = acc.wrapping_add(self.buckets[i]);
+            acc
+        })
+    }
+}
+
+/// The bucket of [`HOP_RTT_BOUNDS_NS`] a sample falls in (`le` semantics).
+fn rtt_bucket(ns: u64) -> usize {
+    HOP_RTT_BOUNDS_NS.partition_point(|&bound| bound < ns)
+}
+
+impl HopLatency {
+    /// Adds one round-trip sample to the cumulative histogram (single
+    /// writer; plain stores under the histogram's sequence counter, so a
+    /// reader sees `count`, `sum_ns` and the buckets agree).
+    pub fn record_cumulative(&self, ns: u64) {
+        seq_write(&self.hist_seq, || {
+            self.buckets[rtt_bucket(ns)].add(1);
+            self.sum_ns.add(ns);
+            self.count.add(1);
+        });
+    }
+
+    /// A consistent copy of the histogram, or `None` if the writer kept it
+    /// busy.
+    pub fn histogram(&self) -> Option<HistogramValues> {
+        seq_read(&self.hist_seq, || HistogramValues {
+            count: self.count.get(),
+            sum_ns: self.sum_ns.get(),
+            buckets: std::array::from_fn(|i| self.buckets[i].get()),
+        })
+    }
+
+    fn clear(&self) {
+        self.summary.publish(&LatencyValues::default());
+        seq_write(&self.hist_seq, || {
+            for c in [&self.count, &self.sum_ns].into_iter().chain(&self.buckets) {
+                c.set(0);
+            }
+        });
+    }
+}
+
+/// The sizes a segment is created with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Queue slots: every (port, queue) the dataplane may bind, tool ports
+    /// included.
+    pub n_queues: usize,
+    /// Worker threads.
+    pub n_workers: usize,
+    /// Hop slots: the most hops a chain may have at once.
+    pub max_hops: usize,
+    /// Counter blocks per hop: one per chain task (inline queue).
+    pub n_hop_writers: usize,
+}
+
+/// Upper bounds a reader accepts (and a writer creates), so a corrupt
+/// header cannot make a reader compute absurd sizes.
+const MAX_QUEUES: usize = 1 << 16;
+const MAX_WORKERS: usize = 1 << 12;
+const MAX_HOPS: usize = 1 << 10;
+const MAX_HOP_WRITERS: usize = 1 << 12;
+
+impl Layout {
+    /// The first field out of bounds, as (name, value, bound).
+    fn out_of_bounds(&self) -> Option<(&'static str, usize, usize)> {
+        [
+            ("n_queues", self.n_queues, MAX_QUEUES),
+            ("n_workers", self.n_workers, MAX_WORKERS),
+            ("max_hops", self.max_hops, MAX_HOPS),
+            ("n_hop_writers", self.n_hop_writers, MAX_HOP_WRITERS),
+        ]
+        .into_iter()
+        .find(|&(_, v, max)| v > max)
+    }
+}
+
+/// Byte offsets of the parts of a segment (see the diagram at the top).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Layout {
+struct Offsets {
     dataplane: usize,
-    descs: usize,
+    queue_descs: usize,
     queues: usize,
     workers: usize,
     latency: usize,
+    hop_descs: usize,
+    hops: usize,
+    hop_latency: usize,
     len: usize,
 }
 
-impl Layout {
-    fn new(q: usize, w: usize) -> Layout {
+impl Offsets {
+    /// Offsets of a layout within the bounds of [`Layout::out_of_bounds`]
+    /// (so nothing overflows).
+    fn new(l: &Layout) -> Offsets {
         let dataplane = size_of::<SegmentHeader>();
-        let descs = dataplane + size_of::<DataplaneDesc>();
-        let queues = descs + q * size_of::<QueueDesc>();
-        let workers = queues + q * size_of::<QueueCounters>();
-        let latency = workers + w * size_of::<WorkerCounters>();
-        let len = latency + w * size_of::<LatencySummary>();
-        Layout {
+        let queue_descs = dataplane + size_of::<DataplaneDesc>();
+        let queues = queue_descs + l.n_queues * size_of::<QueueDesc>();
+        let workers = queues + l.n_queues * size_of::<QueueCounters>();
+        let latency = workers + l.n_workers * size_of::<WorkerCounters>();
+        let hop_descs = latency + l.n_workers * size_of::<LatencySummary>();
+        let hops = hop_descs + l.max_hops * size_of::<HopDesc>();
+        let hop_latency = hops + l.max_hops * l.n_hop_writers * size_of::<HopCounters>();
+        let len = hop_latency + l.max_hops * size_of::<HopLatency>();
+        Offsets {
             dataplane,
-            descs,
+            queue_descs,
             queues,
             workers,
             latency,
+            hop_descs,
+            hops,
+            hop_latency,
             len,
         }
     }
@@ -323,8 +646,7 @@ impl Layout {
 struct Mapped {
     map: Mmap,
     layout: Layout,
-    n_queues: usize,
-    n_workers: usize,
+    off: Offsets,
 }
 
 impl Mapped {
@@ -345,37 +667,61 @@ impl Mapped {
     }
 
     fn header(&self) -> &SegmentHeader {
-        // SAFETY: offset 0 of a mapping at least `layout.len` long.
+        // SAFETY: offset 0 of a mapping at least `off.len` long, which starts
+        // with a whole `SegmentHeader`.
         unsafe { self.at(0) }
     }
 
     /// Block `i` of an array of `n` blocks of `T` starting at `base`.
     fn nth<T>(&self, base: usize, i: usize, n: usize) -> &T {
         assert!(i < n, "slot {i} out of range ({n} slots)");
-        // SAFETY: `Layout` places `n` blocks of `T` (whole cache lines, so
+        // SAFETY: `Offsets` places `n` blocks of `T` (whole cache lines, so
         // aligned) from `base`, inside the mapping; `T` is a block of
         // `Counter`s (every caller below names one).
         unsafe { self.at(base + i * size_of::<T>()) }
     }
 
     fn dataplane(&self) -> &DataplaneDesc {
-        self.nth(self.layout.dataplane, 0, 1)
+        self.nth(self.off.dataplane, 0, 1)
     }
 
-    fn desc(&self, i: usize) -> &QueueDesc {
-        self.nth(self.layout.descs, i, self.n_queues)
+    fn queue_desc(&self, i: usize) -> &QueueDesc {
+        self.nth(self.off.queue_descs, i, self.layout.n_queues)
     }
 
     fn queue(&self, i: usize) -> &QueueCounters {
-        self.nth(self.layout.queues, i, self.n_queues)
+        self.nth(self.off.queues, i, self.layout.n_queues)
     }
 
     fn worker(&self, i: usize) -> &WorkerCounters {
-        self.nth(self.layout.workers, i, self.n_workers)
+        self.nth(self.off.workers, i, self.layout.n_workers)
     }
 
     fn latency(&self, i: usize) -> &LatencySummary {
-        self.nth(self.layout.latency, i, self.n_workers)
+        self.nth(self.off.latency, i, self.layout.n_workers)
+    }
+
+    fn hop_desc(&self, slot: usize) -> &HopDesc {
+        self.nth(self.off.hop_descs, slot, self.layout.max_hops)
+    }
+
+    fn hop(&self, slot: usize, writer: usize) -> &HopCounters {
+        let l = &self.layout;
+        assert!(
+            slot < l.max_hops && writer < l.n_hop_writers,
+            "hop block ({slot}, {writer}) out of range ({} slots x {} writers)",
+            l.max_hops,
+            l.n_hop_writers
+        );
+        self.nth(
+            self.off.hops,
+            slot * l.n_hop_writers + writer,
+            l.max_hops * l.n_hop_writers,
+        )
+    }
+
+    fn hop_latency(&self, slot: usize) -> &HopLatency {
+        self.nth(self.off.hop_latency, slot, self.layout.max_hops)
     }
 }
 
@@ -389,15 +735,36 @@ pub struct StatsSegment {
 
 impl StatsSegment {
     /// Creates `dir/stats.shm` for `n_queues` queues and `n_workers`
-    /// workers, atomically replacing any previous one, readable by everyone
-    /// (it holds counters, not traffic).
+    /// workers, without hop slots. See [`StatsSegment::create_with`].
     pub fn create(
         dir: &Path,
         n_queues: usize,
         n_workers: usize,
         epoch: u64,
     ) -> io::Result<Arc<StatsSegment>> {
-        let layout = Layout::new(n_queues, n_workers);
+        Self::create_with(
+            dir,
+            &Layout {
+                n_queues,
+                n_workers,
+                ..Layout::default()
+            },
+            epoch,
+        )
+    }
+
+    /// Creates `dir/stats.shm` with the sizes of `layout`, atomically
+    /// replacing any previous one, readable by everyone (it holds counters,
+    /// not traffic). Sizes above the bounds readers accept (65536 queues,
+    /// 4096 workers, 1024 hops, 4096 hop writers) are `InvalidInput`.
+    pub fn create_with(dir: &Path, layout: &Layout, epoch: u64) -> io::Result<Arc<StatsSegment>> {
+        if let Some((field, value, max)) = layout.out_of_bounds() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("stats segment {field} = {value} exceeds {max}"),
+            ));
+        }
+        let off = Offsets::new(layout);
         let path = dir.join(FILE_NAME);
         let tmp = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
         let file = OpenOptions::new()
@@ -407,14 +774,13 @@ impl StatsSegment {
             .truncate(true)
             .mode(0o644)
             .open(&tmp)?;
-        file.set_len(layout.len as u64)?;
-        let map = Mmap::shared_file(file.as_fd(), layout.len, true)?;
+        file.set_len(off.len as u64)?;
+        let map = Mmap::shared_file(file.as_fd(), off.len, true)?;
         let seg = StatsSegment {
             m: Mapped {
                 map,
-                layout,
-                n_queues,
-                n_workers,
+                layout: *layout,
+                off,
             },
             path: Some(path.clone()),
         };
@@ -425,17 +791,25 @@ impl StatsSegment {
         Ok(Arc::new(seg))
     }
 
-    /// A segment in anonymous memory (tests, microbenchmarks, or a state
-    /// directory that cannot be written).
+    /// A segment in anonymous memory without hop slots (tests,
+    /// microbenchmarks, or a state directory that cannot be written).
     pub fn in_memory(n_queues: usize, n_workers: usize) -> Arc<StatsSegment> {
-        let layout = Layout::new(n_queues, n_workers);
-        let map = Mmap::anonymous(layout.len.max(1)).expect("anonymous mapping for stats");
+        Self::in_memory_with(&Layout {
+            n_queues,
+            n_workers,
+            ..Layout::default()
+        })
+    }
+
+    /// A segment in anonymous memory with the sizes of `layout`.
+    pub fn in_memory_with(layout: &Layout) -> Arc<StatsSegment> {
+        let off = Offsets::new(layout);
+        let map = Mmap::anonymous(off.len).expect("anonymous mapping for stats");
         let seg = StatsSegment {
             m: Mapped {
                 map,
-                layout,
-                n_queues,
-                n_workers,
+                layout: *layout,
+                off,
             },
             path: None,
         };
@@ -445,18 +819,21 @@ impl StatsSegment {
 
     fn init(&self, epoch: u64) {
         let h = self.m.header();
+        let l = &self.m.layout;
         h.version.set(VERSION);
         h.epoch.set(epoch);
         h.started_unix_ns.set(unix_ns());
         h.heartbeat_unix_ns.set(unix_ns());
         h.state.set(SegmentState::Starting as u64);
-        h.n_queues.set(self.m.n_queues as u64);
-        h.n_workers.set(self.m.n_workers as u64);
+        h.n_queues.set(l.n_queues as u64);
+        h.n_workers.set(l.n_workers as u64);
+        h.max_hops.set(l.max_hops as u64);
+        h.n_hop_writers.set(l.n_hop_writers as u64);
         let d = self.m.dataplane();
         put_str(&d.version, env!("CARGO_PKG_VERSION"));
         d.pid.set(u64::from(std::process::id()));
         // Magic last: a reader that sees it sees the rest.
-        std::sync::atomic::fence(Ordering::Release);
+        fence(Ordering::Release);
         h.magic.set(MAGIC);
     }
 
@@ -466,6 +843,11 @@ impl StatsSegment {
 
     pub fn header(&self) -> &SegmentHeader {
         self.m.header()
+    }
+
+    /// The sizes the segment was created with.
+    pub fn layout(&self) -> Layout {
+        self.m.layout
     }
 
     /// Refreshes the heartbeat (main thread).
@@ -478,8 +860,24 @@ impl StatsSegment {
         self.beat();
     }
 
+    /// (Re)writes the description of queue slot `i`; readers see the old or
+    /// the new one, never a mix. One thread at a time describes and clears
+    /// a given slot.
     pub fn describe_queue(&self, i: usize, info: &QueueInfo) {
-        self.m.desc(i).set(info);
+        let d = self.m.queue_desc(i);
+        seq_write(&d.seq, || d.store(info));
+    }
+
+    /// Zeroes queue slot `i`'s counters and marks it unused (empty role):
+    /// readers skip it until it is described again. Only while no worker
+    /// writes the slot's counters.
+    pub fn clear_queue(&self, i: usize) {
+        let d = self.m.queue_desc(i);
+        let c = self.m.queue(i);
+        seq_write(&d.seq, || {
+            d.store(&QueueInfo::default());
+            c.clear();
+        });
     }
 
     /// A handle to queue slot `i`'s counters, for the worker that owns it.
@@ -503,6 +901,58 @@ impl StatsSegment {
     /// A handle to worker slot `i`'s latency summary.
     pub fn latency_slot(self: &Arc<Self>, i: usize) -> Slot<LatencySummary> {
         let ptr: *const LatencySummary = self.m.latency(i);
+        Slot {
+            seg: self.clone(),
+            ptr,
+        }
+    }
+
+    /// Describes hop slot `slot` as a hop of the applied chain (`Some`), or
+    /// frees it (`None`: readers stop reporting it). Its counters are left
+    /// as they are: a new hop in a slot starts with [`StatsSegment::clear_hop`].
+    /// One thread at a time describes and clears a given slot.
+    pub fn describe_hop(&self, slot: usize, hop: Option<HopInfo>) {
+        let d = self.m.hop_desc(slot);
+        seq_write(&d.seq, || match &hop {
+            Some(h) => {
+                d.position.set(u64::from(h.position));
+                put_str(&d.name, &h.name);
+                d.in_use.set(1);
+            }
+            None => {
+                d.in_use.set(0);
+                d.position.set(0);
+                put_str(&d.name, "");
+            }
+        });
+    }
+
+    /// Zeroes hop slot `slot`'s counters (every writer's) and its latency.
+    /// Only while no chain task and no heartbeat judge writes them.
+    pub fn clear_hop(&self, slot: usize) {
+        let d = self.m.hop_desc(slot);
+        seq_write(&d.seq, || {
+            for w in 0..self.m.layout.n_hop_writers {
+                self.m.hop(slot, w).clear();
+            }
+            self.m.hop_latency(slot).clear();
+        });
+    }
+
+    /// A handle to hop slot `slot`'s counters as counted by `writer` (the
+    /// chain task's index, `0..n_hop_writers`).
+    pub fn hop_slot(self: &Arc<Self>, slot: usize, writer: usize) -> Slot<HopCounters> {
+        let ptr: *const HopCounters = self.m.hop(slot, writer);
+        Slot {
+            seg: self.clone(),
+            ptr,
+        }
+    }
+
+    /// A handle to hop slot `slot`'s round-trip latency, for the heartbeat
+    /// judge.
+    pub fn hop_latency_slot(self: &Arc<Self>, slot: usize) -> Slot<HopLatency> {
+        let ptr: *const HopLatency = self.m.hop_latency(slot);
         Slot {
             seg: self.clone(),
             ptr,
@@ -546,9 +996,10 @@ impl<T> Deref for Slot<T> {
     }
 }
 
-/// Plain values of one queue slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Plain values of one used queue slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueSnapshot {
+    /// The description; `info.hop` names the hop of a tool port.
     pub info: QueueInfo,
     pub rx_packets: u64,
     pub rx_bytes: u64,
@@ -573,6 +1024,32 @@ pub struct WorkerSnapshot {
     pub latency: Option<LatencyValues>,
 }
 
+/// Plain values of one hop of the applied chain, summed over its writers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HopSnapshot {
+    /// The hop slot (stable while the hop stays in the chain).
+    pub slot: usize,
+    pub name: String,
+    /// Index in the applied chain.
+    pub position: u32,
+    pub to_tool_packets: u64,
+    pub to_tool_bytes: u64,
+    pub from_tool_packets: u64,
+    pub from_tool_bytes: u64,
+    pub bypassed_packets: u64,
+    pub bypassed_bytes: u64,
+    /// Indexed by `DropReason as usize`.
+    pub drops: [u64; DROP_SLOTS],
+    pub heartbeats_sent: u64,
+    pub heartbeats_returned: u64,
+    pub heartbeats_late: u64,
+    pub heartbeats_lost: u64,
+    /// Round-trip percentiles over the judge's latest window.
+    pub round_trip: Option<LatencyValues>,
+    /// Round-trip histogram since the hop slot was cleared.
+    pub round_trip_histogram: Option<HistogramValues>,
+}
+
 /// Everything in a segment at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -583,8 +1060,11 @@ pub struct Snapshot {
     pub started_unix_ns: u64,
     pub heartbeat_unix_ns: u64,
     pub state: u64,
+    /// Used queue slots, in slot order (unused slots are left out).
     pub queues: Vec<QueueSnapshot>,
     pub workers: Vec<WorkerSnapshot>,
+    /// Hops of the applied chain, in chain order.
+    pub hops: Vec<HopSnapshot>,
 }
 
 impl Snapshot {
@@ -595,9 +1075,81 @@ impl Snapshot {
     }
 }
 
+/// Queue slot `i`, with its description and counters read under the
+/// description's seqlock (a slot cleared and described again in between is
+/// retried); `None` when unused or kept busy.
+fn queue_snapshot(m: &Mapped, i: usize) -> Option<QueueSnapshot> {
+    let d = m.queue_desc(i);
+    let c = m.queue(i);
+    seq_read(&d.seq, || {
+        let info = d.load();
+        if info.role.is_empty() {
+            return None;
+        }
+        Some(QueueSnapshot {
+            info,
+            rx_packets: c.rx_packets.get(),
+            rx_bytes: c.rx_bytes.get(),
+            tx_packets: c.tx_packets.get(),
+            tx_bytes: c.tx_bytes.get(),
+            drops: std::array::from_fn(|d| c.drops[d].get()),
+            kernel_rx_dropped: c.kernel.rx_dropped.get(),
+            kernel_rx_invalid_descs: c.kernel.rx_invalid_descs.get(),
+            kernel_tx_invalid_descs: c.kernel.tx_invalid_descs.get(),
+            kernel_rx_ring_full: c.kernel.rx_ring_full.get(),
+            kernel_rx_fill_ring_empty: c.kernel.rx_fill_ring_empty.get(),
+            kernel_tx_ring_empty: c.kernel.tx_ring_empty.get(),
+        })
+    })
+    .flatten()
+}
+
+/// Hop slot `slot`, summed over its writers, read under the description's
+/// seqlock; `None` when unused or kept busy.
+fn hop_snapshot(m: &Mapped, slot: usize) -> Option<HopSnapshot> {
+    let d = m.hop_desc(slot);
+    seq_read(&d.seq, || {
+        if d.in_use.get() != 1 {
+            return None;
+        }
+        let mut h = HopSnapshot {
+            slot,
+            name: get_str(&d.name),
+            position: d.position.get() as u32,
+            ..HopSnapshot::default()
+        };
+        let sum = |acc: &mut u64, c: &Counter| *acc = acc.wrapping_add(c.get());
+        for w in 0..m.layout.n_hop_writers {
+            let c = m.hop(slot, w);
+            sum(&mut h.to_tool_packets, &c.to_tool_packets);
+            sum(&mut h.to_tool_bytes, &c.to_tool_bytes);
+            sum(&mut h.from_tool_packets, &c.from_tool_packets);
+            sum(&mut h.from_tool_bytes, &c.from_tool_bytes);
+            sum(&mut h.bypassed_packets, &c.bypassed_packets);
+            sum(&mut h.bypassed_bytes, &c.bypassed_bytes);
+            for (acc, c) in h.drops.iter_mut().zip(&c.drops) {
+                sum(acc, c);
+            }
+            sum(&mut h.heartbeats_sent, &c.heartbeats_sent);
+            sum(&mut h.heartbeats_returned, &c.heartbeats_returned);
+            sum(&mut h.heartbeats_late, &c.heartbeats_late);
+            sum(&mut h.heartbeats_lost, &c.heartbeats_lost);
+        }
+        let lat = m.hop_latency(slot);
+        h.round_trip = lat.summary.read();
+        h.round_trip_histogram = lat.histogram();
+        Some(h)
+    })
+    .flatten()
+}
+
 fn snapshot_of(m: &Mapped) -> Snapshot {
     let h = m.header();
     let d = m.dataplane();
+    let mut hops: Vec<HopSnapshot> = (0..m.layout.max_hops)
+        .filter_map(|slot| hop_snapshot(m, slot))
+        .collect();
+    hops.sort_by_key(|h| (h.position, h.slot));
     Snapshot {
         dataplane_version: get_str(&d.version),
         dataplane_pid: d.pid.get() as u32,
@@ -605,26 +1157,10 @@ fn snapshot_of(m: &Mapped) -> Snapshot {
         started_unix_ns: h.started_unix_ns.get(),
         heartbeat_unix_ns: h.heartbeat_unix_ns.get(),
         state: h.state.get(),
-        queues: (0..m.n_queues)
-            .map(|i| {
-                let c = m.queue(i);
-                QueueSnapshot {
-                    info: m.desc(i).get(),
-                    rx_packets: c.rx_packets.get(),
-                    rx_bytes: c.rx_bytes.get(),
-                    tx_packets: c.tx_packets.get(),
-                    tx_bytes: c.tx_bytes.get(),
-                    drops: std::array::from_fn(|d| c.drops[d].get()),
-                    kernel_rx_dropped: c.kernel.rx_dropped.get(),
-                    kernel_rx_invalid_descs: c.kernel.rx_invalid_descs.get(),
-                    kernel_tx_invalid_descs: c.kernel.tx_invalid_descs.get(),
-                    kernel_rx_ring_full: c.kernel.rx_ring_full.get(),
-                    kernel_rx_fill_ring_empty: c.kernel.rx_fill_ring_empty.get(),
-                    kernel_tx_ring_empty: c.kernel.tx_ring_empty.get(),
-                }
-            })
+        queues: (0..m.layout.n_queues)
+            .filter_map(|i| queue_snapshot(m, i))
             .collect(),
-        workers: (0..m.n_workers)
+        workers: (0..m.layout.n_workers)
             .map(|i| {
                 let w = m.worker(i);
                 WorkerSnapshot {
@@ -636,6 +1172,7 @@ fn snapshot_of(m: &Mapped) -> Snapshot {
                 }
             })
             .collect(),
+        hops,
     }
 }
 
@@ -654,6 +1191,21 @@ pub enum SegmentError {
         len: usize,
         needed: usize,
     },
+    #[error("{path} has a corrupt header: {field} = {value} exceeds {max}")]
+    BadHeader {
+        path: PathBuf,
+        field: &'static str,
+        value: u64,
+        max: usize,
+    },
+}
+
+/// The words a reader checks before anything else: the first two of every
+/// version's header.
+#[repr(C)]
+struct Preamble {
+    magic: Counter,
+    version: Counter,
 }
 
 /// The reader's side: a read-only mapping, for processes without
@@ -665,13 +1217,9 @@ pub struct SegmentReader {
     inode: u64,
 }
 
-/// Upper bounds a reader accepts, so a corrupt header cannot make it map
-/// absurd sizes.
-const MAX_QUEUES: u64 = 1 << 16;
-const MAX_WORKERS: u64 = 1 << 12;
-
 impl SegmentReader {
-    /// Maps `dir/stats.shm` read-only and validates it.
+    /// Maps `dir/stats.shm` read-only and validates it: magic, version,
+    /// sizes within bounds, and a file long enough for them.
     pub fn open(dir: &Path) -> Result<SegmentReader, SegmentError> {
         let path = dir.join(FILE_NAME);
         let open_err = |source| SegmentError::Open {
@@ -681,50 +1229,73 @@ impl SegmentReader {
         let file = File::open(&path).map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
         let len = meta.len() as usize;
-        if len < size_of::<SegmentHeader>() {
-            return Err(SegmentError::Truncated {
-                path,
-                len,
-                needed: size_of::<SegmentHeader>(),
-            });
+        let truncated = |path, needed| SegmentError::Truncated { path, len, needed };
+        if len < size_of::<Preamble>() {
+            return Err(truncated(path, size_of::<Preamble>()));
         }
         let map = Mmap::shared_file(file.as_fd(), len, false).map_err(open_err)?;
         let probe = Mapped {
             map,
-            layout: Layout::new(0, 0),
-            n_queues: 0,
-            n_workers: 0,
+            layout: Layout::default(),
+            off: Offsets::new(&Layout::default()),
         };
-        let h = probe.header();
-        if h.magic.get() != MAGIC {
+        // SAFETY: offset 0 of a page-aligned mapping at least
+        // `size_of::<Preamble>()` long; `Preamble` is two `Counter`s.
+        let pre: &Preamble = unsafe { probe.at(0) };
+        if pre.magic.get() != MAGIC {
             return Err(SegmentError::BadMagic { path });
         }
-        std::sync::atomic::fence(Ordering::Acquire);
-        if h.version.get() != VERSION {
-            return Err(SegmentError::Version {
+        // Acquire: pairs with the Release fence before the writer's magic
+        // store (and the rename made the file visible only after that).
+        fence(Ordering::Acquire);
+        let found = pre.version.get();
+        if found != VERSION {
+            return Err(SegmentError::Version { path, found });
+        }
+        if len < size_of::<SegmentHeader>() {
+            return Err(truncated(path, size_of::<SegmentHeader>()));
+        }
+        let h = probe.header();
+        let fields = [
+            ("n_queues", h.n_queues.get(), MAX_QUEUES),
+            ("n_workers", h.n_workers.get(), MAX_WORKERS),
+            ("max_hops", h.max_hops.get(), MAX_HOPS),
+            ("n_hop_writers", h.n_hop_writers.get(), MAX_HOP_WRITERS),
+        ];
+        if let Some(&(field, value, max)) = fields.iter().find(|(_, v, max)| *v > *max as u64) {
+            return Err(SegmentError::BadHeader {
                 path,
-                found: h.version.get(),
+                field,
+                value,
+                max,
             });
         }
-        let (q, w) = (h.n_queues.get(), h.n_workers.get());
-        let layout = Layout::new(q.min(MAX_QUEUES) as usize, w.min(MAX_WORKERS) as usize);
-        if q > MAX_QUEUES || w > MAX_WORKERS || layout.len > len {
-            return Err(SegmentError::Truncated {
-                path,
-                len,
-                needed: layout.len,
-            });
+        // In bounds: every value fits a usize and `Offsets` cannot overflow.
+        let [q, w, hops, writers] = fields.map(|(_, v, _)| v as usize);
+        let layout = Layout {
+            n_queues: q,
+            n_workers: w,
+            max_hops: hops,
+            n_hop_writers: writers,
+        };
+        let off = Offsets::new(&layout);
+        if off.len > len {
+            return Err(truncated(path, off.len));
         }
         Ok(SegmentReader {
             m: Mapped {
                 map: probe.map,
                 layout,
-                n_queues: q as usize,
-                n_workers: w as usize,
+                off,
             },
             path,
             inode: meta.ino(),
         })
+    }
+
+    /// The sizes the segment was created with.
+    pub fn layout(&self) -> Layout {
+        self.m.layout
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -755,6 +1326,24 @@ mod tests {
         d
     }
 
+    fn info(role: &str, ifname: &str, queue: u32, hop: &str) -> QueueInfo {
+        QueueInfo {
+            role: role.into(),
+            ifname: ifname.into(),
+            queue,
+            mode: "native-zero-copy".into(),
+            worker: 0,
+            hop: hop.into(),
+        }
+    }
+
+    const CHAIN: Layout = Layout {
+        n_queues: 4,
+        n_workers: 2,
+        max_hops: 3,
+        n_hop_writers: 2,
+    };
+
     #[test]
     fn blocks_are_whole_cache_lines() {
         for (size, align) in [
@@ -764,24 +1353,94 @@ mod tests {
             (size_of::<QueueCounters>(), align_of::<QueueCounters>()),
             (size_of::<WorkerCounters>(), align_of::<WorkerCounters>()),
             (size_of::<LatencySummary>(), align_of::<LatencySummary>()),
+            (size_of::<HopDesc>(), align_of::<HopDesc>()),
+            (size_of::<HopCounters>(), align_of::<HopCounters>()),
+            (size_of::<HopLatency>(), align_of::<HopLatency>()),
         ] {
             assert_eq!(align, 64);
             assert_eq!(size % 64, 0);
         }
     }
 
+    /// The sizes the diagram at the top of the file states.
+    #[test]
+    fn layout_matches_the_documented_diagram() {
+        assert_eq!(size_of::<SegmentHeader>(), 128);
+        assert_eq!(size_of::<DataplaneDesc>(), 64);
+        assert_eq!(size_of::<QueueDesc>(), 128);
+        assert_eq!(size_of::<QueueCounters>(), 192);
+        assert_eq!(size_of::<WorkerCounters>(), 64);
+        assert_eq!(size_of::<LatencySummary>(), 64);
+        assert_eq!(size_of::<HopDesc>(), 64);
+        assert_eq!(size_of::<HopCounters>(), 192);
+        assert_eq!(size_of::<HopLatency>(), 256);
+        // The first header line is the version 1 header, word for word.
+        assert_eq!(std::mem::offset_of!(SegmentHeader, version), 8);
+        assert_eq!(std::mem::offset_of!(SegmentHeader, n_workers), 56);
+        assert_eq!(std::mem::offset_of!(SegmentHeader, max_hops), 64);
+        assert_eq!(std::mem::offset_of!(SegmentHeader, n_hop_writers), 72);
+        assert_eq!(std::mem::offset_of!(HopLatency, summary), 0);
+
+        let o = Offsets::new(&CHAIN);
+        assert_eq!(o.dataplane, 128);
+        assert_eq!(o.queue_descs, 192);
+        assert_eq!(o.queues, 192 + 4 * 128);
+        assert_eq!(o.workers, o.queues + 4 * 192);
+        assert_eq!(o.latency, o.workers + 2 * 64);
+        assert_eq!(o.hop_descs, o.latency + 2 * 64);
+        assert_eq!(o.hops, o.hop_descs + 3 * 64);
+        assert_eq!(o.hop_latency, o.hops + 3 * 2 * 192);
+        assert_eq!(o.len, o.hop_latency + 3 * 256);
+        for part in [
+            o.dataplane,
+            o.queue_descs,
+            o.queues,
+            o.workers,
+            o.latency,
+            o.hop_descs,
+            o.hops,
+            o.hop_latency,
+            o.len,
+        ] {
+            assert_eq!(part % 64, 0);
+        }
+        // Without hops the hop parts are empty.
+        let o = Offsets::new(&Layout {
+            n_queues: 2,
+            n_workers: 1,
+            ..Layout::default()
+        });
+        assert_eq!((o.hop_descs, o.hops, o.hop_latency), (o.len, o.len, o.len));
+
+        // Hop blocks are indexed slot-major.
+        let o = Offsets::new(&CHAIN);
+        let seg = StatsSegment::in_memory_with(&CHAIN);
+        let base = seg.m.map.as_ptr() as usize;
+        let at = |slot, writer| {
+            let p: *const HopCounters = &*seg.hop_slot(slot, writer);
+            p as usize - base
+        };
+        assert_eq!(at(0, 0), o.hops);
+        assert_eq!(at(1, 1), o.hops + 3 * 192);
+        assert_eq!(at(2, 0), o.hops + 4 * 192);
+        let lat: *const HopLatency = &*seg.hop_latency_slot(2);
+        assert_eq!(lat as usize - base, o.hop_latency + 2 * 256);
+    }
+
     #[test]
     fn writer_and_reader_agree() {
         let dir = tmpdir("agree");
         let seg = StatsSegment::create(&dir, 2, 1, 0xfeed).unwrap();
-        let info = QueueInfo {
+        let q1 = QueueInfo {
             role: "inline-1".into(),
             ifname: "net2".into(),
             queue: 3,
             mode: "native-zerocopy".into(),
             worker: 1,
+            hop: String::new(),
         };
-        seg.describe_queue(1, &info);
+        seg.describe_queue(0, &info("inline-2", "net3", 3, ""));
+        seg.describe_queue(1, &q1);
         let q = seg.queue_slot(1);
         q.rx_packets.add(10);
         q.rx_packets.add(5);
@@ -798,17 +1457,19 @@ mod tests {
         });
         seg.set_state(SegmentState::Running);
         let r = SegmentReader::open(&dir).unwrap();
+        assert_eq!(r.layout(), seg.layout());
         let s = r.snapshot();
         assert_eq!(s.epoch, 0xfeed);
         assert_eq!(s.dataplane_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(s.dataplane_pid, std::process::id());
         assert_eq!(s.queues.len(), 2);
-        assert_eq!(s.queues[1].info, info);
+        assert_eq!(s.queues[1].info, q1);
         assert_eq!(s.queues[1].rx_packets, 15);
         assert_eq!(s.queues[1].drops[0], 2);
         assert_eq!(s.queues[0].rx_packets, 0);
         assert_eq!(s.workers[0].batches, 7);
         assert_eq!(s.workers[0].latency.unwrap().p99_ns, 300);
+        assert!(s.hops.is_empty());
         assert!(s.is_live(std::time::Duration::from_secs(5)));
         // Writes after the reader mapped the file are visible to it.
         q.tx_packets.add(4);
@@ -822,25 +1483,311 @@ mod tests {
     }
 
     #[test]
-    fn reader_rejects_foreign_and_truncated_files() {
+    fn queue_slots_are_described_cleared_and_reused() {
+        let dir = tmpdir("queues");
+        let seg = StatsSegment::create_with(&dir, &CHAIN, 7).unwrap();
+        let r = SegmentReader::open(&dir).unwrap();
+        // Nothing described: every slot is unused.
+        assert!(r.snapshot().queues.is_empty());
+        seg.describe_queue(0, &info("inline-1", "i1", 0, ""));
+        seg.describe_queue(2, &info("tool-a", "t1a", 0, "ids"));
+        seg.describe_queue(3, &info("tool-b", "t1b", 0, "ids"));
+        seg.queue_slot(2).rx_packets.add(9);
+        seg.queue_slot(2).kernel.rx_ring_full.add(1);
+        let s = r.snapshot();
+        let roles: Vec<&str> = s.queues.iter().map(|q| q.info.role.as_str()).collect();
+        assert_eq!(roles, ["inline-1", "tool-a", "tool-b"]);
+        assert_eq!(s.queues[1].info.hop, "ids");
+        assert_eq!(s.queues[1].rx_packets, 9);
+        assert_eq!(s.queues[0].info.hop, "");
+
+        // The hop is removed: its ports' slots are cleared and skipped.
+        seg.clear_queue(2);
+        seg.clear_queue(3);
+        let s = r.snapshot();
+        assert_eq!(s.queues.len(), 1);
+        assert_eq!(s.queues[0].info.role, "inline-1");
+
+        // A slot handed out again starts from zero with its new identity.
+        seg.describe_queue(2, &info("tool-a", "t2a", 0, "waf"));
+        let s = r.snapshot();
+        assert_eq!(s.queues[1].info, info("tool-a", "t2a", 0, "waf"));
+        assert_eq!(s.queues[1].rx_packets, 0);
+        assert_eq!(s.queues[1].kernel_rx_ring_full, 0);
+        // Rewriting a description in place keeps the counters.
+        seg.queue_slot(2).tx_packets.add(3);
+        let mut moved = info("tool-a", "t2a", 0, "waf");
+        moved.worker = 1;
+        seg.describe_queue(2, &moved);
+        let s = r.snapshot();
+        assert_eq!((s.queues[1].info.worker, s.queues[1].tx_packets), (1, 3));
+        // Two writes per change keep the sequence even.
+        assert_eq!(seg.m.queue_desc(2).seq.get() % 2, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hops_are_described_summed_over_writers_and_cleared() {
+        let dir = tmpdir("hops");
+        let seg = StatsSegment::create_with(&dir, &CHAIN, 1).unwrap();
+        let r = SegmentReader::open(&dir).unwrap();
+        assert_eq!(r.layout(), CHAIN);
+        assert!(r.snapshot().hops.is_empty());
+
+        // Slots and positions differ: readers sort by position.
+        seg.describe_hop(
+            2,
+            Some(HopInfo {
+                name: "ids".into(),
+                position: 0,
+            }),
+        );
+        seg.describe_hop(
+            0,
+            Some(HopInfo {
+                name: "waf".into(),
+                position: 1,
+            }),
+        );
+        for (writer, n) in [(0, 10), (1, 32)] {
+            let c = seg.hop_slot(2, writer);
+            c.to_tool_packets.add(n);
+            c.to_tool_bytes.add(n * 100);
+            c.from_tool_packets.add(n - 1);
+            c.from_tool_bytes.add((n - 1) * 100);
+            c.bypassed_packets.add(2);
+            c.bypassed_bytes.add(200);
+            c.drops[3].add(1);
+            c.heartbeats_sent.add(5);
+            c.heartbeats_returned.add(3);
+            c.heartbeats_late.add(1);
+            c.heartbeats_lost.add(1);
+        }
+        seg.hop_slot(0, 1).to_tool_packets.add(4);
+        let lat = seg.hop_latency_slot(2);
+        lat.summary.publish(&LatencyValues {
+            count: 2,
+            p50_ns: 40_000,
+            p99_ns: 90_000,
+            ..LatencyValues::default()
+        });
+        for ns in [10_000, 10_001, 999_999_999, 5_000_000_000] {
+            lat.record_cumulative(ns);
+        }
+
+        let s = r.snapshot();
+        let names: Vec<(&str, u32, usize)> = s
+            .hops
+            .iter()
+            .map(|h| (h.name.as_str(), h.position, h.slot))
+            .collect();
+        assert_eq!(names, [("ids", 0, 2), ("waf", 1, 0)]);
+        let ids = &s.hops[0];
+        assert_eq!(ids.to_tool_packets, 42);
+        assert_eq!(ids.to_tool_bytes, 4200);
+        assert_eq!(ids.from_tool_packets, 40);
+        assert_eq!(ids.from_tool_bytes, 4000);
+        assert_eq!((ids.bypassed_packets, ids.bypassed_bytes), (4, 400));
+        assert_eq!(ids.drops, [0, 0, 0, 2, 0, 0, 0, 0]);
+        assert_eq!(
+            (
+                ids.heartbeats_sent,
+                ids.heartbeats_returned,
+                ids.heartbeats_late,
+                ids.heartbeats_lost
+            ),
+            (10, 6, 2, 2)
+        );
+        assert_eq!(ids.round_trip.unwrap().p99_ns, 90_000);
+        let hist = ids.round_trip_histogram.unwrap();
+        assert_eq!(hist.count, 4);
+        assert_eq!(hist.sum_ns, 10_000 + 10_001 + 999_999_999 + 5_000_000_000);
+        // 10 us is in the first bucket (le), 10.001 us in the second, just
+        // under 1 s in the last finite one, 5 s in +Inf.
+        assert_eq!(hist.buckets[0], 1);
+        assert_eq!(hist.buckets[1], 1);
+        assert_eq!(hist.buckets[HOP_RTT_BUCKETS - 2], 1);
+        assert_eq!(hist.buckets[HOP_RTT_BUCKETS - 1], 1);
+        let cum = hist.cumulative();
+        assert_eq!(cum[0], 1);
+        assert_eq!(cum[5], 2);
+        assert_eq!(cum[HOP_RTT_BOUNDS_NS.len() - 1], 3);
+        assert_eq!(s.hops[1].to_tool_packets, 4);
+        assert_eq!(s.hops[1].round_trip_histogram.unwrap().count, 0);
+
+        // The chain is reordered: only the descriptions change.
+        seg.describe_hop(
+            2,
+            Some(HopInfo {
+                name: "ids".into(),
+                position: 1,
+            }),
+        );
+        seg.describe_hop(
+            0,
+            Some(HopInfo {
+                name: "waf".into(),
+                position: 0,
+            }),
+        );
+        let s = r.snapshot();
+        assert_eq!(s.hops[0].name, "waf");
+        assert_eq!(s.hops[1].to_tool_packets, 42);
+
+        // "ids" is removed, and its slot later reused for a new hop.
+        seg.describe_hop(2, None);
+        assert_eq!(r.snapshot().hops.len(), 1);
+        seg.clear_hop(2);
+        seg.describe_hop(
+            2,
+            Some(HopInfo {
+                name: "dlp".into(),
+                position: 1,
+            }),
+        );
+        let s = r.snapshot();
+        let dlp = &s.hops[1];
+        assert_eq!(dlp.name, "dlp");
+        assert_eq!(
+            (dlp.to_tool_packets, dlp.drops, dlp.heartbeats_lost),
+            (0, [0; DROP_SLOTS], 0)
+        );
+        assert_eq!(dlp.round_trip.unwrap(), LatencyValues::default());
+        assert_eq!(
+            dlp.round_trip_histogram.unwrap(),
+            HistogramValues::default()
+        );
+        // Clearing one slot leaves the others alone.
+        assert_eq!(s.hops[0].to_tool_packets, 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rtt_buckets_use_le_bounds() {
+        assert_eq!(rtt_bucket(0), 0);
+        assert_eq!(rtt_bucket(10_000), 0);
+        assert_eq!(rtt_bucket(10_001), 1);
+        assert_eq!(rtt_bucket(1_000_000), 6);
+        assert_eq!(rtt_bucket(1_000_000_000), HOP_RTT_BOUNDS_NS.len() - 1);
+        assert_eq!(rtt_bucket(u64::MAX), HOP_RTT_BUCKETS - 1);
+        assert!(HOP_RTT_BOUNDS_NS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn hop_names_are_cut_to_32_bytes() {
+        let seg = StatsSegment::in_memory_with(&CHAIN);
+        let long = "a-hop-name-that-is-much-longer-than-thirty-two-bytes";
+        seg.describe_hop(
+            1,
+            Some(HopInfo {
+                name: long.into(),
+                position: 0,
+            }),
+        );
+        seg.describe_queue(0, &info("tool-a", "t1a", 0, long));
+        let s = seg.snapshot();
+        assert_eq!(s.hops[0].name, &long[..HOP_NAME_BYTES]);
+        assert_eq!(s.queues[0].info.hop, &long[..HOP_NAME_BYTES]);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of range")]
+    fn hop_writers_are_bounds_checked() {
+        let seg = StatsSegment::in_memory_with(&CHAIN);
+        let _ = seg.hop_slot(0, CHAIN.n_hop_writers);
+    }
+
+    #[test]
+    fn readers_give_up_on_a_description_kept_busy() {
+        let seg = StatsSegment::in_memory_with(&CHAIN);
+        seg.describe_queue(0, &info("inline-1", "i1", 0, ""));
+        seg.describe_hop(
+            0,
+            Some(HopInfo {
+                name: "ids".into(),
+                position: 0,
+            }),
+        );
+        // A writer that died mid-write leaves the sequence odd: the slot is
+        // left out rather than read torn.
+        seg.m.queue_desc(0).seq.add(1);
+        seg.m.hop_desc(0).seq.add(1);
+        let s = seg.snapshot();
+        assert!(s.queues.is_empty() && s.hops.is_empty());
+    }
+
+    #[test]
+    fn reader_rejects_foreign_old_and_truncated_files() {
         let dir = tmpdir("reject");
+        let open_err = || SegmentReader::open(&dir).unwrap_err();
         std::fs::write(dir.join(FILE_NAME), vec![0u8; 4096]).unwrap();
-        assert!(matches!(
-            SegmentReader::open(&dir),
-            Err(SegmentError::BadMagic { .. })
-        ));
+        assert!(matches!(open_err(), SegmentError::BadMagic { .. }));
         std::fs::write(dir.join(FILE_NAME), b"short").unwrap();
+        assert!(matches!(open_err(), SegmentError::Truncated { .. }));
+
+        // A version 1 segment (64-byte header, no hops): its first line is
+        // enough to say so.
+        let mut v1 = vec![0u8; 192];
+        v1[..8].copy_from_slice(&MAGIC.to_le_bytes());
+        v1[8..16].copy_from_slice(&1u64.to_le_bytes());
+        std::fs::write(dir.join(FILE_NAME), &v1).unwrap();
+        let e = open_err();
+        assert!(matches!(e, SegmentError::Version { found: 1, .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("layout version 1, this build reads 2"),
+            "{msg}"
+        );
+        // A version 2 magic and version with a file too short for the header.
+        v1[8..16].copy_from_slice(&VERSION.to_le_bytes());
+        v1.truncate(100);
+        std::fs::write(dir.join(FILE_NAME), &v1).unwrap();
         assert!(matches!(
-            SegmentReader::open(&dir),
-            Err(SegmentError::Truncated { .. })
+            open_err(),
+            SegmentError::Truncated { needed: 128, .. }
         ));
-        // A header that claims more queues than the file holds.
-        let seg = StatsSegment::create(&dir, 1, 0, 1).unwrap();
+
+        // A header that claims more queues, or hop blocks, than the file
+        // holds.
+        let seg = StatsSegment::create_with(&dir, &CHAIN, 1).unwrap();
+        assert!(SegmentReader::open(&dir).is_ok());
         seg.header().n_queues.set(1000);
-        assert!(matches!(
-            SegmentReader::open(&dir),
-            Err(SegmentError::Truncated { .. })
-        ));
+        assert!(matches!(open_err(), SegmentError::Truncated { .. }));
+        seg.header().n_queues.set(CHAIN.n_queues as u64);
+        seg.header().n_hop_writers.set(3);
+        assert!(matches!(open_err(), SegmentError::Truncated { .. }));
+        // Absurd sizes are refused before any arithmetic.
+        seg.header().max_hops.set(u64::MAX);
+        let e = open_err();
+        assert!(
+            matches!(
+                e,
+                SegmentError::BadHeader {
+                    field: "max_hops",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("max_hops"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn writers_refuse_sizes_readers_would_reject() {
+        let dir = tmpdir("bounds");
+        let e = StatsSegment::create_with(
+            &dir,
+            &Layout {
+                max_hops: MAX_HOPS + 1,
+                ..CHAIN
+            },
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("max_hops"), "{e}");
+        assert!(!dir.join(FILE_NAME).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -855,6 +1802,7 @@ mod tests {
                 queue: 0,
                 mode: "generic-copy".into(),
                 worker: 0,
+                hop: String::new(),
             },
         );
         let s = seg.snapshot();

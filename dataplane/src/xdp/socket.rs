@@ -192,6 +192,11 @@ impl FillQueue {
         self.ring.size()
     }
 
+    /// Frames given to the kernel and not yet used for a received frame.
+    pub fn outstanding(&mut self) -> u32 {
+        self.ring.outstanding()
+    }
+
     pub fn needs_wakeup(&self) -> bool {
         self.ring.needs_wakeup()
     }
@@ -273,6 +278,93 @@ pub fn forward(
         tx_bytes,
         tx_full: n - room,
     }
+}
+
+/// What [`forward_each`] does with one received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit it on the egress queue (or drop it if there is none).
+    Forward,
+    /// The caller has dealt with it (a heartbeat): back to the pool.
+    Consume,
+}
+
+/// Totals of one [`forward_each`] pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EachResult {
+    /// Frames taken from the RX ring, and their bytes.
+    pub received: u32,
+    pub rx_bytes: u64,
+    /// Frames the verdict consumed (not forwarded).
+    pub consumed: u32,
+    pub consumed_bytes: u64,
+    /// Frames placed on the TX ring, and their bytes.
+    pub forwarded: u32,
+    pub tx_bytes: u64,
+    /// Frames to forward that found the TX ring full.
+    pub tx_full: u32,
+    /// Frames to forward with no egress (`tx` was `None`): dropped.
+    pub no_egress: u32,
+    pub no_egress_bytes: u64,
+}
+
+/// Like [`forward`], but shows every frame to `verdict` first (which reads
+/// its bytes, typically only the ethertype), so some frames can be taken out
+/// of the stream. With `tx = None` the frames to forward are dropped and
+/// counted (a fail-closed hop). Frames move by descriptor either way.
+pub fn forward_each<F: FnMut(&[u8]) -> Verdict>(
+    rx: &mut RxQueue,
+    mut tx: Option<&mut TxQueue>,
+    umem: &Umem,
+    pool: &mut FramePool,
+    max: u32,
+    mut verdict: F,
+) -> EachResult {
+    let mut r = EachResult::default();
+    let n = rx.ring.peek(max);
+    if n == 0 {
+        return r;
+    }
+    let room = match tx.as_deref_mut() {
+        Some(tx) => tx.ring.reserve(n),
+        None => 0,
+    };
+    for i in 0..n {
+        let d = rx.ring.read(i);
+        let len = u64::from(d.len);
+        r.rx_bytes += len;
+        let frame = Frame::new(d.addr, d.len);
+        if verdict(umem.data(&frame)) == Verdict::Consume {
+            r.consumed += 1;
+            r.consumed_bytes += len;
+            pool.free(frame);
+            continue;
+        }
+        match tx.as_deref_mut() {
+            Some(tx) if r.forwarded < room => {
+                tx.ring.write(r.forwarded, d);
+                r.forwarded += 1;
+                r.tx_bytes += len;
+                // The descriptor now stands for the frame (it comes back
+                // through the completion ring); `frame` goes out of scope.
+            }
+            Some(_) => {
+                r.tx_full += 1;
+                pool.free(frame);
+            }
+            None => {
+                r.no_egress += 1;
+                r.no_egress_bytes += len;
+                pool.free(frame);
+            }
+        }
+    }
+    r.received = n;
+    rx.ring.release(n);
+    if let Some(tx) = tx {
+        tx.ring.publish(r.forwarded);
+    }
+    r
 }
 
 /// Kernel counters of one socket (`XDP_STATISTICS`).
@@ -515,6 +607,38 @@ impl XskSocket {
             _maps: Vec::new(),
         };
         (s, k)
+    }
+
+    /// Takes back every frame this socket's rings hold on our side of the
+    /// UMEM, to retire the socket without leaking frames: completions, fill
+    /// entries the kernel has not consumed, received frames not yet read
+    /// and TX entries not yet transmitted, all to `pool`. Call it only once
+    /// nothing is redirected to the socket any more (its XDP program is
+    /// detached) and no TX was queued for a while: in copy mode the kernel
+    /// then touches none of these rings. Returns how many frames came back.
+    /// A zero-copy driver keeps the fill frames it has posted to the NIC;
+    /// they are not returned until the UMEM itself is released.
+    pub fn reclaim(&mut self, pool: &mut FramePool) -> u32 {
+        let mut n = self.comp.reap(pool, u32::MAX);
+        for addr in self.fill.ring.unconsumed() {
+            pool.free_addr(addr);
+            n += 1;
+        }
+        if let Some(rx) = self.rx.as_mut() {
+            let k = rx.ring.peek(u32::MAX);
+            for i in 0..k {
+                pool.free_addr(rx.ring.read(i).addr);
+            }
+            rx.ring.release(k);
+            n += k;
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            for d in tx.ring.unconsumed() {
+                pool.free_addr(d.addr);
+                n += 1;
+            }
+        }
+        n
     }
 
     pub fn raw_fd(&self) -> Option<RawFd> {

@@ -352,6 +352,55 @@ pub fn ethtool_channels(ifname: &str) -> io::Result<(u32, u32)> {
     Ok((ch.combined_count, ch.rx_count))
 }
 
+/// `ETH_FLAG_TXVLAN` / `ETH_FLAG_RXVLAN` of the legacy ethtool flags.
+pub const ETH_FLAG_TXVLAN: u32 = 1 << 7;
+pub const ETH_FLAG_RXVLAN: u32 = 1 << 8;
+
+/// `SIOCETHTOOL` `ETHTOOL_GFLAGS` then `ETHTOOL_SFLAGS`: clears `clear` in
+/// the interface's legacy offload flags (e.g. VLAN tag offload).
+pub fn ethtool_clear_flags(ifname: &str, clear: u32) -> io::Result<()> {
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    const ETHTOOL_GFLAGS: u32 = 0x25;
+    const ETHTOOL_SFLAGS: u32 = 0x26;
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut ifr: libc::ifreq = {
+        // SAFETY: `ifreq` is a C struct of integers/arrays/unions of such;
+        // all-zero is a valid value.
+        unsafe { MaybeUninit::zeroed().assume_init() }
+    };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let mut call = |v: &mut EthtoolValue| {
+        ifr.ifr_ifru.ifru_data = (v as *mut EthtoolValue).cast();
+        // SAFETY: `ifr` is a valid ifreq whose data pointer points to a
+        // writable `ethtool_value` that outlives the call.
+        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })
+    };
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_GFLAGS,
+        data: 0,
+    };
+    call(&mut v)?;
+    if v.data & clear == 0 {
+        return Ok(());
+    }
+    let mut set = EthtoolValue {
+        cmd: ETHTOOL_SFLAGS,
+        data: v.data & !clear,
+    };
+    call(&mut set)?;
+    Ok(())
+}
+
 /// `sendto(2)` on a bound AF_PACKET socket (no address).
 pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is readable for its length during the call.

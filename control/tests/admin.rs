@@ -1,0 +1,612 @@
+//! `tapline.v1.Admin` served in-process, against a fake dataplane command
+//! socket (no kernel, no root): it refuses every call without an admin
+//! token file, checks the token before anything reaches the dataplane,
+//! forwards authenticated changes and carries the validation result of an
+//! invalid spec to the client; and `taplinectl chain set|bypass|get` on top
+//! of it, with their exit codes.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{chain, response, tmpdir, FakeCommandSocket};
+use tapline_control::Bound;
+use tapline_dataplane::config::Config;
+use tapline_proto::v1;
+use tapline_proto::v1::admin_client::AdminClient;
+use tapline_proto::v1::dataplane_request::Request as DpRequest;
+use tapline_proto::v1::dataplane_response::Response as DpResponse;
+use tapline_proto::v1::observer_client::ObserverClient;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+const TAPLINECTL: &str = env!("CARGO_BIN_EXE_taplinectl");
+const ADMIN_TOKEN: &str = "admin-token-0123456789";
+const OBSERVER_TOKEN: &str = "observer-token-0123456789";
+
+/// A configuration with the sidecar on ephemeral ports and `state_dir`
+/// under `dir`; token files only when given.
+fn config(dir: &Path, observer: Option<&str>, admin: Option<&str>) -> (Config, PathBuf) {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut control = String::new();
+    for (key, token) in [
+        ("observer_token_file", observer),
+        ("admin_token_file", admin),
+    ] {
+        if let Some(t) = token {
+            let p = dir.join(key);
+            std::fs::write(&p, format!("{t}\n")).unwrap();
+            control += &format!("{key} = \"{}\"\n", p.display());
+        }
+    }
+    let cfg = Config::parse(&format!(
+        r#"
+[interfaces]
+inline-1 = "i1"
+inline-2 = "i2"
+
+[dataplane]
+state_dir = "{}"
+
+[control]
+grpc_listen = "127.0.0.1:0"
+health_listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:0"
+{control}"#,
+        state.display()
+    ))
+    .unwrap();
+    (cfg, state)
+}
+
+/// The sidecar, serving until dropped.
+struct Sidecar {
+    grpc: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), tapline_control::ServeError>>>,
+}
+
+impl Sidecar {
+    async fn start(cfg: Config) -> Sidecar {
+        let bound = Bound::bind(cfg).await.unwrap();
+        let grpc = bound.grpc_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bound.run(async {
+            let _ = rx.await;
+        }));
+        Sidecar {
+            grpc,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.task.take().unwrap())
+            .await
+            .expect("the sidecar stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn with_token<T>(msg: T, token: Option<&str>) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Some(t) = token {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    r
+}
+
+fn set_chain(hops: &[&str]) -> v1::SetChainRequest {
+    v1::SetChainRequest {
+        spec: chain(1, hops).spec,
+        expected_generation: None,
+        dry_run: false,
+    }
+}
+
+/// Runs taplinectl against `grpc` with `args`, off the runtime's threads.
+async fn ctl(grpc: SocketAddr, args: &[&str]) -> Output {
+    let mut all = vec!["--endpoint".to_string(), format!("http://{grpc}")];
+    all.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || {
+        Command::new(TAPLINECTL)
+            .args(&all)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running taplinectl")
+    })
+    .await
+    .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts exit `code` with one line on stderr; returns the line.
+fn fails(o: &Output, code: i32) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        out(o),
+        err(o)
+    );
+    let e = err(o);
+    assert_eq!(e.lines().count(), 1, "one line on stderr: {e}");
+    e.trim_end().to_string()
+}
+
+fn succeeds(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        out(o),
+        err(o)
+    );
+    out(o)
+}
+
+/// A fake dataplane holding a chain: it accepts specs unless a hop is named
+/// "bad", bumps the generation, and knows the hops of the chain it holds.
+fn dataplane(state_dir: &Path) -> (FakeCommandSocket, Arc<Mutex<v1::Chain>>) {
+    let current = Arc::new(Mutex::new(chain(1, &["ids"])));
+    let held = current.clone();
+    let fake = FakeCommandSocket::start(state_dir, move |req| {
+        let mut cur = held.lock().unwrap();
+        response(match &req.request {
+            Some(DpRequest::GetChain(_)) => DpResponse::GetChain(v1::GetChainResponse {
+                chain: Some(cur.clone()),
+            }),
+            Some(DpRequest::SetChain(r)) => {
+                let spec = r.spec.clone().unwrap_or_default();
+                let errors: Vec<v1::ValidationIssue> = spec
+                    .hops
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| h.name == "bad")
+                    .map(|(i, _)| v1::ValidationIssue {
+                        field: format!("hops[{i}].name"),
+                        message: "\"bad\" is not allowed here".into(),
+                    })
+                    .collect();
+                let validation = v1::ValidationResult {
+                    valid: errors.is_empty(),
+                    errors,
+                    warnings: vec![],
+                };
+                if r.expected_generation.is_some_and(|g| g != cur.generation) {
+                    DpResponse::Error(v1::DataplaneError {
+                        code: Code::FailedPrecondition as i32,
+                        message: format!("the chain is at generation {}", cur.generation),
+                        validation: None,
+                    })
+                } else if !validation.valid && !r.dry_run {
+                    DpResponse::Error(v1::DataplaneError {
+                        code: Code::InvalidArgument as i32,
+                        message: "the chain spec is invalid: hops[0].name".into(),
+                        validation: Some(validation),
+                    })
+                } else if r.dry_run {
+                    DpResponse::SetChain(v1::SetChainResponse {
+                        validation: Some(validation),
+                        accepted: false,
+                        generation: cur.generation,
+                        chain: Some(cur.clone()),
+                    })
+                } else {
+                    let names: Vec<&str> = spec.hops.iter().map(|h| h.name.as_str()).collect();
+                    *cur = chain(cur.generation + 1, &names);
+                    DpResponse::SetChain(v1::SetChainResponse {
+                        validation: Some(validation),
+                        accepted: true,
+                        generation: cur.generation,
+                        chain: Some(cur.clone()),
+                    })
+                }
+            }
+            Some(DpRequest::SetHopBypass(r)) => {
+                let status = cur.status.as_mut().unwrap();
+                match status.hops.iter_mut().find(|h| h.name == r.hop) {
+                    Some(h) => {
+                        h.manual_bypass = r.bypass;
+                        h.state = if r.bypass {
+                            v1::HopState::BypassedManual
+                        } else {
+                            v1::HopState::Up
+                        }
+                        .into();
+                        h.message = r.reason.clone();
+                        DpResponse::SetHopBypass(v1::SetHopBypassResponse {
+                            hop: Some(h.clone()),
+                        })
+                    }
+                    None => DpResponse::Error(v1::DataplaneError {
+                        code: Code::NotFound as i32,
+                        message: format!("no hop {:?} in the chain", r.hop),
+                        validation: None,
+                    }),
+                }
+            }
+            None => DpResponse::Error(v1::DataplaneError {
+                code: Code::InvalidArgument as i32,
+                message: "empty request".into(),
+                validation: None,
+            }),
+        })
+    });
+    (fake, current)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_without_a_token_file_refuses_every_call() {
+    let dir = tmpdir("admin-off");
+    let (cfg, state) = config(&dir, None, None);
+    let (fake, _) = dataplane(&state);
+    let sidecar = Sidecar::start(cfg).await;
+    let mut admin = AdminClient::new(sidecar.channel().await);
+
+    for token in [None, Some(ADMIN_TOKEN)] {
+        let e = admin
+            .set_chain(with_token(set_chain(&["ids"]), token))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{token:?}: {e:?}");
+        assert!(
+            e.message().contains("set control.admin_token_file"),
+            "{}",
+            e.message()
+        );
+        let e = admin
+            .set_hop_bypass(with_token(v1::SetHopBypassRequest::default(), token))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+        let e = admin
+            .tap(with_token(v1::TapRequest::default(), token))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+    }
+    // Observer is open in this configuration and reads the chain.
+    let c = ObserverClient::new(sidecar.channel().await)
+        .get_chain(v1::GetChainRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c.chain, Some(chain(1, &["ids"])));
+    assert_eq!(fake.seen(), 1, "no Admin call reached the dataplane");
+
+    // The CLI: exit 77, saying what to do.
+    let spec = dir.join("spec.json");
+    std::fs::write(
+        &spec,
+        r#"{"hops": [{"name": "ids", "a": "t1a", "b": "t1b"}]}"#,
+    )
+    .unwrap();
+    let spec = spec.to_string_lossy().into_owned();
+    let line = fails(&ctl(sidecar.grpc, &["chain", "set", "-f", &spec]).await, 77);
+    assert!(line.contains("requires a token"), "{line}");
+    assert!(line.contains("control.admin_token_file"), "{line}");
+    let line = fails(&ctl(sidecar.grpc, &["chain", "bypass", "ids"]).await, 77);
+    assert!(line.contains("control.admin_token_file"), "{line}");
+    assert_eq!(fake.seen(), 1);
+
+    sidecar.stop().await;
+    drop(fake);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
+    let dir = tmpdir("admin-on");
+    let (cfg, state) = config(&dir, Some(OBSERVER_TOKEN), Some(ADMIN_TOKEN));
+    let (fake, current) = dataplane(&state);
+    let sidecar = Sidecar::start(cfg).await;
+    let ch = sidecar.channel().await;
+    let mut admin = AdminClient::new(ch.clone());
+
+    // No token, a wrong one, or the Observer's: refused before forwarding.
+    for token in [None, Some("nope"), Some(OBSERVER_TOKEN)] {
+        let e = admin
+            .set_chain(with_token(set_chain(&["ids", "fw"]), token))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{token:?}");
+        assert!(!e.message().contains("nope"), "{}", e.message());
+        let e = admin
+            .set_hop_bypass(with_token(
+                v1::SetHopBypassRequest {
+                    hop: "ids".into(),
+                    bypass: true,
+                    reason: String::new(),
+                },
+                token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{token:?}");
+    }
+    assert_eq!(fake.seen(), 0);
+
+    // The right token: forwarded as sent, answered as the dataplane says.
+    let req = v1::SetChainRequest {
+        expected_generation: Some(1),
+        ..set_chain(&["ids", "fw"])
+    };
+    let r = admin
+        .set_chain(with_token(req.clone(), Some(ADMIN_TOKEN)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.accepted);
+    assert_eq!(r.generation, 2);
+    assert_eq!(r.chain, Some(chain(2, &["ids", "fw"])));
+    assert_eq!(
+        fake.requests.lock().unwrap().last().unwrap().request,
+        Some(DpRequest::SetChain(req))
+    );
+    // A stale compare-and-set.
+    let e = admin
+        .set_chain(with_token(
+            v1::SetChainRequest {
+                expected_generation: Some(1),
+                ..set_chain(&["ids"])
+            },
+            Some(ADMIN_TOKEN),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    // An invalid spec: INVALID_ARGUMENT, the validation in the details,
+    // intact across the real transport.
+    let e = admin
+        .set_chain(with_token(set_chain(&["ids", "bad"]), Some(ADMIN_TOKEN)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let v = tapline_control::details::validation(&e).expect("the validation in the details");
+    assert_eq!(v.errors.len(), 1);
+    assert_eq!(v.errors[0].field, "hops[1].name");
+    let hop = admin
+        .set_hop_bypass(with_token(
+            v1::SetHopBypassRequest {
+                hop: "fw".into(),
+                bypass: true,
+                reason: "upgrade".into(),
+            },
+            Some(ADMIN_TOKEN),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .hop
+        .unwrap();
+    assert_eq!(hop.state(), v1::HopState::BypassedManual);
+    let e = admin
+        .set_hop_bypass(with_token(
+            v1::SetHopBypassRequest {
+                hop: "nope".into(),
+                bypass: true,
+                reason: String::new(),
+            },
+            Some(ADMIN_TOKEN),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = admin
+        .tap(with_token(v1::TapRequest::default(), Some(ADMIN_TOKEN)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
+
+    // A chain watch sees the next change.
+    let mut observer = ObserverClient::new(ch.clone());
+    let mut watch = observer
+        .watch_chain(with_token(v1::WatchChainRequest {}, Some(OBSERVER_TOKEN)))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.next().await.unwrap().unwrap().chain.unwrap();
+    assert_eq!(first.generation, 2);
+    assert!(first.status.unwrap().hops[1].manual_bypass);
+    *current.lock().unwrap() = chain(3, &["ids"]);
+    let next = tokio::time::timeout(Duration::from_secs(2), watch.next())
+        .await
+        .expect("the change within 2 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.chain, Some(chain(3, &["ids"])));
+
+    // The CLI, with and without the right token.
+    let admin_file = dir.join("admin_token_file").to_string_lossy().into_owned();
+    let observer_file = dir
+        .join("observer_token_file")
+        .to_string_lossy()
+        .into_owned();
+    let good = dir.join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"hops": [{"name": "ids", "a": "t1a", "b": "t1b"}, {"name": "av", "a": "t2a", "b": "t2b", "on_failure": "drop"}]}"#,
+    )
+    .unwrap();
+    let good = good.to_string_lossy().into_owned();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"hops": [{"name": "bad", "a": "t1a", "b": "t1b"}]}"#,
+    )
+    .unwrap();
+    let bad = bad.to_string_lossy().into_owned();
+
+    let line = fails(
+        &ctl(
+            sidecar.grpc,
+            &["--token-file", &observer_file, "chain", "set", "-f", &good],
+        )
+        .await,
+        77,
+    );
+    assert!(line.contains("the token was rejected"), "{line}");
+    let o = ctl(
+        sidecar.grpc,
+        &[
+            "--token-file",
+            &admin_file,
+            "chain",
+            "set",
+            "-f",
+            &good,
+            "--expected-generation",
+            "3",
+        ],
+    )
+    .await;
+    assert_eq!(succeeds(&o), "accepted: chain generation 4, applied\n");
+    let o = ctl(
+        sidecar.grpc,
+        &[
+            "--token-file",
+            &admin_file,
+            "chain",
+            "set",
+            "-f",
+            &good,
+            "--expected-generation",
+            "3",
+        ],
+    )
+    .await;
+    let line = fails(&o, 1);
+    assert!(line.contains("FailedPrecondition"), "{line}");
+    assert!(line.contains("the chain is at generation 4"), "{line}");
+
+    let o = ctl(
+        sidecar.grpc,
+        &["--token-file", &admin_file, "chain", "set", "-f", &bad],
+    )
+    .await;
+    let line = fails(&o, 1);
+    assert_eq!(
+        line,
+        "error: the chain spec is invalid (1 error(s)); nothing changed"
+    );
+    assert_eq!(
+        out(&o),
+        "rejected: the chain spec is invalid; the chain in force does not change\n\
+         error: hops[0].name: \"bad\" is not allowed here\n"
+    );
+    let o = ctl(
+        sidecar.grpc,
+        &[
+            "--json",
+            "--token-file",
+            &admin_file,
+            "chain",
+            "set",
+            "-f",
+            &bad,
+        ],
+    )
+    .await;
+    fails(&o, 1);
+    let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["accepted"], false);
+    assert_eq!(v["valid"], false);
+    assert!(v["generation"].is_null());
+    assert_eq!(v["errors"][0]["field"], "hops[0].name");
+
+    let o = ctl(
+        sidecar.grpc,
+        &[
+            "--json",
+            "--token-file",
+            &admin_file,
+            "chain",
+            "bypass",
+            "av",
+            "--reason",
+            "tool upgrade",
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&succeeds(&o)).unwrap();
+    assert_eq!(v["hop"]["name"], "av");
+    assert_eq!(v["hop"]["state"], "bypassed_manual");
+    assert_eq!(v["hop"]["manual_bypass"], true);
+    assert_eq!(v["hop"]["message"], "tool upgrade");
+    let o = ctl(
+        sidecar.grpc,
+        &["--token-file", &admin_file, "chain", "bypass", "nope"],
+    )
+    .await;
+    let line = fails(&o, 1);
+    assert!(line.contains("NotFound"), "{line}");
+
+    let got = succeeds(
+        &ctl(
+            sidecar.grpc,
+            &["--token-file", &observer_file, "chain", "get"],
+        )
+        .await,
+    );
+    assert!(
+        got.starts_with("chain generation 4, applied generation 4\n"),
+        "{got}"
+    );
+    let av = got
+        .lines()
+        .filter(|l| l.starts_with("av "))
+        .nth(1)
+        .expect("the hop status row of av");
+    assert!(
+        av.contains("bypassed_manual") && av.contains("yes") && av.contains("tool upgrade"),
+        "{got}"
+    );
+
+    // The dataplane goes away: authenticated calls get UNAVAILABLE.
+    drop(fake);
+    let e = admin
+        .set_chain(with_token(set_chain(&["ids"]), Some(ADMIN_TOKEN)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(e.message().contains("control.sock"), "{}", e.message());
+    let line = fails(
+        &ctl(
+            sidecar.grpc,
+            &["--token-file", &observer_file, "chain", "get"],
+        )
+        .await,
+        1,
+    );
+    assert!(line.contains("is tapline-dataplane running"), "{line}");
+
+    drop(watch);
+    sidecar.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
