@@ -22,12 +22,27 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// How long hops may take to come UP after the dataplane starts.
 const UP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A `[chain]` of the first `hops` tools of the lab, plus `extra` TOML.
-pub fn chain_config(hops: u8, dataplane_keys: &str, extra: &str) -> String {
+/// Name of the lab's tool `k` as a hop: `tool{k}`.
+pub fn hop_name(k: u8) -> String {
+    format!("tool{k}")
+}
+
+/// A dataplane config for a chain lab: inline-1/inline-2, `dataplane_keys`
+/// in `[dataplane]`, and a `[chain]` with hop `tool{k}` on `h{k}a`/`h{k}b`
+/// for each `k` of `hops` in order, each with `on_failure` if given; `extra`
+/// is appended.
+pub fn chain_config(
+    hops: &[u8],
+    on_failure: Option<&str>,
+    dataplane_keys: &str,
+    extra: &str,
+) -> String {
     let mut s = String::from("[chain]\nhops = [\n");
-    for k in 1..=hops {
+    for &k in hops {
+        let action = on_failure.map_or(String::new(), |a| format!(", on_failure = \"{a}\""));
         s += &format!(
-            "  {{ name = \"tool{k}\", a = \"{}\", b = \"{}\" }},\n",
+            "  {{ name = \"{}\", a = \"{}\", b = \"{}\"{action} }},\n",
+            hop_name(k),
             ifs::hop_a(k),
             ifs::hop_b(k)
         );
@@ -157,7 +172,7 @@ pub fn throughput(
             let hops = lengths[(i + rep as usize) % lengths.len()];
             let dp = DataplaneProcess::start(
                 &lab.dut,
-                &chain_config(hops, "", ""),
+                &chain_config(&(1..=hops).collect::<Vec<_>>(), None, "", ""),
                 &StartOptions {
                     expect_ready: true,
                     ..Default::default()
@@ -165,7 +180,7 @@ pub fn throughput(
             )?;
             let result = (|| -> Result<ThroughputSample> {
                 for k in 1..=hops {
-                    wait_up(&dp, &format!("tool{k}"), 1, UP_TIMEOUT)?;
+                    wait_up(&dp, &hop_name(k), 1, UP_TIMEOUT)?;
                 }
                 generate(
                     lab.gen(),
@@ -336,7 +351,7 @@ pub fn failover(
     };
     let dp = DataplaneProcess::start(
         &lab.dut,
-        &chain_config(1, "", &hb),
+        &chain_config(&[1], None, "", &hb),
         &StartOptions {
             expect_ready: true,
             ..Default::default()

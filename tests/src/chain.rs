@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use tapline_bench::lab::{ifs, Lab, Netns};
-use tapline_bench::runner::lab_config;
 use tapline_bench::traffic::{build_frame, is_ours, FrameKind, MAX_FRAME, MIN_FRAME};
 use tapline_dataplane::stats::DropReason;
 use tapline_dataplane::xdp::shm::{SegmentReader, Snapshot};
@@ -53,28 +52,12 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 const RECV_BUF_BYTES: usize = MAX_FRAME + 64;
 const VLAN_TAG_BYTES: usize = 4;
 
-/// Name of hop `k` in every chain test: `tool{k}`.
-pub fn hop_name(k: u8) -> String {
-    format!("tool{k}")
-}
+pub use tapline_bench::chain_bench::hop_name;
 
-/// A dataplane config for a chain lab: inline-1/inline-2 plus `[chain]`
-/// with hop `tool{k}` on `h{k}a`/`h{k}b` for each `k` of `hops`, in order,
-/// each with `on_failure` if given; `extra` is appended.
+/// A dataplane config for a chain lab (see
+/// [`tapline_bench::chain_bench::chain_config`]).
 pub fn chain_config(hops: &[u8], on_failure: Option<&str>, extra: &str) -> String {
-    let mut s = String::from("[chain]\nhops = [\n");
-    for &k in hops {
-        let action = on_failure.map_or(String::new(), |a| format!(", on_failure = \"{a}\""));
-        s += &format!(
-            "  {{ name = \"{}\", a = \"{}\", b = \"{}\"{action} }},\n",
-            hop_name(k),
-            ifs::hop_a(k),
-            ifs::hop_b(k)
-        );
-    }
-    s += "]\n";
-    s += extra;
-    lab_config(None, Some((ifs::INLINE_1, ifs::INLINE_2)), "", &s)
+    tapline_bench::chain_bench::chain_config(hops, on_failure, "", extra)
 }
 
 /// The API spec of a chain of tools `hops`, in that order (fail open, as

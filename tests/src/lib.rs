@@ -566,6 +566,99 @@ pub fn assert_ports_mode(lab: &Lab, lines: &[String], mode: &str) -> Result<()> 
     Ok(())
 }
 
+/// `count` IPv4/UDP frames of `flows` flows in turn (flow `i % flows`),
+/// of varied lengths from 60 to 1514 bytes.
+pub fn udp_flow_frames(count: usize, flows: u16, sender: u8) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let flow = i as u16 % flows;
+            let len = 60 + (i * 37) % 1455;
+            build_frame(FrameKind::Udp4, len, sender, i as u32, flow)
+        })
+        .collect()
+}
+
+/// Offset of the UDP source port in an untagged IPv4/UDP frame.
+const UDP_SRC_PORT_OFFSET: usize = 14 + 20;
+
+/// The UDP source port `build_frame` wrote into an untagged UDP frame.
+pub fn udp_src_port(frame: &[u8]) -> u16 {
+    u16::from_be_bytes([frame[UDP_SRC_PORT_OFFSET], frame[UDP_SRC_PORT_OFFSET + 1]])
+}
+
+/// Sends `frames` (paced, not flow-controlled: some are expected to be
+/// dropped) and collects our frames on `rx` until `expected` arrived, or
+/// nothing arrived for [`STALL_TIMEOUT`], plus `linger` for extras.
+pub fn send_and_collect(
+    name: &str,
+    tx: &RawSocket,
+    rx: &RawSocket,
+    sender: u8,
+    frames: &[Vec<u8>],
+    expected: usize,
+    linger: Duration,
+) -> Result<FlowResult> {
+    let start = Instant::now();
+    send_paced(tx, frames, start + EXCHANGE_TIMEOUT).with_context(|| format!("{name}: sending"))?;
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let mut last_progress = Instant::now();
+    let mut done_at: Option<Instant> = None;
+    loop {
+        let before = received.len();
+        while let Some(meta) = rx.recv(&mut buf).context("receiving")? {
+            if is_ours(&buf[..meta.len], sender) {
+                received.push(buf[..meta.len].to_vec());
+            }
+        }
+        let now = Instant::now();
+        if received.len() > before {
+            last_progress = now;
+        }
+        if received.len() >= expected && done_at.is_none() {
+            done_at = Some(now);
+        }
+        if done_at.is_some_and(|t| now >= t + linger) || now >= last_progress + STALL_TIMEOUT {
+            break;
+        }
+        rx.wait_readable(2)?;
+    }
+    Ok(FlowResult {
+        name: name.to_string(),
+        sent: frames.len(),
+        received,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Sends `frames` on `flow` and asserts that exactly the frames `passes`
+/// keeps arrive, byte for byte and in order.
+pub fn assert_filtered_delivery(
+    flow: &Flow,
+    frames: &[Vec<u8>],
+    passes: impl Fn(&[u8]) -> bool,
+    linger: Duration,
+) -> Result<()> {
+    let expected: Vec<Vec<u8>> = frames.iter().filter(|f| passes(f)).cloned().collect();
+    let result = send_and_collect(
+        &flow.name,
+        &flow.tx,
+        &flow.rx,
+        flow.sender,
+        frames,
+        expected.len(),
+        linger,
+    )?;
+    check_delivery(&flow.name, &expected, &result)?;
+    eprintln!(
+        "{}: {} of {} frames arrived, identical and in order",
+        flow.name,
+        result.received.len(),
+        frames.len()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,16 +5,15 @@
 //! removes exactly that flow from what reaches the sink (so the traffic
 //! really goes through the tool), in the direction it filters only.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use tapline_bench::lab::{ifs, rx_packets, unique_prefix, Lab, Scenario, ToolKind, UdpPort};
-use tapline_bench::traffic::{build_frame, is_ours, FrameKind};
-use tapline_dataplane::xdp::RawSocket;
+use tapline_bench::traffic::{build_frame, FrameKind};
 use tapline_tests::chain::{chain_config, wait_hops_up, Control, UP_TIMEOUT};
 use tapline_tests::{
-    assert_delivered_in_order, check_delivery, privileged, run_concurrently, send_paced,
-    start_dataplane, stop_ok, Flow, FlowResult, EXCHANGE_TIMEOUT, SENDER_GEN, STALL_TIMEOUT,
+    assert_delivered_in_order, assert_filtered_delivery, privileged, run_concurrently,
+    start_dataplane, stop_ok, udp_flow_frames, udp_src_port, Flow, SENDER_GEN,
 };
 
 const FRAMES_EACH_WAY: usize = 10_000;
@@ -26,7 +25,6 @@ const UDP_FRAMES: usize = 400;
 const UDP_SRC_PORT_BASE: u16 = 10_000;
 /// After the last expected frame, how long to listen for extras.
 const LINGER: Duration = Duration::from_millis(200);
-const RECV_BUF_BYTES: usize = 2048;
 
 #[test]
 fn two_hop_chain_carries_ten_thousand_frames_each_way_through_every_tool() -> Result<()> {
@@ -59,92 +57,17 @@ fn two_hop_chain_carries_ten_thousand_frames_each_way_through_every_tool() -> Re
     Ok(())
 }
 
-/// IPv4/UDP frames of [`UDP_FLOWS`] flows in turn, of varied lengths.
-fn udp_frames(sender: u8) -> Vec<Vec<u8>> {
-    (0..UDP_FRAMES)
-        .map(|i| {
-            let flow = i as u16 % UDP_FLOWS;
-            let len = 60 + (i * 37) % 1455;
-            build_frame(FrameKind::Udp4, len, sender, i as u32, flow)
-        })
-        .collect()
-}
-
-fn src_port(frame: &[u8]) -> u16 {
-    u16::from_be_bytes([frame[34], frame[35]])
-}
-
-/// Sends `frames` paced (not flow-controlled: some are expected to be
-/// dropped) and collects our frames on `rx` until `expected` arrived (plus
-/// [`LINGER`] for extras) or nothing arrived for [`STALL_TIMEOUT`].
-fn send_and_collect(
-    name: &str,
-    tx: &RawSocket,
-    rx: &RawSocket,
-    sender: u8,
-    frames: &[Vec<u8>],
-    expected: usize,
-) -> Result<FlowResult> {
-    let start = Instant::now();
-    send_paced(tx, frames, start + EXCHANGE_TIMEOUT).with_context(|| format!("{name}: sending"))?;
-    let mut received = Vec::new();
-    let mut buf = vec![0u8; RECV_BUF_BYTES];
-    let mut last_progress = Instant::now();
-    let mut done_at: Option<Instant> = None;
-    loop {
-        let before = received.len();
-        while let Some(meta) = rx.recv(&mut buf).context("receiving")? {
-            if is_ours(&buf[..meta.len], sender) {
-                received.push(buf[..meta.len].to_vec());
-            }
-        }
-        let now = Instant::now();
-        if received.len() > before {
-            last_progress = now;
-        }
-        if received.len() >= expected && done_at.is_none() {
-            done_at = Some(now);
-        }
-        if done_at.is_some_and(|t| now >= t + LINGER) || now >= last_progress + STALL_TIMEOUT {
-            break;
-        }
-        rx.wait_readable(2)?;
-    }
-    Ok(FlowResult {
-        name: name.to_string(),
-        sent: frames.len(),
-        received,
-        elapsed: start.elapsed(),
-    })
-}
-
-/// Sends [`udp_frames`] from gen to sink (or the reverse) through the
-/// dataplane and asserts that exactly the frames `passes` keeps arrive,
-/// byte for byte and in order.
+/// Sends the UDP frames of the drop check from gen to sink (or the
+/// reverse) through the dataplane and asserts that exactly the frames
+/// `passes` keeps arrive, byte for byte and in order.
 fn assert_udp_delivery(lab: &Lab, gen_to_sink: bool, passes: impl Fn(&[u8]) -> bool) -> Result<()> {
     let flow = if gen_to_sink {
         Flow::gen_to_sink(lab, 0)?
     } else {
         Flow::sink_to_gen(lab, 0)?
     };
-    let frames = udp_frames(flow.sender);
-    let expected: Vec<Vec<u8>> = frames.iter().filter(|f| passes(f)).cloned().collect();
-    let result = send_and_collect(
-        &flow.name,
-        &flow.tx,
-        &flow.rx,
-        flow.sender,
-        &frames,
-        expected.len(),
-    )?;
-    check_delivery(&flow.name, &expected, &result)?;
-    eprintln!(
-        "{}: {} of {} frames arrived, identical and in order",
-        flow.name,
-        result.received.len(),
-        frames.len()
-    );
-    Ok(())
+    let frames = udp_flow_frames(UDP_FRAMES, UDP_FLOWS, flow.sender);
+    assert_filtered_delivery(&flow, &frames, passes, LINGER)
 }
 
 #[test]
@@ -158,7 +81,7 @@ fn a_tool_that_drops_one_udp_flow_removes_exactly_that_flow_from_the_chain() -> 
     wait_hops_up(&Control::new(dp.state_dir()), &[1, 2], UP_TIMEOUT)?;
     let dropped = UDP_SRC_PORT_BASE + DROPPED_FLOW;
     assert_eq!(
-        src_port(&build_frame(
+        udp_src_port(&build_frame(
             FrameKind::Udp4,
             60,
             SENDER_GEN,
@@ -168,7 +91,7 @@ fn a_tool_that_drops_one_udp_flow_removes_exactly_that_flow_from_the_chain() -> 
         dropped
     );
     lab.tool_drop_udp_port(1, UdpPort::Src(dropped))?;
-    assert_udp_delivery(&lab, true, |f| src_port(f) != dropped)
+    assert_udp_delivery(&lab, true, |f| udp_src_port(f) != dropped)
         .context("gen -> sink with tool 1 dropping one flow")?;
     // The filter is on tool 1's side a: the other direction carries it.
     assert_udp_delivery(&lab, false, |_| true).context("sink -> gen")?;

@@ -9,7 +9,7 @@
 //! namespace with the lab's prefix remains after any of these tests.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use tapline_bench::lab::{self, ifs, unique_prefix, Lab, Scenario, ToolKind, UdpPort};
@@ -17,8 +17,8 @@ use tapline_bench::runner::workspace_binary;
 use tapline_bench::traffic::{build_frame, is_ours, FrameKind};
 use tapline_dataplane::xdp::RawSocket;
 use tapline_tests::{
-    assert_delivered_in_order, check_delivery, frame_plan, open_raw, privileged, run_concurrently,
-    send_paced, Flow, FlowResult, EXCHANGE_TIMEOUT, STALL_TIMEOUT,
+    assert_delivered_in_order, assert_filtered_delivery, frame_plan, open_raw, privileged,
+    run_concurrently, udp_flow_frames, udp_src_port, Flow,
 };
 
 /// Tools in every lab of this file.
@@ -41,7 +41,6 @@ const SENDER_SIDE_A: u8 = 4;
 const SENDER_SIDE_B: u8 = 5;
 /// 802.1Q-free Ethernet + 20-byte IPv4 header: the UDP source port of a
 /// `build_frame` UDP frame starts here.
-const UDP_SRC_PORT_OFFSET: usize = 14 + 20;
 const RECV_BUF_BYTES: usize = 2048;
 
 /// Builds a chain of [`HOPS`] tools of `tool`, runs `body`, drops the lab
@@ -147,62 +146,7 @@ fn assert_blocked(flow: &Flow) -> Result<()> {
     Ok(())
 }
 
-/// Sends `frames` (paced, not flow-controlled: some are expected to be
-/// dropped) and collects our frames on `rx` until `expected` arrived, or
-/// nothing arrived for [`STALL_TIMEOUT`], plus [`LINGER`] for extras.
-fn send_and_collect(
-    name: &str,
-    tx: &RawSocket,
-    rx: &RawSocket,
-    sender: u8,
-    frames: &[Vec<u8>],
-    expected: usize,
-) -> Result<FlowResult> {
-    let start = Instant::now();
-    send_paced(tx, frames, start + EXCHANGE_TIMEOUT).with_context(|| format!("{name}: sending"))?;
-    let mut received = Vec::new();
-    let mut last_progress = Instant::now();
-    let mut done_at: Option<Instant> = None;
-    loop {
-        let before = received.len();
-        drain(rx, sender, &mut received)?;
-        let now = Instant::now();
-        if received.len() > before {
-            last_progress = now;
-        }
-        if received.len() >= expected && done_at.is_none() {
-            done_at = Some(now);
-        }
-        if done_at.is_some_and(|t| now >= t + LINGER) || now >= last_progress + STALL_TIMEOUT {
-            break;
-        }
-        rx.wait_readable(2)?;
-    }
-    Ok(FlowResult {
-        name: name.to_string(),
-        sent: frames.len(),
-        received,
-        elapsed: start.elapsed(),
-    })
-}
-
-/// IPv4/UDP frames of [`DROP_FLOWS`] flows in turn, of varied lengths.
-fn udp_flow_frames(sender: u8) -> Vec<Vec<u8>> {
-    (0..DROP_FRAMES)
-        .map(|i| {
-            let flow = i as u16 % DROP_FLOWS;
-            let len = 60 + (i * 37) % 1455;
-            build_frame(FrameKind::Udp4, len, sender, i as u32, flow)
-        })
-        .collect()
-}
-
-/// The UDP source port `build_frame` wrote into `frame`.
-fn udp_src_port(frame: &[u8]) -> u16 {
-    u16::from_be_bytes([frame[UDP_SRC_PORT_OFFSET], frame[UDP_SRC_PORT_OFFSET + 1]])
-}
-
-/// Sends [`udp_flow_frames`] through hop `k` and asserts that exactly the
+/// Sends the drop check's UDP frames through hop `k` and asserts that exactly the
 /// frames `passes` keeps arrive, byte for byte and in order.
 fn assert_udp_delivery(
     lab: &Lab,
@@ -211,24 +155,8 @@ fn assert_udp_delivery(
     passes: impl Fn(&[u8]) -> bool,
 ) -> Result<()> {
     let flow = hop_flow(lab, k, a_to_b, 0)?;
-    let frames = udp_flow_frames(flow.sender);
-    let expected: Vec<Vec<u8>> = frames.iter().filter(|f| passes(f)).cloned().collect();
-    let result = send_and_collect(
-        &flow.name,
-        &flow.tx,
-        &flow.rx,
-        flow.sender,
-        &frames,
-        expected.len(),
-    )?;
-    check_delivery(&flow.name, &expected, &result)?;
-    eprintln!(
-        "{}: {} of {} frames arrived, identical and in order",
-        flow.name,
-        result.received.len(),
-        frames.len()
-    );
-    Ok(())
+    let frames = udp_flow_frames(DROP_FRAMES, DROP_FLOWS, flow.sender);
+    assert_filtered_delivery(&flow, &frames, passes, LINGER)
 }
 
 fn forwards_both_ways(tool: ToolKind) -> Result<()> {

@@ -281,15 +281,27 @@ impl ChainControl {
         id
     }
 
-    /// Sends `update(queue)` to every task and waits for all acks.
-    fn send_all(
+    /// Makes `layout` the one in force: sends it to every task with that
+    /// queue's new ports (`add[i]` for queue `i`, or none) and the ports to
+    /// retire, and waits until every task has taken it.
+    fn install(
         &mut self,
-        mut update: impl FnMut(&QueueHandle, Sender<TaskAck>) -> TaskUpdate,
+        layout: Layout,
+        mut add: Vec<Vec<ChainPort>>,
+        remove: &[PortId],
     ) -> Result<Vec<TaskAck>, String> {
+        let layout = Arc::new(layout);
+        add.resize_with(self.queues.len(), Vec::new);
         let (tx, rx) = crossbeam::channel::unbounded();
-        for q in &self.queues {
+        for (q, add) in self.queues.iter().zip(add) {
+            let update = TaskUpdate {
+                add,
+                layout: layout.clone(),
+                remove: remove.to_vec(),
+                ack: tx.clone(),
+            };
             q.updates
-                .send(update(q, tx.clone()))
+                .send(update)
                 .map_err(|_| format!("the worker of queue {} is gone", q.queue))?;
         }
         drop(tx);
@@ -309,25 +321,24 @@ impl ChainControl {
                 }
             }
         }
+        self.layout = layout;
         Ok(acks)
     }
 
-    fn make_layout(&self, generation: u64, removing: &[Arc<HopShared>]) -> Layout {
-        let mut hops: Vec<LayoutHop> = self
-            .hops
-            .iter()
-            .map(|h| LayoutHop {
-                shared: h.shared.clone(),
-                ports: h.ports,
-                removing: false,
-            })
-            .collect();
-        for h in hops.iter_mut() {
-            if removing.iter().any(|r| Arc::ptr_eq(r, &h.shared)) {
-                h.removing = true;
-            }
+    /// The layout of `self.hops` at `generation`.
+    fn hops_layout(&self, generation: u64) -> Layout {
+        Layout {
+            generation,
+            hops: self
+                .hops
+                .iter()
+                .map(|h| LayoutHop {
+                    shared: h.shared.clone(),
+                    ports: h.ports,
+                    removing: false,
+                })
+                .collect(),
         }
-        Layout { generation, hops }
     }
 
     /// Opens a hop's interfaces and binds one socket per queue on each side.
@@ -419,25 +430,11 @@ impl ChainControl {
         // 1. Drain the tools being removed.
         if !removed.is_empty() {
             // The current layout, with the removed hops marked.
-            let removing: Vec<Arc<HopShared>> = removed.iter().map(|r| r.shared.clone()).collect();
-            let mut layout = Layout {
-                generation: self.layout.generation,
-                hops: self.layout.hops.clone(),
-            };
+            let mut layout = (*self.layout).clone();
             for h in layout.hops.iter_mut() {
-                if removing.iter().any(|r| Arc::ptr_eq(r, &h.shared)) {
-                    h.removing = true;
-                }
+                h.removing |= removed.iter().any(|r| Arc::ptr_eq(&r.shared, &h.shared));
             }
-            let layout = Arc::new(layout);
-            let l = layout.clone();
-            self.send_all(|_, ack| TaskUpdate {
-                add: Vec::new(),
-                layout: l.clone(),
-                remove: Vec::new(),
-                ack,
-            })?;
-            self.layout = layout;
+            self.install(layout, Vec::new(), &[])?;
             std::thread::sleep(self.settings.drain);
         }
         // 2. Detach the removed tools' XDP programs.
@@ -488,20 +485,7 @@ impl ChainControl {
         }
         self.hops = records;
         // 4. The final layout, with the new sockets and the retired ports.
-        let layout = Arc::new(self.make_layout(generation, &[]));
-        let l = layout.clone();
-        let mut add_iter = add.into_iter();
-        let mut per_queue: Vec<Vec<ChainPort>> = (0..self.queues.len())
-            .map(|_| add_iter.next().unwrap_or_default())
-            .collect();
-        let retire_c = retire.clone();
-        let acks = self.send_all(|q, ack| TaskUpdate {
-            add: std::mem::take(&mut per_queue[q.queue as usize]),
-            layout: l.clone(),
-            remove: retire_c.clone(),
-            ack,
-        })?;
-        self.layout = layout;
+        let acks = self.install(self.hops_layout(generation), add, &retire)?;
         let reclaimed: u32 = acks.iter().map(|a| a.reclaimed).sum();
         for a in acks {
             drop(a.removed);
@@ -591,18 +575,8 @@ impl ChainControl {
         if !any {
             return;
         }
-        let generation = self.layout.generation;
-        let layout = Arc::new(self.make_layout(generation, &[]));
-        let l = layout.clone();
-        let mut per_queue = add;
-        match self.send_all(|q, ack| TaskUpdate {
-            add: std::mem::take(&mut per_queue[q.queue as usize]),
-            layout: l.clone(),
-            remove: Vec::new(),
-            ack,
-        }) {
-            Ok(_) => self.layout = layout,
-            Err(e) => error!(error = %e, "installing rebound hop ports failed"),
+        if let Err(e) = self.install(self.hops_layout(self.layout.generation), add, &[]) {
+            error!(error = %e, "installing rebound hop ports failed");
         }
     }
 
@@ -722,9 +696,12 @@ impl ChainControl {
                 );
             }
         }
-        let (errors, warnings) = match ChainSpec::from_proto(&p) {
-            Ok(s) => spec::validate(&s, &self.env),
-            Err(e) => (e, Vec::new()),
+        let (new, errors, warnings) = match ChainSpec::from_proto(&p) {
+            Ok(s) => {
+                let (e, w) = spec::validate(&s, &self.env);
+                (s, e, w)
+            }
+            Err(e) => (ChainSpec::default(), e, Vec::new()),
         };
         let validation = v1::ValidationResult {
             valid: errors.is_empty(),
@@ -760,7 +737,6 @@ impl ChainControl {
                 validation: Some(validation),
             });
         }
-        let new = ChainSpec::from_proto(&p).expect("validated");
         let persisted = Persisted::new(self.desired.generation + 1, unix_ns(), new.clone());
         if let Err(e) = self.persist(&persisted) {
             error!(error = %e, "cannot persist the chain; update refused");

@@ -201,13 +201,20 @@ impl Layout {
         self.hops[i].ports.map(|p| p[usize::from(b)])
     }
 
-    /// Route towards inline-2 starting at hop `from`.
-    fn east(&self, from: usize, traffic: &[Traffic]) -> Route {
+    /// The route through hops `order` (entering each tool on side `b` when
+    /// travelling towards inline-1, else side `a`), ending at `end`.
+    fn walk(
+        &self,
+        order: impl Iterator<Item = usize>,
+        side_b: bool,
+        end: PortId,
+        traffic: &[Traffic],
+    ) -> Route {
         let mut r = Route::default();
-        for (i, t) in traffic.iter().enumerate().skip(from) {
-            match t {
+        for i in order {
+            match traffic[i] {
                 Traffic::Through => {
-                    r.to = self.port(i, false);
+                    r.to = self.port(i, side_b);
                     r.into_hop = Some(i);
                     return r;
                 }
@@ -218,32 +225,18 @@ impl Layout {
                 }
             }
         }
-        r.to = Some(INLINE_2);
+        r.to = Some(end);
         r
     }
 
-    /// Route towards inline-1 starting at hop `from` (inclusive) going down;
-    /// `None` starts past the first hop, at inline-1.
-    fn west(&self, from: Option<usize>, traffic: &[Traffic]) -> Route {
-        let mut r = Route::default();
-        if let Some(from) = from {
-            for i in (0..=from).rev() {
-                match traffic[i] {
-                    Traffic::Through => {
-                        r.to = self.port(i, true);
-                        r.into_hop = Some(i);
-                        return r;
-                    }
-                    Traffic::Bypass => r.bypassed |= 1 << i,
-                    Traffic::Drop => {
-                        r.drop_hop = Some(i);
-                        return r;
-                    }
-                }
-            }
-        }
-        r.to = Some(INLINE_1);
-        r
+    /// Route towards inline-2 from hop `from` on.
+    fn east(&self, from: usize, traffic: &[Traffic]) -> Route {
+        self.walk(from..traffic.len(), false, INLINE_2, traffic)
+    }
+
+    /// Route towards inline-1 from the hops before `before`, nearest first.
+    fn west(&self, before: usize, traffic: &[Traffic]) -> Route {
+        self.walk((0..before).rev(), true, INLINE_1, traffic)
     }
 
     /// The route of every port of the layout, as `(port, route)`: inline-1
@@ -253,11 +246,11 @@ impl Layout {
         let n = self.hops.len();
         let mut out = Vec::with_capacity(2 + 2 * n);
         out.push((INLINE_1, self.east(0, &traffic)));
-        out.push((INLINE_2, self.west(n.checked_sub(1), &traffic)));
+        out.push((INLINE_2, self.west(n, &traffic)));
         for (i, h) in self.hops.iter().enumerate() {
             let Some([a, b]) = h.ports else { continue };
             // Out of the tool on side A: travelling towards inline-1.
-            let mut ra = self.west(i.checked_sub(1), &traffic);
+            let mut ra = self.west(i, &traffic);
             ra.from_hop = Some(i);
             // Out on side B: towards inline-2.
             let mut rb = self.east(i + 1, &traffic);

@@ -193,29 +193,21 @@ impl ChainTask {
         } = group;
         let [a, b]: [XskSocket; 2] = sockets.try_into().expect("an inline group has two sockets");
         let [c1, c2] = counters;
-        let mut t = ChainTask {
-            queue,
-            ports: vec![
+        let mut t = ChainTask::assemble(
+            [
                 ChainPort::new(INLINE_1, a, c1),
                 ChainPort::new(INLINE_2, b, c2),
             ],
-            pool: FramePool::for_umem(&umem),
+            FramePool::for_umem(&umem),
             umem,
-            zerocopy: mode.bind == crate::xdp::BindMode::ZeroCopy,
-            layout: Arc::new(Layout::default()),
-            routes: Vec::new(),
-            inspect: Vec::new(),
-            egress: Vec::new(),
-            hop_counters: Vec::new(),
-            shared,
-            seen_version: 0,
             segment,
-            updates,
-            heartbeats,
+            shared,
             key,
-            outcomes: Vec::new(),
-        };
-        t.rebuild_routes();
+        );
+        t.queue = queue;
+        t.zerocopy = mode.bind == crate::xdp::BindMode::ZeroCopy;
+        t.updates = updates;
+        t.heartbeats = heartbeats;
         t.refill();
         t
     }
@@ -228,12 +220,34 @@ impl ChainTask {
         segment: Arc<StatsSegment>,
     ) -> ChainTask {
         let [a, b] = sockets;
+        let ports = [
+            ChainPort::new(INLINE_1, a, segment.queue_slot(0)),
+            ChainPort::new(INLINE_2, b, segment.queue_slot(1)),
+        ];
+        let mut t = ChainTask::assemble(
+            ports,
+            pool,
+            umem,
+            segment,
+            Arc::new(ChainShared::default()),
+            TagKey::from_words(0, 0),
+        );
+        t.refill();
+        t
+    }
+
+    /// Queue 0, copy mode, an empty chain, no updates, no heartbeats.
+    fn assemble(
+        inline: [ChainPort; 2],
+        pool: FramePool,
+        umem: Arc<Umem>,
+        segment: Arc<StatsSegment>,
+        shared: Arc<ChainShared>,
+        key: TagKey,
+    ) -> ChainTask {
         let mut t = ChainTask {
             queue: 0,
-            ports: vec![
-                ChainPort::new(INLINE_1, a, segment.queue_slot(0)),
-                ChainPort::new(INLINE_2, b, segment.queue_slot(1)),
-            ],
+            ports: inline.into(),
             pool,
             umem,
             zerocopy: false,
@@ -242,16 +256,15 @@ impl ChainTask {
             inspect: Vec::new(),
             egress: Vec::new(),
             hop_counters: Vec::new(),
-            shared: Arc::new(ChainShared::default()),
+            shared,
             seen_version: 0,
             segment,
             updates: None,
             heartbeats: None,
-            key: TagKey::from_words(0, 0),
+            key,
             outcomes: Vec::new(),
         };
         t.rebuild_routes();
-        t.refill();
         t
     }
 
@@ -275,8 +288,8 @@ impl ChainTask {
         &self.layout
     }
 
-    /// Installs an update directly (tests; the worker path goes through the
-    /// channel).
+    /// Installs an update and acknowledges it (the worker takes updates
+    /// from the channel in `poll`; tests may call this directly).
     pub fn apply(&mut self, u: TaskUpdate) {
         let ack = u.ack.clone();
         let a = self.apply_update(u);
@@ -451,12 +464,15 @@ impl ChainTask {
                         self.pool.free(f);
                         continue;
                     };
-                    let mut v = vec![f];
-                    let sent = p.sock.tx.as_mut().map_or(0, |tx| tx.send(&mut v));
-                    for f in v {
-                        self.pool.free(f);
-                    }
-                    if sent == 1 {
+                    let tx = p.sock.tx.as_mut().expect("tool ports have TX");
+                    let sent = match tx.push(f) {
+                        Ok(()) => true,
+                        Err(f) => {
+                            self.pool.free(f);
+                            false
+                        }
+                    };
+                    if sent {
                         counters.heartbeats_sent.add(1);
                         p.counters.tx_packets.add(1);
                         p.counters.tx_bytes.add(len as u64);
@@ -508,12 +524,8 @@ impl ChainTask {
 
     /// Moves up to `batch` frames from every port along its route.
     pub fn poll(&mut self, batch: u32) -> PollOutcome {
-        if let Some(rx) = &self.updates {
-            if let Ok(u) = rx.try_recv() {
-                let ack = u.ack.clone();
-                let a = self.apply_update(u);
-                let _ = ack.send(a);
-            }
+        if let Some(u) = self.updates.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            self.apply(u);
         }
         if self.shared.version() != self.seen_version {
             self.rebuild_routes();

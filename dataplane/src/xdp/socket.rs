@@ -157,6 +157,23 @@ impl TxQueue {
         n
     }
 
+    /// Queues one frame and publishes it; gives it back if the ring is full.
+    pub fn push(&mut self, frame: Frame) -> Result<(), Frame> {
+        if self.ring.reserve(1) == 0 {
+            return Err(frame);
+        }
+        self.ring.write(
+            0,
+            XdpDesc {
+                addr: frame.addr(),
+                len: frame.len(),
+                options: 0,
+            },
+        );
+        self.ring.publish(1);
+        Ok(())
+    }
+
     /// Free TX slots right now.
     pub fn free_slots(&mut self) -> u32 {
         self.ring.free(self.ring.size())
