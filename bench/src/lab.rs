@@ -338,6 +338,8 @@ pub mod ifs {
     pub const SINK: &str = "s0";
     pub const TAP: &str = "t0";
     pub const PASSIVE_1: &str = "p1";
+    /// A sensor's end of its veth (in its own namespace).
+    pub const SENSOR: &str = "e0";
     /// A tool's side facing inline-1 (in each tool namespace).
     pub const TOOL_A: &str = "a";
     /// A tool's side facing inline-2.
@@ -423,6 +425,10 @@ pub struct Lab {
     /// The inline tools of a chain: tool `k` (1-based) is `tools[k - 1]`,
     /// namespace `{prefix}-tool{k}`.
     pub tools: Vec<Netns>,
+    /// Passive sensors (output group members), added with
+    /// [`Lab::add_sensors`]: (dut-side interface, namespace
+    /// `{prefix}-sen-{ifname}` whose end is [`ifs::SENSOR`]).
+    pub sensors: Vec<(String, Netns)>,
 }
 
 impl Lab {
@@ -442,6 +448,7 @@ impl Lab {
             sink: None,
             tap: None,
             tools: Vec::new(),
+            sensors: Vec::new(),
         };
         if scenario.has_inline() {
             let gen = Netns::create(&format!("{prefix}-gen"))?;
@@ -492,12 +499,14 @@ impl Lab {
             sink,
             tap,
             tools,
+            sensors,
             ..
         } = self;
         for ns in [Some(dut), gen, sink, tap]
             .into_iter()
             .flatten()
             .chain(tools)
+            .chain(sensors.into_iter().map(|(_, ns)| ns))
         {
             let _ = ns.persist();
         }
@@ -510,8 +519,35 @@ impl Lab {
             .chain([self.tap.as_ref()])
             .flatten()
             .chain(&self.tools)
+            .chain(self.sensors.iter().map(|(_, ns)| ns))
             .map(Netns::name)
             .collect()
+    }
+
+    /// Adds one sensor namespace per name: a veth whose dut end is called
+    /// `name` (an output group member) and whose other end, [`ifs::SENSOR`],
+    /// is in namespace `{prefix}-sen-{name}`, with VLAN offload off (so a
+    /// capture there sees tags in the frame, as sent).
+    pub fn add_sensors(&mut self, names: &[&str]) -> Result<()> {
+        for name in names {
+            let ns = Netns::create(&format!("{}-sen-{name}", self.prefix))?;
+            veth(&self.dut, name, &ns, ifs::SENSOR)?;
+            ns.enter(|| {
+                sys::ethtool_clear_flags(ifs::SENSOR, sys::ETH_FLAG_TXVLAN | sys::ETH_FLAG_RXVLAN)
+                    .context("turning VLAN offload off on a sensor")
+            })??;
+            self.sensors.push((name.to_string(), ns));
+        }
+        Ok(())
+    }
+
+    /// The sensor namespace behind member interface `name`.
+    pub fn sensor(&self, name: &str) -> Result<&Netns> {
+        self.sensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, ns)| ns)
+            .with_context(|| format!("no sensor {name:?} in this lab"))
     }
 
     pub fn gen(&self) -> &Netns {

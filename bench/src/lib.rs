@@ -15,6 +15,7 @@ pub mod lab;
 pub mod measure;
 pub mod micro;
 pub mod observe;
+pub mod passive_bench;
 pub mod report;
 pub mod runner;
 pub mod search;

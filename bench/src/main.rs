@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use tapline_bench::{
-    chain_bench, demo, inline_bench, lab, measure, micro, report, search, traffic,
+    chain_bench, demo, inline_bench, lab, measure, micro, passive_bench, report, search, traffic,
 };
 
 #[derive(Debug, Parser)]
@@ -219,6 +219,59 @@ enum Cmd {
         /// Write ndr.json and ndr.md under this directory.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Passive side on the passive lab, in one run, interleaved: capture to
+    /// disk (tapline's recorder against tcpdump and netsniff-ng: frames
+    /// written to pcap files against frames sent) and the cost of fan-out
+    /// (tapline with 0, 1, 2, 4 output groups).
+    Passive {
+        /// Repetitions (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        reps: u32,
+        /// Seconds of traffic per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Frame length without FCS.
+        #[arg(long, default_value_t = 512)]
+        frame_len: usize,
+        /// UDP flows in the generated traffic.
+        #[arg(long, default_value_t = 1024)]
+        flows: u16,
+        /// Offered rate, frames per second (default: as fast as the
+        /// generator can).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Capture-to-disk DUTs, comma separated: tapline, tcpdump,
+        /// netsniff-ng (empty: skip the capture part).
+        #[arg(
+            long,
+            default_value = "tapline,tcpdump,netsniff-ng",
+            value_delimiter = ','
+        )]
+        duts: Vec<String>,
+        /// Output group counts of the fan-out part, comma separated (0:
+        /// capture alone; empty: skip the fan-out part).
+        #[arg(long, default_value = "0,1,2,4", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Capture files go to a fresh directory under this one, and are
+        /// deleted once counted.
+        #[arg(long, default_value = "/var/tmp/tapline-bench-rec")]
+        dir: PathBuf,
+        /// Seconds a capture DUT gets after the traffic to drain to disk.
+        #[arg(long, default_value_t = 2.0)]
+        grace_s: f64,
+        /// Keep the capture files.
+        #[arg(long)]
+        keep_files: bool,
+        /// Extra TOML keys for tapline's [dataplane] table (use \n between keys).
+        #[arg(long, default_value = "")]
+        dataplane_keys: String,
+        /// Extra TOML keys for tapline's [xdp] table.
+        #[arg(long, default_value = "")]
+        xdp_keys: String,
+        /// Directory for passive.{json,md}.
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
     },
 }
 
@@ -502,6 +555,82 @@ fn main() -> Result<()> {
             if let Some(dir) = out {
                 report::write_results(&dir, "ndr", &r, &md)?;
             }
+        }
+        Cmd::Passive {
+            reps,
+            seconds,
+            frame_len,
+            flows,
+            rate,
+            duts,
+            groups,
+            dir,
+            grace_s,
+            keep_files,
+            dataplane_keys,
+            xdp_keys,
+            out,
+        } => {
+            let cfg = passive_bench::PassiveConfig {
+                duts: duts
+                    .iter()
+                    .filter(|d| !d.is_empty())
+                    .map(|d| passive_bench::CaptureDut::parse(d))
+                    .collect::<Result<Vec<_>>>()?,
+                groups: groups
+                    .iter()
+                    .filter(|g| !g.is_empty())
+                    .map(|g| {
+                        g.parse()
+                            .with_context(|| format!("--groups: {g:?} is not a group count"))
+                    })
+                    .collect::<Result<Vec<u8>>>()?,
+                reps,
+                seconds,
+                frame_len,
+                flows,
+                rate_pps: rate,
+                dir: std::path::absolute(&dir)?,
+                grace_s,
+                keep_files,
+                dataplane_keys: dataplane_keys.replace("\\n", "\n"),
+                xdp_keys: xdp_keys.replace("\\n", "\n"),
+            };
+            let r = passive_bench::run(&cfg, |p, i, n| {
+                match p {
+                passive_bench::Progress::Skipped(d) => {
+                    eprintln!("{}: {}", d.name(), passive_bench::SKIPPED)
+                }
+                passive_bench::Progress::Capture(s) => eprintln!(
+                    "[{i}/{n}] capture {:<11} rep {}: sent {} ({:.3} Mfps), captured {}, written {} ({:.1}%, {:.3} Mfps), DUT drops {}, steal {:.1}%",
+                    s.dut.name(),
+                    s.rep,
+                    s.sent,
+                    s.offered_pps / 1e6,
+                    s.captured.map_or("?".to_string(), |c| c.to_string()),
+                    s.written,
+                    s.written_ratio * 100.0,
+                    s.written_pps / 1e6,
+                    s.dut_drops,
+                    s.steal_ratio * 100.0
+                ),
+                passive_bench::Progress::Fanout(s) => eprintln!(
+                    "[{i}/{n}] fan-out {} groups rep {}: sent {} ({:.3} Mfps), captured {:.1}%, delivered {}, kernel drops {}, steal {:.1}%",
+                    s.groups,
+                    s.rep,
+                    s.sent,
+                    s.offered_pps / 1e6,
+                    s.capture_ratio * 100.0,
+                    s.delivery_ratio
+                        .map_or("-".to_string(), |d| format!("{:.1}%", d * 100.0)),
+                    s.kernel_drops(),
+                    s.steal_ratio * 100.0
+                ),
+            }
+            })?;
+            let md = passive_bench::markdown(&r);
+            println!("{md}");
+            report::write_results(&out, "passive", &r, &md)?;
         }
     }
     Ok(())

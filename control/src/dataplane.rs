@@ -6,7 +6,9 @@
 //! Each call opens its own connection, sends one request and reads one
 //! answer: nothing to reconnect or resynchronise when the dataplane
 //! restarts, and a call that times out or reads garbage leaves no broken
-//! connection behind for the next one.
+//! connection behind for the next one. A tap ([`DataplaneClient::tap`])
+//! opens a connection of its own too and keeps it for its stream; dropping
+//! the [`TapConnection`] closes it, which cancels the tap in the dataplane.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,9 @@ pub const SET_CHAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Deadline of the other requests, which the dataplane answers from
 /// memory.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Deadline of a tap's first answer (`started` or an error): the dataplane
+/// checks the request and allocates the tap's buffers first.
+pub const TAP_START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an exchange with the dataplane failed before it answered.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +145,51 @@ impl DataplaneClient {
         }
     }
 
+    /// Starts a tap on a new connection and returns it once the dataplane
+    /// answered with `started` (within [`TAP_START_TIMEOUT`]). Errors as
+    /// for [`DataplaneClient::call`]: UNAVAILABLE without a dataplane, the
+    /// dataplane's own status for a request it refuses.
+    pub async fn tap(&self, req: v1::TapRequest) -> Result<TapConnection, Status> {
+        let msg = v1::DataplaneRequest {
+            request: Some(Request::Tap(req)),
+        };
+        let start = async {
+            let mut s = UnixStream::connect(&self.path)
+                .await
+                .map_err(CallError::Connect)?;
+            s.write_all(&wire::encode_frame(&msg))
+                .await
+                .map_err(CallError::Io)?;
+            let first = read_response(&mut s).await?;
+            Ok::<_, CallError>((s, first))
+        };
+        let (stream, first) = tokio::time::timeout(TAP_START_TIMEOUT, start)
+            .await
+            .unwrap_or(Err(CallError::Timeout(TAP_START_TIMEOUT)))
+            .map_err(|e| self.failure(&e, false))?;
+        let first = match first {
+            Some(first) => first,
+            None => return Err(self.failure(&CallError::Closed, false)),
+        };
+        match first.response {
+            Some(Response::Tap(t)) if t.started.is_some() => Ok(TapConnection {
+                stream,
+                path: self.path.clone(),
+                first: Some(t),
+            }),
+            Some(Response::Error(e)) => Err(error_status(e)),
+            other => Err(Status::internal(format!(
+                "dataplane command socket {}: the dataplane answered a tap request with {}; \
+                 are tapline-control and tapline-dataplane the same version?",
+                self.path.display(),
+                other.as_ref().map_or("an empty response", |r| match r {
+                    Response::Tap(_) => "a tap message without `started`",
+                    r => response_name(r),
+                })
+            ))),
+        }
+    }
+
     async fn exchange(
         &self,
         msg: &v1::DataplaneRequest,
@@ -150,21 +200,7 @@ impl DataplaneClient {
         s.write_all(&wire::encode_frame(msg))
             .await
             .map_err(CallError::Io)?;
-        let mut prefix = [0u8; 4];
-        match s.read_exact(&mut prefix).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(CallError::Closed),
-            Err(e) => return Err(CallError::Io(e)),
-        }
-        let len = wire::decode_len(prefix).map_err(|e| CallError::Malformed(e.to_string()))?;
-        let mut body = vec![0u8; len];
-        match s.read_exact(&mut body).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(CallError::Truncated),
-            Err(e) => return Err(CallError::Io(e)),
-        }
-        v1::DataplaneResponse::decode(body.as_slice())
-            .map_err(|e| CallError::Malformed(format!("the answer does not decode: {e}")))
+        read_response(&mut s).await?.ok_or(CallError::Closed)
     }
 
     /// The status of a failed exchange.
@@ -187,6 +223,66 @@ impl DataplaneClient {
                 "dataplane command socket {path} unreachable: {e}; is tapline-dataplane \
                  running with the same state_dir?"
             )),
+        }
+    }
+}
+
+/// Reads one framed response; `None` when the dataplane closed the
+/// connection before a new frame.
+async fn read_response(s: &mut UnixStream) -> Result<Option<v1::DataplaneResponse>, CallError> {
+    let mut prefix = [0u8; 4];
+    match s.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(CallError::Io(e)),
+    }
+    let len = wire::decode_len(prefix).map_err(|e| CallError::Malformed(e.to_string()))?;
+    let mut body = vec![0u8; len];
+    match s.read_exact(&mut body).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(CallError::Truncated),
+        Err(e) => return Err(CallError::Io(e)),
+    }
+    v1::DataplaneResponse::decode(body.as_slice())
+        .map(Some)
+        .map_err(|e| CallError::Malformed(format!("the answer does not decode: {e}")))
+}
+
+/// A running tap's connection to the dataplane. Dropping it closes the
+/// connection, which ends the tap in the dataplane.
+#[derive(Debug)]
+pub struct TapConnection {
+    stream: UnixStream,
+    path: PathBuf,
+    /// The `started` message, not handed out yet.
+    first: Option<v1::TapResponse>,
+}
+
+impl TapConnection {
+    /// The next message of the tap (the first carries `started`, the last
+    /// `ended`). `Ok(None)`: the dataplane closed the connection (after
+    /// `ended`, or because it stopped). Not cancel safe: a message being
+    /// read when the future is dropped is lost (drop the connection then).
+    pub async fn next(&mut self) -> Result<Option<v1::TapResponse>, Status> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        let path = self.path.display();
+        match read_response(&mut self.stream).await {
+            Ok(None) => Ok(None),
+            Ok(Some(v1::DataplaneResponse {
+                response: Some(Response::Tap(t)),
+            })) => Ok(Some(t)),
+            Ok(Some(v1::DataplaneResponse {
+                response: Some(Response::Error(e)),
+            })) => Err(error_status(e)),
+            Ok(Some(other)) => Err(Status::internal(format!(
+                "dataplane command socket {path}: a tap stream carried {:?}",
+                other.response.as_ref().map(response_name)
+            ))),
+            Err(e) => Err(Status::unavailable(format!(
+                "dataplane command socket {path}: the tap stream broke: {e}"
+            ))),
         }
     }
 }
@@ -216,6 +312,7 @@ fn request_name(r: &Request) -> &'static str {
         Request::GetChain(_) => "get_chain",
         Request::SetChain(_) => "set_chain",
         Request::SetHopBypass(_) => "set_hop_bypass",
+        Request::Tap(_) => "tap",
     }
 }
 
@@ -224,6 +321,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::GetChain(_) => "get_chain",
         Response::SetChain(_) => "set_chain",
         Response::SetHopBypass(_) => "set_hop_bypass",
+        Response::Tap(_) => "tap",
         Response::Error(_) => "error",
     }
 }
@@ -245,6 +343,9 @@ pub(crate) mod fake {
     pub(crate) enum Reply {
         /// Answers with this message.
         Message(Box<v1::DataplaneResponse>),
+        /// Writes these messages (a tap's stream), then waits until the
+        /// client closes the connection.
+        Stream(Vec<v1::DataplaneResponse>),
         /// Writes these bytes as they are, then closes.
         Raw(Vec<u8>),
         /// Closes without answering.
@@ -347,6 +448,15 @@ pub(crate) mod fake {
                 }
                 Reply::Raw(bytes) => {
                     let _ = conn.write_all(&bytes).await;
+                    return;
+                }
+                Reply::Stream(msgs) => {
+                    for m in msgs {
+                        if conn.write_all(&wire::encode_frame(&m)).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = conn.read(&mut [0u8; 1]).await;
                     return;
                 }
                 Reply::Close => return,

@@ -179,6 +179,9 @@ mod tests {
             queues: roles.iter().map(|r| queue(r)).collect(),
             workers: vec![],
             hops: vec![],
+            outputs: vec![],
+            recorders: vec![],
+            taps: vec![],
         }
     }
 

@@ -238,7 +238,7 @@ impl Bound {
         // Served even without a token, refusing every call: a client is told
         // what to configure instead of getting UNIMPLEMENTED.
         let admin = AdminServer::with_interceptor(
-            admin::AdminService::new(dataplane),
+            admin::AdminService::new(dataplane).with_shutdown(stop_rx.clone()),
             BearerAuth::privileged(
                 "tapline.v1.Admin",
                 tokens.admin.clone(),

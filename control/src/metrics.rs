@@ -6,23 +6,33 @@
 //! and an empty one are the same to Prometheus, so the family has one label
 //! set); sum over `queue` for a port's totals. Chain hops have their own
 //! families, labelled `hop`, with the heartbeat round-trip time as a
-//! histogram. While
-//! the dataplane is not live only `tapline_dataplane_up 0` is exported: no
-//! stale counters (Prometheus sees the series end, and a restarted dataplane
-//! starts them again from zero, which `rate()` treats as a counter reset).
+//! histogram. Passive output groups are labelled `group`, their members
+//! `group`, `member` and `ifname`; recorders `recorder`; live taps `tap_id`
+//! and `point`, with `tapline_taps_active` counting them. Families without
+//! series (no hops, no groups, no taps) keep their HELP and TYPE lines.
+//! While the dataplane is not live only `tapline_dataplane_up 0` is
+//! exported: no stale counters (Prometheus sees the series end, and a
+//! restarted dataplane starts them again from zero, which `rate()` treats as
+//! a counter reset).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tapline_dataplane::xdp::shm::{HopSnapshot, QueueSnapshot, Snapshot, HOP_RTT_BOUNDS_NS};
+use tapline_dataplane::xdp::shm::{
+    HopSnapshot, OutputKind, OutputSnapshot, QueueSnapshot, RecorderSnapshot, Snapshot,
+    TapSnapshot, HOP_RTT_BOUNDS_NS,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, warn};
 
 use crate::state::{stopping, Monitor};
-use crate::stats::{api_mode, drop_reason_name, drops_by_reason};
+use crate::stats::{
+    api_mode, drop_reason_name, drops_by_reason, group_members, output_drop_reason_name,
+    output_drops_by_reason, recorder_stage,
+};
 
 /// `Content-Type` of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -78,6 +88,15 @@ fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
+/// An instant in nanoseconds since the Unix epoch, in seconds. Whole
+/// seconds and the fraction are converted apart: today's ~1.8e18 ns have
+/// more digits than an f64 holds, and dividing them at once would blur the
+/// fraction (1800000050.25 s would print as 1800000050.2499998).
+fn unix_seconds(ns: u64) -> f64 {
+    const NS_PER_S: u64 = 1_000_000_000;
+    (ns / NS_PER_S) as f64 + seconds(ns % NS_PER_S)
+}
+
 /// A per-queue counter family: its name, help, and how to read it.
 type QueueCounter = (&'static str, &'static str, fn(&QueueSnapshot) -> u64);
 
@@ -114,6 +133,135 @@ const HOP_COUNTERS: [HopCounter; 6] = [
         "tapline_hop_bypassed_bytes_total",
         "Bytes of the packets that went around the hop's tool.",
         |h| h.bypassed_bytes,
+    ),
+];
+
+/// A per-output-slot counter family (groups, members, recorder stages).
+type OutputCounter = (&'static str, &'static str, fn(&OutputSnapshot) -> u64);
+
+const GROUP_COUNTERS: [OutputCounter; 3] = [
+    (
+        "tapline_output_group_packets_total",
+        "Packets of the passive port that the output group's filter accepted, each counted once whatever member it was sent to (delivered to a member or dropped there).",
+        |o| o.packets,
+    ),
+    (
+        "tapline_output_group_bytes_total",
+        "Bytes of the packets the output group's filter accepted (whole packets, before the snap length).",
+        |o| o.bytes,
+    ),
+    (
+        "tapline_output_group_filtered_out_packets_total",
+        "Packets of the passive port that the output group's filter rejected.",
+        |o| o.filtered_out,
+    ),
+];
+
+const MEMBER_COUNTERS: [OutputCounter; 2] = [
+    (
+        "tapline_output_member_packets_total",
+        "Packets handed to the output group member's TX ring.",
+        |o| o.packets,
+    ),
+    (
+        "tapline_output_member_bytes_total",
+        "Bytes of the packets handed to the output group member (after the group's snap length).",
+        |o| o.bytes,
+    ),
+];
+
+const RECORDER_STAGE_COUNTERS: [OutputCounter; 3] = [
+    (
+        "tapline_recorder_accepted_packets_total",
+        "Packets of the passive port that the recorder's filter accepted and its queue took (the ones its queue could not take are in tapline_recorder_queue_dropped_packets_total).",
+        |o| o.packets,
+    ),
+    (
+        "tapline_recorder_accepted_bytes_total",
+        "Bytes of the packets the recorder's queue took (whole packets, before the snap length).",
+        |o| o.bytes,
+    ),
+    (
+        "tapline_recorder_filtered_out_packets_total",
+        "Packets of the passive port that the recorder's filter rejected.",
+        |o| o.filtered_out,
+    ),
+];
+
+/// A per-recorder counter family (the recorder's disk side).
+type RecorderCounter = (&'static str, &'static str, fn(&RecorderSnapshot) -> u64);
+
+const RECORDER_COUNTERS: [RecorderCounter; 10] = [
+    (
+        "tapline_recorder_files_created_total",
+        "Files the recorder created.",
+        |r| r.files_created,
+    ),
+    (
+        "tapline_recorder_files_completed_total",
+        "Files the recorder completed (closed and renamed to their final name).",
+        |r| r.files_completed,
+    ),
+    (
+        "tapline_recorder_files_migrated_total",
+        "Completed files the recorder moved to its bulk directory.",
+        |r| r.files_migrated,
+    ),
+    (
+        "tapline_recorder_files_deleted_total",
+        "Files the recorder's retention deleted.",
+        |r| r.files_deleted,
+    ),
+    (
+        "tapline_recorder_bytes_written_total",
+        "Bytes the recorder wrote to files (pcap headers included).",
+        |r| r.bytes_written,
+    ),
+    (
+        "tapline_recorder_packets_written_total",
+        "Packets the recorder wrote to files.",
+        |r| r.packets_written,
+    ),
+    (
+        "tapline_recorder_disk_errors_total",
+        "Failed file operations of the recorder (create, write, sync, rename, migrate, delete); the last error's text is in the API (RecorderStats.last_disk_error) and taplinectl stats.",
+        |r| r.disk_errors,
+    ),
+    (
+        "tapline_recorder_queue_dropped_packets_total",
+        "Packets the recorder's filter accepted that its queue could not take: the disk is slower than the traffic.",
+        |r| r.queue_dropped_packets,
+    ),
+    (
+        "tapline_recorder_queue_dropped_bytes_total",
+        "Bytes of the packets dropped at the recorder's queue.",
+        |r| r.queue_dropped_bytes,
+    ),
+    (
+        "tapline_recorder_disk_dropped_packets_total",
+        "Packets the recorder lost because its directory failed (dropped while recording was suspended by a disk error).",
+        |r| r.disk_dropped_packets,
+    ),
+];
+
+/// A per-tap counter family.
+type TapCounter = (&'static str, &'static str, fn(&TapSnapshot) -> u64);
+
+const TAP_COUNTERS: [TapCounter; 3] = [
+    (
+        "tapline_tap_matched_packets_total",
+        "Packets at the live tap's point that passed its filter.",
+        |t| t.matched,
+    ),
+    (
+        "tapline_tap_sent_packets_total",
+        "Packets the live tap sent to its client.",
+        |t| t.sent,
+    ),
+    (
+        "tapline_tap_lost_packets_total",
+        "Matching packets the live tap discarded because its client (or the stream to it) was slow.",
+        |t| t.lost,
     ),
 ];
 
@@ -200,7 +348,7 @@ pub fn render(live: Option<&Snapshot>) -> String {
     w.sample(
         "tapline_dataplane_start_time_seconds",
         &[],
-        seconds(snap.started_unix_ns),
+        unix_seconds(snap.started_unix_ns),
     );
 
     // Labels of each queue, in slot order; `hop` only on tool ports.
@@ -318,6 +466,9 @@ pub fn render(live: Option<&Snapshot>) -> String {
     }
 
     render_hops(&mut w, &snap.hops);
+    render_outputs(&mut w, snap);
+    render_recorders(&mut w, snap);
+    render_taps(&mut w, &snap.taps);
     w.out
 }
 
@@ -387,6 +538,111 @@ fn render_hops(w: &mut Writer, hops: &[HopSnapshot]) {
             seconds(hist.sum_ns),
         );
         w.sample(&format!("{name}_count"), &[("hop", &h.name)], hist.count);
+    }
+}
+
+/// The output group and member families (headers only without groups).
+/// A group's drops are not a family of their own: they are its members'
+/// (`sum by (group)` of the member family).
+fn render_outputs(w: &mut Writer, snap: &Snapshot) {
+    let groups: Vec<&OutputSnapshot> = snap
+        .outputs
+        .iter()
+        .filter(|o| o.info.kind == OutputKind::Group)
+        .collect();
+    for (name, help, get) in GROUP_COUNTERS {
+        w.family(name, "counter", help);
+        for g in &groups {
+            w.sample(name, &[("group", &g.info.name)], get(g));
+        }
+    }
+
+    // Members group by group, each with the labels of its group.
+    let members: Vec<(&OutputSnapshot, [(&str, &str); 3])> = groups
+        .iter()
+        .flat_map(|g| {
+            group_members(snap, g.slot).map(move |m| {
+                (
+                    m,
+                    [
+                        ("group", g.info.name.as_str()),
+                        ("member", m.info.name.as_str()),
+                        ("ifname", m.info.ifname.as_str()),
+                    ],
+                )
+            })
+        })
+        .collect();
+    for (name, help, get) in MEMBER_COUNTERS {
+        w.family(name, "counter", help);
+        for (m, labels) in &members {
+            w.sample(name, labels, get(m));
+        }
+    }
+    let name = "tapline_output_member_dropped_packets_total";
+    w.family(
+        name,
+        "counter",
+        "Packets the output group picked for the member that it could not take, by reason (tx_ring_full: the member's TX ring was full or its share of buffers in flight, the member is slower than the capture; member_down: the member's link was down; tx_error: the kernel refused to transmit on it).",
+    );
+    for (m, labels) in &members {
+        // The reasons that apply to members, zero included; any other slot
+        // only when it counted.
+        for (i, n) in output_drops_by_reason(OutputKind::Member, &m.drops) {
+            let reason = output_drop_reason_name(i);
+            let mut l = labels.to_vec();
+            l.push(("reason", &reason));
+            w.sample(name, &l, n);
+        }
+    }
+}
+
+/// The recorder families (headers only without recorders): the filter
+/// stage's counters (from its output slot) and the disk side.
+fn render_recorders(w: &mut Writer, snap: &Snapshot) {
+    for (name, help, get) in RECORDER_STAGE_COUNTERS {
+        w.family(name, "counter", help);
+        for r in &snap.recorders {
+            if let Some(stage) = recorder_stage(snap, r.index) {
+                w.sample(name, &[("recorder", &r.name)], get(stage));
+            }
+        }
+    }
+    for (name, help, get) in RECORDER_COUNTERS {
+        w.family(name, "counter", help);
+        for r in &snap.recorders {
+            w.sample(name, &[("recorder", &r.name)], get(r));
+        }
+    }
+    let name = "tapline_recorder_last_disk_error_timestamp_seconds";
+    w.family(
+        name,
+        "gauge",
+        "When the recorder's last disk error happened, in seconds since the Unix epoch; no series for a recorder without errors.",
+    );
+    for r in snap.recorders.iter().filter(|r| r.last_error_unix_ns != 0) {
+        w.sample(
+            name,
+            &[("recorder", &r.name)],
+            unix_seconds(r.last_error_unix_ns),
+        );
+    }
+}
+
+/// The live tap families: a gauge of running taps, and per tap counters
+/// (series come and go with the taps).
+fn render_taps(w: &mut Writer, taps: &[TapSnapshot]) {
+    let name = "tapline_taps_active";
+    w.family(name, "gauge", "Live taps (Admin.Tap) running now.");
+    w.sample(name, &[], taps.len());
+    let mut taps: Vec<&TapSnapshot> = taps.iter().collect();
+    taps.sort_by_key(|t| t.id);
+    let ids: Vec<String> = taps.iter().map(|t| t.id.to_string()).collect();
+    for (name, help, get) in TAP_COUNTERS {
+        w.family(name, "counter", help);
+        for (t, id) in taps.iter().zip(&ids) {
+            w.sample(name, &[("tap_id", id), ("point", &t.point)], get(t));
+        }
     }
 }
 
@@ -513,7 +769,7 @@ pub async fn serve(listener: TcpListener, monitor: Monitor, mut shutdown: watch:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::tests::{chain_snapshot, snapshot};
+    use crate::stats::tests::{chain_snapshot, outputs_snapshot, snapshot};
     use std::collections::BTreeSet;
 
     /// Metric names of the sample lines, and every family's HELP and TYPE.
@@ -522,6 +778,7 @@ mod tests {
         let mut typed = BTreeSet::new();
         let mut histograms = BTreeSet::new();
         let mut names = BTreeSet::new();
+        let mut series = BTreeSet::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# HELP ") {
                 helped.insert(rest.split(' ').next().unwrap().to_string());
@@ -557,8 +814,10 @@ mod tests {
                     .unwrap_or_else(|| name.clone());
                 assert!(typed.contains(&family), "sample without TYPE: {line}");
                 assert!(name.starts_with("tapline_"), "{line}");
-                let value = line.rsplit(' ').next().unwrap();
+                let (id, value) = line.rsplit_once(' ').unwrap();
                 assert!(value.parse::<f64>().is_ok(), "{line}");
+                // One sample per series: a name and label set appear once.
+                assert!(series.insert(id.to_string()), "duplicate series: {line}");
                 names.insert(name);
             }
         }
@@ -605,12 +864,32 @@ mod tests {
         ] {
             assert!(names.contains(family), "{family} missing:\n{text}");
         }
-        // Without hops the hop families have headers only.
+        // Without hops the hop families have headers only, and so have the
+        // output, recorder and tap families without them.
         assert!(text.contains("# TYPE tapline_hop_round_trip_seconds histogram"));
-        assert!(
-            !text.lines().any(|l| l.starts_with("tapline_hop_")),
-            "{text}"
-        );
+        for family in [
+            "tapline_output_group_packets_total",
+            "tapline_output_member_dropped_packets_total",
+            "tapline_recorder_accepted_packets_total",
+            "tapline_recorder_disk_errors_total",
+            "tapline_recorder_last_disk_error_timestamp_seconds",
+            "tapline_tap_matched_packets_total",
+        ] {
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+        }
+        for prefix in [
+            "tapline_hop_",
+            "tapline_output_",
+            "tapline_recorder_",
+            "tapline_tap_",
+        ] {
+            assert!(
+                !text.lines().any(|l| l.starts_with(prefix)),
+                "{prefix}: {text}"
+            );
+        }
+        assert!(text.lines().any(|l| l == "tapline_taps_active 0"), "{text}");
         let has = |line: &str| text.lines().any(|l| l == line);
         assert!(has("tapline_dataplane_up 1"));
         assert!(
@@ -778,5 +1057,102 @@ mod tests {
                 "0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1"
             ]
         );
+    }
+
+    #[test]
+    fn outputs_recorders_and_taps_are_exported() {
+        let text = render(Some(&outputs_snapshot(1, 10)));
+        let names = check_format(&text);
+        for family in [
+            "tapline_output_group_packets_total",
+            "tapline_output_group_bytes_total",
+            "tapline_output_group_filtered_out_packets_total",
+            "tapline_output_member_packets_total",
+            "tapline_output_member_bytes_total",
+            "tapline_output_member_dropped_packets_total",
+            "tapline_recorder_accepted_packets_total",
+            "tapline_recorder_accepted_bytes_total",
+            "tapline_recorder_filtered_out_packets_total",
+            "tapline_recorder_files_created_total",
+            "tapline_recorder_files_completed_total",
+            "tapline_recorder_files_migrated_total",
+            "tapline_recorder_files_deleted_total",
+            "tapline_recorder_bytes_written_total",
+            "tapline_recorder_packets_written_total",
+            "tapline_recorder_disk_errors_total",
+            "tapline_recorder_queue_dropped_packets_total",
+            "tapline_recorder_queue_dropped_bytes_total",
+            "tapline_recorder_disk_dropped_packets_total",
+            "tapline_recorder_last_disk_error_timestamp_seconds",
+            "tapline_taps_active",
+            "tapline_tap_matched_packets_total",
+            "tapline_tap_sent_packets_total",
+            "tapline_tap_lost_packets_total",
+        ] {
+            assert!(names.contains(family), "{family} missing:\n{text}");
+        }
+        let has = |line: &str| text.lines().any(|l| l == line);
+        for line in [
+            "tapline_output_group_packets_total{group=\"ids\"} 100",
+            "tapline_output_group_bytes_total{group=\"zeek\"} 5000",
+            "tapline_output_group_filtered_out_packets_total{group=\"ids\"} 20",
+            "tapline_output_member_packets_total{group=\"ids\",member=\"o1\",ifname=\"o1\"} 50",
+            "tapline_output_member_bytes_total{group=\"zeek\",member=\"o3\",ifname=\"o3\"} 5000",
+            "tapline_output_member_dropped_packets_total{group=\"ids\",member=\"o1\",ifname=\"o1\",reason=\"tx_ring_full\"} 10",
+            "tapline_output_member_dropped_packets_total{group=\"ids\",member=\"o2\",ifname=\"o2\",reason=\"member_down\"} 10",
+            "tapline_output_member_dropped_packets_total{group=\"zeek\",member=\"o3\",ifname=\"o3\",reason=\"tx_error\"} 0",
+            "tapline_recorder_accepted_packets_total{recorder=\"disk\"} 40",
+            "tapline_recorder_accepted_bytes_total{recorder=\"disk\"} 4000",
+            "tapline_recorder_filtered_out_packets_total{recorder=\"disk\"} 80",
+            "tapline_recorder_files_created_total{recorder=\"disk\"} 30",
+            "tapline_recorder_files_completed_total{recorder=\"disk\"} 20",
+            "tapline_recorder_files_migrated_total{recorder=\"disk\"} 10",
+            "tapline_recorder_files_deleted_total{recorder=\"disk\"} 10",
+            "tapline_recorder_bytes_written_total{recorder=\"disk\"} 10000",
+            "tapline_recorder_packets_written_total{recorder=\"disk\"} 40",
+            "tapline_recorder_disk_errors_total{recorder=\"disk\"} 2",
+            "tapline_recorder_queue_dropped_packets_total{recorder=\"disk\"} 10",
+            "tapline_recorder_queue_dropped_bytes_total{recorder=\"disk\"} 1000",
+            "tapline_recorder_disk_dropped_packets_total{recorder=\"disk\"} 20",
+            "tapline_recorder_last_disk_error_timestamp_seconds{recorder=\"disk\"} 1800000050.25",
+            "tapline_taps_active 2",
+            "tapline_tap_matched_packets_total{tap_id=\"9\",point=\"passive-1 rx\"} 109",
+            "tapline_tap_sent_packets_total{tap_id=\"4\",point=\"ids/a both\"} 90",
+            "tapline_tap_lost_packets_total{tap_id=\"9\",point=\"passive-1 rx\"} 10",
+        ] {
+            assert!(has(line), "{line} missing:\n{text}");
+        }
+        // Members: the reasons that apply to them, three per member.
+        let member_drops = text
+            .lines()
+            .filter(|l| l.starts_with("tapline_output_member_dropped_packets_total{"))
+            .count();
+        assert_eq!(member_drops, 3 * 3);
+        assert!(!text.contains("reason=\"queue_full\""), "{text}");
+        // Groups and recorder stages are not members; members are not groups.
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("tapline_output_group_packets_total{"))
+                .count(),
+            2
+        );
+        assert!(!text.contains("member=\"disk\""), "{text}");
+        // Taps in id order.
+        let taps: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tapline_tap_sent_packets_total{"))
+            .collect();
+        assert!(taps[0].contains("tap_id=\"4\"") && taps[1].contains("tap_id=\"9\""));
+
+        // A recorder without errors has no error time; one whose stage was
+        // not read has its disk side only.
+        let mut s = outputs_snapshot(1, 10);
+        s.recorders[0].last_error_unix_ns = 0;
+        s.outputs.pop();
+        let text = render(Some(&s));
+        check_format(&text);
+        assert!(!text.contains("tapline_recorder_last_disk_error_timestamp_seconds{"));
+        assert!(!text.contains("tapline_recorder_accepted_packets_total{"));
+        assert!(text.contains("tapline_recorder_packets_written_total{recorder=\"disk\"} 40"));
     }
 }

@@ -365,6 +365,9 @@ mod tests {
             queues: vec![],
             workers: vec![],
             hops: vec![],
+            outputs: vec![],
+            recorders: vec![],
+            taps: vec![],
         }
     }
 

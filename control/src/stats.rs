@@ -1,14 +1,15 @@
 //! From the segment's plain snapshot to `tapline.v1.Stats`: queues grouped
-//! into ports, totals, drops by reason, worker counters, chain hops, and
-//! rates between two samples of the same dataplane run.
+//! into ports, totals, drops by reason, worker counters, chain hops, passive
+//! output groups with their members, recorders, live taps, and rates between
+//! two samples of the same dataplane run.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tapline_dataplane::stats::DropReason;
+use tapline_dataplane::stats::{DropReason, OutputDropReason};
 use tapline_dataplane::xdp::shm::{
-    HistogramValues, HopSnapshot, QueueSnapshot, Snapshot, WorkerSnapshot, DROP_SLOTS,
-    HOP_RTT_BOUNDS_NS,
+    HistogramValues, HopSnapshot, OutputKind, OutputSnapshot, QueueSnapshot, RecorderSnapshot,
+    Snapshot, TapSnapshot, WorkerSnapshot, DROP_SLOTS, HOP_RTT_BOUNDS_NS,
 };
 use tapline_proto::v1;
 use tonic::Status;
@@ -206,6 +207,50 @@ pub fn drops_by_reason(drops: &[u64; DROP_SLOTS]) -> impl Iterator<Item = (usize
         .enumerate()
         .filter(|&(i, &n)| i < DropReason::COUNT || n > 0)
         .map(|(i, &n)| (i, n))
+}
+
+/// Name of output drop slot `i` (an `OutputDropReason`), or `unknown_<i>`.
+pub fn output_drop_reason_name(i: usize) -> String {
+    OutputDropReason::ALL
+        .iter()
+        .find(|r| **r as usize == i)
+        .map_or_else(|| format!("unknown_{i}"), |r| r.name().to_string())
+}
+
+/// The drop reasons that can happen to an output slot of `kind`: a member
+/// (and so its group) cannot have a full recorder queue, a recorder stage
+/// has no TX ring.
+fn output_reasons(kind: OutputKind) -> &'static [OutputDropReason] {
+    match kind {
+        OutputKind::Group | OutputKind::Member => &[
+            OutputDropReason::TxRingFull,
+            OutputDropReason::MemberDown,
+            OutputDropReason::TxError,
+        ],
+        OutputKind::Recorder => &[OutputDropReason::QueueFull, OutputDropReason::DiskError],
+    }
+}
+
+/// Output drop slots reported by name for a slot of `kind`: the reasons
+/// that apply to it (zero included, so the series exist), then any other
+/// slot that counted (a reason this build does not expect there, or does
+/// not know).
+pub fn output_drops_by_reason(
+    kind: OutputKind,
+    drops: &[u64; DROP_SLOTS],
+) -> impl Iterator<Item = (usize, u64)> + '_ {
+    let known = output_reasons(kind);
+    let applies = move |i: usize| known.iter().any(|r| *r as usize == i);
+    known
+        .iter()
+        .map(|r| (*r as usize, drops[*r as usize]))
+        .chain(
+            drops
+                .iter()
+                .enumerate()
+                .filter(move |&(i, &n)| n > 0 && !applies(i))
+                .map(|(i, &n)| (i, n)),
+        )
 }
 
 fn sum(values: &[u64]) -> u64 {
@@ -425,6 +470,215 @@ fn hop_stats(h: &HopSnapshot, prev: Option<&HopSnapshot>, secs: f64) -> v1::HopS
     }
 }
 
+/// Plain sums of output slot counters (a group with its members' drops, or
+/// one slot), or their increases between two samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OutputTotals {
+    kind: OutputKind,
+    packets: u64,
+    bytes: u64,
+    filtered_out: u64,
+    drops: [u64; DROP_SLOTS],
+}
+
+impl OutputTotals {
+    fn of(o: &OutputSnapshot) -> OutputTotals {
+        OutputTotals {
+            kind: o.info.kind,
+            packets: o.packets,
+            bytes: o.bytes,
+            filtered_out: o.filtered_out,
+            drops: o.drops,
+        }
+    }
+
+    /// What each counter of `cur` counted since `prev` (see [`increase`]).
+    fn increase(cur: &OutputSnapshot, prev: &OutputSnapshot) -> OutputTotals {
+        OutputTotals {
+            kind: cur.info.kind,
+            packets: increase(cur.packets, prev.packets),
+            bytes: increase(cur.bytes, prev.bytes),
+            filtered_out: increase(cur.filtered_out, prev.filtered_out),
+            drops: std::array::from_fn(|i| increase(cur.drops[i], prev.drops[i])),
+        }
+    }
+
+    /// Adds `other`'s drops (a member's, to its group's).
+    fn add_drops(&mut self, other: &OutputTotals) {
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a = a.wrapping_add(b);
+        }
+    }
+
+    fn counters(&self) -> v1::OutputCounters {
+        v1::OutputCounters {
+            packets: self.packets,
+            bytes: self.bytes,
+            filtered_out_packets: self.filtered_out,
+            dropped_packets: sum(&self.drops),
+            dropped_packets_by_reason: output_drops_by_reason(self.kind, &self.drops)
+                .map(|(i, n)| (output_drop_reason_name(i), n))
+                .collect(),
+        }
+    }
+
+    /// Per-second rates of increases (from [`OutputTotals::increase`]).
+    fn rates(&self, secs: f64) -> v1::OutputRates {
+        let r = |n: u64| n as f64 / secs;
+        v1::OutputRates {
+            packets_per_second: r(self.packets),
+            bytes_per_second: r(self.bytes),
+            filtered_out_packets_per_second: r(self.filtered_out),
+            dropped_packets_per_second: r(sum(&self.drops)),
+        }
+    }
+}
+
+/// The same output slot in the previous sample: same slot, kind and name
+/// (slots are described once per run, so this only fails across runs,
+/// which [`rate_window`] already excludes, or for a slot the reader could
+/// not read last time).
+fn prev_output<'a>(prev: Option<&'a Snapshot>, o: &OutputSnapshot) -> Option<&'a OutputSnapshot> {
+    prev?
+        .outputs
+        .iter()
+        .find(|p| p.slot == o.slot && p.info.kind == o.info.kind && p.info.name == o.info.name)
+}
+
+/// The members of the group in slot `group`, in configuration (slot)
+/// order.
+pub fn group_members(snap: &Snapshot, group: usize) -> impl Iterator<Item = &OutputSnapshot> {
+    snap.outputs
+        .iter()
+        .filter(move |o| o.info.kind == OutputKind::Member && o.info.parent as usize == group)
+}
+
+/// The filter stage of recorder block `index`, if the segment describes
+/// one.
+pub fn recorder_stage(snap: &Snapshot, index: usize) -> Option<&OutputSnapshot> {
+    snap.outputs
+        .iter()
+        .find(|o| o.info.kind == OutputKind::Recorder && o.info.parent as usize == index)
+}
+
+/// The output groups of `snap`, in configuration order, members nested.
+/// A group's drops are its members' (plus any the group slot counted
+/// itself); its rates need the group and every member in `prev`.
+fn output_groups(snap: &Snapshot, prev: Option<&Snapshot>, secs: f64) -> Vec<v1::OutputGroupStats> {
+    snap.outputs
+        .iter()
+        .filter(|o| o.info.kind == OutputKind::Group)
+        .map(|g| {
+            let members: Vec<&OutputSnapshot> = group_members(snap, g.slot).collect();
+            let mut totals = OutputTotals::of(g);
+            for m in &members {
+                totals.add_drops(&OutputTotals::of(m));
+            }
+            let rates = prev_output(prev, g).and_then(|pg| {
+                let mut inc = OutputTotals::increase(g, pg);
+                for m in &members {
+                    inc.add_drops(&OutputTotals::increase(m, prev_output(prev, m)?));
+                }
+                Some(inc.rates(secs))
+            });
+            v1::OutputGroupStats {
+                name: g.info.name.clone(),
+                filter: g.info.filter.clone(),
+                snap_length_bytes: g.info.snaplen,
+                counters: Some(totals.counters()),
+                rates,
+                members: members
+                    .iter()
+                    .map(|m| v1::OutputMemberStats {
+                        name: m.info.name.clone(),
+                        ifname: m.info.ifname.clone(),
+                        recorder: String::new(),
+                        counters: Some(OutputTotals::of(m).counters()),
+                        rates: prev_output(prev, m)
+                            .map(|pm| OutputTotals::increase(m, pm).rates(secs)),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Per-second rates of recorder `cur` since `prev` (the same recorder, by
+/// name).
+fn recorder_rates(cur: &RecorderSnapshot, prev: &RecorderSnapshot, secs: f64) -> v1::RecorderRates {
+    let r = |now: u64, before: u64| increase(now, before) as f64 / secs;
+    v1::RecorderRates {
+        bytes_written_per_second: r(cur.bytes_written, prev.bytes_written),
+        packets_written_per_second: r(cur.packets_written, prev.packets_written),
+        queue_dropped_packets_per_second: r(cur.queue_dropped_packets, prev.queue_dropped_packets),
+        disk_dropped_packets_per_second: r(cur.disk_dropped_packets, prev.disk_dropped_packets),
+    }
+}
+
+/// The recorders of `snap`, in configuration order, each with its filter
+/// stage.
+fn recorders(snap: &Snapshot, prev: Option<&Snapshot>, secs: f64) -> Vec<v1::RecorderStats> {
+    snap.recorders
+        .iter()
+        .map(|r| {
+            let stage = recorder_stage(snap, r.index);
+            let prev_rec = prev.and_then(|p| p.recorders.iter().find(|o| o.name == r.name));
+            v1::RecorderStats {
+                name: r.name.clone(),
+                directory: r.directory.clone(),
+                current_file: r.current_file.clone(),
+                filter: stage.map(|s| s.info.filter.clone()).unwrap_or_default(),
+                snap_length_bytes: stage.map_or(0, |s| s.info.snaplen),
+                files_created: r.files_created,
+                files_completed: r.files_completed,
+                files_migrated: r.files_migrated,
+                files_deleted: r.files_deleted,
+                bytes_written: r.bytes_written,
+                packets_written: r.packets_written,
+                queue_dropped_packets: r.queue_dropped_packets,
+                queue_dropped_bytes: r.queue_dropped_bytes,
+                disk_dropped_packets: r.disk_dropped_packets,
+                disk_errors: r.disk_errors,
+                last_disk_error: r.last_error.clone(),
+                last_disk_error_at: timestamp_opt(r.last_error_unix_ns),
+                rates: prev_rec.map(|p| recorder_rates(r, p, secs)),
+                filter_stage: stage.map(|s| OutputTotals::of(s).counters()),
+                filter_stage_rates: stage.and_then(|s| {
+                    prev_output(prev, s).map(|p| OutputTotals::increase(s, p).rates(secs))
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The live taps of `snap`, by id, with rates against the same tap (by id)
+/// in `prev`.
+fn taps(snap: &Snapshot, prev: Option<&Snapshot>, secs: f64) -> Vec<v1::TapStats> {
+    let mut taps: Vec<&TapSnapshot> = snap.taps.iter().collect();
+    taps.sort_by_key(|t| t.id);
+    taps.into_iter()
+        .map(|t| {
+            let r = |now: u64, before: u64| increase(now, before) as f64 / secs;
+            v1::TapStats {
+                id: t.id,
+                point: t.point.clone(),
+                filter: t.filter.clone(),
+                started_at: timestamp_opt(t.started_unix_ns),
+                matched_packets: t.matched,
+                sent_packets: t.sent,
+                lost_packets: t.lost,
+                rates: prev
+                    .and_then(|p| p.taps.iter().find(|o| o.id == t.id))
+                    .map(|p| v1::TapRates {
+                        matched_packets_per_second: r(t.matched, p.matched),
+                        sent_packets_per_second: r(t.sent, p.sent),
+                        lost_packets_per_second: r(t.lost, p.lost),
+                    }),
+            }
+        })
+        .collect()
+}
+
 /// Builds `tapline.v1.Stats` from `cur`, with rates against `prev` when
 /// [`rate_window`] allows. `cpus` is `dataplane.cpus` of the configuration
 /// (worker `i` is pinned to `cpus[i]`).
@@ -535,8 +789,9 @@ pub fn build_stats(
                 hop_stats(h, prev, secs)
             })
             .collect(),
-        output_groups: Vec::new(),
-        recorders: Vec::new(),
+        output_groups: output_groups(snap, prev_snap, secs),
+        recorders: recorders(snap, prev_snap, secs),
+        taps: taps(snap, prev_snap, secs),
     }
 }
 
@@ -544,7 +799,9 @@ pub fn build_stats(
 pub(crate) mod tests {
     use super::*;
     use std::time::Instant;
-    use tapline_dataplane::xdp::shm::{LatencyValues, QueueInfo, SegmentState, HOP_RTT_BUCKETS};
+    use tapline_dataplane::xdp::shm::{
+        LatencyValues, OutputInfo, QueueInfo, SegmentState, HOP_RTT_BUCKETS,
+    };
     use tonic::Code;
 
     pub(crate) fn queue(role: &str, ifname: &str, queue: u32, rx: u64) -> QueueSnapshot {
@@ -610,6 +867,9 @@ pub(crate) mod tests {
             ],
             workers: vec![worker(rx), worker(rx * 2)],
             hops: Vec::new(),
+            outputs: Vec::new(),
+            recorders: Vec::new(),
+            taps: Vec::new(),
         };
         for (q, w) in s.queues.iter_mut().zip([0, 0, 1, 1, 0]) {
             q.info.worker = w;
@@ -679,6 +939,97 @@ pub(crate) mod tests {
             tool_queue("tool-a", "t2a", 0, "waf", rx * 9),
         ]);
         s.hops = vec![hop("ids", 0, 1, rx), hop("waf", 1, 0, rx * 2)];
+        s
+    }
+
+    /// An output slot, its counters scaled by `n`: `packets` and
+    /// `filtered_out` as given times `n`, 100 bytes a packet, and `drops`
+    /// (by `OutputDropReason` slot) times `n`.
+    pub(crate) fn output(
+        slot: usize,
+        kind: OutputKind,
+        parent: u32,
+        name: &str,
+        n: u64,
+        (packets, filtered_out): (u64, u64),
+        drops: &[(OutputDropReason, u64)],
+    ) -> OutputSnapshot {
+        let mut d = [0u64; DROP_SLOTS];
+        for &(r, k) in drops {
+            d[r as usize] = k * n;
+        }
+        OutputSnapshot {
+            slot,
+            info: OutputInfo {
+                kind,
+                parent,
+                name: name.into(),
+                ifname: if kind == OutputKind::Member {
+                    name.into()
+                } else {
+                    String::new()
+                },
+                filter: String::new(),
+                snaplen: 0,
+            },
+            packets: packets * n,
+            bytes: packets * n * 100,
+            filtered_out: filtered_out * n,
+            drops: d,
+        }
+    }
+
+    /// [`snapshot`] with two output groups, "ids" (members "o1" and "o2",
+    /// filter "tcp port 80") and "zeek" (member "o3", snap length 128), a
+    /// recorder "disk" (filter "udp") and two live taps (ids 9 and 4, in
+    /// slot order), their counters scaled by `n`. Slots as the dataplane
+    /// describes them: groups, members group by group, recorder stages.
+    pub(crate) fn outputs_snapshot(epoch: u64, n: u64) -> Snapshot {
+        use OutputDropReason::{MemberDown, QueueFull, TxRingFull};
+        use OutputKind::{Group, Member, Recorder};
+        let mut s = snapshot(epoch, n);
+        s.outputs = vec![
+            output(0, Group, 0, "ids", n, (10, 2), &[]),
+            output(1, Group, 1, "zeek", n, (5, 0), &[]),
+            output(2, Member, 0, "o1", n, (5, 0), &[(TxRingFull, 1)]),
+            output(3, Member, 0, "o2", n, (3, 0), &[(MemberDown, 1)]),
+            output(4, Member, 1, "o3", n, (5, 0), &[]),
+            output(5, Recorder, 0, "disk", n, (4, 8), &[(QueueFull, 1)]),
+        ];
+        s.outputs[0].info.filter = "tcp port 80".into();
+        s.outputs[1].info.snaplen = 128;
+        s.outputs[5].info.filter = "udp".into();
+        s.outputs[5].info.snaplen = 96;
+        s.recorders = vec![RecorderSnapshot {
+            index: 0,
+            name: "disk".into(),
+            directory: "/data/pcap".into(),
+            current_file: "/data/pcap/disk-000001.pcap.part".into(),
+            files_created: 3 * n,
+            files_completed: 2 * n,
+            files_migrated: n,
+            files_deleted: n,
+            bytes_written: 1000 * n,
+            packets_written: 4 * n,
+            disk_errors: 2,
+            last_error: "writing /data/pcap/disk-000001.pcap.part: No space left on device".into(),
+            last_error_unix_ns: 1_800_000_050_250_000_000,
+            queue_dropped_packets: n,
+            queue_dropped_bytes: 100 * n,
+            disk_dropped_packets: 2 * n,
+        }];
+        s.taps = [(9, "passive-1 rx", "icmp"), (4, "ids/a both", "")]
+            .into_iter()
+            .map(|(id, point, filter)| TapSnapshot {
+                id,
+                point: point.into(),
+                filter: filter.into(),
+                started_unix_ns: 1_800_000_090_000_000_000 + id,
+                matched: 10 * n + id,
+                sent: 9 * n,
+                lost: n,
+            })
+            .collect();
         s
     }
 
@@ -1066,5 +1417,280 @@ pub(crate) mod tests {
         let other = sample(chain_snapshot(4, 40), t0 + Duration::from_secs(1));
         let st = build_stats(&other, Some(&cur), &Selector::default(), &[]);
         assert!(st.hops.iter().all(|h| h.rates.is_none()));
+    }
+
+    #[test]
+    fn output_groups_nest_members_and_sum_their_drops() {
+        let st = build_stats(
+            &sample(outputs_snapshot(1, 10), Instant::now()),
+            None,
+            &Selector::default(),
+            &[],
+        );
+        let groups: Vec<(&str, Vec<&str>)> = st
+            .output_groups
+            .iter()
+            .map(|g| {
+                (
+                    g.name.as_str(),
+                    g.members.iter().map(|m| m.name.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(groups, [("ids", vec!["o1", "o2"]), ("zeek", vec!["o3"])]);
+        let ids = &st.output_groups[0];
+        assert_eq!(
+            (ids.filter.as_str(), ids.snap_length_bytes),
+            ("tcp port 80", 0)
+        );
+        assert_eq!(st.output_groups[1].snap_length_bytes, 128);
+        let c = ids.counters.as_ref().unwrap();
+        assert_eq!(
+            (c.packets, c.bytes, c.filtered_out_packets),
+            (100, 10_000, 20)
+        );
+        // The group's drops are its members': accepted = delivered + dropped.
+        assert_eq!(c.dropped_packets, 10 + 10);
+        assert_eq!(
+            c.dropped_packets_by_reason,
+            BTreeMap::from([
+                ("tx_ring_full".to_string(), 10),
+                ("member_down".to_string(), 10),
+                ("tx_error".to_string(), 0),
+            ])
+        );
+        let delivered: u64 = ids
+            .members
+            .iter()
+            .map(|m| m.counters.as_ref().unwrap().packets)
+            .sum();
+        assert_eq!(delivered + c.dropped_packets, c.packets);
+        let o2 = &ids.members[1];
+        assert_eq!((o2.ifname.as_str(), o2.recorder.as_str()), ("o2", ""));
+        let m = o2.counters.as_ref().unwrap();
+        assert_eq!((m.packets, m.bytes, m.dropped_packets), (30, 3_000, 10));
+        assert_eq!(m.dropped_packets_by_reason["member_down"], 10);
+        assert_eq!(m.dropped_packets_by_reason.len(), 3, "member reasons only");
+        let zeek = st.output_groups[1].counters.as_ref().unwrap();
+        assert_eq!((zeek.packets, zeek.dropped_packets), (50, 0));
+        assert!(st.output_groups.iter().all(|g| g.rates.is_none()));
+
+        // A reason that does not apply to members still counts when the
+        // dataplane counted it, and so does a slot this build cannot name.
+        let mut odd = outputs_snapshot(1, 10);
+        odd.outputs[2].drops[OutputDropReason::QueueFull as usize] = 4;
+        odd.outputs[2].drops[7] = 1;
+        let st = build_stats(
+            &sample(odd, Instant::now()),
+            None,
+            &Selector::default(),
+            &[],
+        );
+        let o1 = st.output_groups[0].members[0].counters.as_ref().unwrap();
+        assert_eq!(o1.dropped_packets, 10 + 4 + 1);
+        assert_eq!(o1.dropped_packets_by_reason["queue_full"], 4);
+        assert_eq!(o1.dropped_packets_by_reason["unknown_7"], 1);
+        let ids = st.output_groups[0].counters.as_ref().unwrap();
+        assert_eq!(ids.dropped_packets, 10 + 4 + 1 + 10);
+
+        // Without outputs (an inline-only dataplane): nothing, no error.
+        let st = build_stats(
+            &sample(snapshot(1, 10), Instant::now()),
+            None,
+            &Selector::default(),
+            &[],
+        );
+        assert!(st.output_groups.is_empty() && st.recorders.is_empty() && st.taps.is_empty());
+    }
+
+    #[test]
+    fn recorders_have_their_filter_stage_and_disk_counters() {
+        let st = build_stats(
+            &sample(outputs_snapshot(1, 10), Instant::now()),
+            None,
+            &Selector::default(),
+            &[],
+        );
+        assert_eq!(st.recorders.len(), 1);
+        let r = &st.recorders[0];
+        assert_eq!(
+            (
+                r.name.as_str(),
+                r.directory.as_str(),
+                r.current_file.as_str()
+            ),
+            ("disk", "/data/pcap", "/data/pcap/disk-000001.pcap.part")
+        );
+        assert_eq!((r.filter.as_str(), r.snap_length_bytes), ("udp", 96));
+        assert_eq!(
+            (
+                r.files_created,
+                r.files_completed,
+                r.files_migrated,
+                r.files_deleted
+            ),
+            (30, 20, 10, 10)
+        );
+        assert_eq!((r.bytes_written, r.packets_written), (10_000, 40));
+        assert_eq!(
+            (
+                r.queue_dropped_packets,
+                r.queue_dropped_bytes,
+                r.disk_dropped_packets
+            ),
+            (10, 1_000, 20)
+        );
+        assert_eq!(r.disk_errors, 2);
+        assert!(
+            r.last_disk_error.contains("No space left"),
+            "{}",
+            r.last_disk_error
+        );
+        assert_eq!(
+            r.last_disk_error_at,
+            Some(prost_types::Timestamp {
+                seconds: 1_800_000_050,
+                nanos: 250_000_000
+            })
+        );
+        let f = r.filter_stage.as_ref().unwrap();
+        assert_eq!(
+            (f.packets, f.bytes, f.filtered_out_packets),
+            (40, 4_000, 80)
+        );
+        assert_eq!(f.dropped_packets, 10);
+        assert_eq!(
+            f.dropped_packets_by_reason,
+            BTreeMap::from([
+                ("queue_full".to_string(), 10),
+                ("disk_error".to_string(), 0)
+            ])
+        );
+        assert!(r.rates.is_none() && r.filter_stage_rates.is_none());
+        // The recorder stages are not groups.
+        assert_eq!(st.output_groups.len(), 2);
+
+        // A recorder without an error has no error time.
+        let mut fine = outputs_snapshot(1, 10);
+        fine.recorders[0].last_error_unix_ns = 0;
+        fine.recorders[0].last_error.clear();
+        // And one whose stage the reader missed still has its disk side.
+        fine.outputs.pop();
+        let st = build_stats(
+            &sample(fine, Instant::now()),
+            None,
+            &Selector::default(),
+            &[],
+        );
+        let r = &st.recorders[0];
+        assert!(r.last_disk_error_at.is_none() && r.last_disk_error.is_empty());
+        assert!(r.filter_stage.is_none());
+        assert_eq!((r.filter.as_str(), r.packets_written), ("", 40));
+    }
+
+    #[test]
+    fn taps_are_listed_by_id() {
+        let st = build_stats(
+            &sample(outputs_snapshot(1, 10), Instant::now()),
+            None,
+            &Selector::default(),
+            &[],
+        );
+        let ids: Vec<(u64, &str, &str)> = st
+            .taps
+            .iter()
+            .map(|t| (t.id, t.point.as_str(), t.filter.as_str()))
+            .collect();
+        assert_eq!(ids, [(4, "ids/a both", ""), (9, "passive-1 rx", "icmp")]);
+        let t = &st.taps[1];
+        assert_eq!(
+            (t.matched_packets, t.sent_packets, t.lost_packets),
+            (109, 90, 10)
+        );
+        assert_eq!(
+            t.started_at,
+            Some(prost_types::Timestamp {
+                seconds: 1_800_000_090,
+                nanos: 9
+            })
+        );
+        assert!(t.rates.is_none());
+    }
+
+    #[test]
+    fn output_recorder_and_tap_rates() {
+        let t0 = Instant::now();
+        let prev = sample(outputs_snapshot(2, 10), t0);
+        let mut cur = outputs_snapshot(2, 30);
+        // Tap 4 ended and tap 12 started; tap 9 goes on.
+        cur.taps.retain(|t| t.id == 9);
+        cur.taps.push(TapSnapshot {
+            id: 12,
+            matched: 5,
+            ..TapSnapshot::default()
+        });
+        // Member o3's counters went back (counted 20 since); never negative.
+        cur.outputs[4].packets = 20;
+        let cur = sample(cur, t0 + Duration::from_millis(500));
+        let st = build_stats(&cur, Some(&prev), &Selector::default(), &[]);
+        assert_eq!(st.rates_window_ms, 500);
+
+        let ids = st.output_groups[0].rates.unwrap(); // 100 -> 300 over 0.5 s
+        assert_eq!(ids.packets_per_second, 400.0);
+        assert_eq!(ids.bytes_per_second, 40_000.0);
+        assert_eq!(ids.filtered_out_packets_per_second, 80.0);
+        // Members' drops: (10 + 10) -> (30 + 30).
+        assert_eq!(ids.dropped_packets_per_second, 80.0);
+        let o1 = st.output_groups[0].members[0].rates.unwrap(); // 50 -> 150
+        assert_eq!(o1.packets_per_second, 200.0);
+        assert_eq!(o1.dropped_packets_per_second, 40.0);
+        let o3 = st.output_groups[1].members[0].rates.unwrap();
+        assert_eq!(o3.packets_per_second, 40.0);
+
+        let r = &st.recorders[0];
+        let rr = r.rates.unwrap(); // 10_000 -> 30_000 bytes
+        assert_eq!(rr.bytes_written_per_second, 40_000.0);
+        assert_eq!(rr.packets_written_per_second, 160.0);
+        assert_eq!(rr.queue_dropped_packets_per_second, 40.0);
+        assert_eq!(rr.disk_dropped_packets_per_second, 80.0);
+        let fr = r.filter_stage_rates.unwrap(); // accepted 40 -> 120
+        assert_eq!(fr.packets_per_second, 160.0);
+        assert_eq!(fr.filtered_out_packets_per_second, 320.0);
+        assert_eq!(fr.dropped_packets_per_second, 40.0);
+
+        let taps: Vec<(u64, Option<f64>)> = st
+            .taps
+            .iter()
+            .map(|t| (t.id, t.rates.map(|r| r.matched_packets_per_second)))
+            .collect();
+        // Tap 9: matched 109 -> 309; tap 12 is new: no rates yet.
+        assert_eq!(taps, [(9, Some(400.0)), (12, None)]);
+        let t9 = st.taps[0].rates.unwrap();
+        assert_eq!(
+            (t9.sent_packets_per_second, t9.lost_packets_per_second),
+            (360.0, 40.0)
+        );
+
+        // Outputs are matched by slot and name: a renamed slot has no rates.
+        let mut renamed = outputs_snapshot(2, 30);
+        renamed.outputs[3].info.name = "o9".into();
+        let renamed = sample(renamed, t0 + Duration::from_secs(1));
+        let st = build_stats(&renamed, Some(&prev), &Selector::default(), &[]);
+        assert!(st.output_groups[0].members[1].rates.is_none());
+        assert!(st.output_groups[0].members[0].rates.is_some());
+        assert!(st.output_groups[0].rates.is_none(), "needs every member");
+
+        // Another run: no rates at all.
+        let other = sample(outputs_snapshot(3, 40), t0 + Duration::from_secs(1));
+        let st = build_stats(&other, Some(&cur), &Selector::default(), &[]);
+        assert!(st
+            .output_groups
+            .iter()
+            .all(|g| g.rates.is_none() && g.members.iter().all(|m| m.rates.is_none())));
+        assert!(st
+            .recorders
+            .iter()
+            .all(|r| r.rates.is_none() && r.filter_stage_rates.is_none()));
+        assert!(st.taps.iter().all(|t| t.rates.is_none()));
     }
 }

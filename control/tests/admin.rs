@@ -251,6 +251,12 @@ fn dataplane(state_dir: &Path) -> (FakeCommandSocket, Arc<Mutex<v1::Chain>>) {
                     }),
                 }
             }
+            // This fake runs no tap.
+            Some(DpRequest::Tap(_)) => DpResponse::Error(v1::DataplaneError {
+                code: Code::NotFound as i32,
+                message: "passive-1 is not configured".into(),
+                validation: None,
+            }),
             None => DpResponse::Error(v1::DataplaneError {
                 code: Code::InvalidArgument as i32,
                 message: "empty request".into(),
@@ -418,11 +424,28 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
+    // A tap without a point is refused by the sidecar; one the dataplane
+    // refuses keeps the dataplane's status.
     let e = admin
         .tap(with_token(v1::TapRequest::default(), Some(ADMIN_TOKEN)))
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = admin
+        .tap(with_token(
+            v1::TapRequest {
+                point: Some(v1::TapPoint {
+                    location: Some(v1::tap_point::Location::Port("passive-1".into())),
+                    direction: v1::TapDirection::Rx.into(),
+                }),
+                ..Default::default()
+            },
+            Some(ADMIN_TOKEN),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(e.message(), "passive-1 is not configured");
 
     // A chain watch sees the next change.
     let mut observer = ObserverClient::new(ch.clone());

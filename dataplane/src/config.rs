@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::chain::heartbeat::Timing;
 use crate::chain::spec::{ChainSpec, FailureAction, HopSpec};
+use crate::filter::Filter;
+use crate::record::RecordSettings;
+use crate::tap::TapSettings;
 use crate::xdp::{Geometry, RingSizes, XdpMode};
 
 /// Largest batch a worker handles in one go (bounds on-stack arrays).
@@ -39,7 +42,13 @@ struct RawConfig {
     #[serde(default)]
     heartbeat: RawHeartbeat,
     #[serde(default)]
+    tap: RawTap,
+    #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    output_group: Vec<RawOutputGroup>,
+    #[serde(default)]
+    recorder: Vec<RawRecorder>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +225,64 @@ struct RawHop {
     on_failure: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutputGroup {
+    name: String,
+    members: Vec<String>,
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    snaplen: u32,
+}
+
+/// A size: bytes as an integer, or a string with a unit ("512MiB", "1G").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+fn default_rotate_size() -> RawSize {
+    RawSize::Bytes(1 << 30)
+}
+fn default_rotate_interval_s() -> u64 {
+    300
+}
+fn default_queue_size() -> RawSize {
+    RawSize::Bytes(64 << 20)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecorder {
+    name: String,
+    dir: PathBuf,
+    #[serde(default)]
+    bulk_dir: Option<PathBuf>,
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    snaplen: u32,
+    #[serde(default = "default_rotate_size")]
+    rotate_size: RawSize,
+    #[serde(default = "default_rotate_interval_s")]
+    rotate_interval_s: u64,
+    #[serde(default)]
+    retain_size: Option<RawSize>,
+    #[serde(default)]
+    retain_age_s: u64,
+    #[serde(default)]
+    bulk_retain_size: Option<RawSize>,
+    #[serde(default)]
+    bulk_retain_age_s: u64,
+    #[serde(default = "default_queue_size")]
+    queue_size: RawSize,
+    #[serde(default)]
+    fsync: bool,
+}
+
 fn default_hb_interval() -> u32 {
     10
 }
@@ -243,6 +310,42 @@ struct RawHeartbeat {
 }
 
 impl Default for RawHeartbeat {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+fn default_tap_max_concurrent() -> usize {
+    crate::tap::DEFAULT_MAX_CONCURRENT
+}
+fn default_tap_max_snaplen() -> u32 {
+    crate::tap::DEFAULT_MAX_SNAPLEN
+}
+fn default_tap_max_duration_s() -> u64 {
+    crate::tap::DEFAULT_MAX_DURATION_S
+}
+fn default_tap_queue_packets() -> usize {
+    crate::tap::DEFAULT_QUEUE_PACKETS
+}
+
+/// `[tap]`: caps of live taps (`Admin.Tap`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTap {
+    #[serde(default = "default_tap_max_concurrent")]
+    max_concurrent: usize,
+    #[serde(default = "default_tap_max_snaplen")]
+    max_snaplen: u32,
+    /// Default: `max_snaplen`.
+    #[serde(default)]
+    default_snaplen: Option<u32>,
+    #[serde(default = "default_tap_max_duration_s")]
+    max_duration_s: u64,
+    #[serde(default = "default_tap_queue_packets")]
+    queue_packets: usize,
+}
+
+impl Default for RawTap {
     fn default() -> Self {
         toml::from_str("").expect("defaults parse")
     }
@@ -296,6 +399,28 @@ pub struct ControlConfig {
     pub dataplane_stale_ms: u32,
 }
 
+/// A passive output group: the instances of one sensor. Every captured
+/// frame its filter accepts goes to exactly one member, chosen by the
+/// symmetric flow hash.
+#[derive(Debug, Clone)]
+pub struct OutputGroup {
+    pub name: String,
+    /// Interfaces, in order; a flow's member is `hash % members.len()`.
+    pub members: Vec<String>,
+    /// `None`: every frame.
+    pub filter: Option<Filter>,
+    /// Bytes transmitted of each frame; 0: whole frames.
+    pub snaplen: u32,
+}
+
+/// A recorder: its filter stage and its disk side.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// `None`: every frame.
+    pub filter: Option<Filter>,
+    pub settings: RecordSettings,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -317,7 +442,13 @@ pub struct Config {
     /// before its ports are closed.
     pub chain_drain_ms: u32,
     pub heartbeat: Timing,
+    /// Caps of live taps (`[tap]`).
+    pub tap: TapSettings,
     pub control: ControlConfig,
+    /// Passive output groups (`[[output_group]]`), in order.
+    pub output_groups: Vec<OutputGroup>,
+    /// Recorders (`[[recorder]]`), in order.
+    pub recorders: Vec<RecorderConfig>,
 }
 
 /// A configuration problem, rendered as one line naming the field and the fix.
@@ -725,6 +856,27 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         hold_ns: u64::from(hb.hold_ms) * MS,
     };
 
+    let tap = validate_tap(raw.tap)?;
+
+    let reserved: Vec<(&str, &str)> = passive
+        .iter()
+        .map(|p| (p.as_str(), "passive-1"))
+        .chain(inline.iter().flat_map(|pair| {
+            [
+                (pair.side1.as_str(), "inline-1"),
+                (pair.side2.as_str(), "inline-2"),
+            ]
+        }))
+        .chain(
+            chain
+                .hops
+                .iter()
+                .flat_map(|h| [(h.a.as_str(), "a chain hop"), (h.b.as_str(), "a chain hop")]),
+        )
+        .collect();
+    let output_groups = validate_groups(raw.output_group, passive.is_some(), &reserved)?;
+    let recorders = validate_recorders(raw.recorder, passive.is_some())?;
+
     Ok(Config {
         passive,
         inline,
@@ -752,8 +904,338 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         chain,
         chain_drain_ms: ch.drain_ms,
         heartbeat,
+        tap,
         control,
+        output_groups,
+        recorders,
     })
+}
+
+/// Most taps `tap.max_concurrent` allows.
+const MAX_TAPS: usize = 64;
+/// Bounds of the tap snap lengths (pcap's usual maximum).
+const TAP_SNAPLEN_MIN: u32 = 64;
+const TAP_SNAPLEN_MAX: u32 = 262_144;
+/// Longest `tap.max_duration_s`: a day.
+const TAP_DURATION_MAX_S: u64 = 86_400;
+/// Bounds of `tap.queue_packets`.
+const TAP_QUEUE_MIN: usize = 16;
+const TAP_QUEUE_MAX: usize = 1 << 20;
+
+fn validate_tap(t: RawTap) -> Result<TapSettings, ConfigError> {
+    if t.max_concurrent > MAX_TAPS {
+        return Err(err(
+            "tap.max_concurrent",
+            format!(
+                "{} must be from 0 (taps disabled) to {MAX_TAPS}",
+                t.max_concurrent
+            ),
+        ));
+    }
+    if !(TAP_SNAPLEN_MIN..=TAP_SNAPLEN_MAX).contains(&t.max_snaplen) {
+        return Err(err(
+            "tap.max_snaplen",
+            format!(
+                "{} must be from {TAP_SNAPLEN_MIN} to {TAP_SNAPLEN_MAX} bytes",
+                t.max_snaplen
+            ),
+        ));
+    }
+    let default_snaplen = t.default_snaplen.unwrap_or(t.max_snaplen);
+    if !(TAP_SNAPLEN_MIN..=t.max_snaplen).contains(&default_snaplen) {
+        return Err(err(
+            "tap.default_snaplen",
+            format!(
+                "{default_snaplen} must be from {TAP_SNAPLEN_MIN} to tap.max_snaplen ({})",
+                t.max_snaplen
+            ),
+        ));
+    }
+    if !(1..=TAP_DURATION_MAX_S).contains(&t.max_duration_s) {
+        return Err(err(
+            "tap.max_duration_s",
+            format!(
+                "{} must be from 1 to {TAP_DURATION_MAX_S} (a day)",
+                t.max_duration_s
+            ),
+        ));
+    }
+    if !(TAP_QUEUE_MIN..=TAP_QUEUE_MAX).contains(&t.queue_packets) {
+        return Err(err(
+            "tap.queue_packets",
+            format!(
+                "{} must be from {TAP_QUEUE_MIN} to {TAP_QUEUE_MAX}",
+                t.queue_packets
+            ),
+        ));
+    }
+    Ok(TapSettings {
+        max_concurrent: t.max_concurrent,
+        max_snaplen: t.max_snaplen,
+        default_snaplen,
+        max_duration: std::time::Duration::from_secs(t.max_duration_s),
+        queue_packets: t.queue_packets,
+    })
+}
+
+/// Most members in one output group.
+pub const MAX_GROUP_MEMBERS: usize = 64;
+/// Most output groups.
+pub const MAX_OUTPUT_GROUPS: usize = 16;
+/// Most recorders.
+pub const MAX_RECORDERS: usize = 4;
+/// Largest snap length (pcap's usual maximum).
+pub const MAX_SNAPLEN: u32 = 262_144;
+/// Smallest rotation size of a recorder.
+const MIN_ROTATE_BYTES: u64 = 64 << 10;
+/// Smallest recorder queue.
+const MIN_QUEUE_BYTES: usize = 1 << 20;
+/// Smallest non-zero snap length: an Ethernet header and an IP header.
+const MIN_SNAPLEN: u32 = 64;
+
+/// Output and recorder names: they appear in metrics labels and file names.
+fn check_output_name(field: &str, name: &str, seen: &mut Vec<String>) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= crate::xdp::shm::OUTPUT_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if !ok {
+        return Err(err(
+            field,
+            format!(
+                "{name:?} is not a valid name: 1 to {} letters, digits, '-' or '_', starting with a letter or digit",
+                crate::xdp::shm::OUTPUT_NAME_BYTES
+            ),
+        ));
+    }
+    if seen.iter().any(|n| n == name) {
+        return Err(err(
+            field,
+            format!("{name:?} is used twice: names must be unique"),
+        ));
+    }
+    seen.push(name.to_string());
+    Ok(())
+}
+
+fn check_filter(field: &str, expr: &str) -> Result<Option<Filter>, ConfigError> {
+    if expr.trim().is_empty() {
+        return Ok(None);
+    }
+    match Filter::compile(expr) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) => Err(err(field, format!("{e} in {expr:?}"))),
+    }
+}
+
+fn check_snaplen(field: &str, v: u32) -> Result<u32, ConfigError> {
+    if v != 0 && !(MIN_SNAPLEN..=MAX_SNAPLEN).contains(&v) {
+        return Err(err(
+            field,
+            format!("{v} must be 0 (whole frames) or from {MIN_SNAPLEN} to {MAX_SNAPLEN}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn validate_groups(
+    raw: Vec<RawOutputGroup>,
+    have_passive: bool,
+    reserved: &[(&str, &str)],
+) -> Result<Vec<OutputGroup>, ConfigError> {
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !have_passive {
+        return Err(err(
+            "output_group",
+            "output groups fan out passive-1's traffic: set [interfaces] passive-1, or remove the groups",
+        ));
+    }
+    if raw.len() > MAX_OUTPUT_GROUPS {
+        return Err(err(
+            "output_group",
+            format!("{} groups: at most {MAX_OUTPUT_GROUPS}", raw.len()),
+        ));
+    }
+    let mut names = Vec::new();
+    let mut used: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, g) in raw.into_iter().enumerate() {
+        let at = |k: &str| format!("output_group[{i}].{k}");
+        check_output_name(&at("name"), &g.name, &mut names)?;
+        if g.members.is_empty() || g.members.len() > MAX_GROUP_MEMBERS {
+            return Err(err(
+                &at("members"),
+                format!(
+                    "{} members: a group has 1 to {MAX_GROUP_MEMBERS} interfaces",
+                    g.members.len()
+                ),
+            ));
+        }
+        for (j, m) in g.members.iter().enumerate() {
+            let field = format!("output_group[{i}].members[{j}]");
+            check_ifname(&field, m)?;
+            if let Some((_, role)) = reserved.iter().find(|(n, _)| n == m) {
+                return Err(err(
+                    &field,
+                    format!("{m:?} is already {role}: a member needs its own interface"),
+                ));
+            }
+            if let Some((_, other)) = used.iter().find(|(n, _)| n == m) {
+                return Err(err(
+                    &field,
+                    format!("{m:?} is already a member of group {other:?}: an interface belongs to one group"),
+                ));
+            }
+            used.push((m.clone(), g.name.clone()));
+        }
+        out.push(OutputGroup {
+            filter: check_filter(&at("filter"), &g.filter)?,
+            snaplen: check_snaplen(&at("snaplen"), g.snaplen)?,
+            name: g.name,
+            members: g.members,
+        });
+    }
+    Ok(out)
+}
+
+/// Parses "64MiB", "1G", "512k", "1048576" (binary units: k = KiB).
+fn parse_size(field: &str, v: &RawSize) -> Result<u64, ConfigError> {
+    let text = match v {
+        RawSize::Bytes(b) => return Ok(*b),
+        RawSize::Text(t) => t.trim(),
+    };
+    let bad = || {
+        err(
+            field,
+            format!("{text:?} is not a size: use bytes (1048576) or a number with K, M, G or T (binary: \"64MiB\", \"1G\")"),
+        )
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(bad)
+}
+
+fn validate_recorders(
+    raw: Vec<RawRecorder>,
+    have_passive: bool,
+) -> Result<Vec<RecorderConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !have_passive {
+        return Err(err(
+            "recorder",
+            "recorders record passive-1's traffic: set [interfaces] passive-1, or remove the recorders",
+        ));
+    }
+    if raw.len() > MAX_RECORDERS {
+        return Err(err(
+            "recorder",
+            format!("{} recorders: at most {MAX_RECORDERS}", raw.len()),
+        ));
+    }
+    let mut names = Vec::new();
+    let mut out = Vec::new();
+    let secs = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |k: &str| format!("recorder[{i}].{k}");
+        check_output_name(&at("name"), &r.name, &mut names)?;
+        for (k, d) in [("dir", Some(&r.dir)), ("bulk_dir", r.bulk_dir.as_ref())] {
+            if let Some(d) = d {
+                if !d.is_absolute() {
+                    return Err(err(
+                        &at(k),
+                        format!("{d:?} must be an absolute path (a mounted volume)"),
+                    ));
+                }
+            }
+        }
+        if r.bulk_dir.as_ref() == Some(&r.dir) {
+            return Err(err(
+                &at("bulk_dir"),
+                "is the same directory as dir: use a separate bulk volume, or leave bulk_dir out",
+            ));
+        }
+        if r.bulk_dir.is_none() && (r.bulk_retain_size.is_some() || r.bulk_retain_age_s > 0) {
+            return Err(err(
+                &at("bulk_retain_size"),
+                "bulk retention needs bulk_dir: set bulk_dir or remove the bulk_retain_* keys",
+            ));
+        }
+        let retain = |k: &str, v: &Option<RawSize>| -> Result<Option<u64>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(v) => Ok(Some(parse_size(&at(k), v)?).filter(|&b| b > 0)),
+            }
+        };
+        let settings = RecordSettings {
+            name: r.name,
+            dir: r.dir,
+            bulk_dir: r.bulk_dir,
+            rotate_bytes: parse_size(&at("rotate_size"), &r.rotate_size)?,
+            rotate_interval: secs(r.rotate_interval_s),
+            retain_bytes: retain("retain_size", &r.retain_size)?,
+            retain_age: secs(r.retain_age_s),
+            bulk_retain_bytes: retain("bulk_retain_size", &r.bulk_retain_size)?,
+            bulk_retain_age: secs(r.bulk_retain_age_s),
+            queue_bytes: parse_size(&at("queue_size"), &r.queue_size)?
+                .try_into()
+                .map_err(|_| err(&at("queue_size"), "too large"))?,
+            snaplen: check_snaplen(&at("snaplen"), r.snaplen)?,
+            fsync: r.fsync,
+        };
+        if let Err(e) = settings.validate() {
+            let key = match e.field {
+                "rotate_bytes" => "rotate_size",
+                "rotate_interval" => "rotate_interval_s",
+                "retain_bytes" => "retain_size",
+                "retain_age" => "retain_age_s",
+                "bulk_retain_bytes" => "bulk_retain_size",
+                "bulk_retain_age" => "bulk_retain_age_s",
+                "queue_bytes" => "queue_size",
+                other => other,
+            };
+            return Err(err(&at(key), e.message));
+        }
+        if settings.rotate_bytes < MIN_ROTATE_BYTES {
+            return Err(err(
+                &at("rotate_size"),
+                format!(
+                    "{} bytes is too small: at least {MIN_ROTATE_BYTES} (64KiB)",
+                    settings.rotate_bytes
+                ),
+            ));
+        }
+        if settings.queue_bytes < MIN_QUEUE_BYTES {
+            return Err(err(
+                &at("queue_size"),
+                format!(
+                    "{} bytes is too small: at least {MIN_QUEUE_BYTES} (1MiB)",
+                    settings.queue_bytes
+                ),
+            ));
+        }
+        out.push(RecorderConfig {
+            filter: check_filter(&at("filter"), &r.filter)?,
+            settings,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -891,6 +1373,108 @@ mod tests {
                 "for {bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn tap_caps_have_defaults_and_bounds() {
+        let base = "[interfaces]\npassive-1 = \"n1\"\n";
+        let c = Config::parse(base).unwrap();
+        assert_eq!(c.tap, TapSettings::default());
+        assert_eq!(c.tap.max_concurrent, 4);
+        assert_eq!((c.tap.max_snaplen, c.tap.default_snaplen), (65_535, 65_535));
+        assert_eq!(c.tap.max_duration, std::time::Duration::from_secs(3600));
+        assert_eq!(c.tap.queue_packets, 8192);
+        let c = Config::parse(&format!(
+            "{base}[tap]\nmax_snaplen = 2000\nmax_concurrent = 0\n"
+        ))
+        .unwrap();
+        assert_eq!((c.tap.max_snaplen, c.tap.default_snaplen), (2000, 2000));
+        assert_eq!(c.tap.max_concurrent, 0);
+        let cases = [
+            ("[tap]\nmax_concurrent = 65\n", "tap.max_concurrent"),
+            ("[tap]\nmax_snaplen = 10\n", "tap.max_snaplen"),
+            ("[tap]\nmax_snaplen = 300000\n", "tap.max_snaplen"),
+            (
+                "[tap]\nmax_snaplen = 1000\ndefault_snaplen = 2000\n",
+                "tap.default_snaplen",
+            ),
+            ("[tap]\nmax_duration_s = 0\n", "tap.max_duration_s"),
+            ("[tap]\nqueue_packets = 1\n", "tap.queue_packets"),
+            ("[tap]\nqueue = 1\n", "config"),
+        ];
+        for (extra, field) in cases {
+            assert_eq!(field_of(&format!("{base}{extra}")), field, "for {extra:?}");
+        }
+    }
+
+    #[test]
+    fn output_groups_and_recorders_are_validated() {
+        let ok = Config::parse(
+            "[interfaces]\npassive-1 = \"p1\"\n\
+             [[output_group]]\nname = \"zeek\"\nmembers = [\"z0\", \"z1\"]\nfilter = \"not port 22\"\nsnaplen = 128\n\
+             [[recorder]]\nname = \"disk\"\ndir = \"/data/fast\"\nbulk_dir = \"/data/bulk\"\n\
+             rotate_size = \"512MiB\"\nretain_size = \"1G\"\nbulk_retain_age_s = 86400\nqueue_size = 16777216\n",
+        )
+        .unwrap();
+        let g = &ok.output_groups[0];
+        assert_eq!(
+            (g.name.as_str(), g.members.len(), g.snaplen),
+            ("zeek", 2, 128)
+        );
+        assert_eq!(g.filter.as_ref().unwrap().expr(), "not port 22");
+        let r = &ok.recorders[0].settings;
+        assert_eq!(r.rotate_bytes, 512 << 20);
+        assert_eq!(r.retain_bytes, Some(1 << 30));
+        assert_eq!(
+            r.bulk_retain_age,
+            Some(std::time::Duration::from_secs(86400))
+        );
+        assert_eq!(r.rotate_interval, Some(std::time::Duration::from_secs(300)));
+        assert_eq!(r.queue_bytes, 16 << 20);
+        assert_eq!((r.retain_age, r.bulk_retain_bytes), (None, None));
+
+        let base = "[interfaces]\npassive-1 = \"p1\"\ninline-1 = \"i1\"\ninline-2 = \"i2\"\n";
+        let group = |body: &str| format!("{base}[[output_group]]\nname = \"g\"\n{body}");
+        let rec = |body: &str| format!("{base}[[recorder]]\nname = \"r\"\n{body}");
+        let cases = [
+            (group("members = []\n"), "output_group[0].members"),
+            (group("members = [\"p1\"]\n"), "output_group[0].members[0]"),
+            (group("members = [\"i2\"]\n"), "output_group[0].members[0]"),
+            (group("members = [\"a/b\"]\n"), "output_group[0].members[0]"),
+            (group("members = [\"m\"]\nfilter = \"udp and prot 53\"\n"), "output_group[0].filter"),
+            (group("members = [\"m\"]\nsnaplen = 10\n"), "output_group[0].snaplen"),
+            (group("members = [\"m\"]\ncolour = 1\n"), "config"),
+            (
+                format!("{base}[[output_group]]\nname = \"g\"\nmembers = [\"m\"]\n[[output_group]]\nname = \"h\"\nmembers = [\"m\"]\n"),
+                "output_group[1].members[0]",
+            ),
+            (
+                format!("{base}[[output_group]]\nname = \"g\"\nmembers = [\"m\"]\n[[output_group]]\nname = \"g\"\nmembers = [\"n\"]\n"),
+                "output_group[1].name",
+            ),
+            (group("name2 = 1\n"), "config"),
+            (rec("dir = \"relative\"\n"), "recorder[0].dir"),
+            (rec("dir = \"/a\"\nbulk_dir = \"/a\"\n"), "recorder[0].bulk_dir"),
+            (rec("dir = \"/a\"\nbulk_retain_age_s = 5\n"), "recorder[0].bulk_retain_size"),
+            (rec("dir = \"/a\"\nrotate_size = \"12 parsecs\"\n"), "recorder[0].rotate_size"),
+            (rec("dir = \"/a\"\nrotate_size = 100\n"), "recorder[0].rotate_size"),
+            (rec("dir = \"/a\"\nqueue_size = \"1k\"\n"), "recorder[0].queue_size"),
+            (rec("dir = \"/a\"\nfilter = \"(tcp\"\n"), "recorder[0].filter"),
+            ("[interfaces]\ninline-1 = \"i1\"\ninline-2 = \"i2\"\n[[recorder]]\nname = \"r\"\ndir = \"/a\"\n".to_string(), "recorder"),
+            ("[interfaces]\ninline-1 = \"i1\"\ninline-2 = \"i2\"\n[[output_group]]\nname = \"g\"\nmembers = [\"m\"]\n".to_string(), "output_group"),
+        ];
+        for (text, field) in &cases {
+            assert_eq!(field_of(text), *field, "for {text:?}");
+        }
+        // The filter error names the column.
+        let e =
+            Config::parse(&group("members = [\"m\"]\nfilter = \"udp and prot 53\"\n")).unwrap_err();
+        assert!(e.message.contains("column 9"), "{e}");
+        // A chain hop's interface cannot be a member.
+        let e = field_of(&format!(
+            "{base}[chain]\nhops = [{{ name = \"ids\", a = \"t1\", b = \"t2\" }}]\n[[output_group]]\nname = \"g\"\nmembers = [\"t2\"]\n"
+        ));
+        assert_eq!(e, "output_group[0].members[0]");
     }
 
     #[test]

@@ -7,14 +7,19 @@ use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 use crate::caps::{self, Cap, CapSet};
-use crate::chain::control::{ChainControl, ControlSettings, ControlThread, QueueHandle, ToolSlots};
+use crate::chain::control::{
+    ChainControl, CommandSettings, ControlSettings, ControlThread, QueueHandle, ToolSlots,
+};
 use crate::chain::heartbeat::TagKey;
 use crate::chain::runtime::ChainShared;
 use crate::chain::spec::{self, MAX_HOPS};
 use crate::config::Config;
+use crate::pipeline::capture::{GroupOutput, RecorderOutput};
 use crate::pipeline::chain::{Heartbeats, TaskUpdate};
 use crate::pipeline::{CaptureTask, ChainTask, Task};
-use crate::stats::{QueueStats, Role, StatsRegistry, StatsSegment};
+use crate::record::Recorder;
+use crate::stats::{OutputInfo, OutputKind, QueueStats, Role, StatsRegistry, StatsSegment};
+use crate::tap::{PortNames, TapPort, TapRegistry};
 use crate::worker::{Worker, WorkerSlots};
 use crate::xdp::shm::{self, QueueInfo, SegmentState};
 use crate::xdp::{self, Interface, Member, PortMode, QueueGroup, XdpError};
@@ -41,8 +46,26 @@ pub enum StartError {
         side2: String,
         q2: u32,
     },
+    #[error("interface {ifname:?} (member of output group {group:?}) not found in this network namespace: check output_group members and the pod's network attachments")]
+    MissingMember { group: String, ifname: String },
+    #[error("output group {group:?} member {ifname:?} has {queues} queues but passive-1 has {needed}: each capture queue transmits on the member queue of the same number; give the member at least as many channels (ethtool -L IF combined N) or passive-1 fewer")]
+    MemberQueues {
+        group: String,
+        ifname: String,
+        queues: u32,
+        needed: u32,
+    },
+    #[error("xdp.frame_count {frames} leaves each of the {members} output group members only {share} frames in flight (at least {min} are needed): raise xdp.frame_count")]
+    MemberShare {
+        frames: u32,
+        members: usize,
+        share: u32,
+        min: u32,
+    },
     #[error("{0}")]
     Capabilities(String),
+    #[error("{0}")]
+    Recorder(String),
     #[error(transparent)]
     Xdp(#[from] XdpError),
     #[error("starting worker thread {name} failed: {source}")]
@@ -55,11 +78,15 @@ pub enum StartError {
 impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::MissingInterface { .. } | StartError::QueueMismatch { .. } => exit::CONFIG,
+            StartError::MissingInterface { .. }
+            | StartError::QueueMismatch { .. }
+            | StartError::MissingMember { .. }
+            | StartError::MemberQueues { .. }
+            | StartError::MemberShare { .. } => exit::CONFIG,
             StartError::Xdp(XdpError::NoSuchInterface { .. }) => exit::CONFIG,
             StartError::Capabilities(_) => exit::NOPERM,
             StartError::Xdp(e) if e.is_permission() => exit::NOPERM,
-            StartError::Xdp(_) | StartError::Thread { .. } => exit::OSERR,
+            StartError::Xdp(_) | StartError::Thread { .. } | StartError::Recorder(_) => exit::OSERR,
         }
     }
 }
@@ -70,6 +97,11 @@ pub struct Dataplane {
     /// The chain's control thread (command socket); stopped first.
     control: Option<ControlThread>,
     workers: Vec<Worker>,
+    /// Watches the output members' links; stopped with the workers.
+    links: Option<LinkThread>,
+    /// Writer threads of the recorders; stopped after the workers, so
+    /// everything the workers queued reaches the disk.
+    recorders: Vec<Recorder>,
     stop: Arc<AtomicBool>,
     stats: StatsRegistry,
     segment: Arc<StatsSegment>,
@@ -98,6 +130,16 @@ pub fn preflight(cfg: &Config) -> Result<(), StartError> {
                 role,
                 ifname: ifname.to_string(),
             });
+        }
+    }
+    for g in &cfg.output_groups {
+        for m in &g.members {
+            if xdp::netdev::ifindex(m).is_err() {
+                return Err(StartError::MissingMember {
+                    group: g.name.clone(),
+                    ifname: m.clone(),
+                });
+            }
         }
     }
     if let Some(pair) = &cfg.inline {
@@ -196,6 +238,28 @@ impl Dataplane {
             Some(p) => Some(Interface::open(p, cfg.xdp_mode, cfg.promiscuous)?),
             None => None,
         };
+        // Output group members, in configuration order (group by group):
+        // TX only, each capture queue on the member queue of its number.
+        let mut members: Vec<(usize, Interface)> = Vec::new();
+        if let Some(p) = &passive {
+            for (gi, g) in cfg.output_groups.iter().enumerate() {
+                for m in &g.members {
+                    let iface = Interface::open(m, cfg.xdp_mode, false)?;
+                    if iface.queues < p.queues {
+                        return Err(StartError::MemberQueues {
+                            group: g.name.clone(),
+                            ifname: m.clone(),
+                            queues: iface.queues,
+                            needed: p.queues,
+                        });
+                    }
+                    members.push((gi, iface));
+                }
+            }
+        }
+        let n_groups = cfg.output_groups.len();
+        let n_recorders = cfg.recorders.len();
+        let capture_queues = passive.as_ref().map_or(0, |p| p.queues as usize);
 
         let mut plan = Vec::new();
         if let Some((i1, _)) = &inline {
@@ -231,8 +295,25 @@ impl Dataplane {
                 n_workers: nthreads,
                 max_hops,
                 n_hop_writers: inline_queues,
+                n_outputs: n_groups + members.len() + n_recorders,
+                n_output_writers: capture_queues,
+                max_recorders: n_recorders,
+                max_taps: cfg.tap.max_concurrent,
             },
         );
+        // Live taps: every task's ports get a `TapPort` of this registry.
+        let taps = TapRegistry::new(cfg.tap.clone(), &segment, cfg.geometry.frame_size);
+        describe_outputs(&segment, cfg, &members);
+        let links = LinkMonitor::new(&members);
+        let mut recorders = Vec::new();
+        for (i, r) in cfg.recorders.iter().enumerate() {
+            let slot = segment.recorder_slot(i);
+            slot.describe(&r.settings.name, &r.settings.dir.display().to_string());
+            let rec = Recorder::start(r.settings.clone(), slot)
+                .map_err(|e| StartError::Recorder(e.to_string()))?;
+            info!(recorder = %r.settings.name, dir = %r.settings.dir.display(), "recorder started");
+            recorders.push(rec);
+        }
         let chain_shared = Arc::new(ChainShared::default());
         let key = TagKey::random();
         let (events_tx, events_rx) = crossbeam::channel::bounded(1024);
@@ -316,6 +397,10 @@ impl Dataplane {
                             q,
                             group,
                             [c1, c2],
+                            [
+                                TapPort::new(taps.clone(), &i1.name, q),
+                                TapPort::new(taps.clone(), &i2.name, q),
+                            ],
                             segment.clone(),
                             chain_shared.clone(),
                             key.clone(),
@@ -326,19 +411,70 @@ impl Dataplane {
                 }
                 Plan::Capture(q) => {
                     let iface = passive.as_ref().expect("planned with passive");
-                    let members = [Member {
+                    let mut ports = vec![Member {
                         iface,
                         queue: q,
                         rx: true,
                         tx: false,
                     }];
-                    let group = QueueGroup::open(&members, &cfg.geometry, cfg.xdp_mode)?;
-                    info!(queue = q, passive_1 = %iface.name, mode = %group.mode, "passive capture queue bound");
+                    ports.extend(members.iter().map(|(_, m)| Member {
+                        iface: m,
+                        queue: q,
+                        rx: false,
+                        tx: true,
+                    }));
+                    let group = QueueGroup::open(&ports, &cfg.geometry, cfg.xdp_mode)?;
+                    info!(queue = q, passive_1 = %iface.name, members = members.len(), mode = %group.mode, "passive capture queue bound");
                     let c = slot_for(Role::Passive1, iface, q, group.mode, worker, &mut stats);
-                    tasks.push((
-                        format!("capture-q{q}"),
-                        Task::Capture(CaptureTask::new(group, c)),
-                    ));
+                    let writer = q as usize;
+                    let member_slots = (0..members.len())
+                        .map(|k| {
+                            (
+                                links.flags[k].clone(),
+                                segment.output_slot(n_groups + k, writer),
+                            )
+                        })
+                        .collect();
+                    let mut first = 0;
+                    let groups = cfg
+                        .output_groups
+                        .iter()
+                        .enumerate()
+                        .map(|(gi, g)| {
+                            let idx = (first..first + g.members.len()).collect();
+                            first += g.members.len();
+                            GroupOutput {
+                                filter: g.filter.clone(),
+                                snaplen: g.snaplen,
+                                members: idx,
+                                counters: segment.output_slot(gi, writer),
+                            }
+                        })
+                        .collect();
+                    let recs = cfg
+                        .recorders
+                        .iter()
+                        .zip(&recorders)
+                        .enumerate()
+                        .map(|(ri, (r, rec))| RecorderOutput {
+                            filter: r.filter.clone(),
+                            producer: rec.producer(),
+                            counters: segment.output_slot(n_groups + members.len() + ri, writer),
+                        })
+                        .collect();
+                    let mut task = CaptureTask::new(group, c, member_slots, groups, recs);
+                    task.set_tap(TapPort::new(taps.clone(), &iface.name, q));
+                    if let Some(share) = task.member_share() {
+                        if share < CaptureTask::MIN_MEMBER_FRAMES {
+                            return Err(StartError::MemberShare {
+                                frames: cfg.geometry.frame_count,
+                                members: members.len(),
+                                share,
+                                min: CaptureTask::MIN_MEMBER_FRAMES,
+                            });
+                        }
+                    }
+                    tasks.push((format!("capture-q{q}"), Task::Capture(task)));
                 }
             }
         }
@@ -348,6 +484,7 @@ impl Dataplane {
             interfaces.push(i2);
         }
         interfaces.extend(passive);
+        interfaces.extend(members.into_iter().map(|(_, m)| m));
 
         let mut per_thread: Vec<(Vec<String>, Vec<Task>)> =
             (0..nthreads).map(|_| (Vec::new(), Vec::new())).collect();
@@ -387,7 +524,7 @@ impl Dataplane {
         }
         // The chain: the initial one is applied before start() returns, so
         // traffic never passes a configured fail-closed tool unchecked.
-        let control = match &cfg.inline {
+        let chain = match &cfg.inline {
             Some(pair) => {
                 let settings = ControlSettings {
                     state_dir: cfg.state_dir.clone(),
@@ -404,6 +541,11 @@ impl Dataplane {
                 if let Some(p) = &cfg.passive {
                     reserved.push((p.clone(), Role::Passive1.as_str()));
                 }
+                for g in &cfg.output_groups {
+                    for m in &g.members {
+                        reserved.push((m.clone(), "an output group member"));
+                    }
+                }
                 let env = spec::Host {
                     reserved,
                     inline_queues: inline_queues as u32,
@@ -416,29 +558,52 @@ impl Dataplane {
                     tool_slots,
                     chain_shared,
                     events_rx,
+                    taps.clone(),
                     max_hops,
                 );
                 control.start(&cfg.chain);
-                match ControlThread::spawn(control) {
-                    Ok(t) => Some(t),
-                    Err(source) => {
-                        stop.store(true, Ordering::Relaxed);
-                        for w in workers {
-                            w.join();
-                        }
-                        return Err(StartError::Thread {
-                            name: "tapline-ctl".into(),
-                            source,
-                        });
-                    }
-                }
+                Some(control)
             }
             None => None,
         };
+        // The command socket (chain requests, taps) runs in every mode.
+        let command = CommandSettings {
+            state_dir: cfg.state_dir.clone(),
+            allowed_uids: cfg.command_uids.clone(),
+            ports: PortNames {
+                passive: cfg.passive.clone(),
+                inline: cfg
+                    .inline
+                    .as_ref()
+                    .map(|p| (p.side1.clone(), p.side2.clone())),
+            },
+            taps: taps.clone(),
+        };
+        let control = match ControlThread::spawn(chain, command) {
+            Ok(t) => Some(t),
+            Err(source) => {
+                stop.store(true, Ordering::Relaxed);
+                for w in workers {
+                    w.join();
+                }
+                return Err(StartError::Thread {
+                    name: "tapline-ctl".into(),
+                    source,
+                });
+            }
+        };
+        let links = links
+            .spawn(stop.clone())
+            .map_err(|source| StartError::Thread {
+                name: "tapline-links".into(),
+                source,
+            })?;
         segment.set_state(SegmentState::Running);
         Ok(Dataplane {
             control,
             workers,
+            links,
+            recorders,
             stop,
             stats,
             segment,
@@ -466,8 +631,19 @@ impl Dataplane {
         let chain = self.control.and_then(ControlThread::stop);
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers {
-            // Dropping the returned tasks closes their sockets.
-            drop(w.join());
+            // Dropping the returned tasks closes their sockets; capture
+            // tasks first hand their last packets to the recorders.
+            for mut t in w.join() {
+                if let Task::Capture(c) = &mut t {
+                    c.flush_recorders();
+                }
+            }
+        }
+        if let Some(l) = self.links {
+            l.join();
+        }
+        for r in self.recorders {
+            r.stop();
         }
         // Then the tools' interfaces (detaching their XDP programs).
         drop(chain);
@@ -478,5 +654,117 @@ impl Dataplane {
         // The file stays, so the sidecar can still read the final counters.
         self.segment.set_state(SegmentState::Stopped);
         self.stats
+    }
+}
+
+/// Describes the output slots: groups, then every member (group by group),
+/// then the recorders' filter stages.
+fn describe_outputs(segment: &StatsSegment, cfg: &Config, members: &[(usize, Interface)]) {
+    let n_groups = cfg.output_groups.len();
+    let expr = |f: &Option<crate::filter::Filter>| {
+        f.as_ref().map_or(String::new(), |f| f.expr().to_string())
+    };
+    for (gi, g) in cfg.output_groups.iter().enumerate() {
+        segment.describe_output(
+            gi,
+            &OutputInfo {
+                kind: OutputKind::Group,
+                parent: gi as u32,
+                name: g.name.clone(),
+                ifname: String::new(),
+                filter: expr(&g.filter),
+                snaplen: g.snaplen,
+            },
+        );
+    }
+    for (k, (gi, m)) in members.iter().enumerate() {
+        segment.describe_output(
+            n_groups + k,
+            &OutputInfo {
+                kind: OutputKind::Member,
+                parent: *gi as u32,
+                name: m.name.clone(),
+                ifname: m.name.clone(),
+                filter: String::new(),
+                snaplen: cfg.output_groups[*gi].snaplen,
+            },
+        );
+    }
+    for (ri, r) in cfg.recorders.iter().enumerate() {
+        segment.describe_output(
+            n_groups + members.len() + ri,
+            &OutputInfo {
+                kind: OutputKind::Recorder,
+                parent: ri as u32,
+                name: r.settings.name.clone(),
+                ifname: String::new(),
+                filter: expr(&r.filter),
+                snaplen: r.settings.snaplen,
+            },
+        );
+    }
+}
+
+/// How often the link monitor looks at the members' links.
+const LINK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Watches the output members' links (admin state and carrier) and keeps
+/// one flag per member for the capture tasks: a member whose link is down
+/// gets no frames (its share is dropped and counted) until it is up again.
+#[derive(Debug)]
+struct LinkMonitor {
+    names: Vec<String>,
+    flags: Vec<Arc<AtomicBool>>,
+}
+
+/// The running monitor thread.
+#[derive(Debug)]
+struct LinkThread(std::thread::JoinHandle<()>);
+
+impl LinkThread {
+    fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+impl LinkMonitor {
+    fn new(members: &[(usize, Interface)]) -> LinkMonitor {
+        let names: Vec<String> = members.iter().map(|(_, m)| m.name.clone()).collect();
+        let flags = names
+            .iter()
+            .map(|n| Arc::new(AtomicBool::new(xdp::netdev::link_up(n).unwrap_or(true))))
+            .collect();
+        LinkMonitor { names, flags }
+    }
+
+    /// Starts the thread (none without members).
+    fn spawn(self, stop: Arc<AtomicBool>) -> std::io::Result<Option<LinkThread>> {
+        if self.names.is_empty() {
+            return Ok(None);
+        }
+        for (n, f) in self.names.iter().zip(&self.flags) {
+            if !f.load(Ordering::Relaxed) {
+                warn!(ifname = %n, "output member link is down: its share of the traffic is dropped until it comes up");
+            }
+        }
+        let h = std::thread::Builder::new()
+            .name("tapline-links".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(LINK_POLL);
+                    for (n, f) in self.names.iter().zip(&self.flags) {
+                        // Gone (deleted): as good as down.
+                        let up = xdp::netdev::link_up(n).unwrap_or_default();
+                        if f.swap(up, Ordering::Relaxed) != up {
+                            if up {
+                                info!(ifname = %n, "output member link is up");
+                            } else {
+                                warn!(ifname = %n, "output member link is down: its share of the traffic is dropped until it comes up");
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(Some(LinkThread(h)))
     }
 }

@@ -14,9 +14,14 @@ pub mod caps;
 pub mod chain;
 pub mod config;
 pub mod engine;
+pub mod filter;
 pub mod logging;
+pub mod packet;
+pub mod pcap;
 pub mod pipeline;
+pub mod record;
 pub mod stats;
+pub mod tap;
 pub mod worker;
 #[allow(unsafe_code)]
 pub mod xdp;

@@ -11,8 +11,8 @@ use std::fmt;
 
 pub use crate::xdp::shm::{
     Counter, HopCounters, HopInfo, HopLatency, KernelCounters, LatencySummary, Layout,
-    QueueCounters, QueueInfo, Slot, StatsSegment, WorkerCounters, HOP_RTT_BOUNDS_NS,
-    HOP_RTT_BUCKETS,
+    OutputCounters, OutputInfo, OutputKind, QueueCounters, QueueInfo, RecorderCounters, Slot,
+    StatsSegment, TapCounters, WorkerCounters, HOP_RTT_BOUNDS_NS, HOP_RTT_BUCKETS,
 };
 use crate::xdp::{PortMode, XskStats};
 
@@ -50,6 +50,49 @@ impl DropReason {
             DropReason::HopDown => "hop_down",
             DropReason::HeartbeatFromWire => "heartbeat_from_wire",
             DropReason::HeartbeatInvalid => "heartbeat_invalid",
+        }
+    }
+}
+
+/// Why a passive output (a group member or a recorder) did not get a
+/// packet its filter accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OutputDropReason {
+    /// The member's TX ring was full, or its share of the UMEM was in
+    /// flight (the member is slower than the capture).
+    TxRingFull = 0,
+    /// The member's link was down.
+    MemberDown = 1,
+    /// The kernel refused to transmit on the member (other than "busy").
+    TxError = 2,
+    /// The recorder's queue was full (the disk is slower than the traffic).
+    QueueFull = 3,
+    /// The recorder's directory failed (full, read-only, missing); its
+    /// packets are dropped until a write succeeds again.
+    DiskError = 4,
+}
+
+impl OutputDropReason {
+    pub const COUNT: usize = 5;
+    const _FITS: () = assert!(Self::COUNT <= crate::xdp::shm::DROP_SLOTS);
+    /// Every reason, in slot order.
+    pub const ALL: [OutputDropReason; Self::COUNT] = [
+        OutputDropReason::TxRingFull,
+        OutputDropReason::MemberDown,
+        OutputDropReason::TxError,
+        OutputDropReason::QueueFull,
+        OutputDropReason::DiskError,
+    ];
+
+    /// The name readers show (metrics label, API map key).
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputDropReason::TxRingFull => "tx_ring_full",
+            OutputDropReason::MemberDown => "member_down",
+            OutputDropReason::TxError => "tx_error",
+            OutputDropReason::QueueFull => "queue_full",
+            OutputDropReason::DiskError => "disk_error",
         }
     }
 }

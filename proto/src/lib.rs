@@ -278,6 +278,8 @@ mod tests {
             }],
             output_groups: vec![OutputGroupStats {
                 name: "ids".into(),
+                filter: "tcp port 80".into(),
+                snap_length_bytes: 128,
                 counters: Some(OutputCounters {
                     packets: 5,
                     bytes: 500,
@@ -286,8 +288,8 @@ mod tests {
                 }),
                 rates: None,
                 members: vec![OutputMemberStats {
-                    name: "disk".into(),
-                    recorder: "disk".into(),
+                    name: "veth7".into(),
+                    ifname: "veth7".into(),
                     ..Default::default()
                 }],
             }],
@@ -296,6 +298,19 @@ mod tests {
                 files_created: 1,
                 bytes_written: 524,
                 disk_errors: 0,
+                filter_stage: Some(OutputCounters {
+                    packets: 2,
+                    dropped_packets_by_reason: BTreeMap::from([("queue_full".to_string(), 1)]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            taps: vec![TapStats {
+                id: 3,
+                point: "passive-1".into(),
+                matched_packets: 10,
+                sent_packets: 9,
+                lost_packets: 1,
                 ..Default::default()
             }],
         };

@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod passive;
+pub mod sidecar;
 
 use std::time::{Duration, Instant};
 

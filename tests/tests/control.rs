@@ -21,21 +21,18 @@
 //! - the chain of this build is empty, and chain changes are rejected.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::PathBuf;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use nix::sys::signal::Signal;
 use tapline_bench::lab::{ifs, unique_prefix, Lab, Scenario};
-use tapline_bench::runner::{
-    lab_config, workspace_binary, DataplaneProcess, StartOptions, STATE_DIR_PLACEHOLDER,
-};
+use tapline_bench::runner::{lab_config, DataplaneProcess, StartOptions, STATE_DIR_PLACEHOLDER};
 use tapline_proto::v1 as pb;
+use tapline_tests::sidecar::{spawn_ctl, wait_ctl, Ports, Sidecar};
 use tapline_tests::{
     assert_delivered_in_order, open_raw, passive_frames, privileged, run_concurrently, send_paced,
     stop_ok, total_bytes, Flow,
@@ -48,8 +45,6 @@ use tonic_health::pb::HealthCheckRequest;
 
 /// Health service names of the contract.
 const HEALTH_NAMES: [&str; 3] = ["", "passive-1", "inline"];
-/// How long the sidecar may take to listen on its three ports.
-const SIDECAR_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a counter, a health status or a metric may take to show a
 /// change (the sidecar polls the segment every 100 ms).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,55 +59,6 @@ const STALE_MS: u32 = 500;
 
 // ---------------------------------------------------------------------------
 // Set-up: ports, configuration, processes.
-
-/// The three listeners of one sidecar, on 127.0.0.1.
-#[derive(Debug, Clone, Copy)]
-struct Ports {
-    grpc: u16,
-    health: u16,
-    metrics: u16,
-}
-
-static NEXT_PORTS: AtomicU32 = AtomicU32::new(0);
-/// Ports are taken from this range.
-const PORT_LOW: u32 = 20_000;
-const PORT_SPAN: u32 = 40_000;
-
-impl Ports {
-    /// Three consecutive ports derived from the pid and a per-process
-    /// counter (so parallel tests and parallel test binaries differ), that
-    /// nothing listens on right now.
-    fn unique() -> Result<Ports> {
-        let pid = std::process::id();
-        for _ in 0..200 {
-            let n = NEXT_PORTS.fetch_add(1, Ordering::Relaxed);
-            let base = PORT_LOW + (pid.wrapping_mul(7919).wrapping_add(n * 3)) % (PORT_SPAN - 3);
-            let ports = [base, base + 1, base + 2].map(|p| p as u16);
-            let free = ports
-                .iter()
-                .all(|&p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
-            if free {
-                return Ok(Ports {
-                    grpc: ports[0],
-                    health: ports[1],
-                    metrics: ports[2],
-                });
-            }
-        }
-        bail!(
-            "no three free consecutive ports found in {PORT_LOW}..{}",
-            PORT_LOW + PORT_SPAN
-        )
-    }
-
-    fn grpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
-    }
-
-    fn health_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.health)
-    }
-}
 
 /// One test's world: the lab (if any), a private directory holding the
 /// configuration and the shared state directory, and the sidecar's ports.
@@ -187,7 +133,8 @@ impl Rig {
     }
 
     fn start_sidecar(&self) -> Result<Sidecar> {
-        Sidecar::start(&self.config_path, self.ports)
+        let p = self.ports;
+        Sidecar::start(&self.config_path, &[p.grpc, p.health, p.metrics])
     }
 
     /// Runs `taplinectl --endpoint <grpc> ARGS`.
@@ -202,114 +149,9 @@ impl Drop for Rig {
     }
 }
 
-/// A running `tapline-control`, killed on drop.
-#[derive(Debug)]
-struct Sidecar {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Sidecar {
-    /// Starts the sidecar and waits until its three ports accept
-    /// connections.
-    fn start(config: &Path, ports: Ports) -> Result<Sidecar> {
-        let bin = workspace_binary("tapline-control")?;
-        let mut child = Command::new(&bin)
-            .arg("--config")
-            .arg(config)
-            .args(["--log-format", "json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().expect("log lines").push(line);
-                }
-            });
-        }
-        let mut sidecar = Sidecar { child, lines };
-        let deadline = Instant::now() + SIDECAR_START_TIMEOUT;
-        loop {
-            let up = [ports.grpc, ports.health, ports.metrics].iter().all(|&p| {
-                TcpStream::connect_timeout(
-                    &SocketAddr::from((Ipv4Addr::LOCALHOST, p)),
-                    Duration::from_millis(200),
-                )
-                .is_ok()
-            });
-            if up {
-                return Ok(sidecar);
-            }
-            if let Some(status) = sidecar.child.try_wait()? {
-                std::thread::sleep(Duration::from_millis(100));
-                bail!(
-                    "tapline-control exited ({status}) before listening:\n{}",
-                    sidecar.logs()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "tapline-control not listening on {ports:?} after {SIDECAR_START_TIMEOUT:?}:\n{}",
-                    sidecar.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.lines.lock().expect("log lines").join("\n")
-    }
-
-    /// SIGKILL, and waits for the exit.
-    fn kill(mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Runs `taplinectl --endpoint URL ARGS`, bounded by [`CTL_TIMEOUT`].
 fn ctl(url: &str, args: &[&str]) -> Result<Output> {
-    let bin = workspace_binary("taplinectl")?;
-    let child = Command::new(&bin)
-        .arg("--endpoint")
-        .arg(url)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(CTL_TIMEOUT) {
-        Ok(out) => Ok(out?),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            bail!("taplinectl {args:?} did not finish within {CTL_TIMEOUT:?}")
-        }
-    }
+    wait_ctl(spawn_ctl(url, None, args)?, args, CTL_TIMEOUT)
 }
 
 /// `taplinectl` succeeded; its stdout.

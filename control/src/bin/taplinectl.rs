@@ -93,8 +93,15 @@ hop in chain order: packets sent to and received back from the tool,
 packets bypassed around it, drops, heartbeats sent/returned/lost and the
 heartbeat round-trip time (p50/p99 over the dataplane's latest window).
 Tool ports are listed with the other ports, with their hop in the HOP
-column. Counters are cumulative since the dataplane start named by the
-epoch.
+column. With passive output groups, one row per group (packets its filter
+accepted and rejected, and its members' drops), then one per member
+(packets and bytes handed to it, drops, and the reasons that dropped the
+most). With recorders, one row per recorder (packets its filter accepted
+and rejected, packets and bytes written, files created, packets dropped at
+its queue and lost to disk failures, disk errors, the file being
+written), then each recorder's last disk error. Then one row per live tap
+(id, point, start, packets matched, sent and lost, filter). Counters are
+cumulative since the dataplane start named by the epoch.
 
 With --watch, the server sends a snapshot every --interval-ms with rates
 computed between consecutive snapshots; the table is redrawn in place when
@@ -123,9 +130,30 @@ stdout is a terminal and appended otherwise. Stop with Ctrl-C or --count.
      \"rates\": {\"to_tool_packets_per_second\", \"to_tool_bytes_per_second\",
        \"from_tool_packets_per_second\", \"from_tool_bytes_per_second\",
        \"bypassed_packets_per_second\", \"dropped_packets_per_second\",
-       \"heartbeats_lost_per_second\"}|null}]}
+       \"heartbeats_lost_per_second\"}|null}],
+   \"output_groups\": [{\"name\", \"filter\", \"snap_length_bytes\",
+     \"counters\": OUTPUT, \"rates\": OUTPUT_RATES|null,
+     \"members\": [{\"name\", \"ifname\", \"recorder\", \"counters\": OUTPUT,
+       \"rates\": OUTPUT_RATES|null}]}],
+   \"recorders\": [{\"name\", \"directory\", \"current_file\", \"filter\",
+     \"snap_length_bytes\", \"files_created\", \"files_completed\",
+     \"files_migrated\", \"files_deleted\", \"bytes_written\", \"packets_written\",
+     \"queue_dropped_packets\", \"queue_dropped_bytes\", \"disk_dropped_packets\",
+     \"disk_errors\", \"last_disk_error\", \"last_disk_error_at\": time|null,
+     \"rates\": {\"bytes_written_per_second\", \"packets_written_per_second\",
+       \"queue_dropped_packets_per_second\",
+       \"disk_dropped_packets_per_second\"}|null,
+     \"filter_stage\": OUTPUT|null, \"filter_stage_rates\": OUTPUT_RATES|null}],
+   \"taps\": [{\"id\", \"point\", \"filter\", \"started_at\": time|null,
+     \"matched_packets\", \"sent_packets\", \"lost_packets\",
+     \"rates\": {\"matched_packets_per_second\", \"sent_packets_per_second\",
+       \"lost_packets_per_second\"}|null}]}
   COUNTERS = {\"rx_packets\", \"rx_bytes\", \"tx_packets\", \"tx_bytes\",
     \"dropped_packets\", \"dropped_packets_by_reason\": {reason: n}}
+  OUTPUT = {\"packets\", \"bytes\", \"filtered_out_packets\", \"dropped_packets\",
+    \"dropped_packets_by_reason\": {reason: n}}
+  OUTPUT_RATES = {\"packets_per_second\", \"bytes_per_second\",
+    \"filtered_out_packets_per_second\", \"dropped_packets_per_second\"}
   KERNEL = {\"rx_dropped\", \"rx_invalid_descs\", \"tx_invalid_descs\",
     \"rx_ring_full\", \"rx_fill_ring_empty\", \"tx_ring_empty\"}
   RATES = {\"rx_packets_per_second\", \"rx_bytes_per_second\",
@@ -241,7 +269,8 @@ enum Verb {
     /// Dataplane information and a health summary.
     #[command(after_long_help = STATUS_HELP)]
     Status,
-    /// Counters per port and queue (--watch: refreshed, with rates).
+    /// Counters per port and queue, worker, hop, output group, recorder and
+    /// live tap (--watch: refreshed, with rates).
     #[command(after_long_help = STATS_HELP)]
     Stats(StatsArgs),
     /// The inline chain: get, watch, set, bypass.
@@ -250,6 +279,10 @@ enum Verb {
     /// Health of the service names "", "passive-1" and "inline".
     #[command(after_long_help = HEALTH_HELP)]
     Health,
+    /// Live packet tap: copies of the packets at one point, as lines or
+    /// pcap (-w).
+    #[command(after_long_help = TAP_HELP)]
+    Tap(TapArgs),
 }
 
 #[derive(Debug, Args)]
@@ -898,6 +931,9 @@ struct StatsJson {
     ports: Vec<PortJson>,
     workers: Vec<WorkerJson>,
     hops: Vec<HopJson>,
+    output_groups: Vec<OutputGroupJson>,
+    recorders: Vec<RecorderJson>,
+    taps: Vec<TapStatsJson>,
 }
 
 #[derive(Debug, Serialize)]
@@ -1087,6 +1123,180 @@ fn hop_json(h: pb::HopStats) -> HopJson {
     }
 }
 
+#[derive(Debug, Serialize)]
+struct OutputGroupJson {
+    name: String,
+    filter: String,
+    snap_length_bytes: u32,
+    counters: OutputCountersJson,
+    rates: Option<OutputRatesJson>,
+    members: Vec<OutputMemberJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutputMemberJson {
+    name: String,
+    ifname: String,
+    recorder: String,
+    counters: OutputCountersJson,
+    rates: Option<OutputRatesJson>,
+}
+
+#[derive(Debug, Serialize, Default)]
+struct OutputCountersJson {
+    packets: u64,
+    bytes: u64,
+    filtered_out_packets: u64,
+    dropped_packets: u64,
+    dropped_packets_by_reason: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, Clone, Copy)]
+struct OutputRatesJson {
+    packets_per_second: f64,
+    bytes_per_second: f64,
+    filtered_out_packets_per_second: f64,
+    dropped_packets_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct RecorderJson {
+    name: String,
+    directory: String,
+    current_file: String,
+    filter: String,
+    snap_length_bytes: u32,
+    files_created: u64,
+    files_completed: u64,
+    files_migrated: u64,
+    files_deleted: u64,
+    bytes_written: u64,
+    packets_written: u64,
+    queue_dropped_packets: u64,
+    queue_dropped_bytes: u64,
+    disk_dropped_packets: u64,
+    disk_errors: u64,
+    last_disk_error: String,
+    last_disk_error_at: Option<String>,
+    rates: Option<RecorderRatesJson>,
+    filter_stage: Option<OutputCountersJson>,
+    filter_stage_rates: Option<OutputRatesJson>,
+}
+
+#[derive(Debug, Serialize, Clone, Copy)]
+struct RecorderRatesJson {
+    bytes_written_per_second: f64,
+    packets_written_per_second: f64,
+    queue_dropped_packets_per_second: f64,
+    disk_dropped_packets_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct TapStatsJson {
+    id: u64,
+    point: String,
+    filter: String,
+    started_at: Option<String>,
+    matched_packets: u64,
+    sent_packets: u64,
+    lost_packets: u64,
+    rates: Option<TapStatsRatesJson>,
+}
+
+#[derive(Debug, Serialize, Clone, Copy)]
+struct TapStatsRatesJson {
+    matched_packets_per_second: f64,
+    sent_packets_per_second: f64,
+    lost_packets_per_second: f64,
+}
+
+fn output_counters_json(c: pb::OutputCounters) -> OutputCountersJson {
+    OutputCountersJson {
+        packets: c.packets,
+        bytes: c.bytes,
+        filtered_out_packets: c.filtered_out_packets,
+        dropped_packets: c.dropped_packets,
+        dropped_packets_by_reason: c.dropped_packets_by_reason.into_iter().collect(),
+    }
+}
+
+fn output_rates_json(r: pb::OutputRates) -> OutputRatesJson {
+    OutputRatesJson {
+        packets_per_second: r.packets_per_second,
+        bytes_per_second: r.bytes_per_second,
+        filtered_out_packets_per_second: r.filtered_out_packets_per_second,
+        dropped_packets_per_second: r.dropped_packets_per_second,
+    }
+}
+
+fn output_group_json(g: pb::OutputGroupStats) -> OutputGroupJson {
+    OutputGroupJson {
+        name: g.name,
+        filter: g.filter,
+        snap_length_bytes: g.snap_length_bytes,
+        counters: output_counters_json(g.counters.unwrap_or_default()),
+        rates: g.rates.map(output_rates_json),
+        members: g
+            .members
+            .into_iter()
+            .map(|m| OutputMemberJson {
+                name: m.name,
+                ifname: m.ifname,
+                recorder: m.recorder,
+                counters: output_counters_json(m.counters.unwrap_or_default()),
+                rates: m.rates.map(output_rates_json),
+            })
+            .collect(),
+    }
+}
+
+fn recorder_json(r: pb::RecorderStats) -> RecorderJson {
+    RecorderJson {
+        last_disk_error_at: time(&r.last_disk_error_at),
+        name: r.name,
+        directory: r.directory,
+        current_file: r.current_file,
+        filter: r.filter,
+        snap_length_bytes: r.snap_length_bytes,
+        files_created: r.files_created,
+        files_completed: r.files_completed,
+        files_migrated: r.files_migrated,
+        files_deleted: r.files_deleted,
+        bytes_written: r.bytes_written,
+        packets_written: r.packets_written,
+        queue_dropped_packets: r.queue_dropped_packets,
+        queue_dropped_bytes: r.queue_dropped_bytes,
+        disk_dropped_packets: r.disk_dropped_packets,
+        disk_errors: r.disk_errors,
+        last_disk_error: r.last_disk_error,
+        rates: r.rates.map(|x| RecorderRatesJson {
+            bytes_written_per_second: x.bytes_written_per_second,
+            packets_written_per_second: x.packets_written_per_second,
+            queue_dropped_packets_per_second: x.queue_dropped_packets_per_second,
+            disk_dropped_packets_per_second: x.disk_dropped_packets_per_second,
+        }),
+        filter_stage: r.filter_stage.map(output_counters_json),
+        filter_stage_rates: r.filter_stage_rates.map(output_rates_json),
+    }
+}
+
+fn tap_stats_json(t: pb::TapStats) -> TapStatsJson {
+    TapStatsJson {
+        started_at: time(&t.started_at),
+        id: t.id,
+        point: t.point,
+        filter: t.filter,
+        matched_packets: t.matched_packets,
+        sent_packets: t.sent_packets,
+        lost_packets: t.lost_packets,
+        rates: t.rates.map(|r| TapStatsRatesJson {
+            matched_packets_per_second: r.matched_packets_per_second,
+            sent_packets_per_second: r.sent_packets_per_second,
+            lost_packets_per_second: r.lost_packets_per_second,
+        }),
+    }
+}
+
 fn counters_json(c: Option<pb::PacketCounters>) -> CountersJson {
     let c = c.unwrap_or_default();
     CountersJson {
@@ -1173,6 +1383,9 @@ fn stats_json(s: pb::Stats, interval_ms: Option<u32>) -> StatsJson {
             })
             .collect(),
         hops: s.hops.into_iter().map(hop_json).collect(),
+        output_groups: s.output_groups.into_iter().map(output_group_json).collect(),
+        recorders: s.recorders.into_iter().map(recorder_json).collect(),
+        taps: s.taps.into_iter().map(tap_stats_json).collect(),
     }
 }
 
@@ -1645,7 +1858,202 @@ fn render_stats(s: &StatsJson) -> String {
         out.push('\n');
         out.push_str(&render_hops(&s.hops, watch));
     }
+    if !s.output_groups.is_empty() {
+        out.push('\n');
+        out.push_str(&render_output_groups(&s.output_groups, watch));
+    }
+    if !s.recorders.is_empty() {
+        out.push('\n');
+        out.push_str(&render_recorders(&s.recorders, watch));
+    }
+    if !s.taps.is_empty() {
+        out.push('\n');
+        out.push_str(&render_tap_stats(&s.taps, watch));
+    }
     out
+}
+
+/// Drop reasons shown in the TOP DROP REASONS column.
+const TOP_DROP_REASONS: usize = 2;
+
+/// The reasons that dropped the most, `reason count` comma separated
+/// (ties by name); "-" when nothing was dropped.
+fn top_drop_reasons(by_reason: &BTreeMap<String, u64>) -> String {
+    let mut counted: Vec<(&String, u64)> = by_reason
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(r, &n)| (r, n))
+        .collect();
+    // Stable: equal counts stay in name order.
+    counted.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+    if counted.is_empty() {
+        return "-".into();
+    }
+    counted
+        .iter()
+        .take(TOP_DROP_REASONS)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The output groups table of `stats`: one row per group (what its filter
+/// accepted, and its members' drops), then one per member.
+fn render_output_groups(groups: &[OutputGroupJson], watch: bool) -> String {
+    let mut headers = vec![
+        "GROUP",
+        "MEMBER",
+        "IFNAME",
+        ">PACKETS",
+        ">BYTES",
+        ">FILTERED OUT",
+        ">DROPS",
+    ];
+    if watch {
+        headers.extend([">PKT/S", ">B/S", ">DROP/S"]);
+    }
+    headers.push("TOP DROP REASONS");
+    let mut t = Table::new(&headers);
+    let mut row = |group: &str,
+                   member: &str,
+                   ifname: &str,
+                   c: &OutputCountersJson,
+                   filtered_out: String,
+                   r: &Option<OutputRatesJson>| {
+        let mut cells = vec![
+            group.to_string(),
+            dash(member),
+            dash(ifname),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+            filtered_out,
+            c.dropped_packets.to_string(),
+        ];
+        if watch {
+            match r {
+                Some(r) => cells.extend([
+                    si(r.packets_per_second),
+                    si(r.bytes_per_second),
+                    si(r.dropped_packets_per_second),
+                ]),
+                None => cells.extend(std::iter::repeat_n("-".to_string(), 3)),
+            }
+        }
+        cells.push(top_drop_reasons(&c.dropped_packets_by_reason));
+        t.row(cells);
+    };
+    for g in groups {
+        let filtered_out = g.counters.filtered_out_packets.to_string();
+        row(&g.name, "", "", &g.counters, filtered_out, &g.rates);
+        for m in &g.members {
+            // Members have no filter of their own.
+            row(
+                &g.name,
+                &m.name,
+                &m.ifname,
+                &m.counters,
+                "-".into(),
+                &m.rates,
+            );
+        }
+    }
+    t.render()
+}
+
+/// The recorders table of `stats`, then the last disk error of each
+/// recorder that had one.
+fn render_recorders(recorders: &[RecorderJson], watch: bool) -> String {
+    let mut headers = vec![
+        "RECORDER",
+        ">ACCEPTED",
+        ">FILTERED OUT",
+        ">WRITTEN",
+        ">BYTES WRITTEN",
+        ">FILES",
+        ">QUEUE DROPS",
+        ">DISK DROPS",
+        ">DISK ERRORS",
+    ];
+    if watch {
+        headers.extend([">WRITE PKT/S", ">WRITE B/S", ">QDROP/S"]);
+    }
+    headers.push("CURRENT FILE");
+    let mut t = Table::new(&headers);
+    for r in recorders {
+        let stage = |f: fn(&OutputCountersJson) -> u64| {
+            r.filter_stage
+                .as_ref()
+                .map_or("-".to_string(), |c| f(c).to_string())
+        };
+        let mut cells = vec![
+            r.name.clone(),
+            stage(|c| c.packets),
+            stage(|c| c.filtered_out_packets),
+            r.packets_written.to_string(),
+            r.bytes_written.to_string(),
+            r.files_created.to_string(),
+            r.queue_dropped_packets.to_string(),
+            r.disk_dropped_packets.to_string(),
+            r.disk_errors.to_string(),
+        ];
+        if watch {
+            match r.rates {
+                Some(x) => cells.extend([
+                    si(x.packets_written_per_second),
+                    si(x.bytes_written_per_second),
+                    si(x.queue_dropped_packets_per_second),
+                ]),
+                None => cells.extend(std::iter::repeat_n("-".to_string(), 3)),
+            }
+        }
+        cells.push(dash(&r.current_file));
+        t.row(cells);
+    }
+    let mut out = t.render();
+    for r in recorders.iter().filter(|r| !r.last_disk_error.is_empty()) {
+        let _ = writeln!(
+            out,
+            "recorder {}: last disk error at {}: {}",
+            r.name,
+            r.last_disk_error_at.as_deref().unwrap_or("?"),
+            one_line(&r.last_disk_error)
+        );
+    }
+    out
+}
+
+/// The live taps table of `stats`, by id.
+fn render_tap_stats(taps: &[TapStatsJson], watch: bool) -> String {
+    let mut headers = vec![">TAP", "POINT", "STARTED", ">MATCHED", ">SENT", ">LOST"];
+    if watch {
+        headers.extend([">MATCH/S", ">SENT/S", ">LOST/S"]);
+    }
+    headers.push("FILTER");
+    let mut t = Table::new(&headers);
+    for tap in taps {
+        let mut cells = vec![
+            tap.id.to_string(),
+            dash(&tap.point),
+            tap.started_at.clone().unwrap_or_else(|| "-".into()),
+            tap.matched_packets.to_string(),
+            tap.sent_packets.to_string(),
+            tap.lost_packets.to_string(),
+        ];
+        if watch {
+            match tap.rates {
+                Some(r) => cells.extend([
+                    si(r.matched_packets_per_second),
+                    si(r.sent_packets_per_second),
+                    si(r.lost_packets_per_second),
+                ]),
+                None => cells.extend(std::iter::repeat_n("-".to_string(), 3)),
+            }
+        }
+        // Empty: every packet.
+        cells.push(dash(&tap.filter));
+        t.row(cells);
+    }
+    t.render()
 }
 
 /// The hops table of `stats`, in chain order.
@@ -2205,6 +2613,594 @@ async fn health(cli: &Cli) -> Result<(), Failure> {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Live taps.
+
+const TAP_HELP: &str = "\
+Streams copies of the packets seen at one point of the dataplane
+(Admin.Tap; needs the Admin token, --token-file) until -c packets were
+captured, --duration elapsed, the point went away (its hop left the
+chain), the dataplane or tapline-control stopped, or Ctrl-C.
+
+Points: --point passive-1 (what passive-1 receives); --point inline-1 or
+inline-2 (rx: received from the wire on that side, tx: transmitted to the
+wire on that side); --hop NAME --side a|b (rx: what the tool returned on
+that side, tx: what was sent to the tool on that side). --direction
+defaults to both (rx for passive-1). tapline's own heartbeats are not
+shown.
+
+The filter is a pcap-filter expression (tcpdump's language), given with
+--filter or as the trailing words, as with tcpdump:
+  taplinectl tap --point inline-1 tcp port 443 and host 10.0.0.1
+A filter that does not compile exits 2, with a caret under the column at
+fault. --snaplen keeps at most that many bytes of each packet and --sample
+N one matching packet in N; the server caps both the snap length and the
+duration (tap.max_snaplen, tap.max_duration_s).
+
+-w FILE writes a pcap file (nanosecond timestamps, LINKTYPE_ETHERNET);
+-w - writes the pcap stream to stdout, flushed after every batch, so that
+  taplinectl tap --point passive-1 --filter 'tcp port 80' -w - | tcpdump -r -
+works (nothing else goes to stdout then). Otherwise one line per packet:
+time of day (UTC), direction, length and a summary; with --json, one
+object per line instead:
+  {\"timestamp_unix_ns\", \"direction\": \"rx\"|\"tx\", \"queue_id\",
+   \"original_length_bytes\", \"data\": HEX of the captured bytes}
+
+At the end, stderr says how many packets were captured, how many were lost
+because the client (or the path to it) was too slow, and why the tap
+ended. Exits 0 when the tap ended or was interrupted, 1 when the server
+refused it (an unknown hop, a port that is not configured, too many
+taps).";
+
+/// Where to tap and what to keep.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("tap_point").required(true).args(["point", "hop"])))]
+struct TapArgs {
+    /// A port: passive-1, inline-1 or inline-2.
+    #[arg(long, value_name = "PORT", value_parser = ["passive-1", "inline-1", "inline-2"])]
+    point: Option<String>,
+    /// A hop of the applied chain (with --side).
+    #[arg(long, value_name = "NAME", requires = "side")]
+    hop: Option<String>,
+    /// The hop's side: a (facing inline-1) or b (facing inline-2).
+    #[arg(long, value_name = "SIDE", value_parser = ["a", "b"], requires = "hop")]
+    side: Option<String>,
+    /// rx, tx or both (default: both; rx for passive-1).
+    #[arg(long, value_name = "DIR", value_parser = ["rx", "tx", "both"])]
+    direction: Option<String>,
+    /// pcap-filter expression (or give it as the trailing words).
+    #[arg(long, value_name = "EXPR", conflicts_with = "expression")]
+    filter: Option<String>,
+    /// Bytes kept of each packet (default: the server's).
+    #[arg(long, value_name = "BYTES")]
+    snaplen: Option<u32>,
+    /// Keep one matching packet in N.
+    #[arg(long, value_name = "N")]
+    sample: Option<u32>,
+    /// Stop after N packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    count: Option<u64>,
+    /// Stop after this many seconds (fractions allowed).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Write a pcap file ("-": stdout).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// The filter, as trailing words.
+    #[arg(value_name = "EXPR")]
+    expression: Vec<String>,
+}
+
+/// The request `args` stand for; a filter that does not compile is a
+/// usage error showing where.
+fn tap_request(args: &TapArgs) -> Result<pb::TapRequest, Failure> {
+    use pb::tap_point::Location;
+    let filter = match &args.filter {
+        Some(f) => f.clone(),
+        None => args.expression.join(" "),
+    };
+    if let Err(e) = tapline_dataplane::filter::Filter::compile(&filter) {
+        return Err(Failure::usage(format!("filter: {e}\n{}", e.caret())));
+    }
+    let location = match (&args.point, &args.hop, args.side.as_deref()) {
+        (Some(p), None, _) => Location::Port(p.clone()),
+        (None, Some(h), Some(side)) => Location::Hop(pb::HopTapPoint {
+            hop: h.clone(),
+            side: if side == "a" {
+                pb::HopSide::A
+            } else {
+                pb::HopSide::B
+            }
+            .into(),
+        }),
+        _ => {
+            return Err(Failure::usage(
+                "tap: give --point PORT, or --hop NAME --side a|b",
+            ))
+        }
+    };
+    let direction = match args.direction.as_deref() {
+        None => pb::TapDirection::Unspecified,
+        Some("rx") => pb::TapDirection::Rx,
+        Some("tx") => pb::TapDirection::Tx,
+        Some(_) => pb::TapDirection::Both,
+    };
+    let max_duration_ms = match args.duration {
+        None => 0,
+        Some(s) if s.is_finite() && s > 0.0 => ((s * 1000.0).ceil() as u64).max(1),
+        Some(s) => {
+            return Err(Failure::usage(format!(
+                "--duration {s}: give a number of seconds above 0"
+            )))
+        }
+    };
+    Ok(pb::TapRequest {
+        point: Some(pb::TapPoint {
+            location: Some(location),
+            direction: direction.into(),
+        }),
+        filter,
+        snap_length_bytes: args.snaplen.unwrap_or(0),
+        sample_one_in: args.sample.unwrap_or(0),
+        max_packets: args.count.unwrap_or(0),
+        max_duration_ms,
+    })
+}
+
+/// Where tapped packets go.
+enum TapOutput {
+    /// A pcap stream; the writer is made when the snap length is known
+    /// (`started`).
+    Pcap {
+        pending: Option<Box<dyn std::io::Write>>,
+        writer: Option<tapline_dataplane::pcap::PcapWriter<Box<dyn std::io::Write>>>,
+        what: String,
+    },
+    Text,
+    Json,
+}
+
+impl std::fmt::Debug for TapOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TapOutput::Pcap { .. } => "Pcap",
+            TapOutput::Text => "Text",
+            TapOutput::Json => "Json",
+        })
+    }
+}
+
+/// A write error: a closed stdout ends the tap quietly.
+fn output_failure(what: &str, e: &std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::quiet()
+    } else {
+        Failure::new(exit::SERVER, format!("writing {what}: {e}"))
+    }
+}
+
+impl TapOutput {
+    fn open(args: &TapArgs, json: bool) -> Result<TapOutput, Failure> {
+        let Some(path) = &args.write else {
+            return Ok(if json {
+                TapOutput::Json
+            } else {
+                TapOutput::Text
+            });
+        };
+        let (sink, what): (Box<dyn std::io::Write>, String) = if path.as_os_str() == "-" {
+            (
+                Box::new(std::io::BufWriter::new(std::io::stdout())),
+                "the pcap stream to stdout".to_string(),
+            )
+        } else {
+            let f = std::fs::File::create(path).map_err(|e| {
+                Failure::usage(format!("-w {}: {}", path.display(), root_cause(&e)))
+            })?;
+            (
+                Box::new(std::io::BufWriter::new(f)),
+                path.display().to_string(),
+            )
+        };
+        Ok(TapOutput::Pcap {
+            pending: Some(sink),
+            writer: None,
+            what,
+        })
+    }
+
+    fn start(&mut self, started: &pb::TapStarted) -> Result<(), Failure> {
+        if let TapOutput::Pcap {
+            pending,
+            writer,
+            what,
+        } = self
+        {
+            if let Some(sink) = pending.take() {
+                let w = tapline_dataplane::pcap::PcapWriter::new(sink, started.snap_length_bytes)
+                    .map_err(|e| output_failure(what, &e))?;
+                *writer = Some(w);
+            }
+        }
+        Ok(())
+    }
+
+    fn packet(&mut self, p: &pb::TapPacket) -> Result<(), Failure> {
+        match self {
+            TapOutput::Pcap { writer, what, .. } => match writer {
+                Some(w) => w
+                    .write(p.timestamp_unix_ns, p.original_length_bytes, &p.data)
+                    .map_err(|e| output_failure(what, &e)),
+                None => Ok(()),
+            },
+            TapOutput::Text => emit(&format!("{}\n", packet_line(p))),
+            TapOutput::Json => emit_json(&packet_json(p), false),
+        }
+    }
+
+    /// After each batch.
+    fn flush(&mut self) -> Result<(), Failure> {
+        if let TapOutput::Pcap {
+            writer: Some(w),
+            what,
+            ..
+        } = self
+        {
+            w.flush().map_err(|e| output_failure(what, &e))?;
+        }
+        Ok(())
+    }
+}
+
+fn direction_name(v: i32) -> &'static str {
+    match pb::TapDirection::try_from(v) {
+        Ok(pb::TapDirection::Rx) => "rx",
+        Ok(pb::TapDirection::Tx) => "tx",
+        Ok(pb::TapDirection::Both) => "both",
+        _ => "unspecified",
+    }
+}
+
+/// `HH:MM:SS.uuuuuu` (UTC) of a Unix time in nanoseconds.
+fn time_of_day(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let micros = (unix_ns % 1_000_000_000) / 1000;
+    let day = secs % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{micros:06}",
+        day / 3600,
+        day / 60 % 60,
+        day % 60
+    )
+}
+
+/// A short description of a frame: VLANs, addresses, ports, protocol.
+fn packet_summary(frame: &[u8]) -> String {
+    let p = tapline_dataplane::packet::Packet::parse(frame);
+    let mut s = String::new();
+    for v in &p.vlans[..usize::from(p.n_vlans).min(2)] {
+        let _ = write!(s, "vlan {v}, ");
+    }
+    let endpoint = |a: std::net::IpAddr, port: Option<u16>| match (a, port) {
+        (std::net::IpAddr::V6(a), Some(port)) => format!("[{a}]:{port}"),
+        (a, Some(port)) => format!("{a}:{port}"),
+        (a, None) => a.to_string(),
+    };
+    match (p.src, p.dst) {
+        (Some(src), Some(dst)) => {
+            let proto = match p.proto {
+                1 => "icmp".to_string(),
+                6 => "tcp".to_string(),
+                17 => "udp".to_string(),
+                58 => "icmp6".to_string(),
+                132 => "sctp".to_string(),
+                n => format!("proto {n}"),
+            };
+            let _ = write!(
+                s,
+                "{} > {} {proto}",
+                endpoint(src, p.ports.map(|x| x.0)),
+                endpoint(dst, p.ports.map(|x| x.1))
+            );
+            if p.fragment {
+                s.push_str(" (fragment)");
+            }
+        }
+        _ => {
+            let _ = write!(s, "ethertype {:#06x}", p.ethertype);
+        }
+    }
+    s
+}
+
+/// One line per packet (the default output).
+fn packet_line(p: &pb::TapPacket) -> String {
+    let mut line = format!(
+        "{} {} {} bytes",
+        time_of_day(p.timestamp_unix_ns),
+        direction_name(p.direction),
+        p.original_length_bytes
+    );
+    if (p.data.len() as u64) < u64::from(p.original_length_bytes) {
+        let _ = write!(line, " (captured {})", p.data.len());
+    }
+    let _ = write!(line, " {}", packet_summary(&p.data));
+    line
+}
+
+#[derive(Debug, Serialize)]
+struct TapPacketJson {
+    timestamp_unix_ns: u64,
+    direction: &'static str,
+    queue_id: u32,
+    original_length_bytes: u32,
+    data: String,
+}
+
+fn packet_json(p: &pb::TapPacket) -> TapPacketJson {
+    let mut data = String::with_capacity(p.data.len() * 2);
+    for b in p.data.iter() {
+        let _ = write!(data, "{b:02x}");
+    }
+    TapPacketJson {
+        timestamp_unix_ns: p.timestamp_unix_ns,
+        direction: direction_name(p.direction),
+        queue_id: p.queue_id,
+        original_length_bytes: p.original_length_bytes,
+        data,
+    }
+}
+
+/// The point as people read it.
+fn point_name(p: Option<&pb::TapPoint>) -> String {
+    let Some(p) = p else {
+        return "?".to_string();
+    };
+    let at = match &p.location {
+        Some(pb::tap_point::Location::Port(r)) => r.clone(),
+        Some(pb::tap_point::Location::Hop(h)) => format!(
+            "hop {} side {}",
+            h.hop,
+            if h.side == pb::HopSide::B as i32 {
+                "b"
+            } else {
+                "a"
+            }
+        ),
+        None => "?".to_string(),
+    };
+    format!("{at} {}", direction_name(p.direction))
+}
+
+/// Why a tap stopped, from the client's side.
+#[derive(Debug)]
+enum TapStop {
+    Ended(pb::TapEnded),
+    /// `-c` packets arrived.
+    Count,
+    Interrupted,
+}
+
+async fn tap(cli: &Cli, args: &TapArgs) -> Result<(), Failure> {
+    const WHAT: &str = "tapline.v1.Admin/Tap";
+    let req = tap_request(args)?;
+    let mut out = TapOutput::open(args, cli.json)?;
+    let s = Session::connect(cli).await?;
+    let mut stream = s
+        .admin()
+        .tap(req)
+        .await
+        .map_err(|e| s.target.failure(WHAT, &e))?
+        .into_inner();
+    let (mut captured, mut lost) = (0u64, 0u64);
+    let summary = |captured: u64, lost: u64| {
+        eprintln!("{captured} packets captured, {lost} lost (client too slow)");
+    };
+    let stop = loop {
+        let msg = tokio::select! {
+            m = stream.message() => m,
+            _ = tokio::signal::ctrl_c() => break TapStop::Interrupted,
+        };
+        let msg = match msg {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                summary(captured, lost);
+                return Err(Failure::new(
+                    exit::SERVER,
+                    format!(
+                        "tapline-control at {} ended the tap stream without saying why",
+                        s.target.url
+                    ),
+                ));
+            }
+            Err(e) => {
+                summary(captured, lost);
+                return Err(s.target.failure(WHAT, &e));
+            }
+        };
+        if let Some(st) = &msg.started {
+            out.start(st)?;
+            eprintln!(
+                "tapping {} on {}{}, snap length {} bytes{}",
+                point_name(st.point.as_ref()),
+                st.ifname,
+                if st.filter.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(", filter {:?}", st.filter)
+                },
+                st.snap_length_bytes,
+                if st.sample_one_in > 1 {
+                    format!(", 1 packet in {}", st.sample_one_in)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        for p in &msg.packets {
+            if args.count.is_some_and(|n| captured >= n) {
+                break;
+            }
+            out.packet(p)?;
+            captured += 1;
+        }
+        lost += msg.lost_packets;
+        out.flush()?;
+        if let Some(e) = msg.ended {
+            break TapStop::Ended(e);
+        }
+        if args.count.is_some_and(|n| captured >= n) {
+            break TapStop::Count;
+        }
+    };
+    // Dropping the stream cancels the tap (if it still runs).
+    drop(stream);
+    summary(captured, lost);
+    match stop {
+        TapStop::Ended(e) => {
+            let reason = lower_name(e.reason().as_str_name(), "TAP_END_REASON_");
+            if e.message.is_empty() {
+                eprintln!("tap ended: {reason}");
+            } else {
+                eprintln!("tap ended: {reason}: {}", e.message);
+            }
+        }
+        TapStop::Count => eprintln!("tap ended: {captured} packets captured (-c)"),
+        TapStop::Interrupted => eprintln!("tap ended: interrupted"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tap_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<TapArgs, clap::Error> {
+        let mut v = vec!["taplinectl", "tap"];
+        v.extend_from_slice(args);
+        let cli = Cli::try_parse_from(v)?;
+        match cli.verb {
+            Verb::Tap(a) => Ok(a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tap_takes_a_point_or_a_hop_side_and_a_filter_either_way() {
+        let a = parse(&[
+            "--point",
+            "passive-1",
+            "--filter",
+            "udp and dst port 5001",
+            "-c",
+            "10",
+            "-w",
+            "-",
+        ])
+        .unwrap();
+        let r = tap_request(&a).unwrap();
+        assert_eq!(r.filter, "udp and dst port 5001");
+        assert_eq!(r.max_packets, 10);
+        assert_eq!(a.write.as_deref(), Some(Path::new("-")));
+        let p = r.point.unwrap();
+        assert_eq!(
+            p.location,
+            Some(pb::tap_point::Location::Port("passive-1".into()))
+        );
+        assert_eq!(p.direction(), pb::TapDirection::Unspecified);
+
+        let a = parse(&[
+            "--hop",
+            "ids",
+            "--side",
+            "b",
+            "--direction",
+            "tx",
+            "--duration",
+            "1.5",
+            "--sample",
+            "4",
+            "--snaplen",
+            "96",
+            "tcp",
+            "port",
+            "443",
+        ])
+        .unwrap();
+        let r = tap_request(&a).unwrap();
+        assert_eq!(r.filter, "tcp port 443");
+        assert_eq!(
+            (r.max_duration_ms, r.sample_one_in, r.snap_length_bytes),
+            (1500, 4, 96)
+        );
+        let p = r.point.unwrap();
+        assert_eq!(p.direction(), pb::TapDirection::Tx);
+        assert_eq!(
+            p.location,
+            Some(pb::tap_point::Location::Hop(pb::HopTapPoint {
+                hop: "ids".into(),
+                side: pb::HopSide::B.into()
+            }))
+        );
+
+        // A point is required, and only one; a hop needs its side.
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--point", "passive-1", "--hop", "ids", "--side", "a"]).is_err());
+        assert!(parse(&["--hop", "ids"]).is_err());
+        assert!(parse(&["--point", "inline-3"]).is_err());
+        assert!(parse(&["--point", "inline-1", "--filter", "udp", "tcp"]).is_err());
+    }
+
+    #[test]
+    fn a_bad_filter_is_a_usage_error_with_a_caret() {
+        let a = parse(&["--point", "inline-1", "tcp", "and", "prot", "6"]).unwrap();
+        let f = tap_request(&a).unwrap_err();
+        assert_eq!(f.code, exit::USAGE);
+        let lines: Vec<&str> = f.message.lines().collect();
+        assert!(lines[0].starts_with("filter: column 9: "), "{}", f.message);
+        assert_eq!(lines[1], "  tcp and prot 6");
+        assert_eq!(lines[2], "          ^");
+        let a = parse(&["--point", "inline-1", "--duration", "0"]).unwrap();
+        assert_eq!(tap_request(&a).unwrap_err().code, exit::USAGE);
+    }
+
+    #[test]
+    fn packets_print_as_lines_and_json() {
+        let frame = {
+            let mut f = vec![0u8; 60];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[16..18].copy_from_slice(&46u16.to_be_bytes());
+            f[22] = 64;
+            f[23] = 17;
+            f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+            f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+            f[34..36].copy_from_slice(&1234u16.to_be_bytes());
+            f[36..38].copy_from_slice(&5001u16.to_be_bytes());
+            f[38..40].copy_from_slice(&26u16.to_be_bytes());
+            f
+        };
+        let p = pb::TapPacket {
+            timestamp_unix_ns: 3_723_000_456_789,
+            original_length_bytes: 100,
+            data: frame.into(),
+            direction: pb::TapDirection::Rx.into(),
+            queue_id: 2,
+        };
+        assert_eq!(
+            packet_line(&p),
+            "01:02:03.000456 rx 100 bytes (captured 60) 10.0.0.1:1234 > 10.0.0.2:5001 udp"
+        );
+        let j = serde_json::to_value(packet_json(&p)).unwrap();
+        assert_eq!(j["direction"], "rx");
+        assert_eq!(j["queue_id"], 2);
+        assert_eq!(j["original_length_bytes"], 100);
+        assert!(j["data"].as_str().unwrap().starts_with("000000000000"));
+        assert_eq!(j["data"].as_str().unwrap().len(), 120);
+        assert_eq!(packet_summary(&[0u8; 20]), "ethertype 0x0000");
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.verb {
         Verb::Status => status(&cli).await,
@@ -2220,6 +3216,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             chain_bypass(&cli, hop, *clear, reason.as_deref()).await
         }
         Verb::Health => health(&cli).await,
+        Verb::Tap(args) => tap(&cli, args).await,
     }
 }
 
@@ -2678,6 +3675,261 @@ mod tests {
             .expect("hop row");
         let rates: Vec<&str> = row.split_whitespace().skip(10).collect();
         assert_eq!(rates, ["1.50k", "1.49k", "0", "0"], "{watch}");
+    }
+
+    fn output_counters(packets: u64, by_reason: &[(&str, u64)]) -> pb::OutputCounters {
+        pb::OutputCounters {
+            packets,
+            bytes: packets * 100,
+            dropped_packets: by_reason.iter().map(|(_, n)| n).sum(),
+            dropped_packets_by_reason: by_reason.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn outputs_stats() -> pb::Stats {
+        let mut s = sample_stats();
+        let mut ids = output_counters(
+            100,
+            &[("tx_ring_full", 10), ("member_down", 30), ("tx_error", 0)],
+        );
+        ids.filtered_out_packets = 20;
+        s.output_groups = vec![pb::OutputGroupStats {
+            name: "ids".into(),
+            filter: "tcp port 80".into(),
+            counters: Some(ids),
+            rates: Some(pb::OutputRates {
+                packets_per_second: 2500.0,
+                ..Default::default()
+            }),
+            members: vec![
+                pb::OutputMemberStats {
+                    name: "o1".into(),
+                    ifname: "veth1".into(),
+                    counters: Some(output_counters(
+                        50,
+                        &[("tx_ring_full", 10), ("member_down", 0)],
+                    )),
+                    ..Default::default()
+                },
+                pb::OutputMemberStats {
+                    name: "o2".into(),
+                    ifname: "veth2".into(),
+                    counters: Some(output_counters(10, &[("member_down", 30)])),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }];
+        let mut stage = output_counters(40, &[("queue_full", 5), ("disk_error", 0)]);
+        stage.filtered_out_packets = 80;
+        s.recorders = vec![pb::RecorderStats {
+            name: "disk".into(),
+            directory: "/data/pcap".into(),
+            current_file: "/data/pcap/disk-1.pcap.part".into(),
+            filter: "udp".into(),
+            files_created: 3,
+            files_completed: 2,
+            bytes_written: 4_000,
+            packets_written: 35,
+            queue_dropped_packets: 5,
+            disk_dropped_packets: 7,
+            disk_errors: 1,
+            last_disk_error: "writing /data/pcap/disk-1.pcap.part:\nNo space left on device".into(),
+            last_disk_error_at: Some(prost_types::Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            }),
+            filter_stage: Some(stage),
+            ..Default::default()
+        }];
+        s.taps = vec![pb::TapStats {
+            id: 4,
+            point: "passive-1 rx".into(),
+            filter: "icmp or arp".into(),
+            started_at: Some(prost_types::Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            }),
+            matched_packets: 12,
+            sent_packets: 11,
+            lost_packets: 1,
+            rates: Some(pb::TapRates {
+                matched_packets_per_second: 3.0,
+                ..Default::default()
+            }),
+        }];
+        s
+    }
+
+    #[test]
+    fn stats_json_and_tables_show_outputs_recorders_and_taps() {
+        let v = serde_json::to_value(stats_json(outputs_stats(), None)).unwrap();
+        let g = &v["output_groups"][0];
+        assert_eq!(g["name"], "ids");
+        assert_eq!(g["filter"], "tcp port 80");
+        assert_eq!(g["snap_length_bytes"], 0);
+        assert_eq!(g["counters"]["filtered_out_packets"], 20);
+        assert_eq!(
+            g["counters"]["dropped_packets_by_reason"]["member_down"],
+            30
+        );
+        assert_eq!(g["rates"]["packets_per_second"], 2500.0);
+        assert_eq!(g["members"][1]["ifname"], "veth2");
+        assert_eq!(g["members"][1]["recorder"], "");
+        assert!(g["members"][1]["rates"].is_null());
+        let r = &v["recorders"][0];
+        assert_eq!(r["current_file"], "/data/pcap/disk-1.pcap.part");
+        assert_eq!(r["files_completed"], 2);
+        assert_eq!(r["disk_dropped_packets"], 7);
+        assert_eq!(r["last_disk_error_at"], "2027-01-15T08:00:00Z");
+        assert_eq!(
+            r["filter_stage"]["dropped_packets_by_reason"]["queue_full"],
+            5
+        );
+        assert!(r["rates"].is_null() && r["filter_stage_rates"].is_null());
+        let t = &v["taps"][0];
+        assert_eq!(
+            (t["id"].as_u64(), t["point"].as_str()),
+            (Some(4), Some("passive-1 rx"))
+        );
+        assert_eq!(t["lost_packets"], 1);
+        assert_eq!(t["rates"]["matched_packets_per_second"], 3.0);
+        // Without them: empty lists, and no tables.
+        let v = serde_json::to_value(stats_json(sample_stats(), None)).unwrap();
+        for key in ["output_groups", "recorders", "taps"] {
+            assert_eq!(v[key], serde_json::json!([]), "{key}");
+        }
+        let plain = render_stats(&stats_json(sample_stats(), None));
+        for header in ["GROUP", "RECORDER", "TAP"] {
+            assert!(
+                !plain.lines().any(|l| l.starts_with(header)),
+                "{header}: {plain}"
+            );
+        }
+
+        let text = render_stats(&stats_json(outputs_stats(), None));
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |header: &str| {
+            lines
+                .iter()
+                .position(|l| l.starts_with(header))
+                .unwrap_or_else(|| panic!("no {header} table:\n{text}"))
+        };
+        let g = at("GROUP");
+        let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        // GROUP MEMBER IFNAME PACKETS BYTES FILTERED_OUT DROPS TOP_REASONS
+        assert_eq!(
+            cols(lines[g + 1]),
+            [
+                "ids",
+                "-",
+                "-",
+                "100",
+                "10000",
+                "20",
+                "40",
+                "member_down",
+                "30,",
+                "tx_ring_full",
+                "10"
+            ],
+            "{text}"
+        );
+        assert_eq!(
+            cols(lines[g + 2]),
+            [
+                "ids",
+                "o1",
+                "veth1",
+                "50",
+                "5000",
+                "-",
+                "10",
+                "tx_ring_full",
+                "10"
+            ],
+            "{text}"
+        );
+        assert_eq!(
+            cols(lines[g + 3])[..7],
+            ["ids", "o2", "veth2", "10", "1000", "-", "30"]
+        );
+        let r = at("RECORDER");
+        // RECORDER ACCEPTED FILTERED_OUT WRITTEN BYTES FILES QDROPS DISKDROPS ERRORS FILE
+        assert_eq!(
+            cols(lines[r + 1]),
+            [
+                "disk",
+                "40",
+                "80",
+                "35",
+                "4000",
+                "3",
+                "5",
+                "7",
+                "1",
+                "/data/pcap/disk-1.pcap.part"
+            ],
+            "{text}"
+        );
+        assert_eq!(
+            lines[r + 2],
+            "recorder disk: last disk error at 2027-01-15T08:00:00Z: writing /data/pcap/disk-1.pcap.part: No space left on device",
+            "{text}"
+        );
+        let t = at("TAP");
+        // TAP POINT (two words) STARTED MATCHED SENT LOST FILTER
+        assert_eq!(
+            cols(lines[t + 1]),
+            [
+                "4",
+                "passive-1",
+                "rx",
+                "2027-01-15T08:00:00Z",
+                "12",
+                "11",
+                "1",
+                "icmp",
+                "or",
+                "arp"
+            ],
+            "{text}"
+        );
+
+        let watch = render_stats(&stats_json(outputs_stats(), Some(1000)));
+        let row = watch
+            .lines()
+            .find(|l| l.starts_with("ids  "))
+            .expect("group row");
+        // The rates come after DROPS, before the reasons.
+        assert_eq!(cols(row)[7..10], ["2.50k", "0", "0"], "{watch}");
+        let member = watch.lines().find(|l| l.contains("veth1")).unwrap();
+        assert_eq!(cols(member)[7..10], ["-", "-", "-"], "{watch}");
+        let tap = watch
+            .lines()
+            .find(|l| l.contains("passive-1 rx  2027"))
+            .unwrap();
+        assert_eq!(cols(tap)[7..10], ["3", "0", "0"], "{watch}");
+        assert!(watch.contains("WRITE PKT/S"), "{watch}");
+    }
+
+    #[test]
+    fn top_drop_reasons_are_the_largest_first() {
+        let m = |v: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            v.iter().map(|(r, n)| (r.to_string(), *n)).collect()
+        };
+        assert_eq!(top_drop_reasons(&m(&[])), "-");
+        assert_eq!(top_drop_reasons(&m(&[("tx_error", 0)])), "-");
+        assert_eq!(
+            top_drop_reasons(&m(&[("a", 1), ("b", 5), ("c", 3)])),
+            "b 5, c 3"
+        );
+        // Ties by name.
+        assert_eq!(
+            top_drop_reasons(&m(&[("tx_ring_full", 2), ("member_down", 2)])),
+            "member_down 2, tx_ring_full 2"
+        );
     }
 
     #[test]

@@ -20,6 +20,16 @@
 //! A hop whose interfaces cannot be bound is applied anyway, as DOWN with
 //! reason "PortUnavailable": its failure action applies (a fail-closed hop
 //! must not silently disappear), and binding is retried every second.
+//!
+//! # The command socket
+//!
+//! [`ControlThread`] serves `state_dir/control.sock` whether or not an
+//! inline pair is configured (without one, chain requests fail with
+//! FAILED_PRECONDITION). Connections are taken one at a time; a tap
+//! request ([`crate::tap`]) is checked here (point, filter, caps), then its
+//! connection is handed to a thread of its own (`tapline-tap-N`) that
+//! streams the tap, so a running tap never holds up chain commands. A tap
+//! on a hop side ends when a chain change removes that hop.
 
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, OwnedFd};
@@ -40,6 +50,7 @@ use super::runtime::{ChainShared, HopShared, Layout, LayoutHop, PortId, Traffic}
 use super::spec::{self, ChainSpec, Environment, HopSpec, Issue, Persisted};
 use crate::pipeline::chain::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use crate::stats::{Role, StatsSegment};
+use crate::tap::{self, HopPorts, PortNames, TapPlan, TapPort, TapRegistry};
 use crate::xdp::shm::{unix_ns, HopInfo, QueueInfo};
 use crate::xdp::{BindMode, Geometry, Interface, PortMode, Umem, XdpMode, XskParams, XskSocket};
 
@@ -48,6 +59,10 @@ use crate::xdp::{BindMode, Geometry, Interface, PortMode, Umem, XdpMode, XskPara
 const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often unbound hops are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How long a stopping dataplane waits for its tap threads to send their
+/// `ended` message (they notice within a few milliseconds unless their
+/// client stopped reading).
+const TAP_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// gRPC status codes used in `DataplaneError.code`.
 mod code {
@@ -133,6 +148,7 @@ pub struct ChainControl {
     tool_slots: ToolSlots,
     shared: Arc<ChainShared>,
     events: Receiver<HopEvent>,
+    taps: Arc<TapRegistry>,
     desired: Persisted,
     applied: Option<Applied>,
     last_rejected: Option<v1::RejectedUpdate>,
@@ -169,6 +185,7 @@ impl ChainControl {
         tool_slots: ToolSlots,
         shared: Arc<ChainShared>,
         events: Receiver<HopEvent>,
+        taps: Arc<TapRegistry>,
         max_hops: usize,
     ) -> ChainControl {
         ChainControl {
@@ -179,6 +196,7 @@ impl ChainControl {
             tool_slots,
             shared,
             events,
+            taps,
             desired: Persisted::new(0, 0, ChainSpec::default()),
             applied: None,
             last_rejected: None,
@@ -484,6 +502,12 @@ impl ChainControl {
             records.push(rec);
         }
         self.hops = records;
+        // Taps on the sides of removed (or moved) hops end.
+        let hops = &self.hops;
+        self.taps.end_removed_points(|hop, ifname| {
+            hops.iter()
+                .any(|h| h.spec.name == hop && (h.spec.a == ifname || h.spec.b == ifname))
+        });
         // 4. The final layout, with the new sockets and the retired ports.
         let acks = self.install(self.hops_layout(generation), add, &retire)?;
         let reclaimed: u32 = acks.iter().map(|a| a.reclaimed).sum();
@@ -528,17 +552,20 @@ impl ChainControl {
                 let slot = rec.shared.slot;
                 self.describe_hop_ports(slot, &rec.spec);
                 for (qi, [sa, sb]) in socks.into_iter().enumerate() {
+                    let queue = self.queues[qi].queue;
                     add[qi].push(ChainPort::new(
                         pa,
                         sa,
                         self.segment
                             .queue_slot(self.tool_slots.index(slot, false, qi)),
+                        TapPort::new(self.taps.clone(), &rec.spec.a, queue),
                     ));
                     add[qi].push(ChainPort::new(
                         pb,
                         sb,
                         self.segment
                             .queue_slot(self.tool_slots.index(slot, true, qi)),
+                        TapPort::new(self.taps.clone(), &rec.spec.b, queue),
                     ));
                 }
                 info!(hop = %rec.spec.name, a = %rec.spec.a, b = %rec.spec.b, "hop ports bound");
@@ -647,6 +674,18 @@ impl ChainControl {
         }
     }
 
+    /// The hops of the applied chain and their interfaces (tap points).
+    pub fn hop_ports(&self) -> Vec<HopPorts> {
+        self.hops
+            .iter()
+            .map(|h| HopPorts {
+                name: h.spec.name.clone(),
+                a: h.spec.a.clone(),
+                b: h.spec.b.clone(),
+            })
+            .collect()
+    }
+
     /// The chain as the API shows it.
     pub fn chain(&self) -> v1::Chain {
         v1::Chain {
@@ -674,6 +713,11 @@ impl ChainControl {
             }),
             Some(Request::SetChain(r)) => self.set_chain(r),
             Some(Request::SetHopBypass(r)) => self.set_hop_bypass(r),
+            // The command socket serves taps itself (see `Server::serve`).
+            Some(Request::Tap(_)) => error(
+                code::INTERNAL,
+                "a tap request reached the chain's handler (a dataplane bug)",
+            ),
         };
         v1::DataplaneResponse {
             response: Some(response),
@@ -831,11 +875,22 @@ impl Environment for StartEnv<'_> {
     }
 }
 
+/// What the command socket needs besides the chain.
+#[derive(Debug, Clone)]
+pub struct CommandSettings {
+    pub state_dir: PathBuf,
+    /// Uids besides our own allowed on the command socket.
+    pub allowed_uids: Vec<u32>,
+    /// The configured ports (tap points by role).
+    pub ports: PortNames,
+    pub taps: Arc<TapRegistry>,
+}
+
 /// The running control thread.
 #[derive(Debug)]
 pub struct ControlThread {
     stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<ChainControl>>,
+    handle: Option<std::thread::JoinHandle<Option<ChainControl>>>,
     socket: PathBuf,
 }
 
@@ -855,30 +910,43 @@ fn listen(state_dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
 }
 
 impl ControlThread {
-    /// Starts the thread: command socket, hop events, retries. If the socket
-    /// cannot be created the chain still runs (the error is logged): the
-    /// sidecar then cannot change it.
-    pub fn spawn(mut control: ChainControl) -> std::io::Result<ControlThread> {
-        let listener = match listen(&control.settings.state_dir) {
+    /// Starts the thread: command socket, and with a chain (`control`, when
+    /// an inline pair is configured) hop events and retries. If the socket
+    /// cannot be created the dataplane still runs (the error is logged):
+    /// the sidecar then cannot change the chain or tap.
+    pub fn spawn(
+        control: Option<ChainControl>,
+        cmd: CommandSettings,
+    ) -> std::io::Result<ControlThread> {
+        let listener = match listen(&cmd.state_dir) {
             Ok((l, path)) => {
                 info!(path = %path.display(), "command socket listening");
                 Some(l)
             }
             Err(e) => {
-                error!(state_dir = %control.settings.state_dir.display(), error = %e, "cannot create the command socket: the chain cannot be read or changed through the API; make dataplane.state_dir writable");
+                error!(state_dir = %cmd.state_dir.display(), error = %e, "cannot create the command socket: the chain cannot be read or changed and nothing can be tapped through the API; make dataplane.state_dir writable");
                 None
             }
         };
-        let socket = control.settings.state_dir.join(wire::SOCKET_NAME);
+        let socket = cmd.state_dir.join(wire::SOCKET_NAME);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let mut server = Server {
+            control,
+            cmd,
+            tap_threads: Vec::new(),
+            next_tap_thread: 0,
+        };
         let handle = std::thread::Builder::new()
             .name("tapline-ctl".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
-                    control.tick();
+                    if let Some(c) = server.control.as_mut() {
+                        c.tick();
+                    }
+                    server.reap_taps();
                     match listener.as_ref().map(UnixListener::accept) {
-                        Some(Ok((stream, _))) => serve(&mut control, stream),
+                        Some(Ok((stream, _))) => server.serve(stream),
                         Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(10))
                         }
@@ -889,7 +957,8 @@ impl ControlThread {
                         None => std::thread::sleep(Duration::from_millis(50)),
                     }
                 }
-                control
+                server.stop_taps();
+                server.control
             })?;
         Ok(ControlThread {
             stop,
@@ -898,59 +967,190 @@ impl ControlThread {
         })
     }
 
-    /// Stops the thread and returns the chain's owner (whose drop closes
-    /// the tool interfaces, after the workers are stopped).
+    /// Stops the thread (ending every tap with `DATAPLANE_STOPPED`) and
+    /// returns the chain's owner, if any (whose drop closes the tool
+    /// interfaces, after the workers are stopped).
     pub fn stop(mut self) -> Option<ChainControl> {
         self.stop.store(true, Ordering::Relaxed);
-        let c = self.handle.take().and_then(|h| h.join().ok());
+        let c = self.handle.take().and_then(|h| h.join().ok()).flatten();
         let _ = std::fs::remove_file(&self.socket);
         c
     }
 }
 
-/// Serves one connection: requests until the peer closes it or errs.
-fn serve(control: &mut ChainControl, stream: UnixStream) {
-    let uid =
-        match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
-            Ok(c) => c.uid(),
-            Err(e) => {
-                warn!(error = %e, "command connection without peer credentials; closing it");
-                return;
-            }
-        };
-    let me = nix::unistd::geteuid().as_raw();
-    if uid != me && !control.settings.allowed_uids.contains(&uid) {
-        warn!(
-            peer_uid = uid,
-            own_uid = me,
-            "command connection from another uid refused (see dataplane.command_uids)"
-        );
-        return;
-    }
-    if stream.set_nonblocking(false).is_err()
-        || stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .is_err()
-    {
-        return;
-    }
-    let mut stream = stream;
-    loop {
-        let req: v1::DataplaneRequest = match wire::read_frame(&mut stream) {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut {
-                    debug!(error = %e, "command connection closed");
+/// The command socket's side of the control thread.
+#[derive(Debug)]
+struct Server {
+    control: Option<ChainControl>,
+    cmd: CommandSettings,
+    tap_threads: Vec<std::thread::JoinHandle<()>>,
+    next_tap_thread: u64,
+}
+
+impl Server {
+    /// Serves one connection: requests until the peer closes it or errs,
+    /// or until a tap takes it over.
+    fn serve(&mut self, stream: UnixStream) {
+        let uid =
+            match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+            {
+                Ok(c) => c.uid(),
+                Err(e) => {
+                    warn!(error = %e, "command connection without peer credentials; closing it");
+                    return;
                 }
-                return;
-            }
-        };
-        let resp = control.handle(req);
-        if let Err(e) = wire::write_frame(&mut stream, &resp) {
-            debug!(error = %e, "command reply not delivered");
+            };
+        let me = nix::unistd::geteuid().as_raw();
+        if uid != me && !self.cmd.allowed_uids.contains(&uid) {
+            warn!(
+                peer_uid = uid,
+                own_uid = me,
+                "command connection from another uid refused (see dataplane.command_uids)"
+            );
             return;
         }
-        control.tick();
+        if stream.set_nonblocking(false).is_err()
+            || stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .is_err()
+        {
+            return;
+        }
+        let mut stream = stream;
+        loop {
+            let req: v1::DataplaneRequest = match wire::read_frame(&mut stream) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut {
+                        debug!(error = %e, "command connection closed");
+                    }
+                    return;
+                }
+            };
+            let resp = match req.request {
+                Some(v1::dataplane_request::Request::Tap(t)) => match self.plan_tap(&t) {
+                    Ok(plan) => match self.cmd.taps.start(&plan) {
+                        Ok(tap) => {
+                            self.run_tap(stream, tap, plan);
+                            return;
+                        }
+                        Err(e) => tap_refused(&plan.point.label, &e),
+                    },
+                    Err(e) => tap_refused("", &e),
+                },
+                _ => match self.control.as_mut() {
+                    Some(c) => c.handle(req),
+                    None => v1::DataplaneResponse {
+                        response: Some(error(
+                            code::FAILED_PRECONDITION,
+                            "no inline pair is configured ([interfaces] inline-1 and \
+                             inline-2): this dataplane has no chain",
+                        )),
+                    },
+                },
+            };
+            if let Err(e) = wire::write_frame(&mut stream, &resp) {
+                debug!(error = %e, "command reply not delivered");
+                return;
+            }
+            if let Some(c) = self.control.as_mut() {
+                c.tick();
+            }
+        }
+    }
+
+    fn plan_tap(&self, req: &v1::TapRequest) -> Result<TapPlan, tap::TapError> {
+        let hops = self
+            .control
+            .as_ref()
+            .map(ChainControl::hop_ports)
+            .unwrap_or_default();
+        TapPlan::new(req, self.cmd.taps.settings(), &self.cmd.ports, &hops)
+    }
+
+    /// Hands the connection to a new tap thread.
+    fn run_tap(&mut self, mut stream: UnixStream, tap: Arc<tap::Tap>, plan: TapPlan) {
+        let registry = self.cmd.taps.clone();
+        let n = self.next_tap_thread;
+        self.next_tap_thread += 1;
+        info!(
+            tap = tap.id(),
+            point = %plan.point.label,
+            ifname = %plan.point.ifname,
+            filter = %plan.filter_expr,
+            snaplen = plan.snaplen,
+            sample_one_in = plan.sample_one_in,
+            max_packets = plan.max_packets,
+            max_duration_ms = plan.max_duration.as_millis() as u64,
+            "tap started"
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("tapline-tap-{n}"))
+            .spawn({
+                let tap = tap.clone();
+                let registry = registry.clone();
+                move || {
+                    // Writes may wait for the client; nothing is read but
+                    // its close (checked without waiting).
+                    let _ = stream.set_read_timeout(None);
+                    let _ = stream.set_write_timeout(Some(tap::WRITE_TIMEOUT));
+                    let out = tap::stream(&registry, &tap, &plan, &mut stream);
+                    info!(
+                        tap = tap.id(),
+                        point = %plan.point.label,
+                        reason = out.reason.map_or("client closed the stream", |r| r.as_str_name()),
+                        matched = out.matched,
+                        sent = out.sent,
+                        lost = out.lost,
+                        "tap ended"
+                    );
+                }
+            });
+        match spawned {
+            Ok(h) => self.tap_threads.push(h),
+            Err(e) => {
+                // The connection is dropped with the closure: the client
+                // sees it closed without an answer.
+                error!(tap = tap.id(), error = %e, "cannot start a tap thread; tap refused");
+                registry.remove(&tap);
+                registry.release(&tap);
+            }
+        }
+    }
+
+    /// Joins the tap threads that are done.
+    fn reap_taps(&mut self) {
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tap_threads)
+            .into_iter()
+            .partition(|h| h.is_finished());
+        self.tap_threads = running;
+        for h in done {
+            let _ = h.join();
+        }
+    }
+
+    /// Ends every tap and waits (a bounded time) for their threads.
+    fn stop_taps(&mut self) {
+        self.cmd.taps.shutdown();
+        let deadline = Instant::now() + TAP_STOP_TIMEOUT;
+        while !self.tap_threads.is_empty() && Instant::now() < deadline {
+            self.reap_taps();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !self.tap_threads.is_empty() {
+            warn!(
+                taps = self.tap_threads.len(),
+                "tap threads still writing to their clients at shutdown; leaving them"
+            );
+        }
+    }
+}
+
+/// The answer to a tap request that does not start.
+fn tap_refused(point: &str, e: &tap::TapError) -> v1::DataplaneResponse {
+    info!(point, error = %e, "tap refused");
+    v1::DataplaneResponse {
+        response: Some(error(e.code(), e.to_string())),
     }
 }

@@ -19,6 +19,14 @@
 //! recorded, heartbeat-shaped frames from inline-1 or inline-2 are dropped
 //! and counted (`heartbeat_from_wire`), tagged wrongly ones from a tool too
 //! (`heartbeat_invalid`).
+//!
+//! Live taps ([`crate::tap`]): every port carries a [`TapPort`], refreshed
+//! once per poll (one Relaxed load while no tap changes). Frames received
+//! on a port with an RX tap, or routed to a port with a TX tap, take a
+//! third path that receives the batch into a scratch list, offers the
+//! frames to the taps (one clock read per poll) and transmits them, still
+//! by descriptor. Without a tap on the route, the paths above are
+//! untouched.
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -33,8 +41,12 @@ use crate::stats::{
     DropExt, DropReason, HopCounters, HopLatency, KernelCountersExt, QueueCounters, Slot,
     StatsSegment,
 };
-use crate::xdp::shm::LatencyValues;
-use crate::xdp::{forward, forward_each, FramePool, QueueGroup, Umem, Verdict, XskSocket};
+use crate::tap::TapPort;
+use crate::xdp::shm::{unix_ns, LatencyValues};
+use crate::xdp::socket::{RxQueue, TxQueue};
+use crate::xdp::{
+    forward, forward_each, EachResult, Frame, FramePool, QueueGroup, Umem, Verdict, XskSocket,
+};
 
 use super::PollOutcome;
 
@@ -52,17 +64,25 @@ pub struct ChainPort {
     pub id: PortId,
     pub sock: XskSocket,
     pub counters: Slot<QueueCounters>,
+    /// The live taps of this interface and queue.
+    pub tap: TapPort,
     tx_pending: bool,
     /// Frames placed on its TX ring during this poll.
     sent_now: bool,
 }
 
 impl ChainPort {
-    pub fn new(id: PortId, sock: XskSocket, counters: Slot<QueueCounters>) -> ChainPort {
+    pub fn new(
+        id: PortId,
+        sock: XskSocket,
+        counters: Slot<QueueCounters>,
+        tap: TapPort,
+    ) -> ChainPort {
         ChainPort {
             id,
             sock,
             counters,
+            tap,
             tx_pending: false,
             sent_now: false,
         }
@@ -159,6 +179,16 @@ pub struct ChainTask {
     inspect: Vec<bool>,
     /// By index in `ports`: the index in `ports` of the route's egress.
     egress: Vec<Option<usize>>,
+    /// By index in `ports`: frames received there go past a tap (an RX tap
+    /// on that port or a TX tap on its egress).
+    tapped: Vec<bool>,
+    /// The time taps give the frames of this poll (read at the first
+    /// tapped frame; 0: not yet).
+    tap_ts: u64,
+    /// Scratch of the tapped path: frames received, frames to transmit
+    /// (capacity of a batch, allocated once).
+    scratch: Vec<Frame>,
+    keep: Vec<Frame>,
     /// By hop index of the layout: this queue's counters of the hop.
     hop_counters: Vec<Slot<HopCounters>>,
     shared: Arc<ChainShared>,
@@ -174,12 +204,14 @@ pub struct ChainTask {
 
 impl ChainTask {
     /// A task over a queue group of inline-1 and inline-2 (in that order),
-    /// with an empty chain.
+    /// with an empty chain. `taps` are the two ports' [`TapPort`]s (same
+    /// order).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         queue: u32,
         group: QueueGroup,
         counters: [Slot<QueueCounters>; 2],
+        taps: [TapPort; 2],
         segment: Arc<StatsSegment>,
         shared: Arc<ChainShared>,
         key: TagKey,
@@ -193,10 +225,11 @@ impl ChainTask {
         } = group;
         let [a, b]: [XskSocket; 2] = sockets.try_into().expect("an inline group has two sockets");
         let [c1, c2] = counters;
+        let [t1, t2] = taps;
         let mut t = ChainTask::assemble(
             [
-                ChainPort::new(INLINE_1, a, c1),
-                ChainPort::new(INLINE_2, b, c2),
+                ChainPort::new(INLINE_1, a, c1, t1),
+                ChainPort::new(INLINE_2, b, c2, t2),
             ],
             FramePool::for_umem(&umem),
             umem,
@@ -212,7 +245,8 @@ impl ChainTask {
         t
     }
 
-    /// A task over in-memory sockets (tests, microbenchmarks).
+    /// A task over in-memory sockets (tests, microbenchmarks), with ports
+    /// no tap reaches.
     pub fn in_memory(
         sockets: [XskSocket; 2],
         pool: FramePool,
@@ -221,8 +255,8 @@ impl ChainTask {
     ) -> ChainTask {
         let [a, b] = sockets;
         let ports = [
-            ChainPort::new(INLINE_1, a, segment.queue_slot(0)),
-            ChainPort::new(INLINE_2, b, segment.queue_slot(1)),
+            ChainPort::new(INLINE_1, a, segment.queue_slot(0), TapPort::disabled()),
+            ChainPort::new(INLINE_2, b, segment.queue_slot(1), TapPort::disabled()),
         ];
         let mut t = ChainTask::assemble(
             ports,
@@ -255,6 +289,10 @@ impl ChainTask {
             routes: Vec::new(),
             inspect: Vec::new(),
             egress: Vec::new(),
+            tapped: Vec::new(),
+            tap_ts: 0,
+            scratch: Vec::with_capacity(crate::config::MAX_BATCH as usize),
+            keep: Vec::with_capacity(crate::config::MAX_BATCH as usize),
             hop_counters: Vec::new(),
             shared,
             seen_version: 0,
@@ -365,6 +403,19 @@ impl ChainTask {
                 self.egress[i] = r.to.and_then(|to| self.index_of(to));
             }
         }
+        self.retap();
+    }
+
+    /// Recomputes which ports' frames go past a tap (after the taps or
+    /// the routes changed).
+    fn retap(&mut self) {
+        let ports = &self.ports;
+        let egress = &self.egress;
+        self.tapped.clear();
+        self.tapped.extend((0..ports.len()).map(|i| {
+            ports[i].tap.rx_active()
+                || egress[i].is_some_and(|e| e != i && ports[e].tap.tx_active())
+        }));
     }
 
     /// Per-port cap of frames lent to the kernel's fill rings: half of the
@@ -530,9 +581,15 @@ impl ChainTask {
         if self.shared.version() != self.seen_version {
             self.rebuild_routes();
         }
+        let mut taps_changed = false;
         for p in self.ports.iter_mut() {
             p.sock.comp.reap(&mut self.pool, u32::MAX);
+            taps_changed |= p.tap.refresh();
         }
+        if taps_changed {
+            self.retap();
+        }
+        self.tap_ts = 0;
         self.heartbeat();
         let mut frames = 0;
         for i in 0..self.ports.len() {
@@ -564,7 +621,8 @@ impl ChainTask {
             return 0;
         };
         let cin = &rx_port.counters;
-        if !self.inspect[i] {
+        let tapped = self.tapped[i];
+        if !self.inspect[i] && !tapped {
             // The bridge: no hop, no look at the frames.
             let Some(tx_port) = tx_port else { return 0 };
             let Some(tx) = tx_port.sock.tx.as_mut() else {
@@ -583,21 +641,29 @@ impl ChainTask {
             return r.received;
         }
         let from_tool = route.from_hop.is_some();
+        let inspect = self.inspect[i];
         let (layout, key, port_id) = (&self.layout, &self.key, rx_port.id);
         let mut hb_invalid = 0u64;
         let mut hb_wire = 0u64;
         let mut now = 0u64;
-        let (tx_q, cout, sent_flag) = match tx_port {
+        let (tx_q, cout, sent_flag, tx_tap) = match tx_port {
             Some(ChainPort {
                 sock,
                 counters,
                 sent_now,
+                tap,
                 ..
-            }) => (sock.tx.as_mut(), Some(&*counters), Some(sent_now)),
-            None => (None, None, None),
+            }) => (
+                sock.tx.as_mut(),
+                Some(&*counters),
+                Some(sent_now),
+                Some(tap),
+            ),
+            None => (None, None, None, None),
         };
-        let r = forward_each(rx, tx_q, &self.umem, &mut self.pool, batch, |data| {
-            if !heartbeat::is_heartbeat(data) {
+        // Without hops (a tapped bridge) nothing is taken out of the stream.
+        let verdict = |data: &[u8]| {
+            if !inspect || !heartbeat::is_heartbeat(data) {
                 return Verdict::Forward;
             }
             if !from_tool {
@@ -631,7 +697,19 @@ impl ChainTask {
                 Err(_) => hb_invalid += 1,
             }
             Verdict::Consume
-        });
+        };
+        let r = if tapped {
+            let taps = TapScratch {
+                rx_tap: &mut rx_port.tap,
+                tx_tap,
+                frames: &mut self.scratch,
+                keep: &mut self.keep,
+                ts: &mut self.tap_ts,
+            };
+            forward_tapped(rx, tx_q, &self.umem, &mut self.pool, batch, taps, verdict)
+        } else {
+            forward_each(rx, tx_q, &self.umem, &mut self.pool, batch, verdict)
+        };
         if r.received == 0 {
             return 0;
         }
@@ -717,6 +795,88 @@ impl ChainTask {
     }
 }
 
+/// What the tapped path needs besides the queues.
+struct TapScratch<'a> {
+    rx_tap: &'a mut TapPort,
+    /// The egress port's taps (`None` without an egress).
+    tx_tap: Option<&'a mut TapPort>,
+    frames: &'a mut Vec<Frame>,
+    keep: &'a mut Vec<Frame>,
+    /// The poll's timestamp (0: not read yet).
+    ts: &'a mut u64,
+}
+
+/// [`forward_each`] for a route that goes past a tap: the same verdicts,
+/// drops and totals, and every received frame the verdict keeps is offered
+/// to the RX taps of its port, every frame placed on the TX ring to the TX
+/// taps of the egress. Frames still move by descriptor.
+///
+/// To offer exactly the frames that get a TX slot, the free TX slots are
+/// read first and no more frames than that are handed to the ring (the rest
+/// are TX-ring-full drops, as in [`forward_each`]).
+fn forward_tapped(
+    rx: &mut RxQueue,
+    mut tx: Option<&mut TxQueue>,
+    umem: &Umem,
+    pool: &mut FramePool,
+    batch: u32,
+    s: TapScratch<'_>,
+    mut verdict: impl FnMut(&[u8]) -> Verdict,
+) -> EachResult {
+    let mut r = EachResult::default();
+    s.frames.clear();
+    let n = rx.recv(batch, s.frames);
+    if n == 0 {
+        return r;
+    }
+    r.received = n;
+    if *s.ts == 0 {
+        // CLOCK_REALTIME, once per poll.
+        *s.ts = unix_ns();
+    }
+    let ts = *s.ts;
+    let room = tx.as_deref_mut().map_or(0, |t| t.free_slots());
+    let mut tx_tap = s.tx_tap.filter(|t| t.tx_active());
+    s.keep.clear();
+    for f in s.frames.drain(..) {
+        let len = u64::from(f.len());
+        r.rx_bytes += len;
+        let data = umem.data(&f);
+        if verdict(data) == Verdict::Consume {
+            r.consumed += 1;
+            r.consumed_bytes += len;
+            pool.free(f);
+            continue;
+        }
+        s.rx_tap.offer_rx(data, ts);
+        if tx.is_none() {
+            r.no_egress += 1;
+            r.no_egress_bytes += len;
+            pool.free(f);
+        } else if (s.keep.len() as u32) < room {
+            if let Some(t) = tx_tap.as_deref_mut() {
+                t.offer_tx(data, ts);
+            }
+            r.forwarded += 1;
+            r.tx_bytes += len;
+            s.keep.push(f);
+        } else {
+            r.tx_full += 1;
+            pool.free(f);
+        }
+    }
+    if let Some(tx) = tx {
+        // `room` was read from the ring just now and only this thread
+        // fills it: every kept frame fits.
+        tx.send(s.keep);
+        debug_assert!(s.keep.is_empty(), "TX room shrank under us");
+        for f in s.keep.drain(..) {
+            pool.free(f);
+        }
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,7 +884,8 @@ mod tests {
     use crate::chain::spec::FailureAction;
     use crate::xdp::shm::Layout as SegLayout;
     use crate::xdp::socket::FakeKernel;
-    use crate::xdp::{Frame, RingSizes, XdpDesc};
+    use crate::xdp::{RingSizes, XdpDesc};
+    use tapline_proto::v1;
 
     const SIZES: RingSizes = RingSizes {
         rx: 256,
@@ -774,12 +935,91 @@ mod tests {
     }
 
     #[test]
+    fn taps_see_what_the_bridge_receives_and_exactly_what_it_transmits() {
+        use crate::tap::{PortNames, TapPlan, TapRegistry, TapSettings};
+        let seg = StatsSegment::in_memory_with(&SegLayout {
+            n_queues: 2,
+            max_taps: 2,
+            ..SegLayout::default()
+        });
+        let reg = TapRegistry::new(TapSettings::default(), &seg, 2048);
+        let umem = Umem::new(2048, 1024).unwrap();
+        let (s1, mut k1) = XskSocket::in_memory(SIZES);
+        let (s2, mut k2) = XskSocket::in_memory(SIZES);
+        let mut t = ChainTask::in_memory(
+            [s1, s2],
+            FramePool::new(2048, 1024),
+            umem.clone(),
+            seg.clone(),
+        );
+        t.ports[0].tap = TapPort::new(reg.clone(), "in1", 0);
+        t.ports[1].tap = TapPort::new(reg.clone(), "in2", 0);
+        // No tap: the bridge path.
+        data_frame(&umem, &mut k1, 1);
+        assert_eq!(t.poll(64).frames, 1);
+        assert!(t.tapped.iter().all(|x| !x));
+        let mut out = Vec::new();
+        k2.tx.kernel_pop(usize::MAX, &mut out);
+        k2.comp
+            .kernel_push(&out.iter().map(|d| d.addr).collect::<Vec<_>>());
+
+        let ports = PortNames {
+            passive: None,
+            inline: Some(("in1".into(), "in2".into())),
+        };
+        let plan = |role: &str, dir: v1::TapDirection| {
+            let req = v1::TapRequest {
+                point: Some(v1::TapPoint {
+                    location: Some(v1::tap_point::Location::Port(role.into())),
+                    direction: dir.into(),
+                }),
+                ..Default::default()
+            };
+            TapPlan::new(&req, &TapSettings::default(), &ports, &[]).unwrap()
+        };
+        let rx_tap = reg.start(&plan("inline-1", v1::TapDirection::Rx)).unwrap();
+        let tx_tap = reg.start(&plan("inline-2", v1::TapDirection::Tx)).unwrap();
+        // 300 frames into a TX ring of 256 that the kernel never drains:
+        // the RX tap sees all 300, the TX tap the 256 that got a slot.
+        for i in 0..300u32 {
+            data_frame(&umem, &mut k1, i as u8);
+            t.poll(64);
+        }
+        assert_eq!(t.tapped, vec![true, false]);
+        let c = &t.ports()[1].counters;
+        assert_eq!(c.tx_packets.get(), 1 + 256);
+        assert_eq!(c.drops[DropReason::TxRingFull as usize].get(), 44);
+        let rx: Vec<_> = std::iter::from_fn(|| rx_tap.pop()).collect();
+        let tx: Vec<_> = std::iter::from_fn(|| tx_tap.pop()).collect();
+        assert_eq!(rx.len(), 300);
+        assert_eq!(tx.len(), 256);
+        let mut sent = Vec::new();
+        k2.tx.kernel_pop(usize::MAX, &mut sent);
+        assert_eq!(sent.len(), 256);
+        for (i, (r, d)) in tx.iter().zip(&sent).enumerate() {
+            assert_eq!(r.data, umem.data(&Frame::new(d.addr, d.len)), "frame {i}");
+            assert_eq!(r.data[0], i as u8);
+            assert_eq!(r.direction, crate::tap::Direction::Tx);
+        }
+        assert!(rx.iter().enumerate().all(|(i, r)| r.data[0] == i as u8
+            && r.data.len() == 60
+            && r.ts_unix_ns > 0
+            && r.direction == crate::tap::Direction::Rx));
+        // The taps end: back to the bridge.
+        reg.remove(&rx_tap);
+        reg.remove(&tx_tap);
+        t.poll(64);
+        assert!(t.tapped.iter().all(|x| !x));
+    }
+
+    #[test]
     fn a_hop_goes_up_on_heartbeats_and_traffic_then_crosses_the_tool() {
         let seg = StatsSegment::in_memory_with(&SegLayout {
             n_queues: 4,
             n_workers: 0,
             max_hops: 1,
             n_hop_writers: 1,
+            ..SegLayout::default()
         });
         let umem = Umem::new(2048, 1024).unwrap();
         let (s1, mut k1) = XskSocket::in_memory(SIZES);
@@ -807,8 +1047,8 @@ mod tests {
         let (ack, acks) = crossbeam::channel::unbounded();
         t.apply(TaskUpdate {
             add: vec![
-                ChainPort::new(2, sa, seg.queue_slot(2)),
-                ChainPort::new(3, sb, seg.queue_slot(3)),
+                ChainPort::new(2, sa, seg.queue_slot(2), TapPort::disabled()),
+                ChainPort::new(3, sb, seg.queue_slot(3), TapPort::disabled()),
             ],
             layout: Arc::new(Layout {
                 generation: 1,

@@ -1,4 +1,4 @@
-//! Interface lookups: index, queue count.
+//! Interface lookups: index, queue count, link state.
 
 use std::io;
 
@@ -28,4 +28,13 @@ pub fn rx_queue_count(ifname: &str) -> io::Result<u32> {
         .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
         .count() as u32;
     Ok(n.max(1))
+}
+
+/// True when `ifname` is administratively up and has carrier
+/// (`IFF_UP` and `IFF_RUNNING`): a veth whose peer is down, or a VF whose
+/// link is down, is not.
+pub fn link_up(ifname: &str) -> io::Result<bool> {
+    let f = sys::if_flags(ifname)?;
+    let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
+    Ok(f & want == want)
 }

@@ -13,14 +13,16 @@
 //! latency summaries, the RTT histograms, and the queue and hop descriptions
 //! (which are rewritten at run time as tool ports and hops come and go).
 //!
-//! Layout version 2 (every block a whole number of 64-byte cache lines):
+//! Layout version 3 (every block a whole number of 64-byte cache lines):
 //!
 //! ```text
 //! offset 0      SegmentHeader   (128 bytes)
 //!                 line 0: magic, version, epoch, started_unix_ns,
 //!                         heartbeat_unix_ns, state, n_queues, n_workers
 //!                         (same words and offsets as version 1)
-//!                 line 1: max_hops, n_hop_writers, 6 reserved words
+//!                 line 1: max_hops, n_hop_writers, n_outputs,
+//!                         n_output_writers, max_recorders, max_taps,
+//!                         2 reserved words
 //! 128           DataplaneDesc   (64 bytes: version string, pid)
 //! 192           QueueDesc       x n_queues   (128 bytes each: seq, role,
 //!                                             ifname, queue, mode, worker, hop)
@@ -34,7 +36,21 @@
 //!                                             `slot * n_hop_writers + writer`)
 //!               HopLatency      x max_hops   (256 bytes each: LatencySummary,
 //!                                             then a seqlocked histogram)
+//!               OutputDesc      x n_outputs  (256 bytes each: seq, kind,
+//!                                             parent, snaplen, name, ifname,
+//!                                             filter)
+//!               OutputCounters  x n_outputs * n_output_writers
+//!                                            (128 bytes each; block
+//!                                             `slot * n_output_writers + writer`)
+//!               RecorderCounters x max_recorders (576 bytes each: counters,
+//!                                             then seqlocked texts)
+//!               TapCounters     x max_taps   (256 bytes each)
 //! ```
+//!
+//! Output slots are described once at start (groups, their members,
+//! recorders' filter stages); recorder blocks are written by the recorder's
+//! writer thread; tap blocks are taken and freed as taps start and end
+//! (`id` 0: free).
 //!
 //! A queue slot whose role is empty is unused (a tool port slot not handed
 //! out, or handed back): readers skip it. A hop slot is used while its
@@ -61,7 +77,7 @@ use super::sys::Mmap;
 /// `b"TAPLSTAT"` as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TAPLSTAT");
 /// Layout version; bumped on any incompatible change.
-pub const VERSION: u64 = 2;
+pub const VERSION: u64 = 3;
 /// The file name inside `state_dir`.
 pub const FILE_NAME: &str = "stats.shm";
 
@@ -79,6 +95,13 @@ impl Counter {
             self.0.load(Ordering::Relaxed).wrapping_add(n),
             Ordering::Relaxed,
         );
+    }
+
+    /// Adds `n` where several threads count into the same word (the slow
+    /// paths: recorder queue drops, taps). An atomic read-modify-write.
+    #[inline]
+    pub fn add_shared(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Overwrites the value (mirrors of kernel counters, gauges).
@@ -278,7 +301,7 @@ pub enum SegmentState {
 }
 
 /// Reserved words at the end of the header's second line.
-const HEADER_RESERVED_WORDS: usize = 6;
+const HEADER_RESERVED_WORDS: usize = 2;
 
 /// The segment header. Its first cache line is word for word the version 1
 /// header, so any reader can tell the version of any segment.
@@ -302,6 +325,15 @@ pub struct SegmentHeader {
     pub max_hops: Counter,
     /// [`HopCounters`] blocks per hop slot (one per chain task).
     pub n_hop_writers: Counter,
+    /// Output slots ([`OutputDesc`]): passive output groups, their members
+    /// and the recorders' filter stages.
+    pub n_outputs: Counter,
+    /// [`OutputCounters`] blocks per output slot (one per capture task).
+    pub n_output_writers: Counter,
+    /// Recorder blocks ([`RecorderCounters`]).
+    pub max_recorders: Counter,
+    /// Tap blocks ([`TapCounters`]): the most taps running at once.
+    pub max_taps: Counter,
     _reserved: [Counter; HEADER_RESERVED_WORDS],
 }
 
@@ -565,6 +597,191 @@ impl HopLatency {
     }
 }
 
+/// Longest output or recorder name the segment holds, in bytes.
+pub const OUTPUT_NAME_BYTES: usize = 32;
+const OUTPUT_NAME_WORDS: usize = OUTPUT_NAME_BYTES / 8;
+/// Longest filter expression, path or error text the segment holds, in
+/// bytes (longer ones are cut).
+pub const OUTPUT_TEXT_BYTES: usize = 128;
+const OUTPUT_TEXT_WORDS: usize = OUTPUT_TEXT_BYTES / 8;
+
+/// What an output slot is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OutputKind {
+    /// A passive output group: its counters count accepted packets (each
+    /// once) and filtered-out ones.
+    Group = 1,
+    /// One member (an interface) of a group: its counters count delivered
+    /// packets and drops.
+    Member = 2,
+    /// A recorder's filter stage: accepted and filtered-out packets, and
+    /// packets its queue could not take. The disk side is in the
+    /// recorder's own block ([`RecorderCounters`]).
+    Recorder = 3,
+}
+
+impl OutputKind {
+    fn from_word(v: u64) -> Option<OutputKind> {
+        match v {
+            1 => Some(OutputKind::Group),
+            2 => Some(OutputKind::Member),
+            3 => Some(OutputKind::Recorder),
+            _ => None,
+        }
+    }
+}
+
+/// What an output slot describes. Written once at start.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct OutputDesc {
+    seq: Counter,
+    /// An [`OutputKind`]; 0: unused.
+    kind: Counter,
+    /// For a member, the slot of its group; for a recorder stage, the index
+    /// of its recorder block; else the slot itself.
+    parent: Counter,
+    /// Snap length in bytes; 0: whole frames.
+    snaplen: Counter,
+    name: [Counter; OUTPUT_NAME_WORDS],
+    ifname: [Counter; NAME_WORDS],
+    filter: [Counter; OUTPUT_TEXT_WORDS],
+}
+
+/// Plain values of a used [`OutputDesc`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputInfo {
+    pub kind: OutputKind,
+    /// See [`OutputDesc`]: the group slot of a member, the recorder block of
+    /// a recorder stage.
+    pub parent: u32,
+    pub name: String,
+    /// The member's interface; empty for groups and recorders.
+    pub ifname: String,
+    /// The filter expression; empty: every packet.
+    pub filter: String,
+    /// Snap length in bytes; 0: whole frames.
+    pub snaplen: u32,
+}
+
+/// Counters of one output slot, as counted by one capture task. Readers sum
+/// the blocks of all writers.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct OutputCounters {
+    /// Accepted (group, recorder) or delivered (member) packets.
+    pub packets: Counter,
+    pub bytes: Counter,
+    /// Rejected by the filter.
+    pub filtered_out: Counter,
+    /// Indexed by `OutputDropReason as usize`.
+    pub drops: [Counter; DROP_SLOTS],
+}
+
+/// The recorder's disk side: one block per recorder, written by its writer
+/// thread (but `queue_dropped_*`, counted by the capture tasks with
+/// [`Counter::add_shared`]).
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct RecorderCounters {
+    /// Guards the texts below.
+    seq: Counter,
+    /// 1 while the block describes a recorder.
+    in_use: Counter,
+    pub files_created: Counter,
+    /// Files completed (closed and renamed to their final name).
+    pub files_completed: Counter,
+    /// Completed files moved to the bulk directory.
+    pub files_migrated: Counter,
+    /// Files deleted by retention.
+    pub files_deleted: Counter,
+    /// Bytes written to files, pcap headers included.
+    pub bytes_written: Counter,
+    pub packets_written: Counter,
+    /// Failed file operations (create, write, sync, rename, migrate, delete).
+    pub disk_errors: Counter,
+    pub last_error_unix_ns: Counter,
+    /// Packets (and their bytes) the writer's queue could not take.
+    pub queue_dropped_packets: Counter,
+    pub queue_dropped_bytes: Counter,
+    /// Packets lost because the disk failed (dropped while recording was
+    /// suspended by a disk error).
+    pub disk_dropped_packets: Counter,
+    _reserved: [Counter; 3],
+    name: [Counter; OUTPUT_NAME_WORDS],
+    _reserved2: [Counter; 4],
+    directory: [Counter; OUTPUT_TEXT_WORDS],
+    current_file: [Counter; OUTPUT_TEXT_WORDS],
+    last_error: [Counter; OUTPUT_TEXT_WORDS],
+}
+
+impl RecorderCounters {
+    /// Sets the name and directory and marks the block used (at start).
+    pub fn describe(&self, name: &str, directory: &str) {
+        seq_write(&self.seq, || {
+            put_str(&self.name, name);
+            put_str(&self.directory, directory);
+            self.in_use.set(1);
+        });
+    }
+
+    /// The file being written now (empty: none). Writer thread only.
+    pub fn set_current_file(&self, path: &str) {
+        seq_write(&self.seq, || put_str(&self.current_file, path));
+    }
+
+    /// Counts a disk error and keeps its text. Writer thread only.
+    pub fn disk_error(&self, text: &str) {
+        seq_write(&self.seq, || {
+            self.disk_errors.add(1);
+            self.last_error_unix_ns.set(unix_ns());
+            put_str(&self.last_error, text);
+        });
+    }
+}
+
+/// A live tap: one block per tap slot. `matched` and `lost` are counted by
+/// the capture and chain tasks ([`Counter::add_shared`]), `sent` by the
+/// thread that streams the tap.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct TapCounters {
+    seq: Counter,
+    /// The tap's id while the slot is used; 0: unused.
+    id: Counter,
+    started_unix_ns: Counter,
+    pub matched: Counter,
+    pub sent: Counter,
+    /// Matching packets discarded because the client (or the stream to
+    /// it) was slow.
+    pub lost: Counter,
+    _reserved: [Counter; 2],
+    point: [Counter; OUTPUT_NAME_WORDS],
+    _reserved2: [Counter; 4],
+    filter: [Counter; OUTPUT_TEXT_WORDS],
+}
+
+impl TapCounters {
+    /// Marks the slot used by tap `id` (non-zero) and zeroes its counters.
+    pub fn start(&self, id: u64, point: &str, filter: &str) {
+        seq_write(&self.seq, || {
+            for c in [&self.matched, &self.sent, &self.lost] {
+                c.set(0);
+            }
+            put_str(&self.point, point);
+            put_str(&self.filter, filter);
+            self.started_unix_ns.set(unix_ns());
+            self.id.set(id);
+        });
+    }
+
+    /// Frees the slot.
+    pub fn end(&self) {
+        seq_write(&self.seq, || self.id.set(0));
+    }
+}
+
 /// The sizes a segment is created with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Layout {
@@ -577,6 +794,14 @@ pub struct Layout {
     pub max_hops: usize,
     /// Counter blocks per hop: one per chain task (inline queue).
     pub n_hop_writers: usize,
+    /// Output slots: groups + members + recorders.
+    pub n_outputs: usize,
+    /// Counter blocks per output slot: one per capture task.
+    pub n_output_writers: usize,
+    /// Recorder blocks.
+    pub max_recorders: usize,
+    /// Tap blocks.
+    pub max_taps: usize,
 }
 
 /// Upper bounds a reader accepts (and a writer creates), so a corrupt
@@ -585,6 +810,10 @@ const MAX_QUEUES: usize = 1 << 16;
 const MAX_WORKERS: usize = 1 << 12;
 const MAX_HOPS: usize = 1 << 10;
 const MAX_HOP_WRITERS: usize = 1 << 12;
+const MAX_OUTPUTS: usize = 1 << 12;
+const MAX_OUTPUT_WRITERS: usize = 1 << 12;
+const MAX_RECORDERS: usize = 1 << 8;
+const MAX_TAPS: usize = 1 << 10;
 
 impl Layout {
     /// The first field out of bounds, as (name, value, bound).
@@ -594,6 +823,14 @@ impl Layout {
             ("n_workers", self.n_workers, MAX_WORKERS),
             ("max_hops", self.max_hops, MAX_HOPS),
             ("n_hop_writers", self.n_hop_writers, MAX_HOP_WRITERS),
+            ("n_outputs", self.n_outputs, MAX_OUTPUTS),
+            (
+                "n_output_writers",
+                self.n_output_writers,
+                MAX_OUTPUT_WRITERS,
+            ),
+            ("max_recorders", self.max_recorders, MAX_RECORDERS),
+            ("max_taps", self.max_taps, MAX_TAPS),
         ]
         .into_iter()
         .find(|&(_, v, max)| v > max)
@@ -611,6 +848,10 @@ struct Offsets {
     hop_descs: usize,
     hops: usize,
     hop_latency: usize,
+    output_descs: usize,
+    outputs: usize,
+    recorders: usize,
+    taps: usize,
     len: usize,
 }
 
@@ -626,7 +867,11 @@ impl Offsets {
         let hop_descs = latency + l.n_workers * size_of::<LatencySummary>();
         let hops = hop_descs + l.max_hops * size_of::<HopDesc>();
         let hop_latency = hops + l.max_hops * l.n_hop_writers * size_of::<HopCounters>();
-        let len = hop_latency + l.max_hops * size_of::<HopLatency>();
+        let output_descs = hop_latency + l.max_hops * size_of::<HopLatency>();
+        let outputs = output_descs + l.n_outputs * size_of::<OutputDesc>();
+        let recorders = outputs + l.n_outputs * l.n_output_writers * size_of::<OutputCounters>();
+        let taps = recorders + l.max_recorders * size_of::<RecorderCounters>();
+        let len = taps + l.max_taps * size_of::<TapCounters>();
         Offsets {
             dataplane,
             queue_descs,
@@ -636,6 +881,10 @@ impl Offsets {
             hop_descs,
             hops,
             hop_latency,
+            output_descs,
+            outputs,
+            recorders,
+            taps,
             len,
         }
     }
@@ -722,6 +971,33 @@ impl Mapped {
 
     fn hop_latency(&self, slot: usize) -> &HopLatency {
         self.nth(self.off.hop_latency, slot, self.layout.max_hops)
+    }
+
+    fn output_desc(&self, slot: usize) -> &OutputDesc {
+        self.nth(self.off.output_descs, slot, self.layout.n_outputs)
+    }
+
+    fn output(&self, slot: usize, writer: usize) -> &OutputCounters {
+        let l = &self.layout;
+        assert!(
+            slot < l.n_outputs && writer < l.n_output_writers,
+            "output block ({slot}, {writer}) out of range ({} slots x {} writers)",
+            l.n_outputs,
+            l.n_output_writers
+        );
+        self.nth(
+            self.off.outputs,
+            slot * l.n_output_writers + writer,
+            l.n_outputs * l.n_output_writers,
+        )
+    }
+
+    fn recorder(&self, i: usize) -> &RecorderCounters {
+        self.nth(self.off.recorders, i, self.layout.max_recorders)
+    }
+
+    fn tap(&self, i: usize) -> &TapCounters {
+        self.nth(self.off.taps, i, self.layout.max_taps)
     }
 }
 
@@ -829,6 +1105,10 @@ impl StatsSegment {
         h.n_workers.set(l.n_workers as u64);
         h.max_hops.set(l.max_hops as u64);
         h.n_hop_writers.set(l.n_hop_writers as u64);
+        h.n_outputs.set(l.n_outputs as u64);
+        h.n_output_writers.set(l.n_output_writers as u64);
+        h.max_recorders.set(l.max_recorders as u64);
+        h.max_taps.set(l.max_taps as u64);
         let d = self.m.dataplane();
         put_str(&d.version, env!("CARGO_PKG_VERSION"));
         d.pid.set(u64::from(std::process::id()));
@@ -959,6 +1239,47 @@ impl StatsSegment {
         }
     }
 
+    /// Describes output slot `slot` (at start, before any worker runs).
+    pub fn describe_output(&self, slot: usize, info: &OutputInfo) {
+        let d = self.m.output_desc(slot);
+        seq_write(&d.seq, || {
+            d.kind.set(info.kind as u64);
+            d.parent.set(u64::from(info.parent));
+            d.snaplen.set(u64::from(info.snaplen));
+            put_str(&d.name, &info.name);
+            put_str(&d.ifname, &info.ifname);
+            put_str(&d.filter, &info.filter);
+        });
+    }
+
+    /// A handle to output slot `slot`'s counters as counted by `writer`
+    /// (the capture task's index, `0..n_output_writers`).
+    pub fn output_slot(self: &Arc<Self>, slot: usize, writer: usize) -> Slot<OutputCounters> {
+        let ptr: *const OutputCounters = self.m.output(slot, writer);
+        Slot {
+            seg: self.clone(),
+            ptr,
+        }
+    }
+
+    /// A handle to recorder block `i`.
+    pub fn recorder_slot(self: &Arc<Self>, i: usize) -> Slot<RecorderCounters> {
+        let ptr: *const RecorderCounters = self.m.recorder(i);
+        Slot {
+            seg: self.clone(),
+            ptr,
+        }
+    }
+
+    /// A handle to tap block `i`.
+    pub fn tap_slot(self: &Arc<Self>, i: usize) -> Slot<TapCounters> {
+        let ptr: *const TapCounters = self.m.tap(i);
+        Slot {
+            seg: self.clone(),
+            ptr,
+        }
+    }
+
     /// Everything, as plain values.
     pub fn snapshot(&self) -> Snapshot {
         snapshot_of(&self.m)
@@ -1050,6 +1371,52 @@ pub struct HopSnapshot {
     pub round_trip_histogram: Option<HistogramValues>,
 }
 
+/// Plain values of one used output slot, summed over its writers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSnapshot {
+    pub slot: usize,
+    pub info: OutputInfo,
+    pub packets: u64,
+    pub bytes: u64,
+    pub filtered_out: u64,
+    /// Indexed by `OutputDropReason as usize`.
+    pub drops: [u64; DROP_SLOTS],
+}
+
+/// Plain values of one used recorder block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecorderSnapshot {
+    pub index: usize,
+    pub name: String,
+    pub directory: String,
+    /// Empty when no file is open.
+    pub current_file: String,
+    pub files_created: u64,
+    pub files_completed: u64,
+    pub files_migrated: u64,
+    pub files_deleted: u64,
+    pub bytes_written: u64,
+    pub packets_written: u64,
+    pub disk_errors: u64,
+    pub last_error: String,
+    pub last_error_unix_ns: u64,
+    pub queue_dropped_packets: u64,
+    pub queue_dropped_bytes: u64,
+    pub disk_dropped_packets: u64,
+}
+
+/// Plain values of one running tap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TapSnapshot {
+    pub id: u64,
+    pub point: String,
+    pub filter: String,
+    pub started_unix_ns: u64,
+    pub matched: u64,
+    pub sent: u64,
+    pub lost: u64,
+}
+
 /// Everything in a segment at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -1065,6 +1432,11 @@ pub struct Snapshot {
     pub workers: Vec<WorkerSnapshot>,
     /// Hops of the applied chain, in chain order.
     pub hops: Vec<HopSnapshot>,
+    /// Used output slots, in slot order (groups before their members).
+    pub outputs: Vec<OutputSnapshot>,
+    pub recorders: Vec<RecorderSnapshot>,
+    /// Taps running now.
+    pub taps: Vec<TapSnapshot>,
 }
 
 impl Snapshot {
@@ -1143,6 +1515,87 @@ fn hop_snapshot(m: &Mapped, slot: usize) -> Option<HopSnapshot> {
     .flatten()
 }
 
+fn output_snapshot(m: &Mapped, slot: usize) -> Option<OutputSnapshot> {
+    let d = m.output_desc(slot);
+    let info = seq_read(&d.seq, || {
+        Some(OutputInfo {
+            kind: OutputKind::from_word(d.kind.get())?,
+            parent: d.parent.get() as u32,
+            name: get_str(&d.name),
+            ifname: get_str(&d.ifname),
+            filter: get_str(&d.filter),
+            snaplen: d.snaplen.get() as u32,
+        })
+    })
+    .flatten()?;
+    let mut o = OutputSnapshot {
+        slot,
+        info,
+        packets: 0,
+        bytes: 0,
+        filtered_out: 0,
+        drops: [0; DROP_SLOTS],
+    };
+    for w in 0..m.layout.n_output_writers {
+        let c = m.output(slot, w);
+        o.packets = o.packets.wrapping_add(c.packets.get());
+        o.bytes = o.bytes.wrapping_add(c.bytes.get());
+        o.filtered_out = o.filtered_out.wrapping_add(c.filtered_out.get());
+        for (acc, c) in o.drops.iter_mut().zip(&c.drops) {
+            *acc = acc.wrapping_add(c.get());
+        }
+    }
+    Some(o)
+}
+
+fn recorder_snapshot(m: &Mapped, index: usize) -> Option<RecorderSnapshot> {
+    let r = m.recorder(index);
+    seq_read(&r.seq, || {
+        if r.in_use.get() != 1 {
+            return None;
+        }
+        Some(RecorderSnapshot {
+            index,
+            name: get_str(&r.name),
+            directory: get_str(&r.directory),
+            current_file: get_str(&r.current_file),
+            files_created: r.files_created.get(),
+            files_completed: r.files_completed.get(),
+            files_migrated: r.files_migrated.get(),
+            files_deleted: r.files_deleted.get(),
+            bytes_written: r.bytes_written.get(),
+            packets_written: r.packets_written.get(),
+            disk_errors: r.disk_errors.get(),
+            last_error: get_str(&r.last_error),
+            last_error_unix_ns: r.last_error_unix_ns.get(),
+            queue_dropped_packets: r.queue_dropped_packets.get(),
+            queue_dropped_bytes: r.queue_dropped_bytes.get(),
+            disk_dropped_packets: r.disk_dropped_packets.get(),
+        })
+    })
+    .flatten()
+}
+
+fn tap_snapshot(m: &Mapped, index: usize) -> Option<TapSnapshot> {
+    let t = m.tap(index);
+    seq_read(&t.seq, || {
+        let id = t.id.get();
+        if id == 0 {
+            return None;
+        }
+        Some(TapSnapshot {
+            id,
+            point: get_str(&t.point),
+            filter: get_str(&t.filter),
+            started_unix_ns: t.started_unix_ns.get(),
+            matched: t.matched.get(),
+            sent: t.sent.get(),
+            lost: t.lost.get(),
+        })
+    })
+    .flatten()
+}
+
 fn snapshot_of(m: &Mapped) -> Snapshot {
     let h = m.header();
     let d = m.dataplane();
@@ -1173,6 +1626,15 @@ fn snapshot_of(m: &Mapped) -> Snapshot {
             })
             .collect(),
         hops,
+        outputs: (0..m.layout.n_outputs)
+            .filter_map(|i| output_snapshot(m, i))
+            .collect(),
+        recorders: (0..m.layout.max_recorders)
+            .filter_map(|i| recorder_snapshot(m, i))
+            .collect(),
+        taps: (0..m.layout.max_taps)
+            .filter_map(|i| tap_snapshot(m, i))
+            .collect(),
     }
 }
 
@@ -1261,6 +1723,14 @@ impl SegmentReader {
             ("n_workers", h.n_workers.get(), MAX_WORKERS),
             ("max_hops", h.max_hops.get(), MAX_HOPS),
             ("n_hop_writers", h.n_hop_writers.get(), MAX_HOP_WRITERS),
+            ("n_outputs", h.n_outputs.get(), MAX_OUTPUTS),
+            (
+                "n_output_writers",
+                h.n_output_writers.get(),
+                MAX_OUTPUT_WRITERS,
+            ),
+            ("max_recorders", h.max_recorders.get(), MAX_RECORDERS),
+            ("max_taps", h.max_taps.get(), MAX_TAPS),
         ];
         if let Some(&(field, value, max)) = fields.iter().find(|(_, v, max)| *v > *max as u64) {
             return Err(SegmentError::BadHeader {
@@ -1271,12 +1741,17 @@ impl SegmentReader {
             });
         }
         // In bounds: every value fits a usize and `Offsets` cannot overflow.
-        let [q, w, hops, writers] = fields.map(|(_, v, _)| v as usize);
+        let [q, w, hops, writers, outputs, output_writers, recorders, taps] =
+            fields.map(|(_, v, _)| v as usize);
         let layout = Layout {
             n_queues: q,
             n_workers: w,
             max_hops: hops,
             n_hop_writers: writers,
+            n_outputs: outputs,
+            n_output_writers: output_writers,
+            max_recorders: recorders,
+            max_taps: taps,
         };
         let off = Offsets::new(&layout);
         if off.len > len {
@@ -1342,7 +1817,95 @@ mod tests {
         n_workers: 2,
         max_hops: 3,
         n_hop_writers: 2,
+        n_outputs: 0,
+        n_output_writers: 0,
+        max_recorders: 0,
+        max_taps: 0,
     };
+
+    const PASSIVE: Layout = Layout {
+        n_queues: 2,
+        n_workers: 1,
+        max_hops: 0,
+        n_hop_writers: 0,
+        n_outputs: 5,
+        n_output_writers: 2,
+        max_recorders: 1,
+        max_taps: 2,
+    };
+
+    #[test]
+    fn outputs_recorders_and_taps_round_trip_through_a_reader() {
+        assert_eq!(size_of::<OutputDesc>(), 256);
+        assert_eq!(size_of::<OutputCounters>(), 128);
+        assert_eq!(size_of::<RecorderCounters>(), 576);
+        assert_eq!(size_of::<TapCounters>(), 256);
+        let dir = tmpdir("outputs");
+        let seg = StatsSegment::create_with(&dir, &PASSIVE, 9).unwrap();
+        let group = OutputInfo {
+            kind: OutputKind::Group,
+            parent: 0,
+            name: "zeek".into(),
+            ifname: String::new(),
+            filter: "tcp port 80".into(),
+            snaplen: 128,
+        };
+        seg.describe_output(0, &group);
+        let member = OutputInfo {
+            kind: OutputKind::Member,
+            parent: 0,
+            name: "zeek0".into(),
+            ifname: "veth7".into(),
+            filter: String::new(),
+            snaplen: 0,
+        };
+        seg.describe_output(1, &member);
+        // Two writers: readers sum them.
+        seg.output_slot(1, 0).packets.add(3);
+        seg.output_slot(1, 1).packets.add(4);
+        seg.output_slot(1, 1).drops[1].add(2);
+        seg.output_slot(0, 0).filtered_out.add(5);
+        let r = seg.recorder_slot(0);
+        r.describe("disk", "/data/fast");
+        r.files_created.add(2);
+        r.set_current_file("/data/fast/disk-1.pcap.part");
+        r.queue_dropped_packets.add_shared(7);
+        r.disk_error("writing: No space left on device");
+        let t = seg.tap_slot(1);
+        t.start(42, "passive-1", "udp");
+        t.matched.add_shared(10);
+        t.sent.add(8);
+        t.lost.add_shared(2);
+
+        let snap = SegmentReader::open(&dir).unwrap().snapshot();
+        assert_eq!(snap.outputs.len(), 2);
+        assert_eq!(snap.outputs[0].info, group);
+        assert_eq!(snap.outputs[0].filtered_out, 5);
+        assert_eq!(snap.outputs[1].info, member);
+        assert_eq!(snap.outputs[1].packets, 7);
+        assert_eq!(snap.outputs[1].drops[1], 2);
+        assert_eq!(snap.recorders.len(), 1);
+        let rec = &snap.recorders[0];
+        assert_eq!(
+            (rec.name.as_str(), rec.directory.as_str()),
+            ("disk", "/data/fast")
+        );
+        assert_eq!(rec.current_file, "/data/fast/disk-1.pcap.part");
+        assert_eq!((rec.files_created, rec.queue_dropped_packets), (2, 7));
+        assert_eq!(rec.disk_errors, 1);
+        assert!(rec.last_error.contains("No space"));
+        assert_eq!(snap.taps.len(), 1);
+        let tap = &snap.taps[0];
+        assert_eq!((tap.id, tap.point.as_str()), (42, "passive-1"));
+        assert_eq!((tap.matched, tap.sent, tap.lost), (10, 8, 2));
+        t.end();
+        assert!(SegmentReader::open(&dir)
+            .unwrap()
+            .snapshot()
+            .taps
+            .is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn blocks_are_whole_cache_lines() {
@@ -1410,7 +1973,11 @@ mod tests {
             n_workers: 1,
             ..Layout::default()
         });
-        assert_eq!((o.hop_descs, o.hops, o.hop_latency), (o.len, o.len, o.len));
+        assert_eq!(
+            (o.hop_descs, o.hops, o.hop_latency),
+            (o.output_descs, o.output_descs, o.output_descs)
+        );
+        assert_eq!((o.outputs, o.recorders, o.taps), (o.len, o.len, o.len));
 
         // Hop blocks are indexed slot-major.
         let o = Offsets::new(&CHAIN);
@@ -1735,7 +2302,7 @@ mod tests {
         assert!(matches!(e, SegmentError::Version { found: 1, .. }), "{e:?}");
         let msg = e.to_string();
         assert!(
-            msg.contains("layout version 1, this build reads 2"),
+            msg.contains("layout version 1, this build reads 3"),
             "{msg}"
         );
         // A version 2 magic and version with a file too short for the header.

@@ -174,6 +174,14 @@ impl TxQueue {
         Ok(())
     }
 
+    /// Queues as many of `descs` as fit, in order, and publishes them.
+    /// Returns how many were queued. The caller owns the frames the
+    /// descriptors point at until they come back on the completion ring
+    /// (the fan-out lends one received frame to several rings this way).
+    pub fn push_descs(&mut self, descs: &[XdpDesc]) -> usize {
+        self.ring.push_slice(descs)
+    }
+
     /// Free TX slots right now.
     pub fn free_slots(&mut self) -> u32 {
         self.ring.free(self.ring.size())
@@ -222,6 +230,20 @@ impl FillQueue {
 impl CompQueue {
     pub fn from_ring(ring: ConsRing<u64>) -> Self {
         CompQueue { ring }
+    }
+
+    /// Shows up to `max` completed addresses to `f` (in order) instead of
+    /// returning them to a pool; returns how many.
+    pub fn reap_each<F: FnMut(u64)>(&mut self, max: u32, mut f: F) -> u32 {
+        let n = self.ring.peek(max);
+        if n > 0 {
+            let (a, b) = self.ring.peeked(n);
+            for &addr in a.iter().chain(b) {
+                f(addr);
+            }
+            self.ring.release(n);
+        }
+        n
     }
 
     /// Returns up to `max` transmitted frames to `pool`.
@@ -678,6 +700,15 @@ impl XskSocket {
     pub fn kick_tx(&self) {
         if let Some(fd) = &self.fd {
             let _ = sys::kick_tx(fd.as_fd());
+        }
+    }
+
+    /// Like [`XskSocket::kick_tx`], but returns the kernel's answer, so a
+    /// caller can tell a down link (ENETDOWN, ENXIO) from a busy one.
+    pub fn try_kick_tx(&self) -> io::Result<()> {
+        match &self.fd {
+            Some(fd) => sys::kick_tx(fd.as_fd()),
+            None => Ok(()),
         }
     }
 

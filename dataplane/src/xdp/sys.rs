@@ -312,6 +312,35 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<usize> {
     Ok(ret as usize)
 }
 
+/// A zeroed `ifreq` naming `ifname`.
+fn ifreq_for(ifname: &str) -> io::Result<libc::ifreq> {
+    let mut ifr: libc::ifreq = {
+        // SAFETY: `ifreq` is a C struct of integers/arrays/unions of such;
+        // all-zero is a valid value.
+        unsafe { MaybeUninit::zeroed().assume_init() }
+    };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    Ok(ifr)
+}
+
+/// `SIOCGIFFLAGS`: the interface's flags (`IFF_UP`, `IFF_RUNNING`, ...).
+pub fn if_flags(ifname: &str) -> io::Result<u32> {
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut ifr = ifreq_for(ifname)?;
+    // SAFETY: `ifr` is a valid ifreq naming the interface; the kernel writes
+    // the flags into its union.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+    // SAFETY: SIOCGIFFLAGS filled `ifru_flags`, a plain integer.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    Ok(u32::from(flags as u16))
+}
+
 /// `SIOCETHTOOL` `ETHTOOL_GCHANNELS`: (combined, rx) queue counts.
 pub fn ethtool_channels(ifname: &str) -> io::Result<(u32, u32)> {
     #[repr(C)]
@@ -333,18 +362,7 @@ pub fn ethtool_channels(ifname: &str) -> io::Result<(u32, u32)> {
         cmd: ETHTOOL_GCHANNELS,
         ..Default::default()
     };
-    let mut ifr: libc::ifreq = {
-        // SAFETY: `ifreq` is a C struct of integers/arrays/unions of such;
-        // all-zero is a valid value.
-        unsafe { MaybeUninit::zeroed().assume_init() }
-    };
-    let name = ifname.as_bytes();
-    if name.len() >= ifr.ifr_name.len() {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-    }
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
-        *d = *s as libc::c_char;
-    }
+    let mut ifr = ifreq_for(ifname)?;
     ifr.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
     // SAFETY: `ifr` is a valid ifreq whose data pointer points to a writable
     // `ethtool_channels` that outlives the call.
@@ -367,18 +385,7 @@ pub fn ethtool_clear_flags(ifname: &str, clear: u32) -> io::Result<()> {
     const ETHTOOL_GFLAGS: u32 = 0x25;
     const ETHTOOL_SFLAGS: u32 = 0x26;
     let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
-    let mut ifr: libc::ifreq = {
-        // SAFETY: `ifreq` is a C struct of integers/arrays/unions of such;
-        // all-zero is a valid value.
-        unsafe { MaybeUninit::zeroed().assume_init() }
-    };
-    let name = ifname.as_bytes();
-    if name.len() >= ifr.ifr_name.len() {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-    }
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
-        *d = *s as libc::c_char;
-    }
+    let mut ifr = ifreq_for(ifname)?;
     let mut call = |v: &mut EthtoolValue| {
         ifr.ifr_ifru.ifru_data = (v as *mut EthtoolValue).cast();
         // SAFETY: `ifr` is a valid ifreq whose data pointer points to a

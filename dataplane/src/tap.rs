@@ -1,0 +1,1568 @@
+//! Live taps: copies of the packets seen at one point of the dataplane,
+//! streamed to a client of the command socket (the sidecar's `Admin.Tap`).
+//!
+//! Three parties, none of which ever waits for another:
+//!
+//! ```text
+//!   control thread            worker threads                 tap thread (tapline-tap-N)
+//!   --------------            --------------                 ----------------------------
+//!   TapPlan::new: point ->    TapPort::refresh() per batch:  pops records, batches them
+//!   ifname, filter, caps      one Relaxed load of the        (256 packets / 256 KiB /
+//!   TapRegistry::start() ---> generation; on a change, the   50 ms), writes them to the
+//!     (generation + 1)        taps of its interface          connection; ends the tap on
+//!                             offer_rx/offer_tx: filter,     a limit, a removed point, a
+//!                             sampling, limit, copy into a   stopping dataplane or a
+//!                             recycled buffer, push -------> closed connection
+//!                             (queue full: count `lost`)     TapRegistry::remove/release
+//! ```
+//!
+//! The worker side is lossy and bounded: every tap owns `tap.queue_packets`
+//! buffers, allocated when it starts; a worker takes a free buffer, copies
+//! at most the snap length into it and queues it; the tap thread hands the
+//! buffer back once the packet is encoded. When no buffer is free the
+//! packet is counted in `lost` and dropped: a slow client costs the data
+//! path one failed queue pop, never a wait and never memory.
+//!
+//! The worker never blocks on the registry either: the list of taps sits
+//! behind a lock that workers only `try_read` (a worker that finds it taken
+//! tries again at its next batch), and the generation counter tells them
+//! when to look at all.
+//!
+//! Counting, per tap (in the stats segment's tap block): `matched` counts
+//! packets that passed the filter and the sampling while the tap admitted
+//! packets (the packet limit not yet reached); each of them is either
+//! `sent` to the client or `lost`. At the end the tap thread reports
+//! `lost = matched - sent`, so a client always sees
+//! `sent + lost == matched`.
+//!
+//! Direction at a port: RX is what the dataplane received on that
+//! interface, TX what it queued for transmission on it (after the chain's
+//! routing, so a frame dropped for a full TX ring is not in TX). The
+//! dataplane's own heartbeats are not shown: returning heartbeats are taken
+//! out of the stream before RX taps see it, and heartbeats the dataplane
+//! sends do not go through the forwarding path.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crossbeam::queue::ArrayQueue;
+use prost::bytes::{Bytes, BytesMut};
+use tapline_proto::v1;
+use tapline_proto::wire;
+
+use crate::filter::{Filter, FilterError};
+use crate::packet::Packet;
+use crate::stats::{Slot, StatsSegment, TapCounters};
+
+/// `google.rpc.Code` numbers of the errors a tap request can get.
+pub mod code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const NOT_FOUND: i32 = 5;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const FAILED_PRECONDITION: i32 = 9;
+}
+
+/// Default of `tap.max_concurrent`.
+pub const DEFAULT_MAX_CONCURRENT: usize = 4;
+/// Default of `tap.max_snaplen` (and of `tap.default_snaplen`).
+pub const DEFAULT_MAX_SNAPLEN: u32 = 65_535;
+/// Default of `tap.max_duration_s`.
+pub const DEFAULT_MAX_DURATION_S: u64 = 3600;
+/// Default of `tap.queue_packets`.
+pub const DEFAULT_QUEUE_PACKETS: usize = 8192;
+/// pcap's LINKTYPE_ETHERNET: what `TapPacket.data` holds.
+pub const LINKTYPE_ETHERNET: u32 = 1;
+
+/// A batch is written when it holds this many packets...
+pub const BATCH_PACKETS: usize = 256;
+/// ... or this many bytes of packet data...
+pub const BATCH_BYTES: usize = 256 << 10;
+/// ... or when its first packet has waited this long.
+pub const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// How long the tap thread sleeps when its queue is empty.
+const IDLE_SLEEP: Duration = Duration::from_millis(1);
+/// How often the tap thread checks whether the client closed the
+/// connection (a cancelled tap is freed within this).
+const CLOSE_CHECK: Duration = Duration::from_millis(10);
+/// A client (the sidecar) that takes no data for this long is gone: the tap
+/// ends. The sidecar reads continuously, whatever its own clients do.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest buffer preallocated per queued packet; longer packets (at most
+/// a UMEM frame) grow their buffer once, which then stays grown.
+const MAX_PREALLOC_BYTES: usize = 4096;
+
+/// The `[tap]` section: caps the dataplane applies to every tap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapSettings {
+    /// Taps running at once (`tap.max_concurrent`); 0 disables taps.
+    pub max_concurrent: usize,
+    /// Largest snap length a client may ask for, in bytes.
+    pub max_snaplen: u32,
+    /// Snap length of a request that asks for none (0), in bytes.
+    pub default_snaplen: u32,
+    /// Longest a tap runs; also the limit of a request without one.
+    pub max_duration: Duration,
+    /// Packets a tap's queue holds (its buffers, allocated at start).
+    pub queue_packets: usize,
+}
+
+impl Default for TapSettings {
+    fn default() -> Self {
+        TapSettings {
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            max_snaplen: DEFAULT_MAX_SNAPLEN,
+            default_snaplen: DEFAULT_MAX_SNAPLEN,
+            max_duration: Duration::from_secs(DEFAULT_MAX_DURATION_S),
+            queue_packets: DEFAULT_QUEUE_PACKETS,
+        }
+    }
+}
+
+/// Why a tap cannot start: each variant is one gRPC status ([`TapError::code`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TapError {
+    #[error("point is required: a port (\"passive-1\", \"inline-1\", \"inline-2\") or a hop side")]
+    NoPoint,
+    #[error("point.port {0:?} is not a port role: use \"passive-1\", \"inline-1\" or \"inline-2\" (or point.hop for a tool)")]
+    UnknownRole(String),
+    #[error("{role} is not configured ([interfaces] {role}): nothing to tap there")]
+    NotConfigured { role: &'static str },
+    #[error("point.hop.hop is empty: name a hop of the applied chain")]
+    NoHopName,
+    #[error("no hop {hop:?} in the applied chain (hops: {known})")]
+    UnknownHop { hop: String, known: String },
+    #[error("point.hop.side is required: HOP_SIDE_A (the side facing inline-1) or HOP_SIDE_B")]
+    NoSide,
+    #[error("point.direction {0} is not a direction: use RX, TX or BOTH")]
+    BadDirection(i32),
+    #[error("passive-1 only receives: tap it with direction RX (or leave the direction unset)")]
+    PassiveTx,
+    #[error("filter: {0}")]
+    Filter(FilterError),
+    #[error("taps are disabled (tap.max_concurrent = 0)")]
+    Disabled,
+    #[error("{running} taps are running, the most tap.max_concurrent allows: wait for one to end")]
+    TooMany { running: usize },
+}
+
+impl TapError {
+    /// The `google.rpc.Code` the caller gets.
+    pub fn code(&self) -> i32 {
+        match self {
+            TapError::NotConfigured { .. } | TapError::UnknownHop { .. } => code::NOT_FOUND,
+            TapError::TooMany { .. } => code::RESOURCE_EXHAUSTED,
+            TapError::Disabled => code::FAILED_PRECONDITION,
+            _ => code::INVALID_ARGUMENT,
+        }
+    }
+}
+
+/// Received or transmitted at the tap point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Rx,
+    Tx,
+}
+
+impl Direction {
+    fn to_proto(self) -> v1::TapDirection {
+        match self {
+            Direction::Rx => v1::TapDirection::Rx,
+            Direction::Tx => v1::TapDirection::Tx,
+        }
+    }
+}
+
+/// The configured ports, by role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortNames {
+    pub passive: Option<String>,
+    /// inline-1, inline-2.
+    pub inline: Option<(String, String)>,
+}
+
+/// A hop of the applied chain, as a tap point sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopPorts {
+    pub name: String,
+    pub a: String,
+    pub b: String,
+}
+
+/// A tap point resolved to an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedPoint {
+    /// For people and the stats segment: `inline-1 rx`, `ids/a tx`.
+    pub label: String,
+    pub ifname: String,
+    pub rx: bool,
+    pub tx: bool,
+    /// The hop, when the point is one of its sides: the tap ends when the
+    /// hop leaves the chain (or moves to other interfaces).
+    pub hop: Option<String>,
+    /// The point as the client asked for it, the direction made explicit.
+    pub proto: v1::TapPoint,
+}
+
+/// Resolves `point` against the configured ports and the applied chain.
+pub fn resolve(
+    point: Option<&v1::TapPoint>,
+    ports: &PortNames,
+    hops: &[HopPorts],
+) -> Result<ResolvedPoint, TapError> {
+    use v1::tap_point::Location;
+    let point = point.ok_or(TapError::NoPoint)?;
+    let location = point.location.as_ref().ok_or(TapError::NoPoint)?;
+    let unset = point.direction == v1::TapDirection::Unspecified as i32;
+    let passive = matches!(location, Location::Port(r) if r == "passive-1");
+    let (rx, tx) = match v1::TapDirection::try_from(point.direction) {
+        // Unset means "both", which at passive-1 is what it receives.
+        Ok(v1::TapDirection::Unspecified) if passive => (true, false),
+        Ok(v1::TapDirection::Unspecified | v1::TapDirection::Both) => (true, true),
+        Ok(v1::TapDirection::Rx) => (true, false),
+        Ok(v1::TapDirection::Tx) => (false, true),
+        Err(_) => return Err(TapError::BadDirection(point.direction)),
+    };
+    let (dir, explicit) = match (rx, tx) {
+        (true, true) => ("both", v1::TapDirection::Both),
+        (true, false) => ("rx", v1::TapDirection::Rx),
+        _ => ("tx", v1::TapDirection::Tx),
+    };
+    let mut proto = point.clone();
+    if unset {
+        proto.direction = explicit.into();
+    }
+    match location {
+        Location::Port(role) => {
+            let (role, ifname): (&'static str, Option<&String>) = match role.as_str() {
+                "passive-1" => ("passive-1", ports.passive.as_ref()),
+                "inline-1" => ("inline-1", ports.inline.as_ref().map(|p| &p.0)),
+                "inline-2" => ("inline-2", ports.inline.as_ref().map(|p| &p.1)),
+                other => return Err(TapError::UnknownRole(other.to_string())),
+            };
+            if role == "passive-1" && tx {
+                return Err(TapError::PassiveTx);
+            }
+            let ifname = ifname.ok_or(TapError::NotConfigured { role })?;
+            Ok(ResolvedPoint {
+                label: format!("{role} {dir}"),
+                ifname: ifname.clone(),
+                rx,
+                tx,
+                hop: None,
+                proto,
+            })
+        }
+        Location::Hop(h) => {
+            if h.hop.is_empty() {
+                return Err(TapError::NoHopName);
+            }
+            let side_b = match v1::HopSide::try_from(h.side) {
+                Ok(v1::HopSide::A) => false,
+                Ok(v1::HopSide::B) => true,
+                _ => return Err(TapError::NoSide),
+            };
+            let Some(hop) = hops.iter().find(|x| x.name == h.hop) else {
+                let known: Vec<&str> = hops.iter().map(|x| x.name.as_str()).collect();
+                return Err(TapError::UnknownHop {
+                    hop: h.hop.clone(),
+                    known: if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    },
+                });
+            };
+            Ok(ResolvedPoint {
+                label: format!("{}/{} {dir}", hop.name, if side_b { "b" } else { "a" }),
+                ifname: if side_b { hop.b.clone() } else { hop.a.clone() },
+                rx,
+                tx,
+                hop: Some(hop.name.clone()),
+                proto,
+            })
+        }
+    }
+}
+
+/// A request checked and capped: what a tap will do.
+#[derive(Debug, Clone)]
+pub struct TapPlan {
+    pub point: ResolvedPoint,
+    /// `None`: every packet.
+    pub filter: Option<Filter>,
+    /// The expression as given (empty: every packet).
+    pub filter_expr: String,
+    pub snaplen: u32,
+    /// 1: every matching packet.
+    pub sample_one_in: u32,
+    /// 0: no limit.
+    pub max_packets: u64,
+    pub max_duration: Duration,
+}
+
+impl TapPlan {
+    /// Checks `req` and applies the caps of `settings`.
+    pub fn new(
+        req: &v1::TapRequest,
+        settings: &TapSettings,
+        ports: &PortNames,
+        hops: &[HopPorts],
+    ) -> Result<TapPlan, TapError> {
+        let point = resolve(req.point.as_ref(), ports, hops)?;
+        let filter = if req.filter.trim().is_empty() {
+            None
+        } else {
+            let f = Filter::compile(&req.filter).map_err(TapError::Filter)?;
+            (!f.is_match_all()).then_some(f)
+        };
+        let snaplen = match req.snap_length_bytes {
+            0 => settings.default_snaplen,
+            n => n.min(settings.max_snaplen),
+        };
+        let cap_ms = settings.max_duration.as_millis() as u64;
+        let duration_ms = match req.max_duration_ms {
+            0 => cap_ms,
+            n => n.min(cap_ms),
+        };
+        Ok(TapPlan {
+            point,
+            filter,
+            filter_expr: req.filter.clone(),
+            snaplen,
+            sample_one_in: req.sample_one_in.max(1),
+            max_packets: req.max_packets,
+            max_duration: Duration::from_millis(duration_ms),
+        })
+    }
+
+    /// The `started` message of this plan.
+    pub fn started(&self) -> v1::TapStarted {
+        v1::TapStarted {
+            point: Some(self.point.proto.clone()),
+            ifname: self.point.ifname.clone(),
+            filter: self.filter_expr.clone(),
+            snap_length_bytes: self.snaplen,
+            sample_one_in: self.sample_one_in,
+            max_packets: self.max_packets,
+            max_duration_ms: self.max_duration.as_millis() as u64,
+            link_type: LINKTYPE_ETHERNET,
+        }
+    }
+}
+
+/// One copied packet, on its way from a worker to the tap thread.
+#[derive(Debug)]
+pub struct TapRecord {
+    pub ts_unix_ns: u64,
+    /// Length of the whole frame.
+    pub orig_len: u32,
+    pub direction: Direction,
+    pub queue: u32,
+    /// The first `min(orig_len, snaplen)` bytes.
+    pub data: Vec<u8>,
+}
+
+/// Why the control side wants a tap to end (`Tap::end_request`).
+const END_NONE: u8 = 0;
+const END_POINT_REMOVED: u8 = 1;
+const END_DATAPLANE_STOPPED: u8 = 2;
+
+/// A running tap, shared by the workers that feed it and its tap thread.
+#[derive(Debug)]
+pub struct Tap {
+    id: u64,
+    slot: usize,
+    ifname: String,
+    rx: bool,
+    tx: bool,
+    hop: Option<String>,
+    filter: Option<Filter>,
+    snaplen: usize,
+    sample_one_in: u32,
+    max_packets: u64,
+    /// Packets queued so far (the packet limit counts these): a worker
+    /// reserves one before it queues and gives it back if it cannot.
+    admitted: AtomicU64,
+    /// Set when the tap stops taking packets (its tap thread is ending).
+    closed: AtomicBool,
+    /// `END_*`: set by the control thread, read by the tap thread.
+    end_request: AtomicU8,
+    records: ArrayQueue<TapRecord>,
+    free: ArrayQueue<Vec<u8>>,
+    counters: Slot<TapCounters>,
+}
+
+impl Tap {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    pub fn counters(&self) -> &TapCounters {
+        &self.counters
+    }
+
+    /// Takes one packet that passed the filter and the sampling.
+    fn admit(&self, dir: Direction, queue: u32, frame: &[u8], ts_unix_ns: u64) {
+        if self.max_packets > 0
+            && self
+                .admitted
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < self.max_packets).then_some(n + 1)
+                })
+                .is_err()
+        {
+            // The limit is reached: the tap thread ends the tap once the
+            // last of these packets is sent.
+            return;
+        }
+        self.counters.matched.add_shared(1);
+        let Some(mut data) = self.free.pop() else {
+            self.lose();
+            return;
+        };
+        data.clear();
+        data.extend_from_slice(&frame[..frame.len().min(self.snaplen)]);
+        let rec = TapRecord {
+            ts_unix_ns,
+            orig_len: frame.len() as u32,
+            direction: dir,
+            queue,
+            data,
+        };
+        if let Err(rec) = self.records.push(rec) {
+            // Cannot happen while every buffer is either free or queued
+            // (the queue holds them all); kept lossy all the same.
+            let _ = self.free.push(rec.data);
+            self.lose();
+        }
+    }
+
+    fn lose(&self) {
+        self.counters.lost.add_shared(1);
+        if self.max_packets > 0 {
+            self.admitted.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the oldest queued packet (tap thread).
+    pub fn pop(&self) -> Option<TapRecord> {
+        self.records.pop()
+    }
+
+    /// Hands a packet's buffer back for reuse (tap thread).
+    pub fn recycle(&self, data: Vec<u8>) {
+        let _ = self.free.push(data);
+    }
+}
+
+/// The taps of interest to workers, and the generation that tells them
+/// when it changed.
+#[derive(Debug, Default)]
+struct Running {
+    taps: Vec<Arc<Tap>>,
+    /// By slot: taken (from start to release).
+    used: Vec<bool>,
+}
+
+/// Every running tap. Shared (`Arc`) by the control thread, the tap threads
+/// and the workers' [`TapPort`]s.
+#[derive(Debug)]
+pub struct TapRegistry {
+    /// Bumped (under the write lock) on every start and removal.
+    generation: AtomicU64,
+    running: RwLock<Running>,
+    slots: Vec<Slot<TapCounters>>,
+    settings: TapSettings,
+    prealloc_bytes: usize,
+    next_id: AtomicU64,
+}
+
+impl TapRegistry {
+    /// A registry with at most `settings.max_concurrent` taps, each counted
+    /// in one of `segment`'s tap blocks (its layout's `max_taps` bounds the
+    /// count too). `frame_bytes` (the UMEM frame size) sizes the buffers.
+    pub fn new(
+        settings: TapSettings,
+        segment: &Arc<StatsSegment>,
+        frame_bytes: u32,
+    ) -> Arc<TapRegistry> {
+        let n = settings.max_concurrent.min(segment.layout().max_taps);
+        let slots: Vec<Slot<TapCounters>> = (0..n).map(|i| segment.tap_slot(i)).collect();
+        Arc::new(TapRegistry {
+            generation: AtomicU64::new(0),
+            running: RwLock::new(Running {
+                taps: Vec::new(),
+                used: vec![false; n],
+            }),
+            slots,
+            prealloc_bytes: (frame_bytes as usize).min(MAX_PREALLOC_BYTES),
+            settings,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// A registry that runs no tap (tests and benchmarks of the data path).
+    pub fn disabled() -> Arc<TapRegistry> {
+        let settings = TapSettings {
+            max_concurrent: 0,
+            ..TapSettings::default()
+        };
+        TapRegistry::new(settings, &StatsSegment::in_memory(0, 0), 0)
+    }
+
+    pub fn settings(&self) -> &TapSettings {
+        &self.settings
+    }
+
+    /// The generation: changes whenever a tap starts or is removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Taps holding a slot (running, or ending).
+    pub fn count(&self) -> usize {
+        self.read().used.iter().filter(|u| **u).count()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Running> {
+        self.running.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Running> {
+        self.running.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a tap: allocates its buffers, takes a stats block and makes it
+    /// visible to the workers (from their next batch on).
+    pub fn start(&self, plan: &TapPlan) -> Result<Arc<Tap>, TapError> {
+        if self.slots.is_empty() {
+            return Err(TapError::Disabled);
+        }
+        let slot = {
+            let r = self.read();
+            let Some(i) = r.used.iter().position(|u| !*u) else {
+                return Err(TapError::TooMany {
+                    running: r.used.len(),
+                });
+            };
+            i
+        };
+        // Buffers are allocated here, outside the lock.
+        let queue = self.settings.queue_packets.max(1);
+        let free = ArrayQueue::new(queue);
+        let cap = (plan.snaplen as usize).min(self.prealloc_bytes);
+        for _ in 0..queue {
+            let _ = free.push(Vec::with_capacity(cap));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let tap = Arc::new(Tap {
+            id,
+            slot,
+            ifname: plan.point.ifname.clone(),
+            rx: plan.point.rx,
+            tx: plan.point.tx,
+            hop: plan.point.hop.clone(),
+            filter: plan.filter.clone(),
+            snaplen: plan.snaplen as usize,
+            sample_one_in: plan.sample_one_in.max(1),
+            max_packets: plan.max_packets,
+            admitted: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            end_request: AtomicU8::new(END_NONE),
+            records: ArrayQueue::new(queue),
+            free,
+            counters: self.slots[slot].clone(),
+        });
+        let mut w = self.write();
+        if w.used[slot] {
+            // Taken meanwhile by another start (only the control thread
+            // starts taps, so this is a guard, not a path).
+            return Err(TapError::TooMany {
+                running: w.used.len(),
+            });
+        }
+        w.used[slot] = true;
+        tap.counters
+            .start(id, &plan.point.label, plan.filter_expr.trim());
+        w.taps.push(tap.clone());
+        // Under the lock: a worker that reads the list under its read lock
+        // sees exactly the generation of that list.
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(tap)
+    }
+
+    /// Stops feeding `tap`: workers drop it at their next batch. Idempotent.
+    pub fn remove(&self, tap: &Arc<Tap>) {
+        tap.closed.store(true, Ordering::Relaxed);
+        let mut w = self.write();
+        let before = w.taps.len();
+        w.taps.retain(|t| !Arc::ptr_eq(t, tap));
+        if w.taps.len() != before {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Frees `tap`'s stats block and slot (after its last message).
+    pub fn release(&self, tap: &Tap) {
+        tap.counters.end();
+        let mut w = self.write();
+        if let Some(u) = w.used.get_mut(tap.slot) {
+            *u = false;
+        }
+    }
+
+    /// Asks the taps on hop sides for which `still_there(hop, ifname)` is
+    /// false to end with `POINT_REMOVED` (after a chain change).
+    pub fn end_removed_points(&self, still_there: impl Fn(&str, &str) -> bool) {
+        for t in self.read().taps.iter() {
+            if let Some(hop) = &t.hop {
+                if !still_there(hop, &t.ifname) {
+                    let _ = t.end_request.compare_exchange(
+                        END_NONE,
+                        END_POINT_REMOVED,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Asks every tap to end with `DATAPLANE_STOPPED`.
+    pub fn shutdown(&self) {
+        for t in self.read().taps.iter() {
+            t.end_request
+                .store(END_DATAPLANE_STOPPED, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One running tap as one port sees it.
+#[derive(Debug)]
+struct PortTap {
+    tap: Arc<Tap>,
+    /// Matching packets still to skip before the next sampled one.
+    skip: u32,
+}
+
+/// The taps of one port (an interface and queue polled by a worker task).
+/// See the module documentation.
+#[derive(Debug)]
+pub struct TapPort {
+    registry: Arc<TapRegistry>,
+    ifname: String,
+    queue: u32,
+    /// The registry generation `taps` reflects (`u64::MAX`: never read).
+    seen: u64,
+    taps: Vec<PortTap>,
+    rx_active: bool,
+    tx_active: bool,
+}
+
+impl TapPort {
+    pub fn new(registry: Arc<TapRegistry>, ifname: &str, queue: u32) -> TapPort {
+        TapPort {
+            registry,
+            ifname: ifname.to_string(),
+            queue,
+            seen: u64::MAX,
+            taps: Vec::new(),
+            rx_active: false,
+            tx_active: false,
+        }
+    }
+
+    /// A port no tap ever reaches (tests, microbenchmarks).
+    pub fn disabled() -> TapPort {
+        TapPort::new(TapRegistry::disabled(), "", 0)
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Call once per batch. One Relaxed load when nothing changed; when the
+    /// registry changed, re-reads the taps of this interface (unless the
+    /// registry is being written right now: then at the next batch).
+    /// Returns true when the taps of this port may have changed.
+    #[inline]
+    pub fn refresh(&mut self) -> bool {
+        // Relaxed: the generation only says "look"; the list is read under
+        // the lock, whose acquire orders it after the writer's changes.
+        if self.registry.generation.load(Ordering::Relaxed) == self.seen {
+            return false;
+        }
+        self.reload()
+    }
+
+    #[cold]
+    fn reload(&mut self) -> bool {
+        let Ok(running) = self.registry.running.try_read() else {
+            return false;
+        };
+        // Bumps happen under the write lock: this is the list's generation.
+        self.seen = self.registry.generation.load(Ordering::Relaxed);
+        let mut taps = Vec::with_capacity(running.taps.len());
+        for t in running.taps.iter().filter(|t| t.ifname == self.ifname) {
+            let skip = self
+                .taps
+                .iter()
+                .find(|p| Arc::ptr_eq(&p.tap, t))
+                .map_or(0, |p| p.skip);
+            taps.push(PortTap {
+                tap: t.clone(),
+                skip,
+            });
+        }
+        drop(running);
+        self.rx_active = taps.iter().any(|p| p.tap.rx);
+        self.tx_active = taps.iter().any(|p| p.tap.tx);
+        self.taps = taps;
+        true
+    }
+
+    /// A tap wants what this port receives.
+    #[inline]
+    pub fn rx_active(&self) -> bool {
+        self.rx_active
+    }
+
+    /// A tap wants what this port transmits.
+    #[inline]
+    pub fn tx_active(&self) -> bool {
+        self.tx_active
+    }
+
+    /// Shows a received frame to the RX taps of this port.
+    #[inline]
+    pub fn offer_rx(&mut self, frame: &[u8], ts_unix_ns: u64) {
+        if self.rx_active {
+            self.offer(Direction::Rx, frame, None, ts_unix_ns);
+        }
+    }
+
+    /// [`TapPort::offer_rx`] for a frame the caller has parsed already
+    /// (`p.frame`): filters run on `p` instead of parsing the frame again.
+    #[inline]
+    pub fn offer_rx_packet(&mut self, p: &Packet<'_>, ts_unix_ns: u64) {
+        if self.rx_active {
+            self.offer(Direction::Rx, p.frame, Some(p), ts_unix_ns);
+        }
+    }
+
+    /// Shows a frame queued for transmission to the TX taps of this port.
+    #[inline]
+    pub fn offer_tx(&mut self, frame: &[u8], ts_unix_ns: u64) {
+        if self.tx_active {
+            self.offer(Direction::Tx, frame, None, ts_unix_ns);
+        }
+    }
+
+    fn offer(
+        &mut self,
+        dir: Direction,
+        frame: &[u8],
+        parsed: Option<&Packet<'_>>,
+        ts_unix_ns: u64,
+    ) {
+        for p in self.taps.iter_mut() {
+            let t = &*p.tap;
+            let wants = match dir {
+                Direction::Rx => t.rx,
+                Direction::Tx => t.tx,
+            };
+            if !wants || t.closed.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Some(f) = &t.filter {
+                let hit = match parsed {
+                    Some(p) => f.matches_packet(p),
+                    None => f.matches(frame),
+                };
+                if !hit {
+                    continue;
+                }
+            }
+            if p.skip > 0 {
+                p.skip -= 1;
+                continue;
+            }
+            p.skip = t.sample_one_in - 1;
+            t.admit(dir, self.queue, frame, ts_unix_ns);
+        }
+    }
+}
+
+/// Where a tap's stream goes: the command connection, or a test's buffer.
+pub trait TapSink {
+    /// Writes one message; an error ends the tap (the client is gone).
+    fn send(&mut self, msg: &v1::DataplaneResponse) -> io::Result<()>;
+    /// True once the client closed the connection (it cancelled the tap).
+    fn closed(&mut self) -> bool;
+}
+
+impl TapSink for UnixStream {
+    fn send(&mut self, msg: &v1::DataplaneResponse) -> io::Result<()> {
+        wire::write_frame(self, msg)
+    }
+
+    fn closed(&mut self) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        let mut buf = [0u8; 64];
+        // The client sends nothing after its request: EOF (0) is its close;
+        // anything it does send is ignored.
+        match recv(self.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+/// How a tap ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapOutcome {
+    /// `None`: the client went away (closed, or stopped reading); no
+    /// `ended` message was sent.
+    pub reason: Option<v1::TapEndReason>,
+    pub matched: u64,
+    pub sent: u64,
+    pub lost: u64,
+}
+
+fn tap_message(r: v1::TapResponse) -> v1::DataplaneResponse {
+    v1::DataplaneResponse {
+        response: Some(v1::dataplane_response::Response::Tap(r)),
+    }
+}
+
+/// Packets being gathered into one message, their bytes in one buffer.
+#[derive(Debug)]
+struct Batch {
+    packets: Vec<(u64, u32, Direction, u32, usize)>,
+    data: BytesMut,
+    first_at: Option<Instant>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            packets: Vec::with_capacity(BATCH_PACKETS),
+            data: BytesMut::with_capacity(BATCH_BYTES),
+            first_at: None,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.packets.len() >= BATCH_PACKETS || self.data.len() >= BATCH_BYTES
+    }
+
+    fn push(&mut self, r: &TapRecord) {
+        self.first_at.get_or_insert_with(Instant::now);
+        self.data.extend_from_slice(&r.data);
+        self.packets
+            .push((r.ts_unix_ns, r.orig_len, r.direction, r.queue, r.data.len()));
+    }
+
+    /// The packets as a message; the batch is empty again.
+    fn take(&mut self) -> Vec<v1::TapPacket> {
+        let data: Bytes = self.data.split().freeze();
+        let mut at = 0;
+        let out = self
+            .packets
+            .drain(..)
+            .map(|(ts, orig, dir, queue, len)| {
+                let p = v1::TapPacket {
+                    timestamp_unix_ns: ts,
+                    original_length_bytes: orig,
+                    data: data.slice(at..at + len),
+                    direction: dir.to_proto().into(),
+                    queue_id: queue,
+                };
+                at += len;
+                p
+            })
+            .collect();
+        self.first_at = None;
+        out
+    }
+}
+
+/// Streams `tap` to `sink` until it ends: first `started`, then batches,
+/// then (unless the client went away) `ended`. Removes the tap from
+/// `registry` and frees its slot before returning. Runs on the tap's own
+/// thread; waits only for its own client.
+pub fn stream<S: TapSink>(
+    registry: &TapRegistry,
+    tap: &Arc<Tap>,
+    plan: &TapPlan,
+    sink: &mut S,
+) -> TapOutcome {
+    let start = Instant::now();
+    let deadline = start + plan.max_duration;
+    let mut sent = 0u64;
+    let mut lost_reported = 0u64;
+    let mut batch = Batch::new();
+    let mut last_close_check = start;
+    let mut last_sent = start;
+    let first = v1::TapResponse {
+        started: Some(plan.started()),
+        ..Default::default()
+    };
+    let mut client_gone = sink.send(&tap_message(first)).is_err();
+    let mut reason = None;
+    while !client_gone {
+        while !batch.full() {
+            let Some(r) = tap.pop() else { break };
+            batch.push(&r);
+            tap.recycle(r.data);
+        }
+        let now = Instant::now();
+        let queued = sent + batch.packets.len() as u64;
+        reason = match tap.end_request.load(Ordering::Relaxed) {
+            END_POINT_REMOVED => Some(v1::TapEndReason::PointRemoved),
+            END_DATAPLANE_STOPPED => Some(v1::TapEndReason::DataplaneStopped),
+            _ if plan.max_packets > 0 && queued >= plan.max_packets => {
+                Some(v1::TapEndReason::PacketLimit)
+            }
+            _ if now >= deadline => Some(v1::TapEndReason::TimeLimit),
+            _ => None,
+        };
+        if reason.is_some() {
+            break;
+        }
+        let lost = tap.counters.lost.get();
+        let due = batch.full()
+            || batch.first_at.is_some_and(|t| now >= t + BATCH_WAIT)
+            || (lost > lost_reported && now >= last_sent + BATCH_WAIT);
+        if due {
+            let n = batch.packets.len() as u64;
+            let msg = v1::TapResponse {
+                packets: batch.take(),
+                lost_packets: lost - lost_reported,
+                ..Default::default()
+            };
+            if sink.send(&tap_message(msg)).is_err() {
+                client_gone = true;
+                break;
+            }
+            lost_reported = lost;
+            last_sent = now;
+            sent += n;
+            tap.counters.sent.add(n);
+            continue;
+        }
+        if now >= last_close_check + CLOSE_CHECK {
+            last_close_check = now;
+            if sink.closed() {
+                client_gone = true;
+                break;
+            }
+        }
+        if tap.records.is_empty() {
+            std::thread::sleep(IDLE_SLEEP);
+        }
+    }
+    // No more packets from here: the workers drop the tap at their next
+    // batch, and skip it until then.
+    registry.remove(tap);
+    if !client_gone {
+        // What was queued before the end still goes out, in order.
+        loop {
+            while !batch.full() {
+                let Some(r) = tap.pop() else { break };
+                batch.push(&r);
+                tap.recycle(r.data);
+            }
+            if !batch.full() {
+                break;
+            }
+            let n = batch.packets.len() as u64;
+            let msg = v1::TapResponse {
+                packets: batch.take(),
+                ..Default::default()
+            };
+            if sink.send(&tap_message(msg)).is_err() {
+                client_gone = true;
+                break;
+            }
+            sent += n;
+            tap.counters.sent.add(n);
+        }
+    }
+    let matched = tap.counters.matched.get();
+    let mut outcome = TapOutcome {
+        reason: None,
+        matched,
+        sent,
+        lost: matched.saturating_sub(sent),
+    };
+    if !client_gone {
+        let n = batch.packets.len() as u64;
+        let packets = batch.take();
+        outcome.sent += n;
+        outcome.lost = matched.saturating_sub(outcome.sent);
+        let reason = reason.unwrap_or(v1::TapEndReason::DataplaneStopped);
+        let msg = v1::TapResponse {
+            packets,
+            lost_packets: outcome.lost.saturating_sub(lost_reported),
+            started: None,
+            ended: Some(v1::TapEnded {
+                reason: reason.into(),
+                message: end_message(reason, plan),
+                matched_packets: outcome.matched,
+                sent_packets: outcome.sent,
+                lost_packets: outcome.lost,
+            }),
+        };
+        if sink.send(&tap_message(msg)).is_ok() {
+            tap.counters.sent.add(n);
+            outcome.reason = Some(reason);
+        }
+    }
+    // Buffers are freed here, on this thread, not on a worker.
+    while let Some(r) = tap.pop() {
+        drop(r);
+    }
+    while tap.free.pop().is_some() {}
+    registry.release(tap);
+    outcome
+}
+
+fn end_message(reason: v1::TapEndReason, plan: &TapPlan) -> String {
+    match reason {
+        v1::TapEndReason::PacketLimit => {
+            format!("{} packets sent (max_packets)", plan.max_packets)
+        }
+        v1::TapEndReason::TimeLimit => format!(
+            "{} ms elapsed (max_duration_ms, capped by tap.max_duration_s)",
+            plan.max_duration.as_millis()
+        ),
+        v1::TapEndReason::PointRemoved => format!(
+            "hop {:?} left the applied chain",
+            plan.point.hop.as_deref().unwrap_or_default()
+        ),
+        _ => "the dataplane is stopping".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xdp::shm::Layout;
+
+    fn segment(max_taps: usize) -> Arc<StatsSegment> {
+        StatsSegment::in_memory_with(&Layout {
+            max_taps,
+            ..Layout::default()
+        })
+    }
+
+    fn registry(settings: TapSettings) -> Arc<TapRegistry> {
+        let n = settings.max_concurrent;
+        TapRegistry::new(settings, &segment(n), 2048)
+    }
+
+    fn ports() -> PortNames {
+        PortNames {
+            passive: Some("p1".into()),
+            inline: Some(("i1".into(), "i2".into())),
+        }
+    }
+
+    fn hops() -> Vec<HopPorts> {
+        vec![HopPorts {
+            name: "ids".into(),
+            a: "h1a".into(),
+            b: "h1b".into(),
+        }]
+    }
+
+    fn port_point(role: &str, dir: v1::TapDirection) -> v1::TapPoint {
+        v1::TapPoint {
+            location: Some(v1::tap_point::Location::Port(role.into())),
+            direction: dir.into(),
+        }
+    }
+
+    fn hop_point(hop: &str, side: v1::HopSide, dir: v1::TapDirection) -> v1::TapPoint {
+        v1::TapPoint {
+            location: Some(v1::tap_point::Location::Hop(v1::HopTapPoint {
+                hop: hop.into(),
+                side: side.into(),
+            })),
+            direction: dir.into(),
+        }
+    }
+
+    fn request(point: v1::TapPoint) -> v1::TapRequest {
+        v1::TapRequest {
+            point: Some(point),
+            ..Default::default()
+        }
+    }
+
+    fn plan_for(req: &v1::TapRequest) -> Result<TapPlan, TapError> {
+        TapPlan::new(req, &TapSettings::default(), &ports(), &hops())
+    }
+
+    fn frame(i: u8, len: usize) -> Vec<u8> {
+        let mut f = vec![i; len];
+        f[12] = 0x08;
+        f[13] = 0x00;
+        f
+    }
+
+    #[test]
+    fn points_resolve_to_interfaces_and_bad_ones_say_why() {
+        let p = plan_for(&request(port_point("inline-1", v1::TapDirection::Rx))).unwrap();
+        assert_eq!(
+            (p.point.ifname.as_str(), p.point.rx, p.point.tx),
+            ("i1", true, false)
+        );
+        assert_eq!(p.point.label, "inline-1 rx");
+        let p = plan_for(&request(port_point(
+            "inline-2",
+            v1::TapDirection::Unspecified,
+        )))
+        .unwrap();
+        assert_eq!((p.point.rx, p.point.tx), (true, true));
+        assert_eq!(
+            p.started().point.unwrap().direction(),
+            v1::TapDirection::Both
+        );
+        let p = plan_for(&request(port_point(
+            "passive-1",
+            v1::TapDirection::Unspecified,
+        )))
+        .unwrap();
+        assert_eq!((p.point.ifname.as_str(), p.point.tx), ("p1", false));
+        let p = plan_for(&request(hop_point(
+            "ids",
+            v1::HopSide::A,
+            v1::TapDirection::Tx,
+        )))
+        .unwrap();
+        assert_eq!(p.point.ifname, "h1a");
+        assert_eq!(p.point.hop.as_deref(), Some("ids"));
+        assert_eq!(p.point.label, "ids/a tx");
+        let p = plan_for(&request(hop_point(
+            "ids",
+            v1::HopSide::B,
+            v1::TapDirection::Rx,
+        )))
+        .unwrap();
+        assert_eq!(p.point.ifname, "h1b");
+
+        let err = |req: v1::TapRequest| plan_for(&req).unwrap_err();
+        let e = err(request(port_point("passive-1", v1::TapDirection::Tx)));
+        assert_eq!(e, TapError::PassiveTx);
+        assert_eq!(e.code(), code::INVALID_ARGUMENT);
+        assert!(e.to_string().contains("passive-1 only receives"), "{e}");
+        let e = err(request(port_point("passive-1", v1::TapDirection::Both)));
+        assert_eq!(e, TapError::PassiveTx);
+        let e = err(request(port_point("inline-3", v1::TapDirection::Rx)));
+        assert_eq!(e.code(), code::INVALID_ARGUMENT);
+        assert!(e.to_string().contains("\"inline-3\""), "{e}");
+        let e = err(request(hop_point(
+            "nope",
+            v1::HopSide::A,
+            v1::TapDirection::Rx,
+        )));
+        assert_eq!(e.code(), code::NOT_FOUND);
+        assert_eq!(
+            e.to_string(),
+            "no hop \"nope\" in the applied chain (hops: ids)"
+        );
+        let e = err(request(hop_point(
+            "ids",
+            v1::HopSide::Unspecified,
+            v1::TapDirection::Rx,
+        )));
+        assert_eq!(e, TapError::NoSide);
+        let e = err(v1::TapRequest::default());
+        assert_eq!(e, TapError::NoPoint);
+        let mut bad_dir = port_point("inline-1", v1::TapDirection::Rx);
+        bad_dir.direction = 9;
+        assert_eq!(err(request(bad_dir)), TapError::BadDirection(9));
+        // A role that is not configured here.
+        let e = TapPlan::new(
+            &request(port_point("inline-1", v1::TapDirection::Rx)),
+            &TapSettings::default(),
+            &PortNames {
+                passive: Some("p1".into()),
+                inline: None,
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), code::NOT_FOUND);
+        assert!(e.to_string().contains("[interfaces] inline-1"), "{e}");
+    }
+
+    #[test]
+    fn caps_and_defaults_apply() {
+        let settings = TapSettings {
+            max_snaplen: 1000,
+            default_snaplen: 200,
+            max_duration: Duration::from_secs(60),
+            ..TapSettings::default()
+        };
+        let mut req = request(port_point("inline-1", v1::TapDirection::Rx));
+        let p = TapPlan::new(&req, &settings, &ports(), &[]).unwrap();
+        assert_eq!(p.snaplen, 200);
+        assert_eq!(p.sample_one_in, 1);
+        assert_eq!(p.max_duration, Duration::from_secs(60));
+        assert!(p.filter.is_none());
+        req.snap_length_bytes = 5000;
+        req.max_duration_ms = 120_000;
+        req.sample_one_in = 10;
+        req.max_packets = 7;
+        let p = TapPlan::new(&req, &settings, &ports(), &[]).unwrap();
+        assert_eq!(p.snaplen, 1000);
+        assert_eq!(p.max_duration, Duration::from_secs(60));
+        let s = p.started();
+        assert_eq!(
+            (s.snap_length_bytes, s.sample_one_in, s.max_packets),
+            (1000, 10, 7)
+        );
+        assert_eq!((s.max_duration_ms, s.link_type), (60_000, 1));
+        assert_eq!(s.ifname, "i1");
+        req.max_duration_ms = 1500;
+        req.snap_length_bytes = 96;
+        let p = TapPlan::new(&req, &settings, &ports(), &[]).unwrap();
+        assert_eq!(
+            (p.snaplen, p.max_duration),
+            (96, Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn workers_see_taps_of_their_interface_from_their_next_batch() {
+        let reg = registry(TapSettings::default());
+        let mut i1 = TapPort::new(reg.clone(), "i1", 0);
+        let mut i2 = TapPort::new(reg.clone(), "i2", 0);
+        // The first refresh reads the registry once.
+        assert!(i1.refresh());
+        assert!(!i1.refresh());
+        assert!(!i1.rx_active() && !i1.tx_active());
+        let g = reg.generation();
+        let plan = plan_for(&request(port_point("inline-1", v1::TapDirection::Tx))).unwrap();
+        let tap = reg.start(&plan).unwrap();
+        assert_eq!(reg.generation(), g + 1);
+        assert!(i1.refresh());
+        assert!(!i1.rx_active() && i1.tx_active());
+        assert!(i2.refresh());
+        assert!(!i2.rx_active() && !i2.tx_active());
+        assert!(!i1.refresh() && !i2.refresh());
+
+        // While the registry is being written, a worker does not wait: it
+        // tries again at its next batch.
+        reg.remove(&tap);
+        {
+            let _w = reg.write();
+            assert!(!i1.refresh());
+            assert!(i1.tx_active());
+        }
+        assert!(i1.refresh());
+        assert!(!i1.tx_active());
+        assert_eq!(reg.count(), 1, "the slot is held until released");
+        reg.release(&tap);
+        assert_eq!(reg.count(), 0);
+    }
+
+    #[test]
+    fn the_concurrency_cap_is_resource_exhausted() {
+        let reg = registry(TapSettings {
+            max_concurrent: 2,
+            ..TapSettings::default()
+        });
+        let plan = plan_for(&request(port_point("inline-1", v1::TapDirection::Rx))).unwrap();
+        let a = reg.start(&plan).unwrap();
+        let _b = reg.start(&plan).unwrap();
+        let e = reg.start(&plan).unwrap_err();
+        assert_eq!(e.code(), code::RESOURCE_EXHAUSTED);
+        assert!(e.to_string().contains("tap.max_concurrent"), "{e}");
+        reg.remove(&a);
+        reg.release(&a);
+        reg.start(&plan).unwrap();
+        let e = TapRegistry::disabled().start(&plan).unwrap_err();
+        assert_eq!(e, TapError::Disabled);
+        assert_eq!(e.code(), code::FAILED_PRECONDITION);
+    }
+
+    #[test]
+    fn sampling_limit_and_snaplen_apply_per_packet() {
+        let reg = registry(TapSettings::default());
+        let mut req = request(port_point("inline-1", v1::TapDirection::Rx));
+        req.sample_one_in = 3;
+        req.snap_length_bytes = 64;
+        let tap = reg.start(&plan_for(&req).unwrap()).unwrap();
+        let mut port = TapPort::new(reg.clone(), "i1", 5);
+        port.refresh();
+        for i in 0..9u8 {
+            port.offer_rx(&frame(i, 100), 1000 + u64::from(i));
+            // TX frames do not reach an RX tap.
+            port.offer_tx(&frame(i, 100), 0);
+        }
+        let got: Vec<TapRecord> = std::iter::from_fn(|| tap.pop()).collect();
+        assert_eq!(
+            got.iter().map(|r| r.data[0]).collect::<Vec<_>>(),
+            vec![0, 3, 6]
+        );
+        assert!(got.iter().all(|r| r.data.len() == 64 && r.orig_len == 100));
+        assert!(got
+            .iter()
+            .all(|r| r.queue == 5 && r.direction == Direction::Rx));
+        assert_eq!(got[1].ts_unix_ns, 1003);
+        assert_eq!(tap.counters().matched.get(), 3);
+
+        let mut req = request(port_point("inline-1", v1::TapDirection::Both));
+        req.max_packets = 4;
+        let limited = reg.start(&plan_for(&req).unwrap()).unwrap();
+        port.refresh();
+        for i in 0..10u8 {
+            port.offer_tx(&frame(i, 60), 0);
+        }
+        let got: Vec<u8> = std::iter::from_fn(|| limited.pop())
+            .map(|r| r.data[0])
+            .collect();
+        assert_eq!(got, vec![0, 1, 2, 3]);
+        assert_eq!(limited.counters().matched.get(), 4);
+        assert_eq!(limited.counters().lost.get(), 0);
+    }
+
+    #[test]
+    fn filters_select_packets_raw_or_parsed() {
+        let reg = registry(TapSettings::default());
+        let mut req = request(port_point("passive-1", v1::TapDirection::Rx));
+        req.filter = "udp and dst port 5001".into();
+        let tap = reg.start(&plan_for(&req).unwrap()).unwrap();
+        let mut port = TapPort::new(reg.clone(), "p1", 0);
+        port.refresh();
+        let udp = |dport: u16| {
+            let mut f = vec![0u8; 60];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[16..18].copy_from_slice(&46u16.to_be_bytes());
+            f[22] = 64;
+            f[23] = 17;
+            f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+            f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+            f[34..36].copy_from_slice(&1234u16.to_be_bytes());
+            f[36..38].copy_from_slice(&dport.to_be_bytes());
+            f[38..40].copy_from_slice(&26u16.to_be_bytes());
+            f
+        };
+        port.offer_rx(&udp(5001), 1);
+        port.offer_rx(&udp(5002), 2);
+        port.offer_rx(&frame(7, 60), 3);
+        let f = udp(5001);
+        port.offer_rx_packet(&Packet::parse(&f), 4);
+        let g = udp(53);
+        port.offer_rx_packet(&Packet::parse(&g), 5);
+        let got: Vec<u64> = std::iter::from_fn(|| tap.pop())
+            .map(|r| r.ts_unix_ns)
+            .collect();
+        assert_eq!(got, vec![1, 4]);
+        assert_eq!(tap.counters().matched.get(), 2);
+        let e = TapPlan::new(
+            &v1::TapRequest {
+                filter: "udp and prot 5".into(),
+                ..req
+            },
+            &TapSettings::default(),
+            &ports(),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), code::INVALID_ARGUMENT);
+        assert!(e.to_string().starts_with("filter: column 9: "), "{e}");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_never_grows() {
+        let reg = registry(TapSettings {
+            queue_packets: 4,
+            ..TapSettings::default()
+        });
+        let tap = reg
+            .start(&plan_for(&request(port_point("inline-2", v1::TapDirection::Rx))).unwrap())
+            .unwrap();
+        let mut port = TapPort::new(reg.clone(), "i2", 0);
+        port.refresh();
+        for i in 0..10u8 {
+            port.offer_rx(&frame(i, 80), 0);
+        }
+        assert_eq!(tap.counters().matched.get(), 10);
+        assert_eq!(tap.counters().lost.get(), 6);
+        let first: Vec<TapRecord> = std::iter::from_fn(|| tap.pop()).collect();
+        assert_eq!(
+            first.iter().map(|r| r.data[0]).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        // Buffers come back and are reused: room for four more.
+        for r in first {
+            tap.recycle(r.data);
+        }
+        for i in 10..20u8 {
+            port.offer_rx(&frame(i, 80), 0);
+        }
+        assert_eq!(tap.counters().lost.get(), 12);
+        assert_eq!(std::iter::from_fn(|| tap.pop()).count(), 4);
+    }
+
+    /// A client that keeps every message, and closes after `close_after`.
+    #[derive(Default)]
+    struct Client {
+        got: Vec<v1::TapResponse>,
+        close_after: Option<usize>,
+        fail_writes: bool,
+    }
+
+    impl TapSink for Client {
+        fn send(&mut self, msg: &v1::DataplaneResponse) -> io::Result<()> {
+            if self.fail_writes {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            match &msg.response {
+                Some(v1::dataplane_response::Response::Tap(t)) => self.got.push(t.clone()),
+                other => panic!("not a tap message: {other:?}"),
+            }
+            Ok(())
+        }
+        fn closed(&mut self) -> bool {
+            self.close_after.is_some_and(|n| self.got.len() >= n)
+        }
+    }
+
+    #[test]
+    fn the_stream_starts_batches_and_ends_at_the_packet_limit() {
+        let reg = registry(TapSettings {
+            queue_packets: 16,
+            ..TapSettings::default()
+        });
+        let mut req = request(port_point("inline-1", v1::TapDirection::Rx));
+        req.max_packets = 20;
+        let plan = plan_for(&req).unwrap();
+        let tap = reg.start(&plan).unwrap();
+        let mut port = TapPort::new(reg.clone(), "i1", 0);
+        port.refresh();
+        // 30 offered into a queue of 16: 16 queued, 14 lost.
+        for i in 0..30u8 {
+            port.offer_rx(&frame(i, 70), u64::from(i));
+        }
+        let feeder = {
+            let reg = reg.clone();
+            std::thread::spawn(move || {
+                let mut port = TapPort::new(reg, "i1", 1);
+                // Later packets, until the limit stops them.
+                std::thread::sleep(Duration::from_millis(100));
+                port.refresh();
+                for i in 100..140u8 {
+                    port.offer_rx(&frame(i, 70), u64::from(i));
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        let mut client = Client::default();
+        let out = stream(&reg, &tap, &plan, &mut client);
+        feeder.join().unwrap();
+        assert_eq!(out.reason, Some(v1::TapEndReason::PacketLimit));
+        let first = &client.got[0];
+        let started = first.started.as_ref().expect("started first");
+        assert_eq!((started.ifname.as_str(), started.max_packets), ("i1", 20));
+        let last = client.got.last().unwrap();
+        let ended = last.ended.as_ref().expect("ended last");
+        let packets: Vec<&v1::TapPacket> = client.got.iter().flat_map(|m| &m.packets).collect();
+        let lost: u64 = client.got.iter().map(|m| m.lost_packets).sum();
+        assert_eq!(packets.len(), 20);
+        assert_eq!(ended.sent_packets, 20);
+        assert_eq!(ended.lost_packets, lost);
+        assert_eq!(
+            ended.sent_packets + ended.lost_packets,
+            ended.matched_packets
+        );
+        assert!(ended.lost_packets >= 14, "{ended:?}");
+        // In order: the first 16 of the burst, then the later ones.
+        let firsts: Vec<u8> = packets.iter().map(|p| p.data[0]).collect();
+        assert_eq!(&firsts[..16], &(0..16).collect::<Vec<u8>>()[..]);
+        assert!(firsts[16..].iter().all(|&b| b >= 100));
+        assert!(packets
+            .iter()
+            .all(|p| p.original_length_bytes == 70 && p.data.len() == 70));
+        // The tap is gone and its slot free.
+        assert_eq!(reg.count(), 0);
+        assert!(port.refresh());
+        assert!(!port.rx_active());
+    }
+
+    #[test]
+    fn the_stream_ends_on_time_on_point_removal_and_when_the_client_leaves() {
+        let reg = registry(TapSettings::default());
+        let mut req = request(port_point("inline-1", v1::TapDirection::Rx));
+        req.max_duration_ms = 120;
+        let plan = plan_for(&req).unwrap();
+        let tap = reg.start(&plan).unwrap();
+        let t0 = Instant::now();
+        let mut client = Client::default();
+        let out = stream(&reg, &tap, &plan, &mut client);
+        assert!(t0.elapsed() >= Duration::from_millis(120));
+        assert_eq!(out.reason, Some(v1::TapEndReason::TimeLimit));
+        assert_eq!(client.got.len(), 2);
+
+        let plan = plan_for(&request(hop_point(
+            "ids",
+            v1::HopSide::B,
+            v1::TapDirection::Both,
+        )))
+        .unwrap();
+        let tap = reg.start(&plan).unwrap();
+        // A chain change that keeps the hop does not end it.
+        reg.end_removed_points(|hop, ifname| hop == "ids" && ifname == "h1b");
+        reg.end_removed_points(|_, _| false);
+        let mut client = Client::default();
+        let out = stream(&reg, &tap, &plan, &mut client);
+        assert_eq!(out.reason, Some(v1::TapEndReason::PointRemoved));
+        let ended = client.got.last().unwrap().ended.clone().unwrap();
+        assert!(ended.message.contains("\"ids\""), "{ended:?}");
+
+        // The client closes: no `ended`, the tap is freed.
+        let plan = plan_for(&request(port_point("inline-1", v1::TapDirection::Rx))).unwrap();
+        let tap = reg.start(&plan).unwrap();
+        let mut client = Client {
+            close_after: Some(1),
+            ..Client::default()
+        };
+        let out = stream(&reg, &tap, &plan, &mut client);
+        assert_eq!(out.reason, None);
+        assert_eq!(client.got.len(), 1);
+        assert_eq!(reg.count(), 0);
+
+        // Writes fail (the client is gone): the same.
+        let tap = reg.start(&plan).unwrap();
+        let mut client = Client {
+            fail_writes: true,
+            ..Client::default()
+        };
+        assert_eq!(stream(&reg, &tap, &plan, &mut client).reason, None);
+        assert_eq!(reg.count(), 0);
+
+        // A stopping dataplane.
+        let tap = reg.start(&plan).unwrap();
+        reg.shutdown();
+        let mut client = Client::default();
+        let out = stream(&reg, &tap, &plan, &mut client);
+        assert_eq!(out.reason, Some(v1::TapEndReason::DataplaneStopped));
+    }
+}
