@@ -1351,18 +1351,14 @@ mod tests {
         let mut port = TapPort::new(reg.clone(), "p1", 0);
         port.refresh();
         let udp = |dport: u16| {
-            let mut f = vec![0u8; 60];
-            f[12] = 0x08;
-            f[14] = 0x45;
-            f[16..18].copy_from_slice(&46u16.to_be_bytes());
-            f[22] = 64;
-            f[23] = 17;
-            f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-            f[30..34].copy_from_slice(&[10, 0, 0, 2]);
-            f[34..36].copy_from_slice(&1234u16.to_be_bytes());
-            f[36..38].copy_from_slice(&dport.to_be_bytes());
-            f[38..40].copy_from_slice(&26u16.to_be_bytes());
-            f
+            crate::packet::test_frames::v4(
+                &[],
+                crate::packet::IPPROTO_UDP,
+                [10, 0, 0, 1],
+                1234,
+                [10, 0, 0, 2],
+                dport,
+            )
         };
         port.offer_rx(&udp(5001), 1);
         port.offer_rx(&udp(5002), 2);

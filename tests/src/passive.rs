@@ -115,14 +115,8 @@ fn ipv4_header(
     h[9] = proto;
     h[12..16].copy_from_slice(&src.octets());
     h[16..20].copy_from_slice(&dst.octets());
-    let mut sum = 0u32;
-    for c in h.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let sum = tapline_bench::traffic::ipv4_checksum(&h);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
     h
 }
 

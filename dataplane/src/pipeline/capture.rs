@@ -281,15 +281,22 @@ impl CaptureTask {
             self.counters.rx_packets.add(u64::from(n));
             self.counters.rx_bytes.add(bytes);
         }
+        self.refill();
+        PollOutcome {
+            frames: n,
+            pending: false,
+        }
+    }
+
+    /// Gives the pool's free frames to the fill ring (and wakes a
+    /// zero-copy driver that asked for it).
+    fn refill(&mut self) {
+        let s = &mut self.socket;
         if self.pool.available() > 0 {
             s.fill.refill(&mut self.pool, u32::MAX);
         }
         if s.is_zerocopy() && s.fill.needs_wakeup() {
             s.kick_rx();
-        }
-        PollOutcome {
-            frames: n,
-            pending: false,
         }
     }
 
@@ -395,9 +402,15 @@ impl CaptureTask {
                 m.pending.clear();
                 m.tx_pending = true;
             }
-            if m.tx_pending {
-                m.tx_pending = kick(&mut m.sock);
-                pending |= m.tx_pending;
+            // A member whose link is down is not kicked (the kernel would
+            // refuse with ENETDOWN at every poll) and does not keep the
+            // worker from idling; its queued frames go out, or come back,
+            // when the link returns.
+            if !m.down {
+                if m.tx_pending {
+                    m.tx_pending = kick(&mut m.sock);
+                }
+                pending |= m.tx_pending || m.in_flight > 0;
             }
         }
         if n == 0 && !self.outputs.recorders.is_empty() {
@@ -416,17 +429,8 @@ impl CaptureTask {
                 }
             }
         }
-        let s = &mut self.socket;
-        if self.pool.available() > 0 {
-            s.fill.refill(&mut self.pool, u32::MAX);
-        }
-        if s.is_zerocopy() && s.fill.needs_wakeup() {
-            s.kick_rx();
-        }
-        PollOutcome {
-            frames: n,
-            pending: pending || self.outputs.members.iter().any(|m| m.in_flight > 0),
-        }
+        self.refill();
+        PollOutcome { frames: n, pending }
     }
 
     /// Takes the members' completions: a frame returns to the pool when
@@ -488,6 +492,7 @@ fn kick(sock: &mut XskSocket) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::test_frames;
     use crate::stats::{Layout, StatsSegment};
     use crate::xdp::socket::FakeKernel;
     use crate::xdp::RingSizes;
@@ -562,20 +567,7 @@ mod tests {
     }
 
     fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 60];
-        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&46u16.to_be_bytes());
-        f[22] = 64;
-        f[23] = 17;
-        f[26..30].copy_from_slice(&src);
-        f[30..34].copy_from_slice(&dst);
-        f[34..36].copy_from_slice(&sport.to_be_bytes());
-        f[36..38].copy_from_slice(&dport.to_be_bytes());
-        f[38..40].copy_from_slice(&26u16.to_be_bytes());
-        f
+        test_frames::v4(&[], crate::packet::IPPROTO_UDP, src, sport, dst, dport)
     }
 
     impl Rig {
