@@ -263,11 +263,12 @@ pub fn throughput_markdown(r: &ThroughputResult) -> String {
         })
         .collect();
     format!(
-        "Chain throughput, {}-byte frames, tools: {}, {} reps x {} s (tapline-bench AF_XDP generator, unpaced)\n\n{}",
+        "Chain throughput, {}-byte frames, tools: {}, {} reps x {} s (tapline-bench AF_XDP generator, unpaced). {}\n\n{}",
         r.config.frame_len + 4,
         r.config.tool,
         r.config.reps,
         r.config.seconds,
+        r.machine.sentence(),
         markdown_table(&["hops", "median Mpps", "vs 0 hops", "samples (Mpps)"], &rows)
     )
 }
@@ -443,7 +444,7 @@ pub fn failover_markdown(r: &FailoverResult) -> String {
         ]
     };
     format!(
-        "Failover of a one-hop chain (tool: {}), {} induced failures (tool side-a link down), {} frames/s of {}-byte frames, heartbeat {}\n\n{}",
+        "Failover of a one-hop chain (tool: {}), {} induced failures (tool side-a link down), {} frames/s of {}-byte frames, heartbeat {}. {}\n\n{}",
         r.config.tool,
         r.config.failures,
         r.config.rate_pps,
@@ -453,6 +454,7 @@ pub fn failover_markdown(r: &FailoverResult) -> String {
         } else {
             r.config.heartbeat_keys.replace('\n', ", ")
         },
+        r.machine.sentence(),
         markdown_table(
             &["", "min", "p50", "p90", "max"],
             &[

@@ -25,14 +25,41 @@
 //! with a [`ToolKind`]: a Linux bridge made into a wire, or two `tc mirred`
 //! redirects. [`Lab::tool_link`] and [`Lab::tool_drop_udp_port`] make a
 //! tool fail or drop one flow, for the chain's failure tests.
+//!
+//! # Real NICs instead of veth pairs
+//!
+//! [`Nics`] (`tapline-bench --iface ROLE=IFNAME`, set process-wide with
+//! [`set_external`]) cables links of the lab with test NICs: a link whose
+//! two ends are both given gets no veth pair; each NIC is moved from this
+//! process's network namespace into its lab namespace under the lab's
+//! name (`ip link set dev ens1f0 netns PREFIX-gen name g0`) and set up, so
+//! everything a benchmark does on the interfaces (XDP, AF_XDP, tc) works
+//! unchanged. A role is the lab's interface name (`g0`, `i1`, `i2`, `s0`,
+//! `t0`, `p1`, `hKa`, `hKb`), qualified by its namespace where the name
+//! alone is ambiguous: `toolK:a`, `toolK:b`, and for a sensor `M` the pair
+//! `dut:M`, `sen-M:e0`. The cabling must be explicit: a link with one end
+//! given is refused, as are unknown roles, NICs that are missing, held by
+//! another lab, bridge or bond ports, or carry global addresses (a
+//! management interface); a NIC without carrier after it came up gets a
+//! warning.
+//!
+//! Before moving a NIC the lab records it in
+//! `/run/tapline-bench/PREFIX.json` ([`NIC_STATE_DIR`]). Dropping the lab,
+//! and [`teardown`] (`tapline-bench lab down`, also from a later process),
+//! move every recorded NIC back under its original name, and up again if it
+//! was, before the namespaces are deleted: deleting a namespace would
+//! return a physical NIC under the lab's name and destroy a veth.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
 use tapline_dataplane::xdp::sys;
 
 /// Environment variable that lets privileged tests be skipped explicitly on
@@ -310,6 +337,16 @@ impl Scenario {
     pub fn has_passive(self) -> bool {
         matches!(self, Scenario::Passive | Scenario::Full)
     }
+
+    /// For messages: `inline`, `passive`, `full`, `chain of 2 mirred tools`.
+    fn label(self) -> String {
+        match self {
+            Scenario::Inline => "inline".into(),
+            Scenario::Passive => "passive".into(),
+            Scenario::Full => "full".into(),
+            Scenario::Chain { hops, tool } => format!("chain of {hops} {} tools", tool.name()),
+        }
+    }
 }
 
 impl std::str::FromStr for Scenario {
@@ -410,11 +447,30 @@ pub fn tc(ns: &Netns, args: &[&str]) -> Result<Output> {
     run(Command::new("tc").args(["-n", ns.name()]).args(args))
 }
 
-/// A built lab. Dropping it removes every namespace (and so every veth).
+/// Namespaces of a lab, after `{prefix}-`.
+const NS_DUT: &str = "dut";
+const NS_GEN: &str = "gen";
+const NS_SINK: &str = "sink";
+const NS_TAP: &str = "tap";
+/// Tool `k`'s namespace suffix (`tool{k}`).
+fn tool_ns(k: u8) -> String {
+    format!("tool{k}")
+}
+/// Prefix of a sensor's namespace suffix (`sen-{member}`).
+const SENSOR_NS_PREFIX: &str = "sen-";
+
+/// A built lab. Dropping it returns the NICs it holds and removes every
+/// namespace (and so every veth).
 #[derive(Debug)]
 pub struct Lab {
     pub prefix: String,
     pub scenario: Scenario,
+    /// The NICs the lab took (see [`Nics`]). Declared before the
+    /// namespaces because fields drop in declaration order: the NICs must
+    /// leave the namespaces before those are deleted.
+    held: HeldNics,
+    /// What `--iface` gave; links whose two ends it names get NICs.
+    external: Nics,
     pub dut: Netns,
     /// Sends into inline-1 (inline scenarios).
     pub gen: Option<Netns>,
@@ -432,17 +488,39 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds `scenario` under `prefix`. A chain's tools forward when this
-    /// returns.
+    /// Builds `scenario` under `prefix`, on the NICs set with
+    /// [`set_external`] (none: veth pairs only). A chain's tools forward
+    /// when this returns.
     pub fn build(prefix: &str, scenario: Scenario) -> Result<Lab> {
+        Lab::build_with(prefix, scenario, &external())
+    }
+
+    /// Builds `scenario` under `prefix`, cabling every link whose two ends
+    /// `nics` names with those NICs instead of a veth pair. Everything is
+    /// checked before anything is built; on a later failure whatever was
+    /// built is removed again and the NICs taken are returned.
+    pub fn build_with(prefix: &str, scenario: Scenario, nics: &Nics) -> Result<Lab> {
         if let Scenario::Chain { hops, tool } = scenario {
             // The fields are public: check what `Scenario::chain` checks.
             Scenario::chain(hops, tool)?;
         }
-        let dut = Netns::create(&format!("{prefix}-dut"))?;
+        nics.plan(scenario)?;
+        for (role, nic) in nics.iter() {
+            inspect_nic(role, nic)?;
+        }
+        let state = state_path(prefix);
+        if state.exists() {
+            bail!(
+                "lab {prefix} still holds NICs (recorded in {}): run `tapline-bench lab down --prefix {prefix}` first",
+                state.display()
+            );
+        }
+        let dut = Netns::create(&format!("{prefix}-{NS_DUT}"))?;
         let mut lab = Lab {
             prefix: prefix.to_string(),
             scenario,
+            held: HeldNics::new(prefix),
+            external: nics.clone(),
             dut,
             gen: None,
             sink: None,
@@ -451,37 +529,34 @@ impl Lab {
             sensors: Vec::new(),
         };
         if scenario.has_inline() {
-            let gen = Netns::create(&format!("{prefix}-gen"))?;
-            let sink = Netns::create(&format!("{prefix}-sink"))?;
-            veth(&gen, ifs::GEN, &lab.dut, ifs::INLINE_1)?;
-            veth(&sink, ifs::SINK, &lab.dut, ifs::INLINE_2)?;
-            lab.gen = Some(gen);
-            lab.sink = Some(sink);
+            lab.gen = Some(Netns::create(&format!("{prefix}-{NS_GEN}"))?);
+            lab.sink = Some(Netns::create(&format!("{prefix}-{NS_SINK}"))?);
         }
         if scenario.has_passive() {
-            let tap = Netns::create(&format!("{prefix}-tap"))?;
-            veth(&tap, ifs::TAP, &lab.dut, ifs::PASSIVE_1)?;
-            lab.tap = Some(tap);
+            lab.tap = Some(Netns::create(&format!("{prefix}-{NS_TAP}"))?);
         }
+        if let Scenario::Chain { hops, .. } = scenario {
+            for k in 1..=hops {
+                lab.tools
+                    .push(Netns::create(&format!("{prefix}-{}", tool_ns(k)))?);
+            }
+        }
+        for [a, b] in links(scenario) {
+            lab.link(&a, &b)?;
+        }
+        lab.warn_without_carrier(0);
         if let Scenario::Chain { hops, tool } = scenario {
             for k in 1..=hops {
-                let ns = Netns::create(&format!("{prefix}-tool{k}"))?;
-                veth(&lab.dut, &ifs::hop_a(k), &ns, ifs::TOOL_A)?;
-                veth(&lab.dut, &ifs::hop_b(k), &ns, ifs::TOOL_B)?;
                 // A tool that forwards an 802.1Q frame with the tag in skb
                 // metadata (veth's VLAN offload) would hand the dut's XDP
                 // program the frame without its tag: native XDP on veth
                 // never sees offloaded tags. Real tools (Suricata, Snort
                 // in af-packet inline mode) reinsert the tag themselves.
-                ns.enter(|| {
-                    for i in [ifs::TOOL_A, ifs::TOOL_B] {
-                        sys::ethtool_clear_flags(i, sys::ETH_FLAG_TXVLAN | sys::ETH_FLAG_RXVLAN)
-                            .with_context(|| format!("turning VLAN offload off on {i}"))?;
-                    }
-                    anyhow::Ok(())
-                })??;
-                lab.tools.push(ns);
-                install_tool(&lab.tools[usize::from(k) - 1], tool)
+                let tool_ns_name = tool_ns(k);
+                for side in [ifs::TOOL_A, ifs::TOOL_B] {
+                    lab.vlan_offload_off(&Role::new(&tool_ns_name, side))?;
+                }
+                install_tool(lab.tool(k)?, tool)
                     .with_context(|| format!("installing tool {k} ({})", tool.name()))?;
             }
             for k in 1..=hops {
@@ -491,9 +566,11 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Keeps the namespaces after this value is dropped.
+    /// Keeps the namespaces, and the NICs in them, after this value is
+    /// dropped; [`teardown`] removes them (and returns the NICs) later.
     pub fn persist(self) {
         let Lab {
+            mut held,
             dut,
             gen,
             sink,
@@ -502,6 +579,7 @@ impl Lab {
             sensors,
             ..
         } = self;
+        held.persist();
         for ns in [Some(dut), gen, sink, tap]
             .into_iter()
             .flatten()
@@ -524,21 +602,94 @@ impl Lab {
             .collect()
     }
 
-    /// Adds one sensor namespace per name: a veth whose dut end is called
+    /// The NICs this lab holds, in the order it took them (empty for a
+    /// lab of veth pairs only).
+    pub fn nics(&self) -> &[NicInfo] {
+        &self.held.info
+    }
+
+    /// Adds one sensor namespace per name: a link whose dut end is called
     /// `name` (an output group member) and whose other end, [`ifs::SENSOR`],
     /// is in namespace `{prefix}-sen-{name}`, with VLAN offload off (so a
-    /// capture there sees tags in the frame, as sent).
+    /// capture there sees tags in the frame, as sent). The link is a veth
+    /// pair, or the NICs given for `dut:{name}` and `sen-{name}:e0`.
     pub fn add_sensors(&mut self, names: &[&str]) -> Result<()> {
         for name in names {
-            let ns = Netns::create(&format!("{}-sen-{name}", self.prefix))?;
-            veth(&self.dut, name, &ns, ifs::SENSOR)?;
-            ns.enter(|| {
-                sys::ethtool_clear_flags(ifs::SENSOR, sys::ETH_FLAG_TXVLAN | sys::ETH_FLAG_RXVLAN)
-                    .context("turning VLAN offload off on a sensor")
-            })??;
+            let [dut_end, sensor_end] = sensor_link(name);
+            let ns = Netns::create(&format!("{}-{}", self.prefix, sensor_end.ns))?;
             self.sensors.push((name.to_string(), ns));
+            let held_before = self.held.held.len();
+            self.link(&dut_end, &sensor_end)?;
+            self.warn_without_carrier(held_before);
+            self.vlan_offload_off(&sensor_end)?;
         }
         Ok(())
+    }
+
+    /// Joins two interfaces of the lab: with the two NICs `--iface` gave
+    /// for them, or else with a veth pair. [`Nics::plan`] refused links
+    /// with one end given before anything was built.
+    fn link(&mut self, a: &Role, b: &Role) -> Result<()> {
+        let a_ns = Netns::existing(&a.netns_name(&self.prefix));
+        let b_ns = Netns::existing(&b.netns_name(&self.prefix));
+        match (self.external.nic(a), self.external.nic(b)) {
+            (Some(a_nic), Some(b_nic)) => {
+                self.held.take(a, a_nic, a_ns.name())?;
+                self.held.take(b, b_nic, b_ns.name())
+            }
+            (None, None) => veth(&a_ns, &a.ifname, &b_ns, &b.ifname),
+            _ => Err(half_link_error(&self.external, &[a.clone(), b.clone()])),
+        }
+    }
+
+    /// Turns VLAN tag offload off on `role`. A veth always allows it; a
+    /// NIC whose driver does not (`EOPNOTSUPP`, fixed offloads) only gets a
+    /// warning: the benchmarks still run, tagged frames just arrive with
+    /// the tag in metadata there.
+    fn vlan_offload_off(&self, role: &Role) -> Result<()> {
+        let ns = Netns::existing(&role.netns_name(&self.prefix));
+        let result = ns.enter(|| {
+            sys::ethtool_clear_flags(&role.ifname, sys::ETH_FLAG_TXVLAN | sys::ETH_FLAG_RXVLAN)
+        })?;
+        match (result, self.external.nic(role)) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), Some(nic)) => {
+                eprintln!(
+                    "warning: lab {}: cannot turn VLAN offload off on NIC {nic} ({role}): {e}",
+                    self.prefix
+                );
+                Ok(())
+            }
+            (Err(e), None) => Err(e)
+                .with_context(|| format!("turning VLAN offload off on {role} in {}", ns.name())),
+        }
+    }
+
+    /// Waits up to [`NIC_CARRIER_TIMEOUT`] for carrier on the NICs taken
+    /// from index `from` on, and warns about each that has none (a cable or
+    /// a peer port down): the benchmarks would measure nothing through it.
+    fn warn_without_carrier(&self, from: usize) {
+        let held = &self.held.held[from.min(self.held.held.len())..];
+        let carrierless = |held: &[HeldNic]| -> Vec<String> {
+            held.iter()
+                .filter(|h| {
+                    !has_carrier(&Netns::existing(&h.netns), &h.role.ifname).unwrap_or(false)
+                })
+                .map(|h| format!("{} ({})", h.nic, h.role))
+                .collect()
+        };
+        let deadline = Instant::now() + NIC_CARRIER_TIMEOUT;
+        let mut missing = carrierless(held);
+        while !missing.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(LINK_POLL);
+            missing = carrierless(held);
+        }
+        for nic in missing {
+            eprintln!(
+                "warning: lab {}: NIC {nic} has no carrier {NIC_CARRIER_TIMEOUT:?} after coming up: check the cable and the port at the other end",
+                self.prefix
+            );
+        }
     }
 
     /// The sensor namespace behind member interface `name`.
@@ -924,14 +1075,684 @@ pub fn namespaces(prefix: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Deletes every namespace whose name starts with `prefix-` (a chain's
-/// tool namespaces included). Idempotent.
-pub fn teardown(prefix: &str) -> Result<usize> {
+/// What [`teardown`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Teardown {
+    /// Namespaces deleted.
+    pub namespaces: usize,
+    /// NICs moved back, as `ORIGINAL (ROLE)`.
+    pub nics: Vec<String>,
+}
+
+/// Removes the lab under `prefix`: moves every NIC its record in
+/// [`NIC_STATE_DIR`] lists back under its original name, then deletes
+/// every namespace whose name starts with `prefix-` (a chain's tool
+/// namespaces included). Idempotent. When a NIC cannot be moved back, the
+/// namespaces and the record stay, and the error says why.
+pub fn teardown(prefix: &str) -> Result<Teardown> {
+    let nics = match read_state(prefix)? {
+        Some(held) => {
+            let returned = return_nics(&held).with_context(|| {
+                format!(
+                    "lab {prefix}: namespaces and {} kept",
+                    state_path(prefix).display()
+                )
+            })?;
+            remove_state(prefix)?;
+            returned
+        }
+        None => Vec::new(),
+    };
     let names = namespaces(prefix)?;
     for name in &names {
         ip(&["netns", "del", name])?;
     }
-    Ok(names.len())
+    Ok(Teardown {
+        namespaces: names.len(),
+        nics,
+    })
+}
+
+/// Where labs record the NICs they hold: `PREFIX.json`, one per lab.
+pub const NIC_STATE_DIR: &str = "/run/tapline-bench";
+/// How long a NIC moved into a lab may take to report carrier after it
+/// came up (autonegotiation on a real port takes a few seconds).
+const NIC_CARRIER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest interface name the kernel takes (`IFNAMSIZ` - 1).
+const IFNAME_MAX_BYTES: usize = 15;
+
+/// One end of a link of a lab: interface `ifname` in namespace
+/// `{prefix}-{ns}`. Written as the bare name where it names one interface
+/// (`g0`, `i1`, `i2`, `s0`, `t0`, `p1`, `hKa`, `hKb`), otherwise as
+/// `NS:IFNAME` (`tool1:a`, `dut:m0`, `sen-m0:e0`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Role {
+    ns: String,
+    ifname: String,
+}
+
+impl Role {
+    fn new(ns: &str, ifname: &str) -> Role {
+        Role {
+            ns: ns.to_string(),
+            ifname: ifname.to_string(),
+        }
+    }
+
+    /// The namespace, without the lab's prefix (`gen`, `dut`, `tool1`, ...).
+    pub fn namespace_suffix(&self) -> &str {
+        &self.ns
+    }
+
+    /// The interface's name inside its namespace.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// The namespace in the lab under `prefix`.
+    pub fn netns_name(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.ns)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if home_of(&self.ifname) == Some(self.ns.as_str()) {
+            f.write_str(&self.ifname)
+        } else {
+            write!(f, "{}:{}", self.ns, self.ifname)
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Role> {
+        let Some((ns, ifname)) = s.split_once(':') else {
+            return match home_of(s) {
+                Some(ns) => Ok(Role::new(ns, s)),
+                None => bail!(
+                    "unknown lab interface {s:?}: the bare names are g0, i1, i2, s0, t0, p1 and hKa, hKb \
+                     (K = 1 to {MAX_HOPS}); tool sides and sensors are written NS:IFNAME \
+                     (tool1:a, tool1:b, dut:m0 with sen-m0:e0)"
+                ),
+            };
+        };
+        check_ifname(ifname).with_context(|| format!("lab interface {s:?}"))?;
+        let known_ns = [NS_DUT, NS_GEN, NS_SINK, NS_TAP].contains(&ns)
+            || (1..=MAX_HOPS).any(|k| tool_ns(k) == ns)
+            || ns
+                .strip_prefix(SENSOR_NS_PREFIX)
+                .is_some_and(|member| check_ifname(member).is_ok());
+        ensure!(
+            known_ns,
+            "lab interface {s:?}: unknown namespace {ns:?} (dut, gen, sink, tap, tool1 to tool{MAX_HOPS}, sen-MEMBER)"
+        );
+        Ok(Role::new(ns, ifname))
+    }
+}
+
+/// The namespace of a lab interface whose name alone says where it is.
+fn home_of(ifname: &str) -> Option<&'static str> {
+    match ifname {
+        ifs::GEN => Some(NS_GEN),
+        ifs::SINK => Some(NS_SINK),
+        ifs::TAP => Some(NS_TAP),
+        ifs::INLINE_1 | ifs::INLINE_2 | ifs::PASSIVE_1 => Some(NS_DUT),
+        hop if (1..=MAX_HOPS).any(|k| hop == ifs::hop_a(k) || hop == ifs::hop_b(k)) => Some(NS_DUT),
+        _ => None,
+    }
+}
+
+/// Refuses what the kernel would not take as an interface name.
+fn check_ifname(name: &str) -> Result<()> {
+    ensure!(
+        !name.is_empty()
+            && name.len() <= IFNAME_MAX_BYTES
+            && name != "."
+            && name != ".."
+            && !name.contains(|c: char| c == '/' || c == ':' || c == '=' || c.is_whitespace()),
+        "{name:?} is not an interface name (1 to {IFNAME_MAX_BYTES} bytes, no '/', ':', '=' or spaces)"
+    );
+    Ok(())
+}
+
+/// The links of `scenario` (sensors aside), each as its two ends, in the
+/// order [`Lab::build_with`] makes them.
+fn links(scenario: Scenario) -> Vec<[Role; 2]> {
+    let mut links = Vec::new();
+    if scenario.has_inline() {
+        links.push([
+            Role::new(NS_GEN, ifs::GEN),
+            Role::new(NS_DUT, ifs::INLINE_1),
+        ]);
+        links.push([
+            Role::new(NS_SINK, ifs::SINK),
+            Role::new(NS_DUT, ifs::INLINE_2),
+        ]);
+    }
+    if scenario.has_passive() {
+        links.push([
+            Role::new(NS_TAP, ifs::TAP),
+            Role::new(NS_DUT, ifs::PASSIVE_1),
+        ]);
+    }
+    if let Scenario::Chain { hops, .. } = scenario {
+        for k in 1..=hops {
+            let tool = tool_ns(k);
+            links.push([
+                Role::new(NS_DUT, &ifs::hop_a(k)),
+                Role::new(&tool, ifs::TOOL_A),
+            ]);
+            links.push([
+                Role::new(NS_DUT, &ifs::hop_b(k)),
+                Role::new(&tool, ifs::TOOL_B),
+            ]);
+        }
+    }
+    links
+}
+
+/// The link to sensor `member`: the dut's `member` and the sensor's `e0`.
+fn sensor_link(member: &str) -> [Role; 2] {
+    [
+        Role::new(NS_DUT, member),
+        Role::new(&format!("{SENSOR_NS_PREFIX}{member}"), ifs::SENSOR),
+    ]
+}
+
+/// The sensor link `role` is an end of, if it is one.
+fn sensor_link_of(role: &Role) -> Option<[Role; 2]> {
+    match role.ns.strip_prefix(SENSOR_NS_PREFIX) {
+        Some(member) => (role.ifname == ifs::SENSOR).then(|| sensor_link(member)),
+        None => (role.ns == NS_DUT && home_of(&role.ifname).is_none())
+            .then(|| sensor_link(&role.ifname)),
+    }
+}
+
+/// `--iface ROLE=IFNAME`: lab interface `ROLE` is NIC `IFNAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicAssignment {
+    pub role: Role,
+    pub nic: String,
+}
+
+impl std::str::FromStr for NicAssignment {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<NicAssignment> {
+        let (role, nic) = s
+            .split_once('=')
+            .with_context(|| format!("{s:?}: expected ROLE=IFNAME, e.g. g0=ens1f0"))?;
+        check_ifname(nic).with_context(|| format!("NIC of {s:?}"))?;
+        Ok(NicAssignment {
+            role: role.parse()?,
+            nic: nic.to_string(),
+        })
+    }
+}
+
+/// Which lab interfaces are NICs: no role and no NIC given twice. Empty:
+/// every link is a veth pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Nics {
+    by_role: BTreeMap<Role, String>,
+}
+
+impl Nics {
+    /// Collects `assignments`, refusing a role or a NIC given twice.
+    pub fn new(assignments: impl IntoIterator<Item = NicAssignment>) -> Result<Nics> {
+        let mut by_role = BTreeMap::new();
+        for NicAssignment { role, nic } in assignments {
+            if let Some((other, _)) = by_role.iter().find(|(_, n)| **n == nic) {
+                bail!("--iface: NIC {nic} given for both {other} and {role}");
+            }
+            if let Some(first) = by_role.insert(role.clone(), nic.clone()) {
+                bail!("--iface: {role} given twice ({first} and {nic})");
+            }
+        }
+        Ok(Nics { by_role })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_role.is_empty()
+    }
+
+    /// Every (role, NIC), in role order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Role, &str)> {
+        self.by_role.iter().map(|(r, n)| (r, n.as_str()))
+    }
+
+    /// The NIC given for `role`.
+    pub fn nic(&self, role: &Role) -> Option<&str> {
+        self.by_role.get(role).map(String::as_str)
+    }
+
+    /// Checks the roles against `scenario` and returns its links that get
+    /// NICs: every role must be an end of one of its links, or of a
+    /// sensor's (taken when [`Lab::add_sensors`] adds it), and every link
+    /// must have both ends given or neither.
+    pub fn plan(&self, scenario: Scenario) -> Result<Vec<[Role; 2]>> {
+        let fixed = links(scenario);
+        let mut cabled = Vec::new();
+        for link in &fixed {
+            match (self.nic(&link[0]), self.nic(&link[1])) {
+                (Some(_), Some(_)) => cabled.push(link.clone()),
+                (None, None) => {}
+                _ => return Err(half_link_error(self, link)),
+            }
+        }
+        for role in self.by_role.keys() {
+            if fixed.iter().any(|link| link.contains(role)) {
+                continue;
+            }
+            match sensor_link_of(role) {
+                Some(link) if link.iter().all(|end| self.nic(end).is_some()) => {}
+                Some(link) => return Err(half_link_error(self, &link)),
+                None => bail!(
+                    "--iface {role}={}: the {} lab has no interface {role}; its links are {}, and per sensor M dut:M <-> sen-M:e0",
+                    self.by_role[role],
+                    scenario.label(),
+                    fixed
+                        .iter()
+                        .map(|[a, b]| format!("{a} <-> {b}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+        Ok(cabled)
+    }
+}
+
+/// The error for `link` with one end given.
+fn half_link_error(nics: &Nics, link: &[Role; 2]) -> anyhow::Error {
+    let (given, missing) = if nics.nic(&link[0]).is_some() {
+        (&link[0], &link[1])
+    } else {
+        (&link[1], &link[0])
+    };
+    anyhow::anyhow!(
+        "--iface {given}={} without {missing}: the link {} <-> {} takes two cabled NICs (give both ends) or none (a veth pair)",
+        nics.nic(given).unwrap_or_default(),
+        link[0],
+        link[1]
+    )
+}
+
+/// The NICs [`Lab::build`] uses (`tapline-bench --iface`).
+static EXTERNAL: Mutex<Nics> = Mutex::new(Nics {
+    by_role: BTreeMap::new(),
+});
+/// Every NIC a lab of this process took, for result files.
+static NICS_USED: Mutex<Vec<NicInfo>> = Mutex::new(Vec::new());
+
+/// Sets the NICs every later [`Lab::build`] of this process cables its
+/// links with (the global `--iface` options). [`Lab::build_with`] takes
+/// them explicitly instead.
+pub fn set_external(nics: Nics) {
+    *EXTERNAL.lock().unwrap_or_else(|e| e.into_inner()) = nics;
+}
+
+/// The NICs set with [`set_external`].
+pub fn external() -> Nics {
+    EXTERNAL.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Every NIC a lab of this process took, once each (for the machine
+/// description of result files; empty when every link was a veth).
+pub fn nics_used() -> Vec<NicInfo> {
+    NICS_USED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// A NIC a lab took, as reported with results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NicInfo {
+    /// The lab interface it stands for (`g0`, `tool1:a`, ...).
+    pub role: String,
+    /// Its name outside the lab.
+    pub nic: String,
+    /// Its driver (`/sys/class/net/X/device/driver`), or for a virtual
+    /// interface its kind (`veth`).
+    pub driver: String,
+    pub rx_queues: usize,
+    pub tx_queues: usize,
+}
+
+impl std::fmt::Display for NicInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} = {} (driver {}, {} rx / {} tx queues)",
+            self.role, self.nic, self.driver, self.rx_queues, self.tx_queues
+        )
+    }
+}
+
+/// A NIC in this process's namespace, checked for use in a lab.
+#[derive(Debug)]
+struct NicCheck {
+    info: NicInfo,
+    /// Administratively up before the lab took it.
+    was_up: bool,
+}
+
+/// Checks that `nic` is here and free for `role`: not held by a lab, not a
+/// port of a bridge or bond, not the loopback, and without global
+/// addresses (a test NIC is unconfigured; one with addresses is likely the
+/// management interface, and moving it would cut the machine off).
+fn inspect_nic(role: &Role, nic: &str) -> Result<NicCheck> {
+    let out = Command::new("ip")
+        .args(["-j", "-d", "link", "show", "dev", nic])
+        .stdin(Stdio::null())
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        let held = held_by_lab(nic)?
+            .map(|(prefix, r)| {
+                format!(
+                    ": lab {prefix} holds it as {r} (`tapline-bench lab down --prefix {prefix}` returns it)"
+                )
+            })
+            .unwrap_or_default();
+        bail!(
+            "--iface {role}={nic}: there is no interface {nic} in this network namespace{held} ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing ip -j output")?;
+    let link = &v[0];
+    let flags: Vec<&str> = link["flags"]
+        .as_array()
+        .map(|f| f.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        !flags.contains(&"LOOPBACK"),
+        "--iface {role}={nic}: {nic} is a loopback interface"
+    );
+    if let Some(master) = link["master"].as_str() {
+        bail!("--iface {role}={nic}: {nic} is in use, as a port of {master}");
+    }
+    let out = ip(&["-j", "addr", "show", "dev", nic])?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing ip -j output")?;
+    if let Some(addr) = v[0]["addr_info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["scope"] == "global")
+    {
+        bail!(
+            "--iface {role}={nic}: {nic} carries address {}/{}; a test NIC must be unconfigured (is it a management interface?)",
+            addr["local"].as_str().unwrap_or("?"),
+            addr["prefixlen"]
+        );
+    }
+    let sys = Path::new("/sys/class/net").join(nic);
+    let driver = std::fs::read_link(sys.join("device/driver"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| link["linkinfo"]["info_kind"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string());
+    let queues = |kind: &str| {
+        std::fs::read_dir(sys.join("queues"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(kind))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    Ok(NicCheck {
+        info: NicInfo {
+            role: role.to_string(),
+            nic: nic.to_string(),
+            driver,
+            rx_queues: queues("rx-"),
+            tx_queues: queues("tx-"),
+        },
+        was_up: flags.contains(&"UP"),
+    })
+}
+
+/// A NIC a lab holds, as recorded in its state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct HeldNic {
+    role: Role,
+    /// Its original name, here.
+    nic: String,
+    /// The namespace it is in, as `role.ifname`.
+    netns: String,
+    /// Whether to set it up again once back.
+    was_up: bool,
+}
+
+/// The record of a lab's NICs.
+#[derive(Debug, Serialize, Deserialize)]
+struct NicState {
+    prefix: String,
+    nics: Vec<HeldNic>,
+}
+
+/// `NIC_STATE_DIR/PREFIX.json`.
+fn state_path(prefix: &str) -> PathBuf {
+    Path::new(NIC_STATE_DIR).join(format!("{prefix}.json"))
+}
+
+/// The NICs the lab under `prefix` recorded, if it recorded any.
+fn read_state(prefix: &str) -> Result<Option<Vec<HeldNic>>> {
+    let path = state_path(prefix);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let state: NicState = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            Ok(Some(state.nics))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Replaces the record of `prefix` (through a rename, so a reader never
+/// sees half a file).
+fn write_state(prefix: &str, nics: &[HeldNic]) -> Result<()> {
+    std::fs::create_dir_all(NIC_STATE_DIR).with_context(|| format!("creating {NIC_STATE_DIR}"))?;
+    let path = state_path(prefix);
+    let tmp = path.with_extension("json.tmp");
+    let state = NicState {
+        prefix: prefix.to_string(),
+        nics: nics.to_vec(),
+    };
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn remove_state(prefix: &str) -> Result<()> {
+    let path = state_path(prefix);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The lab (prefix) and role under which a record lists `nic`.
+fn held_by_lab(nic: &str) -> Result<Option<(String, Role)>> {
+    let dir = match std::fs::read_dir(NIC_STATE_DIR) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {NIC_STATE_DIR}")),
+    };
+    for entry in dir.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Ok(state) = std::fs::read(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| Ok(serde_json::from_slice::<NicState>(&b)?))
+        else {
+            continue;
+        };
+        if let Some(h) = state.nics.iter().find(|h| h.nic == nic) {
+            return Ok(Some((state.prefix.clone(), h.role.clone())));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether interface `ifname` exists in namespace `netns` (None: this
+/// process's).
+fn link_exists(netns: Option<&str>, ifname: &str) -> Result<bool> {
+    let mut args = Vec::new();
+    if let Some(ns) = netns {
+        args.extend(["-n", ns]);
+    }
+    args.extend(["-j", "link", "show"]);
+    let out = ip(&args)?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing ip -j output")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .any(|l| l["ifname"] == ifname))
+}
+
+/// Moves `h` back to this process's namespace under its original name,
+/// and up if it was. Returns `ORIGINAL (ROLE)`, or None when the NIC is
+/// nowhere to be found (a veth whose namespace was deleted is gone).
+fn return_nic(h: &HeldNic) -> Result<Option<String>> {
+    let in_lab = Path::new("/var/run/netns").join(&h.netns).exists()
+        && link_exists(Some(&h.netns), &h.role.ifname)?;
+    if in_lab {
+        // `netns PID`: the namespace of this process, which is where the
+        // NIC came from (ip itself runs in the lab namespace with -n).
+        let pid = std::process::id().to_string();
+        ip(&[
+            "-n",
+            &h.netns,
+            "link",
+            "set",
+            "dev",
+            &h.role.ifname,
+            "netns",
+            &pid,
+            "name",
+            &h.nic,
+        ])
+        .with_context(|| format!("moving {} in {} back as {}", h.role.ifname, h.netns, h.nic))?;
+    } else if !link_exists(None, &h.nic)? {
+        eprintln!(
+            "warning: NIC {} ({}) is neither in {} nor here: a physical NIC whose namespace was deleted comes back as {} \
+             (rename it with `ip link set dev {} name {}`); a veth is gone",
+            h.nic, h.role, h.netns, h.role.ifname, h.role.ifname, h.nic
+        );
+        return Ok(None);
+    }
+    if h.was_up {
+        ip(&["link", "set", "dev", &h.nic, "up"])?;
+    }
+    Ok(Some(format!("{} ({})", h.nic, h.role)))
+}
+
+/// Returns every NIC of `held` (the last taken first), and fails with the
+/// reasons when some could not be moved.
+fn return_nics(held: &[HeldNic]) -> Result<Vec<String>> {
+    let mut returned = Vec::new();
+    let mut failed = Vec::new();
+    for h in held.iter().rev() {
+        match return_nic(h) {
+            Ok(Some(nic)) => returned.push(nic),
+            Ok(None) => {}
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+    }
+    returned.reverse();
+    if !failed.is_empty() {
+        bail!("NICs not returned: {}", failed.join("; "));
+    }
+    Ok(returned)
+}
+
+/// The NICs a lab took. Returns them on drop, unless persisted, and then
+/// removes the lab's record.
+#[derive(Debug)]
+struct HeldNics {
+    prefix: String,
+    held: Vec<HeldNic>,
+    info: Vec<NicInfo>,
+    /// Whether drop returns the NICs (false once persisted).
+    owned: bool,
+}
+
+impl HeldNics {
+    fn new(prefix: &str) -> HeldNics {
+        HeldNics {
+            prefix: prefix.to_string(),
+            held: Vec::new(),
+            info: Vec::new(),
+            owned: true,
+        }
+    }
+
+    /// Moves `nic` into namespace `netns` as `role` and sets it up. The
+    /// record is written first: a crash in between leaves a record whose
+    /// NIC [`return_nic`] finds still here, which is harmless.
+    fn take(&mut self, role: &Role, nic: &str, netns: &str) -> Result<()> {
+        let check = inspect_nic(role, nic)?;
+        self.held.push(HeldNic {
+            role: role.clone(),
+            nic: nic.to_string(),
+            netns: netns.to_string(),
+            was_up: check.was_up,
+        });
+        write_state(&self.prefix, &self.held)?;
+        ip(&[
+            "link",
+            "set",
+            "dev",
+            nic,
+            "netns",
+            netns,
+            "name",
+            &role.ifname,
+        ])
+        .with_context(|| format!("moving NIC {nic} into {netns} as {}", role.ifname))?;
+        ip(&["-n", netns, "link", "set", "dev", &role.ifname, "up"])?;
+        let mut used = NICS_USED.lock().unwrap_or_else(|e| e.into_inner());
+        if !used.contains(&check.info) {
+            used.push(check.info.clone());
+        }
+        self.info.push(check.info);
+        Ok(())
+    }
+
+    /// Leaves the NICs, and the record, to [`teardown`].
+    fn persist(&mut self) {
+        self.owned = false;
+    }
+}
+
+impl Drop for HeldNics {
+    fn drop(&mut self) {
+        if !self.owned || self.held.is_empty() {
+            return;
+        }
+        match return_nics(&self.held) {
+            Ok(_) => {
+                if let Err(e) = remove_state(&self.prefix) {
+                    eprintln!("warning: lab {}: {e:#}", self.prefix);
+                }
+            }
+            Err(e) => eprintln!(
+                "warning: lab {}: {e:#}; see {}",
+                self.prefix,
+                state_path(&self.prefix).display()
+            ),
+        }
+    }
 }
 
 /// What `ip -d link` says about an interface that tests care about.
@@ -1085,6 +1906,102 @@ mod tests {
             "11,40 0 0 12,21 0 8 2048,48 0 0 23,21 0 6 17,40 0 0 20,69 4 0 8191,\
              177 0 0 14,72 0 0 14,21 0 1 10002,6 0 0 2,6 0 0 4294967295"
         );
+    }
+
+    fn nics(pairs: &[(&str, &str)]) -> Result<Nics> {
+        Nics::new(
+            pairs
+                .iter()
+                .map(|(role, nic)| format!("{role}={nic}").parse())
+                .collect::<Result<Vec<NicAssignment>>>()?,
+        )
+    }
+
+    #[test]
+    fn roles_parse_bare_where_unambiguous_and_qualified_otherwise() -> Result<()> {
+        for (text, ns, ifname) in [
+            ("g0", NS_GEN, ifs::GEN),
+            ("i1", NS_DUT, ifs::INLINE_1),
+            ("s0", NS_SINK, ifs::SINK),
+            ("t0", NS_TAP, ifs::TAP),
+            ("h8b", NS_DUT, "h8b"),
+            ("tool2:a", "tool2", ifs::TOOL_A),
+            ("dut:m0", NS_DUT, "m0"),
+            ("sen-m0:e0", "sen-m0", ifs::SENSOR),
+        ] {
+            let role: Role = text.parse()?;
+            assert_eq!(role, Role::new(ns, ifname), "{text}");
+            assert_eq!(role.to_string(), text);
+        }
+        // The qualified spelling of a bare name prints bare.
+        assert_eq!("gen:g0".parse::<Role>()?.to_string(), "g0");
+        for bad in [
+            "a", "h9a", "e0", "g1", "tool9:a", "lab:x", "dut:", "dut:x/y",
+        ] {
+            assert!(bad.parse::<Role>().is_err(), "{bad} parsed");
+        }
+        let a: NicAssignment = "tool1:b=ens1f0".parse()?;
+        assert_eq!(
+            (a.role.to_string(), a.nic.as_str()),
+            ("tool1:b".into(), "ens1f0")
+        );
+        for bad in ["g0", "g0=", "=ens1f0", "g0=ens1f0ens1f0ens1f0", "g0=a b"] {
+            assert!(bad.parse::<NicAssignment>().is_err(), "{bad} parsed");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_role_or_a_nic_given_twice_is_refused() {
+        let e = nics(&[("g0", "x0"), ("i1", "x0")]).unwrap_err();
+        assert!(e.to_string().contains("x0 given for both"), "{e}");
+        let e = nics(&[("g0", "x0"), ("gen:g0", "x1")]).unwrap_err();
+        assert!(e.to_string().contains("g0 given twice"), "{e}");
+    }
+
+    #[test]
+    fn plan_takes_whole_links_of_the_scenario_only() -> Result<()> {
+        let inline = nics(&[("g0", "x0"), ("i1", "x1"), ("s0", "x2"), ("i2", "x3")])?;
+        assert_eq!(inline.plan(Scenario::Inline)?, links(Scenario::Inline));
+        assert_eq!(inline.plan(Scenario::Full)?.len(), 2);
+        let e = inline.plan(Scenario::Passive).unwrap_err().to_string();
+        assert!(e.contains("the passive lab has no interface"), "{e}");
+        assert!(e.contains("t0 <-> p1"), "{e}");
+
+        let e = nics(&[("g0", "x0"), ("s0", "x2"), ("i2", "x3")])?
+            .plan(Scenario::Inline)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--iface g0=x0 without i1: the link g0 <-> i1"),
+            "{e}"
+        );
+
+        let chain = Scenario::chain(2, ToolKind::Mirred)?;
+        let hop = nics(&[("h2a", "x0"), ("tool2:a", "x1")])?;
+        assert_eq!(
+            hop.plan(chain)?,
+            vec![[Role::new(NS_DUT, "h2a"), Role::new("tool2", ifs::TOOL_A)]]
+        );
+        let e = nics(&[("tool2:b", "x1")])?
+            .plan(chain)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without h2b"), "{e}");
+        assert!(nics(&[("h3a", "x0"), ("tool3:a", "x1")])?
+            .plan(chain)
+            .is_err());
+
+        // Sensors are taken by `add_sensors`; both ends must be given.
+        let sensor = nics(&[("dut:m0", "x0"), ("sen-m0:e0", "x1")])?;
+        assert!(sensor.plan(Scenario::Passive)?.is_empty());
+        let e = nics(&[("dut:m0", "x0")])?
+            .plan(Scenario::Passive)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without sen-m0:e0"), "{e}");
+        assert!(nics(&[])?.plan(Scenario::Full)?.is_empty());
+        Ok(())
     }
 
     #[test]

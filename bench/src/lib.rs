@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod afpacket;
 pub mod chain_bench;
 pub mod demo;
 pub mod inline_bench;
@@ -16,6 +17,9 @@ pub mod measure;
 pub mod micro;
 pub mod observe;
 pub mod passive_bench;
+pub mod peers;
+pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod search;

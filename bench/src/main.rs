@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use tapline_bench::progress::Progress;
 
 use tapline_bench::{
-    chain_bench, demo, inline_bench, lab, measure, micro, passive_bench, report, search, traffic,
+    afpacket, chain_bench, demo, inline_bench, lab, measure, micro, passive_bench, report, search,
+    traffic,
 };
 
 #[derive(Debug, Parser)]
@@ -15,6 +17,13 @@ use tapline_bench::{
     about = "tapline lab topologies, traffic generator, benchmarks and demo"
 )]
 struct Args {
+    /// Cable a link of the labs with a real test NIC instead of a veth
+    /// pair: lab interface ROLE (g0, i1, i2, s0, t0, p1, hKa, hKb, toolK:a,
+    /// toolK:b, dut:M and sen-M:e0 for sensor M) is NIC IFNAME, moved into
+    /// the lab under ROLE's name and back afterwards. Repeatable; give both
+    /// ends of each link.
+    #[arg(long = "iface", value_name = "ROLE=IFNAME", global = true)]
+    iface: Vec<lab::NicAssignment>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -84,7 +93,8 @@ enum Cmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
-    /// Inline throughput: tapline against the Linux bridge and tc mirred.
+    /// Inline throughput: tapline against the Linux bridge, tc mirred, an
+    /// AF_PACKET forwarder, DPDK testpmd and Suricata (when installed).
     Bridge {
         /// Repetitions (medians are reported).
         #[arg(long, default_value_t = 3)]
@@ -92,23 +102,33 @@ enum Cmd {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
-        /// Frame length without FCS (60 = 64 bytes on the wire).
-        #[arg(long, default_value_t = 60)]
-        frame_len: usize,
+        /// Frame lengths without FCS, comma separated (60 = 64 bytes on the
+        /// wire), e.g. 60,124,252,508,1020,1514 for a sweep; with more than
+        /// one, --out also writes bridge-throughput.svg.
+        #[arg(
+            long,
+            visible_alias = "frame-len",
+            default_value = "60",
+            value_delimiter = ','
+        )]
+        frame_lens: Vec<usize>,
         /// UDP flows in the generated traffic.
         #[arg(long, default_value_t = 64)]
         flows: u16,
-        /// DUTs, comma separated: tapline, tapline-generic, linux-bridge, tc-mirred.
+        /// DUTs, comma separated: tapline, tapline-generic, tapline-observed,
+        /// linux-bridge, tc-mirred, af-packet (tapline-bench's AF_PACKET
+        /// forwarder), testpmd (DPDK, net_af_xdp), suricata (af-packet IPS).
+        /// testpmd and suricata are skipped when not installed.
         #[arg(
             long,
-            default_value = "tapline,tapline-generic,linux-bridge,tc-mirred",
+            default_value = "tapline,tapline-generic,linux-bridge,tc-mirred,af-packet,testpmd,suricata",
             value_delimiter = ','
         )]
         duts: Vec<String>,
         /// CPU for the generator thread.
         #[arg(long)]
         gen_cpu: Option<usize>,
-        /// CPU for tapline's worker.
+        /// CPU for tapline's worker (and testpmd's forwarding lcore).
         #[arg(long)]
         dut_cpu: Option<usize>,
         /// Extra TOML keys for tapline's [dataplane] table, e.g. 'idle = "busy"'
@@ -125,7 +145,8 @@ enum Cmd {
     /// Per-frame cost of tapline's own code: the tasks' poll over in-memory
     /// rings with a fake kernel (frames/s; instructions/frame with --callgrind).
     Micro {
-        /// bridge, bridge-bidir, capture or all.
+        /// bridge, bridge-bidir, capture, chain-1, chain-2, chain-4 (a chain
+        /// of 1, 2 or 4 tools, heartbeats on), chain (the three chains) or all.
         #[arg(long, default_value = "all")]
         path: micro::PathSel,
         /// Frames per timed repetition.
@@ -168,7 +189,8 @@ enum Cmd {
         /// UDP flows in the generated traffic.
         #[arg(long, default_value_t = 64)]
         flows: u16,
-        /// tapline, tapline-generic, linux-bridge or tc-mirred.
+        /// tapline, tapline-generic, tapline-observed, linux-bridge,
+        /// tc-mirred, af-packet, testpmd or suricata.
         #[arg(long, default_value = "tapline")]
         dut: String,
         /// Extra TOML keys for tapline's [dataplane] table (use \n between keys).
@@ -183,11 +205,19 @@ enum Cmd {
     },
     /// RFC 2544-style searches on the inline lab: the no-drop rate (NDR,
     /// no loss) and the partial-drop rate (PDR, at most 0.1% loss) by binary
-    /// search over paced runs, then latency at 10%, 50% and 90% of the NDR.
+    /// search over paced runs, then latency at 10%, 50% and 90% of the NDR;
+    /// repeated with the DUTs interleaved, reporting medians, ratios of
+    /// tapline to each peer and the targets.
     Ndr {
-        /// DUTs, comma separated: tapline, tapline-generic, linux-bridge, tc-mirred.
+        /// DUTs, comma separated: tapline, tapline-generic, tapline-observed,
+        /// linux-bridge, tc-mirred, af-packet, testpmd, suricata (peers that
+        /// are not installed are skipped).
         #[arg(long, default_value = "tapline", value_delimiter = ',')]
         dut: Vec<String>,
+        /// Repetitions; each runs every DUT's searches and latency trials
+        /// before the next starts (medians are reported).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        reps: u32,
         /// Frame length without FCS (60 = 64 bytes on the wire).
         #[arg(long, default_value_t = 60)]
         frame_len: usize,
@@ -222,8 +252,11 @@ enum Cmd {
     },
     /// Passive side on the passive lab, in one run, interleaved: capture to
     /// disk (tapline's recorder against tcpdump and netsniff-ng: frames
-    /// written to pcap files against frames sent) and the cost of fan-out
-    /// (tapline with 0, 1, 2, 4 output groups).
+    /// written to pcap files against frames sent), the cost of fan-out
+    /// (tapline with 0, 1, 2, 4 output groups) and the zero-drop rate (a
+    /// binary search per DUT over the paced rate: tapline and an AF_PACKET
+    /// recvmmsg reader by their counters, tapline's recorder, tcpdump -w and
+    /// netsniff-ng by the records in their files).
     Passive {
         /// Repetitions (medians are reported).
         #[arg(long, default_value_t = 3)]
@@ -269,9 +302,82 @@ enum Cmd {
         /// Extra TOML keys for tapline's [xdp] table.
         #[arg(long, default_value = "")]
         xdp_keys: String,
+        /// Zero-drop rate DUTs, comma separated: tapline, af-packet-read,
+        /// tapline-record, tcpdump, netsniff-ng (empty: skip the part).
+        #[arg(
+            long,
+            default_value = "tapline,af-packet-read,tapline-record,tcpdump,netsniff-ng",
+            value_delimiter = ','
+        )]
+        zero_drop: Vec<String>,
+        /// Seconds of traffic per zero-drop trial.
+        #[arg(long, default_value_t = 2.0)]
+        zero_drop_trial_seconds: f64,
+        /// Highest rate of the zero-drop search, frames per second
+        /// (default: the unpaced generator's rate, probed through each DUT
+        /// at the start of each search).
+        #[arg(long)]
+        zero_drop_max_pps: Option<u64>,
+        /// Lowest rate of the zero-drop search and floor of its resolution,
+        /// frames per second.
+        #[arg(long, default_value_t = 1_000)]
+        zero_drop_min_pps: u64,
+        /// Zero-drop search resolution, percent of the highest rate.
+        #[arg(long, default_value_t = 2.0)]
+        zero_drop_resolution_pct: f64,
+        /// At most this many trials per zero-drop search (the probe excluded).
+        #[arg(long, default_value_t = 16)]
+        zero_drop_max_trials: u32,
         /// Directory for passive.{json,md}.
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
+    },
+}
+
+/// `tapline-bench peer ...`: a benchmark peer run as its own process (the
+/// benchmarks start it inside a lab namespace). It prints {"event":"ready"}
+/// once its sockets are bound, and its counters as one {"event":"done",...}
+/// line after SIGTERM or SIGINT. Parsed apart from [`Args`]: its command
+/// line is a contract with the benchmarks and takes none of the main CLI's
+/// global options (its `--iface` is an interface, not a NIC assignment).
+#[derive(Debug, Parser)]
+#[command(
+    name = "tapline-bench peer",
+    bin_name = "tapline-bench peer",
+    about = "Run a benchmark peer"
+)]
+struct PeerArgs {
+    #[command(subcommand)]
+    peer: PeerCmd,
+}
+
+/// The first argument that selects [`PeerArgs`].
+const PEER_COMMAND: &str = "peer";
+
+#[derive(Debug, Subcommand)]
+enum PeerCmd {
+    /// AF_PACKET L2 forwarder A <-> B (recvmmsg/sendmmsg, one thread per
+    /// direction); done: forwarded, dropped, kernel_drops.
+    AfPacketFwd {
+        /// First interface.
+        #[arg(long)]
+        a: String,
+        /// Second interface.
+        #[arg(long)]
+        b: String,
+        /// Frames per recvmmsg/sendmmsg (1 to 1024).
+        #[arg(long, default_value_t = afpacket::DEFAULT_BATCH)]
+        batch: usize,
+    },
+    /// AF_PACKET reader counting frames on IFACE (recvmmsg); done:
+    /// received, bytes, kernel_drops.
+    AfPacketRead {
+        /// Interface to read.
+        #[arg(long)]
+        iface: String,
+        /// Frames per recvmmsg (1 to 1024).
+        #[arg(long, default_value_t = afpacket::DEFAULT_BATCH)]
+        batch: usize,
     },
 }
 
@@ -300,7 +406,36 @@ enum LabOp {
 }
 
 fn main() -> Result<()> {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == PEER_COMMAND)
+    {
+        return match PeerArgs::parse_from(std::env::args_os().skip(1)).peer {
+            PeerCmd::AfPacketFwd { a, b, batch } => afpacket::run_forwarder(&a, &b, batch),
+            PeerCmd::AfPacketRead { iface, batch } => afpacket::run_reader(&iface, batch),
+        };
+    }
     let args = Args::parse();
+    // clap does not merge a global option given both before and after the
+    // subcommand: one side's values replace the other's. Refuse that
+    // rather than build a lab on some of the NICs.
+    let iface_given = std::env::args_os()
+        .filter(|a| a == "--iface" || a.to_string_lossy().starts_with("--iface="))
+        .count();
+    if iface_given != args.iface.len() {
+        bail!("--iface: give all of them on the same side of the subcommand (before or after it)");
+    }
+    if !args.iface.is_empty() {
+        if matches!(
+            args.cmd,
+            Cmd::Lab {
+                op: LabOp::Down { .. }
+            }
+        ) {
+            bail!("--iface builds labs on NICs; lab down returns the NICs its lab recorded");
+        }
+        lab::set_external(lab::Nics::new(args.iface)?);
+    }
     match args.cmd {
         Cmd::Lab {
             op:
@@ -322,13 +457,19 @@ fn main() -> Result<()> {
                 "lab {prefix} up: namespaces {}{tools}",
                 l.namespace_names().join(", ")
             );
+            for nic in l.nics() {
+                println!("  NIC {nic}");
+            }
             l.persist();
         }
         Cmd::Lab {
             op: LabOp::Down { prefix },
         } => {
-            let n = lab::teardown(&prefix)?;
-            println!("lab {prefix} down: {n} namespaces removed");
+            let t = lab::teardown(&prefix)?;
+            println!("lab {prefix} down: {} namespaces removed", t.namespaces);
+            if !t.nics.is_empty() {
+                println!("  NICs returned: {}", t.nics.join(", "));
+            }
         }
         Cmd::Demo {
             seconds,
@@ -359,16 +500,18 @@ fn main() -> Result<()> {
                 flows,
                 tool: kind.name(),
             };
+            let progress = Progress::steps("chain");
             let r = chain_bench::throughput(&cfg, kind, |s, i, n| {
-                eprintln!(
+                progress.step(i, n, &format!(
                     "[{i}/{n}] {} hops rep {}: offered {:.3} Mpps, delivered {:.3} Mpps, steal {:.1}%",
                     s.hops,
                     s.rep,
                     s.offered_pps / 1e6,
                     s.delivered_pps / 1e6,
                     s.steal_ratio * 100.0
-                );
+                ));
             })?;
+            progress.finish();
             let md = chain_bench::throughput_markdown(&r);
             println!("{md}");
             if let Some(dir) = out {
@@ -391,12 +534,14 @@ fn main() -> Result<()> {
                 tool: kind.name(),
                 heartbeat_keys: heartbeat_keys.replace("\\n", "\n"),
             };
+            let progress = Progress::steps("failover");
             let r = chain_bench::failover(&cfg, kind, |f| {
-                eprintln!(
+                progress.step(f.index as usize + 1, failures as usize, &format!(
                     "failure {:>2}: bypassed after {:.1} ms, {} frames lost ({:.1} ms of traffic), UP again {:.0} ms after the link returned",
                     f.index, f.detection_ms, f.lost_frames, f.loss_window_ms, f.recovery_ms
-                );
+                ));
             })?;
+            progress.finish();
             let md = chain_bench::failover_markdown(&r);
             println!("{md}");
             if let Some(dir) = out {
@@ -406,7 +551,7 @@ fn main() -> Result<()> {
         Cmd::Bridge {
             reps,
             seconds,
-            frame_len,
+            frame_lens,
             flows,
             duts,
             gen_cpu,
@@ -423,17 +568,19 @@ fn main() -> Result<()> {
                 duts,
                 reps,
                 seconds,
-                frame_len,
+                frame_lens,
                 flows,
                 gen_cpu,
                 dut_cpu,
                 dataplane_keys: dataplane_keys.replace("\\n", "\n"),
                 xdp_keys: xdp_keys.replace("\\n", "\n"),
             };
+            let progress = Progress::steps("bridge");
             let r = inline_bench::run(&cfg, |s, i, n| {
-                eprintln!(
-                    "[{i}/{n}] {:<16} rep {}: offered {:.3} Mpps, delivered {:.3} Mpps, loss {:.1}%, steal {:.1}%",
+                let mut line = format!(
+                    "[{i}/{n}] {:<16} {:>4} B rep {}: offered {:.3} Mpps, delivered {:.3} Mpps, loss {:.1}%, steal {:.1}%",
                     s.dut.name(),
+                    s.frame_len + traffic::FCS_BYTES,
                     s.rep,
                     s.offered_pps / 1e6,
                     s.delivered_pps / 1e6,
@@ -441,13 +588,22 @@ fn main() -> Result<()> {
                     s.steal_ratio * 100.0
                 );
                 if let Some(c) = &s.tapline_counters {
-                    eprintln!("        tapline counters: {c}");
+                    line += &format!("\n        tapline counters: {c}");
                 }
+                if let Some(c) = &s.peer_counters {
+                    line += &format!("\n        {} counters: {c}", s.dut.name());
+                }
+                progress.step(i, n, &line);
             })?;
+            progress.finish();
             let md = inline_bench::markdown(&r);
             println!("{md}");
             if let Some(dir) = out {
                 report::write_results(&dir, "bridge", &r, &md)?;
+                if let Some(svg) = inline_bench::throughput_plot(&r)? {
+                    let path = report::write_svg(&dir, "bridge-throughput", &svg)?;
+                    eprintln!("plot written to {}", path.display());
+                }
             }
         }
         Cmd::Micro {
@@ -460,10 +616,7 @@ fn main() -> Result<()> {
             inner,
         } => {
             if inner {
-                for &p in path.0 {
-                    micro::run_once(p, frames, batch)?;
-                }
-                return Ok(());
+                return micro::run_inner(path.0, frames, batch);
             }
             let cfg = micro::MicroConfig {
                 paths: path.0.to_vec(),
@@ -513,6 +666,7 @@ fn main() -> Result<()> {
         }
         Cmd::Ndr {
             dut,
+            reps,
             frame_len,
             flows,
             trial_seconds,
@@ -529,6 +683,7 @@ fn main() -> Result<()> {
                     .iter()
                     .map(|d| inline_bench::Dut::parse(d))
                     .collect::<Result<Vec<_>>>()?,
+                reps,
                 frame_len,
                 flows,
                 trial_seconds,
@@ -539,21 +694,30 @@ fn main() -> Result<()> {
                 dataplane_keys: dataplane_keys.replace("\\n", "\n"),
                 xdp_keys: xdp_keys.replace("\\n", "\n"),
             };
-            let r = search::run(&cfg, |d, what, t| {
-                eprintln!(
-                    "{:<16} {what:<16} {:>10} fps: offered {:.0}, sent {}, received {}, loss {:.4}%",
+            let progress = Progress::spinner("ndr", "trials");
+            let r = search::run(&cfg, |rep, d, what, t| {
+                progress.tick(&format!(
+                    "rep {rep} {:<16} {what:<16} {:>10} fps: offered {:.0}, sent {}, received {}, loss {:.4}%",
                     d.name(),
                     t.rate_pps,
                     t.offered_pps,
                     t.sent,
                     t.received,
                     t.loss_ratio() * 100.0
-                );
+                ));
             })?;
+            progress.finish();
             let md = search::markdown(&r);
             println!("{md}");
             if let Some(dir) = out {
                 report::write_results(&dir, "ndr", &r, &md)?;
+                let plots = search::write_plots(&r, &dir)?;
+                if plots.is_empty() {
+                    eprintln!("no latency CDF plot: no DUT's NDR search found a rate");
+                }
+                for p in plots {
+                    eprintln!("plot written to {}", p.display());
+                }
             }
         }
         Cmd::Passive {
@@ -569,6 +733,12 @@ fn main() -> Result<()> {
             keep_files,
             dataplane_keys,
             xdp_keys,
+            zero_drop,
+            zero_drop_trial_seconds,
+            zero_drop_max_pps,
+            zero_drop_min_pps,
+            zero_drop_resolution_pct,
+            zero_drop_max_trials,
             out,
         } => {
             let cfg = passive_bench::PassiveConfig {
@@ -595,9 +765,23 @@ fn main() -> Result<()> {
                 keep_files,
                 dataplane_keys: dataplane_keys.replace("\\n", "\n"),
                 xdp_keys: xdp_keys.replace("\\n", "\n"),
+                zero_drop: passive_bench::ZeroDropConfig {
+                    duts: zero_drop
+                        .iter()
+                        .filter(|d| !d.is_empty())
+                        .map(|d| passive_bench::ZeroDropDut::parse(d))
+                        .collect::<Result<Vec<_>>>()?,
+                    trial_seconds: zero_drop_trial_seconds,
+                    max_pps: zero_drop_max_pps,
+                    min_pps: zero_drop_min_pps,
+                    resolution_pct: zero_drop_resolution_pct,
+                    max_trials: zero_drop_max_trials,
+                },
             };
+            let progress = Progress::steps("passive");
             let r = passive_bench::run(&cfg, |p, i, n| {
-                match p {
+                progress.set_done(i, n);
+                progress.suspend(|| match p {
                 passive_bench::Progress::Skipped(d) => {
                     eprintln!("{}: {}", d.name(), passive_bench::SKIPPED)
                 }
@@ -626,8 +810,33 @@ fn main() -> Result<()> {
                     s.kernel_drops(),
                     s.steal_ratio * 100.0
                 ),
-            }
+                passive_bench::Progress::ZeroDropTrial(t) => eprintln!(
+                    "[{i}/{n}] zero-drop {:<14} rep {} {:>10} fps: offered {:.0}, sent {}, counted {}, kernel drops {}, lost {} -> {}",
+                    t.dut.name(),
+                    t.rep,
+                    if t.purpose == passive_bench::TrialPurpose::GeneratorProbe {
+                        "probe".to_string()
+                    } else {
+                        t.target_pps.to_string()
+                    },
+                    t.offered_pps,
+                    t.sent,
+                    t.counted,
+                    t.kernel_drops,
+                    t.lost,
+                    if t.passed { "pass" } else { "fail" }
+                ),
+                passive_bench::Progress::ZeroDrop(s) => eprintln!(
+                    "[{i}/{n}] zero-drop {:<14} rep {}: {} kfps ({:?}, {} trials)",
+                    s.dut.name(),
+                    s.rep,
+                    passive_bench::zero_drop_cell(s),
+                    s.outcome,
+                    s.trials.len()
+                ),
+            })
             })?;
+            progress.finish();
             let md = passive_bench::markdown(&r);
             println!("{md}");
             report::write_results(&out, "passive", &r, &md)?;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde::Serialize;
 
-use crate::inline_bench::{self, BenchConfig, Dut, Running};
+use crate::inline_bench::{self, BenchConfig, Dut};
 use crate::lab::{self, ifs, Lab, Netns, Scenario};
 use crate::report::{markdown_table, CpuTimes, Machine};
 use crate::sink::{xdp_sink, SinkConfig, SinkReport};
@@ -65,11 +65,13 @@ pub struct RunReport {
     /// Drops the lab's veths counted during the run (non-zero ones), to
     /// tell where lost frames went.
     pub link_drops: Vec<LinkDrops>,
-    /// The XDP mode tapline reported for inline-1 (empty for peers).
+    /// The XDP mode the DUT obtained on inline-1 (tapline: its log; testpmd:
+    /// the attach mode `ip link` shows; empty for the kernel peers).
     pub dut_mode: String,
-    /// tapline's final counters by port.
+    /// The DUT's final counters: tapline's by port, or a peer's own (the
+    /// AF_PACKET forwarder's, testpmd's, Suricata's).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tapline_counters: Option<serde_json::Value>,
+    pub dut_counters: Option<serde_json::Value>,
 }
 
 /// Drop counters of one interface of the lab over a run.
@@ -165,7 +167,7 @@ pub fn measure_in(lab: &Lab, cfg: &RunConfig) -> Result<RunReport> {
         duts: vec![cfg.dut],
         reps: 1,
         seconds: cfg.seconds,
-        frame_len: sizes.lengths()[0],
+        frame_lens: vec![sizes.lengths()[0]],
         flows: cfg.flows,
         gen_cpu: None,
         dut_cpu: None,
@@ -174,10 +176,7 @@ pub fn measure_in(lab: &Lab, cfg: &RunConfig) -> Result<RunReport> {
     };
     let running = inline_bench::set_up(cfg.dut, &lab.dut, &bench_cfg)
         .with_context(|| format!("setting up {}", cfg.dut.name()))?;
-    let dut_mode = match &running {
-        Running::Tapline(_, m, _) => m.clone(),
-        _ => String::new(),
-    };
+    let dut_mode = running.mode();
     let gc = GenConfig {
         ifname: ifs::GEN.into(),
         sizes,
@@ -228,7 +227,7 @@ pub fn measure_in(lab: &Lab, cfg: &RunConfig) -> Result<RunReport> {
         sink,
         link_drops: link_drops_run,
         dut_mode,
-        tapline_counters: counters,
+        dut_counters: counters,
     })
 }
 
@@ -270,17 +269,30 @@ fn traffic(lab: &Lab, gc: &GenConfig, sc: &SinkConfig) -> Result<(GenReport, Sin
 
 /// tapline's non-zero drop counters (`drop_*`, `kernel_*` drops), as
 /// `port.counter n`.
-fn tapline_drops(counters: Option<&serde_json::Value>) -> Vec<String> {
-    let Some(ports) = counters.and_then(|c| c.as_object()) else {
+/// Non-zero drop counters from the DUT's final counters: tapline's are
+/// nested by port, a peer's are flat.
+fn dut_drops(dut: Dut, counters: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(top) = counters.and_then(|c| c.as_object()) else {
         return Vec::new();
     };
+    let is_drop =
+        |name: &str| name.contains("drop") || name.contains("full") || name.contains("empty");
     let mut out = Vec::new();
-    for (port, c) in ports {
-        for (name, v) in c.as_object().into_iter().flatten() {
-            let n = v.as_u64().unwrap_or(0);
-            let is_drop = name.contains("drop") || name.contains("full") || name.contains("empty");
-            if is_drop && n > 0 {
-                out.push(format!("tapline {port}.{name} {n}"));
+    for (key, v) in top {
+        match v.as_object() {
+            Some(port) => {
+                for (name, v) in port {
+                    let n = v.as_u64().unwrap_or(0);
+                    if is_drop(name) && n > 0 {
+                        out.push(format!("{} {key}.{name} {n}", dut.name()));
+                    }
+                }
+            }
+            None => {
+                let n = v.as_u64().unwrap_or(0);
+                if is_drop(key) && n > 0 {
+                    out.push(format!("{} {key} {n}", dut.name()));
+                }
             }
         }
     }
@@ -295,7 +307,7 @@ fn us(ns: u64) -> String {
 pub fn markdown(r: &RunReport) -> String {
     let s = &r.sink;
     let mut out = format!(
-        "Paced run through {}: {} fps offered for {} s, {}, {} flows. Machine: {} ({} CPUs), kernel {}.\n\n",
+        "Paced run through {}: {} fps offered for {} s, {}, {} flows. Machine: {} ({} CPUs), kernel {}, {}.\n\n",
         r.config.dut.name(),
         r.config.rate_pps,
         r.config.seconds,
@@ -303,7 +315,8 @@ pub fn markdown(r: &RunReport) -> String {
         r.config.flows,
         r.machine.cpu_model,
         r.machine.cpus,
-        r.machine.kernel
+        r.machine.kernel,
+        r.machine.links()
     );
     out += &markdown_table(
         &[
@@ -357,13 +370,13 @@ pub fn markdown(r: &RunReport) -> String {
         s.other_frames
     );
     if !r.dut_mode.is_empty() {
-        out += &format!(" tapline mode: {}.", r.dut_mode);
+        out += &format!(" {} XDP mode: {}.", r.config.dut.name(), r.dut_mode);
     }
     let drops: Vec<String> = r
         .link_drops
         .iter()
         .map(|d| format!("{} rx {} tx {}", d.ifname, d.rx_dropped, d.tx_dropped))
-        .chain(tapline_drops(r.tapline_counters.as_ref()))
+        .chain(dut_drops(r.config.dut, r.dut_counters.as_ref()))
         .collect();
     out += &format!(
         " Drops on the path: {}.",

@@ -9,6 +9,10 @@ pub struct Machine {
     pub cpus: usize,
     pub kernel: String,
     pub memory_gib: u64,
+    /// The real NICs the run's labs used (`--iface`); empty when every
+    /// link was a veth pair.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<crate::lab::NicInfo>,
 }
 
 impl Machine {
@@ -35,7 +39,31 @@ impl Machine {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             kernel,
             memory_gib: memory_kib.div_ceil(1024 * 1024),
+            nics: crate::lab::nics_used(),
         }
+    }
+
+    /// One sentence for Markdown: "Machine: CPU (N CPUs, M GiB), kernel K,
+    /// links: ...".
+    pub fn sentence(&self) -> String {
+        format!(
+            "Machine: {} ({} CPUs, {} GiB), kernel {}, {}.",
+            self.cpu_model,
+            self.cpus,
+            self.memory_gib,
+            self.kernel,
+            self.links()
+        )
+    }
+
+    /// What the lab's links were, for Markdown headers: "veth pairs", or
+    /// each NIC with its driver and queues.
+    pub fn links(&self) -> String {
+        if self.nics.is_empty() {
+            return "links: veth pairs".to_string();
+        }
+        let nics: Vec<String> = self.nics.iter().map(|n| n.to_string()).collect();
+        format!("NICs: {}", nics.join(", "))
     }
 }
 
@@ -110,6 +138,20 @@ pub fn write_results(
     Ok(())
 }
 
+/// Writes `DIR/NAME.svg` (a plot from [`crate::plot`]), creating `dir`, and
+/// returns the file's path.
+pub fn write_svg(
+    dir: &std::path::Path,
+    name: &str,
+    svg: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{name}.svg"));
+    std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// A Markdown table from a header and rows.
 pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut s = format!("| {} |\n", header.join(" | "));
@@ -129,6 +171,15 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn svg_is_written_under_its_name() {
+        let dir = std::env::temp_dir().join(format!("tapline-report-{}", std::process::id()));
+        let path = write_svg(&dir, "bridge-throughput", "<svg></svg>").unwrap();
+        assert_eq!(path, dir.join("bridge-throughput.svg"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "<svg></svg>");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -46,6 +46,15 @@ pub const MAX_STREAMS: usize = 1024;
 pub const MAX_LATENCY_NS: u64 = 60_000_000_000;
 /// Significant digits of the latency histogram (0.1% resolution).
 const LATENCY_SIGFIGS: u8 = 3;
+/// The percentiles of [`LatencyReport::cdf`]: even steps through the body
+/// of the distribution and ever finer ones into the tail, where latency
+/// curves bend, so a line through them draws a smooth CDF from a few dozen
+/// points (a JSON result stays small however many frames were measured).
+pub const CDF_PERCENTILES: [f64; 32] = [
+    0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0, 60.0, 65.0,
+    70.0, 75.0, 80.0, 85.0, 90.0, 92.5, 95.0, 97.0, 98.0, 99.0, 99.5, 99.8, 99.9, 99.95, 99.99,
+    100.0,
+];
 
 /// How one arrival was classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,17 +286,44 @@ impl SeqTracker {
                     .min(self.latency_max_ns)
             }
         };
+        let min_ns = if n == 0 { 0 } else { self.latency_min_ns };
+        // The ends are the exact extremes; in between, bucket tops capped
+        // at the maximum (never below the minimum: a bucket's top is at
+        // least every value recorded in it).
+        let cdf = if n == 0 {
+            Vec::new()
+        } else {
+            CDF_PERCENTILES
+                .iter()
+                .map(|&p| {
+                    let ns = if p <= 0.0 {
+                        min_ns
+                    } else if p >= 100.0 {
+                        self.latency_max_ns
+                    } else {
+                        // 99.9 / 100 is 0.9990000000000001 in binary, a
+                        // hair above 0.999, which moves the rank to the
+                        // next sample: round to the nearest
+                        // billionth (a correctly rounded division gives
+                        // exactly the quantile written in decimal).
+                        q((p * 1e7).round() / 1e9)
+                    };
+                    (p, ns)
+                })
+                .collect()
+        };
         let mut r = SinkReport {
             streams,
             latency: LatencyReport {
                 count: n,
-                min_ns: if n == 0 { 0 } else { self.latency_min_ns },
+                min_ns,
                 mean_ns: if n == 0 { 0.0 } else { self.latency.mean() },
                 p50_ns: q(0.50),
                 p90_ns: q(0.90),
                 p99_ns: q(0.99),
                 p999_ns: q(0.999),
                 max_ns: self.latency_max_ns,
+                cdf,
             },
             untracked: self.untracked,
             future_timestamps: self.future_timestamps,
@@ -330,6 +366,10 @@ pub struct LatencyReport {
     pub p99_ns: u64,
     pub p999_ns: u64,
     pub max_ns: u64,
+    /// The distribution as `(percentile, latency_ns)` at
+    /// [`CDF_PERCENTILES`], ascending in both; empty without samples. The
+    /// ends are the exact minimum and maximum.
+    pub cdf: Vec<(f64, u64)>,
 }
 
 /// The kernel's drop counters of the sink's sockets, summed over queues.
@@ -690,6 +730,19 @@ mod tests {
         assert!(near(l.p999_ns, 999_000), "{l:?}");
         assert!(l.p999_ns <= l.max_ns);
         assert!((l.mean_ns - 500_500.0).abs() < 1000.0, "{l:?}");
+        // The CDF: every listed percentile, both columns ascending, exact
+        // ends, and points that agree with the percentiles above.
+        let pct: Vec<f64> = l.cdf.iter().map(|&(p, _)| p).collect();
+        assert_eq!(pct, CDF_PERCENTILES);
+        assert!(l.cdf.windows(2).all(|w| w[0].1 <= w[1].1), "{:?}", l.cdf);
+        assert_eq!(l.cdf[0], (0.0, 1000));
+        assert_eq!(*l.cdf.last().unwrap(), (100.0, 1_000_000));
+        let at = |p: f64| l.cdf.iter().find(|&&(q, _)| q == p).unwrap().1;
+        assert_eq!(
+            (at(50.0), at(99.0), at(99.9)),
+            (l.p50_ns, l.p99_ns, l.p999_ns)
+        );
+        assert!(near(at(10.0), 100_000), "{:?}", l.cdf);
         // One sample: every percentile is that sample, not its bucket's top.
         let mut one = SeqTracker::new();
         one.record(&full(0, 0, 0), 25_132_000);
@@ -698,7 +751,8 @@ mod tests {
             (l.p50_ns, l.p999_ns, l.max_ns),
             (25_132_000, 25_132_000, 25_132_000)
         );
-        // Empty: zeros, no panic.
+        assert!(l.cdf.iter().all(|&(_, ns)| ns == 25_132_000), "{:?}", l.cdf);
+        // Empty: zeros and no CDF, no panic.
         assert_eq!(SeqTracker::new().report().latency, LatencyReport::default());
     }
 

@@ -56,11 +56,11 @@ fn paced_imix_through_tapline_arrives_complete_with_latency() -> Result<()> {
     );
     ensure!(
         s.received == r.sent,
-        "received {} of {} sent: {s:?}; drops on the path: {:?}; tapline: {:?}",
+        "received {} of {} sent: {s:?}; drops on the path: {:?}; DUT counters: {:?}",
         s.received,
         r.sent,
         r.link_drops,
-        r.tapline_counters
+        r.dut_counters
     );
     ensure!(
         s.lost == 0 && s.duplicated == 0 && s.late == 0,
