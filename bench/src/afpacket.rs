@@ -19,7 +19,8 @@
 //! consumer would.
 //!
 //! Both speak one JSON object per line on stdout: `{"event":"ready"}` once
-//! their sockets are bound, and after SIGTERM or SIGINT a `done` event with
+//! their sockets are bound, the reader a `progress` event with its frame
+//! count whenever it grew, and after SIGTERM or SIGINT a `done` event with
 //! their counters, then they exit 0. Errors go to stderr with a non-zero
 //! exit status.
 //!
@@ -32,7 +33,7 @@
 
 use std::io::{IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -140,22 +141,12 @@ impl PacketSocket {
             .with_context(|| format!("{ifname}: setting SO_RCVTIMEO"))?;
         socket::setsockopt(&raw.fd(), sockopt::SendTimeout, &timeout)
             .with_context(|| format!("{ifname}: setting SO_SNDTIMEO"))?;
-        let mtu_path = format!("/sys/class/net/{ifname}/mtu");
-        let mtu: usize = std::fs::read_to_string(&mtu_path)
-            .with_context(|| format!("reading {mtu_path}"))?
-            .trim()
-            .parse()
-            .with_context(|| format!("parsing {mtu_path}"))?;
+        let mtu = interface_mtu(ifname)?;
         Ok(PacketSocket {
             raw,
             ifname: ifname.to_string(),
             slot_bytes: slot_bytes(mtu),
         })
-    }
-
-    /// The interface the socket is bound to.
-    pub fn ifname(&self) -> &str {
-        &self.ifname
     }
 
     /// Frames the kernel dropped on receive since the last call (the
@@ -165,6 +156,24 @@ impl PacketSocket {
             .with_context(|| format!("{}: PACKET_STATISTICS", self.ifname))?;
         Ok(u64::from(s.tp_drops))
     }
+}
+
+/// The MTU of `ifname` in the calling thread's network namespace, from
+/// `ip -j link show` (netlink, which the child inherits from the thread that
+/// starts it). `/sys/class/net` would follow the mount namespace instead,
+/// which is another namespace's sysfs unless the process was started by
+/// `ip netns exec`, and the `SIOCGIFMTU` ioctl would need `unsafe`.
+fn interface_mtu(ifname: &str) -> Result<usize> {
+    let out = crate::lab::ip(&["-j", "link", "show", "dev", ifname])
+        .with_context(|| format!("reading the MTU of {ifname}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("parsing `ip -j link show dev {ifname}`"))?;
+    parse_mtu(&v).with_context(|| format!("`ip -j link show dev {ifname}` gives no MTU: {v}"))
+}
+
+/// The `mtu` of the one link in `ip -j link show dev` output.
+fn parse_mtu(links: &serde_json::Value) -> Option<usize> {
+    links[0]["mtu"].as_u64()?.try_into().ok()
 }
 
 /// Receive buffer per frame for an interface MTU: the Ethernet header, up
@@ -513,8 +522,14 @@ pub struct ReadCounts {
 }
 
 /// Receives and counts frames on `sock` until `stop` is set, reading the
-/// first [`TOUCH_BYTES`] of each.
-pub fn read(sock: &PacketSocket, batch: usize, stop: &AtomicBool) -> Result<ReadCounts> {
+/// first [`TOUCH_BYTES`] of each. `received` follows the frame count as it
+/// grows.
+pub fn read(
+    sock: &PacketSocket,
+    batch: usize,
+    stop: &AtomicBool,
+    received: &AtomicU64,
+) -> Result<ReadCounts> {
     let mut rxb = RxBatch::new(sock, batch, false);
     let mut counts = ReadCounts::default();
     let mut digest = 0u64;
@@ -531,6 +546,10 @@ pub fn read(sock: &PacketSocket, batch: usize, stop: &AtomicBool) -> Result<Read
             digest = frame[..frame.len().min(TOUCH_BYTES)]
                 .iter()
                 .fold(digest, |d, &b| d.rotate_left(5) ^ u64::from(b));
+        }
+        if n > 0 {
+            // Relaxed: a progress report, read by the main thread alone.
+            received.store(counts.received, Ordering::Relaxed);
         }
         if run.done(n) {
             break;
@@ -569,10 +588,16 @@ impl StopSignals {
         Ok(StopSignals { fd })
     }
 
-    /// Returns once a signal arrived or `ended()` says a worker ended.
-    fn wait(&self, mut ended: impl FnMut() -> bool) -> Result<()> {
+    /// Returns once a signal arrived or `ended()` says a worker ended;
+    /// `tick()` runs before each look.
+    fn wait(
+        &self,
+        mut tick: impl FnMut() -> Result<()>,
+        mut ended: impl FnMut() -> bool,
+    ) -> Result<()> {
         use nix::poll::{poll, PollFd, PollFlags};
         loop {
+            tick()?;
             if self
                 .fd
                 .read_signal()
@@ -603,8 +628,13 @@ fn emit(event: &serde_json::Value) -> Result<()> {
 type Worker<'a, T> = Box<dyn FnOnce(&AtomicBool) -> Result<T> + Send + 'a>;
 
 /// Runs workers until a signal arrives or one of them ends, then stops
-/// them all and returns their results in order.
-fn serve<T: Send>(signals: &StopSignals, workers: Vec<Worker<'_, T>>) -> Result<Vec<T>> {
+/// them all and returns their results in order. `tick` runs every
+/// [`SIGNAL_POLL_MS`] meanwhile, on the calling thread.
+fn serve<T: Send>(
+    signals: &StopSignals,
+    workers: Vec<Worker<'_, T>>,
+    tick: impl FnMut() -> Result<()>,
+) -> Result<Vec<T>> {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let handles: Vec<_> = workers
@@ -614,7 +644,7 @@ fn serve<T: Send>(signals: &StopSignals, workers: Vec<Worker<'_, T>>) -> Result<
                 s.spawn(move || w(stop))
             })
             .collect();
-        let waited = signals.wait(|| handles.iter().any(|h| h.is_finished()));
+        let waited = signals.wait(tick, || handles.iter().any(|h| h.is_finished()));
         stop.store(true, Ordering::Relaxed);
         let results: Vec<Result<T>> = handles
             .into_iter()
@@ -648,6 +678,7 @@ pub fn run_forwarder(a: &str, b: &str, batch: usize) -> Result<()> {
             Box::new(move |stop: &AtomicBool| forward_one_way(sa, sb, batch, stop)),
             Box::new(move |stop: &AtomicBool| forward_one_way(sb, sa, batch, stop)),
         ],
+        || Ok(()),
     )?;
     let total = counts
         .into_iter()
@@ -662,17 +693,31 @@ pub fn run_forwarder(a: &str, b: &str, batch: usize) -> Result<()> {
 
 /// `tapline-bench peer af-packet-read`: counts what arrives on `iface`
 /// until SIGTERM/SIGINT; prints `{"event":"ready"}` once the socket is
-/// bound and `{"event":"done","received":N,"bytes":B,"kernel_drops":K}` at
-/// the end.
+/// bound, `{"event":"progress","received":N}` whenever the count grew
+/// (looked at every [`SIGNAL_POLL_MS`]), and
+/// `{"event":"done","received":N,"bytes":B,"kernel_drops":K}` at the end.
 pub fn run_reader(iface: &str, batch: usize) -> Result<()> {
     check_batch(batch)?;
     let signals = StopSignals::install()?;
     let sock = PacketSocket::open(iface)?;
     emit(&serde_json::json!({"event": "ready"}))?;
     let sock = &sock;
+    let received = AtomicU64::new(0);
+    let received = &received;
+    let mut reported = 0;
     let counts = serve(
         &signals,
-        vec![Box::new(move |stop: &AtomicBool| read(sock, batch, stop))],
+        vec![Box::new(move |stop: &AtomicBool| {
+            read(sock, batch, stop, received)
+        })],
+        || {
+            let now = received.load(Ordering::Relaxed);
+            if now != reported {
+                reported = now;
+                emit(&serde_json::json!({"event": "progress", "received": now}))?;
+            }
+            Ok(())
+        },
     )?;
     let c = counts.into_iter().next().unwrap_or_default();
     emit(&serde_json::json!({
@@ -737,6 +782,16 @@ mod tests {
         assert!(slot_bytes(1500) >= VLAN_TAG_BYTES + 1514 + 2 * VLAN_TAG_BYTES);
         assert_eq!(slot_bytes(1500) % SLOT_ALIGN_BYTES, 0);
         assert!(slot_bytes(9000) > 9014);
+    }
+
+    #[test]
+    fn mtu_is_read_from_ip_json() {
+        let v = serde_json::json!([{"ifindex": 2, "ifname": "i1", "mtu": 9000}]);
+        assert_eq!(parse_mtu(&v), Some(9000));
+        assert_eq!(parse_mtu(&serde_json::json!([])), None);
+        assert_eq!(parse_mtu(&serde_json::json!([{"mtu": "x"}])), None);
+        // The loopback interface exists in every namespace.
+        assert!(interface_mtu("lo").unwrap() > 0);
     }
 
     #[test]

@@ -235,7 +235,6 @@ pub struct Ratio {
 
 const WARMUP: Duration = Duration::from_millis(500);
 const SETTLE: Duration = Duration::from_millis(200);
-const BENCH_PREFIX: &str = "tlbench";
 /// Loopback ports of the sidecar in observed runs (three from here).
 const OBSERVE_PORT_BASE: u16 = 31000;
 
@@ -262,13 +261,23 @@ impl Running {
     }
 }
 
-/// testpmd's (main, forwarding) CPUs: forwarding on `dut_cpu` like
-/// tapline's worker (default: the last CPU), the mostly idle main lcore on
-/// another CPU when there is one.
-fn testpmd_cpus(dut_cpu: Option<usize>) -> (usize, usize) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let fwd = dut_cpu.unwrap_or(cpus - 1);
-    let main = (0..cpus).find(|&c| c != fwd).unwrap_or(fwd);
+/// testpmd's (main, forwarding) CPUs among those this process may run on:
+/// forwarding on `dut_cpu` like tapline's worker (default: the highest
+/// allowed CPU), the mostly idle main lcore on another allowed CPU when
+/// there is one.
+pub fn testpmd_cpus(dut_cpu: Option<usize>) -> Result<(usize, usize)> {
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .context("reading this process's CPU affinity")?;
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .collect();
+    Ok(pick_testpmd_cpus(&cpus, dut_cpu))
+}
+
+/// [`testpmd_cpus`] over the allowed CPU ids `cpus` (ascending).
+fn pick_testpmd_cpus(cpus: &[usize], dut_cpu: Option<usize>) -> (usize, usize) {
+    let fwd = dut_cpu.or(cpus.last().copied()).unwrap_or(0);
+    let main = cpus.iter().copied().find(|&c| c != fwd).unwrap_or(fwd);
     (main, fwd)
 }
 
@@ -341,7 +350,7 @@ pub(crate) fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running>
             crate::afpacket::DEFAULT_BATCH,
         )?)),
         Dut::Testpmd => {
-            let (main_cpu, fwd_cpu) = testpmd_cpus(cfg.dut_cpu);
+            let (main_cpu, fwd_cpu) = testpmd_cpus(cfg.dut_cpu)?;
             Ok(Running::Testpmd(Testpmd::start(
                 ns,
                 ifs::INLINE_1,
@@ -470,8 +479,18 @@ fn measure(lab: &Lab, dut: Dut, rep: u32, frame_len: usize, cfg: &BenchConfig) -
             peer_counters: None,
         })
     })();
-    let counters =
-        tear_down(running, &lab.dut).with_context(|| format!("tearing down {}", dut.name()))?;
+    let counters = match (tear_down(running, &lab.dut), result.as_ref()) {
+        (Ok(c), _) => c,
+        // The measurement's failure is the likelier cause of the teardown's:
+        // both are reported, the measurement's first.
+        (Err(e), Err(measured)) => {
+            return Err(e.context(format!(
+                "tearing down {} after the measurement failed: {measured:#}",
+                dut.name()
+            )))
+        }
+        (Err(e), Ok(_)) => return Err(e.context(format!("tearing down {}", dut.name()))),
+    };
     let mut sample = result?;
     if dut.is_tapline() {
         sample.tapline_counters = counters;
@@ -497,8 +516,9 @@ pub fn run(
         duts: runnable,
         ..requested.clone()
     };
-    let _ = lab::teardown(BENCH_PREFIX);
-    let lab = Lab::build(BENCH_PREFIX, Scenario::Inline)?;
+    // A prefix of its own, so concurrent runs never share (or tear down)
+    // each other's lab.
+    let lab = Lab::build(&lab::unique_prefix(), Scenario::Inline)?;
     let total = cfg.reps as usize * cfg.frame_lens.len() * cfg.duts.len();
     let mut samples = Vec::with_capacity(total);
     for rep in 0..cfg.reps {
@@ -1008,6 +1028,18 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("###"), "{md}");
+    }
+
+    #[test]
+    fn testpmd_cpus_are_allowed_cpu_ids() {
+        // Allowed CPUs need not be 0..n: 2 and 5 of a larger machine.
+        assert_eq!(pick_testpmd_cpus(&[2, 5], None), (2, 5));
+        assert_eq!(pick_testpmd_cpus(&[2, 5], Some(2)), (5, 2));
+        // One CPU: both lcores on it.
+        assert_eq!(pick_testpmd_cpus(&[3], None), (3, 3));
+        let (main, fwd) = testpmd_cpus(None).unwrap();
+        let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+        assert!(allowed.is_set(main).unwrap() && allowed.is_set(fwd).unwrap());
     }
 
     #[test]

@@ -48,14 +48,23 @@
 //! and [`teardown`] (`tapline-bench lab down`, also from a later process),
 //! move every recorded NIC back under its original name, and up again if it
 //! was, before the namespaces are deleted: deleting a namespace would
-//! return a physical NIC under the lab's name and destroy a veth.
+//! return a physical NIC under the lab's name and destroy a veth. The
+//! record also keeps what the lab and the benchmarks may change on a NIC,
+//! and a returned NIC gets it back: its XDP programs are detached (one a
+//! killed DUT left behind), its promiscuous mode and VLAN offload flags are
+//! restored. When a NIC cannot be moved back, the namespaces and the record
+//! stay, so `tapline-bench lab down --prefix PREFIX` can try again.
+//!
+//! A process whose drops will not run (killed by a signal) returns the NICs
+//! of its labs with [`return_all_nics`]; `tapline-bench` does so on SIGINT
+//! and SIGTERM.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -156,8 +165,13 @@ impl Netns {
 
     /// Keeps the namespace after drop (for `tapline-bench lab up`).
     pub fn persist(mut self) -> Netns {
-        self.owned = false;
+        self.keep();
         self
+    }
+
+    /// Keeps the namespace after drop, in place.
+    fn keep(&mut self) {
+        self.owned = false;
     }
 
     /// Writes a sysctl inside the namespace.
@@ -460,14 +474,14 @@ fn tool_ns(k: u8) -> String {
 const SENSOR_NS_PREFIX: &str = "sen-";
 
 /// A built lab. Dropping it returns the NICs it holds and removes every
-/// namespace (and so every veth).
+/// namespace (and so every veth); when a NIC cannot be returned, the
+/// namespaces and the lab's record stay for [`teardown`].
 #[derive(Debug)]
 pub struct Lab {
     pub prefix: String,
     pub scenario: Scenario,
-    /// The NICs the lab took (see [`Nics`]). Declared before the
-    /// namespaces because fields drop in declaration order: the NICs must
-    /// leave the namespaces before those are deleted.
+    /// The NICs the lab took (see [`Nics`]), returned by the lab's drop
+    /// before its namespaces drop.
     held: HeldNics,
     /// What `--iface` gave; links whose two ends it names get NICs.
     external: Nics,
@@ -544,6 +558,7 @@ impl Lab {
         for [a, b] in links(scenario) {
             lab.link(&a, &b)?;
         }
+        lab.announce_nics(0);
         lab.warn_without_carrier(0);
         if let Scenario::Chain { hops, tool } = scenario {
             for k in 1..=hops {
@@ -568,25 +583,21 @@ impl Lab {
 
     /// Keeps the namespaces, and the NICs in them, after this value is
     /// dropped; [`teardown`] removes them (and returns the NICs) later.
-    pub fn persist(self) {
-        let Lab {
-            mut held,
-            dut,
-            gen,
-            sink,
-            tap,
-            tools,
-            sensors,
-            ..
-        } = self;
-        held.persist();
-        for ns in [Some(dut), gen, sink, tap]
+    pub fn persist(mut self) {
+        self.held.persist();
+        self.keep_namespaces();
+    }
+
+    /// Keeps every namespace of the lab after drop.
+    fn keep_namespaces(&mut self) {
+        for ns in [Some(&mut self.dut), self.gen.as_mut(), self.sink.as_mut()]
             .into_iter()
+            .chain([self.tap.as_mut()])
             .flatten()
-            .chain(tools)
-            .chain(sensors.into_iter().map(|(_, ns)| ns))
+            .chain(&mut self.tools)
+            .chain(self.sensors.iter_mut().map(|(_, ns)| ns))
         {
-            let _ = ns.persist();
+            ns.keep();
         }
     }
 
@@ -620,6 +631,7 @@ impl Lab {
             self.sensors.push((name.to_string(), ns));
             let held_before = self.held.held.len();
             self.link(&dut_end, &sensor_end)?;
+            self.announce_nics(held_before);
             self.warn_without_carrier(held_before);
             self.vlan_offload_off(&sensor_end)?;
         }
@@ -662,6 +674,40 @@ impl Lab {
             }
             (Err(e), None) => Err(e)
                 .with_context(|| format!("turning VLAN offload off on {role} in {}", ns.name())),
+        }
+    }
+
+    /// Says on stderr which NICs the lab holds, and how to get them back
+    /// should this process die without returning them, when it took some
+    /// from index `from` on.
+    fn announce_nics(&self, from: usize) {
+        if self.held.held.len() <= from {
+            return;
+        }
+        let nics: Vec<&str> = self.held.held.iter().map(|h| h.nic.as_str()).collect();
+        eprintln!(
+            "lab {p} holds NICs {}; `tapline-bench lab down --prefix {p}` returns them if this run is killed",
+            nics.join(", "),
+            p = self.prefix
+        );
+    }
+
+    /// Warns about the sensor NICs `--iface` assigned that the lab never
+    /// took (no sensor of that name was added): they stayed unused.
+    fn warn_unused_nics(&self) {
+        let unused: Vec<String> = self
+            .external
+            .iter()
+            .filter(|(role, _)| sensor_link_of(role).is_some())
+            .filter(|(role, _)| !self.held.held.iter().any(|h| h.role == **role))
+            .map(|(role, nic)| format!("{role}={nic}"))
+            .collect();
+        if !unused.is_empty() {
+            eprintln!(
+                "warning: lab {}: --iface {} never used: the lab added no such sensor",
+                self.prefix,
+                unused.join(", ")
+            );
         }
     }
 
@@ -856,6 +902,24 @@ impl Lab {
             Ok(waiting)
         })
         .with_context(|| format!("waiting for tool {k} to forward"))
+    }
+}
+
+impl Drop for Lab {
+    /// Returns the NICs, then lets the namespaces go; when a NIC cannot be
+    /// returned the namespaces are kept with the record, which still
+    /// points at them: deleting a namespace would bring a physical NIC
+    /// back under the lab's name.
+    fn drop(&mut self) {
+        self.warn_unused_nics();
+        if let Err(e) = self.held.release() {
+            self.keep_namespaces();
+            eprintln!(
+                "warning: lab {p}: {e:#}; its namespaces and {} are kept: `tapline-bench lab down --prefix {p}` tries again",
+                state_path(&self.prefix).display(),
+                p = self.prefix
+            );
+        }
     }
 }
 
@@ -1329,8 +1393,9 @@ impl Nics {
 
     /// Checks the roles against `scenario` and returns its links that get
     /// NICs: every role must be an end of one of its links, or of a
-    /// sensor's (taken when [`Lab::add_sensors`] adds it), and every link
-    /// must have both ends given or neither.
+    /// sensor's in a scenario with a passive side (taken when
+    /// [`Lab::add_sensors`] adds it), and every link must have both ends
+    /// given or neither.
     pub fn plan(&self, scenario: Scenario) -> Result<Vec<[Role; 2]>> {
         let fixed = links(scenario);
         let mut cabled = Vec::new();
@@ -1346,6 +1411,11 @@ impl Nics {
                 continue;
             }
             match sensor_link_of(role) {
+                Some(_) if !scenario.has_passive() => bail!(
+                    "--iface {role}={}: sensors (dut:M <-> sen-M:e0) belong to the passive and full labs; the {} lab has none",
+                    self.by_role[role],
+                    scenario.label()
+                ),
                 Some(link) if link.iter().all(|end| self.nic(end).is_some()) => {}
                 Some(link) => return Err(half_link_error(self, &link)),
                 None => bail!(
@@ -1434,12 +1504,17 @@ struct NicCheck {
     info: NicInfo,
     /// Administratively up before the lab took it.
     was_up: bool,
+    /// In promiscuous mode (set by a user, not by a packet socket) before
+    /// the lab took it.
+    promisc: bool,
 }
 
 /// Checks that `nic` is here and free for `role`: not held by a lab, not a
-/// port of a bridge or bond, not the loopback, and without global
-/// addresses (a test NIC is unconfigured; one with addresses is likely the
-/// management interface, and moving it would cut the machine off).
+/// port of a bridge or bond, not the loopback, without upper devices
+/// (VLAN, macvlan, ipvlan: one may carry the management address), and
+/// without global addresses (a test NIC is unconfigured; one with
+/// addresses is likely the management interface, and moving it would cut
+/// the machine off).
 fn inspect_nic(role: &Role, nic: &str) -> Result<NicCheck> {
     let out = Command::new("ip")
         .args(["-j", "-d", "link", "show", "dev", nic])
@@ -1473,6 +1548,23 @@ fn inspect_nic(role: &Role, nic: &str) -> Result<NicCheck> {
     if let Some(master) = link["master"].as_str() {
         bail!("--iface {role}={nic}: {nic} is in use, as a port of {master}");
     }
+    let sys = Path::new("/sys/class/net").join(nic);
+    let mut uppers: Vec<String> = std::fs::read_dir(&sys)
+        .with_context(|| format!("reading {}", sys.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("upper_"))
+                .map(str::to_string)
+        })
+        .collect();
+    uppers.sort();
+    ensure!(
+        uppers.is_empty(),
+        "--iface {role}={nic}: {nic} is in use, under upper devices {} (VLAN, macvlan, ipvlan, ...; one may carry the management address): a test NIC has none",
+        uppers.join(", ")
+    );
     let out = ip(&["-j", "addr", "show", "dev", nic])?;
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("parsing ip -j output")?;
@@ -1488,7 +1580,6 @@ fn inspect_nic(role: &Role, nic: &str) -> Result<NicCheck> {
             addr["prefixlen"]
         );
     }
-    let sys = Path::new("/sys/class/net").join(nic);
     let driver = std::fs::read_link(sys.join("device/driver"))
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -1512,6 +1603,7 @@ fn inspect_nic(role: &Role, nic: &str) -> Result<NicCheck> {
             tx_queues: queues("tx-"),
         },
         was_up: flags.contains(&"UP"),
+        promisc: flags.contains(&"PROMISC"),
     })
 }
 
@@ -1525,6 +1617,59 @@ struct HeldNic {
     netns: String,
     /// Whether to set it up again once back.
     was_up: bool,
+    /// Its promiscuous mode before the lab took it (None in records of
+    /// older versions: left as it is).
+    #[serde(default)]
+    promisc: Option<bool>,
+    /// Its VLAN offload flags before the lab took it (None when they could
+    /// not be read: left as they are).
+    #[serde(default)]
+    vlan_offload: Option<VlanOffload>,
+}
+
+/// VLAN tag offload of a NIC, as `ethtool -k` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct VlanOffload {
+    /// `rx-vlan-offload`: received tags are stripped into metadata.
+    rx: bool,
+    /// `tx-vlan-offload`: tags in metadata are inserted by the NIC.
+    tx: bool,
+}
+
+impl VlanOffload {
+    /// Reads the flags of `nic` in this process's namespace (`ethtool -k`).
+    fn read(nic: &str) -> Result<VlanOffload> {
+        let out = run(Command::new("ethtool").args(["-k", nic]))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let flag = |name: &str| -> Result<bool> {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.trim().starts_with("on"))
+                .with_context(|| format!("no {name} in `ethtool -k {nic}`"))
+        };
+        Ok(VlanOffload {
+            rx: flag("rx-vlan-offload")?,
+            tx: flag("tx-vlan-offload")?,
+        })
+    }
+
+    /// Sets these flags on `nic` in this process's namespace, if they
+    /// differ (`ethtool -K`).
+    fn restore(self, nic: &str) -> Result<()> {
+        if VlanOffload::read(nic)? == self {
+            return Ok(());
+        }
+        let on_off = |on: bool| if on { "on" } else { "off" };
+        run(Command::new("ethtool").args([
+            "-K",
+            nic,
+            "rxvlan",
+            on_off(self.rx),
+            "txvlan",
+            on_off(self.tx),
+        ]))
+        .map(drop)
+    }
 }
 
 /// The record of a lab's NICs.
@@ -1621,12 +1766,26 @@ fn link_exists(netns: Option<&str>, ifname: &str) -> Result<bool> {
 }
 
 /// Moves `h` back to this process's namespace under its original name,
-/// and up if it was. Returns `ORIGINAL (ROLE)`, or None when the NIC is
-/// nowhere to be found (a veth whose namespace was deleted is gone).
+/// with its XDP programs detached, its promiscuous mode and VLAN offload
+/// flags as they were, and up if it was. Returns `ORIGINAL (ROLE)`, or None
+/// when the NIC is nowhere to be found (a veth whose namespace was deleted
+/// is gone). Only a failed move is an error: the NIC is still in the lab.
 fn return_nic(h: &HeldNic) -> Result<Option<String>> {
     let in_lab = Path::new("/var/run/netns").join(&h.netns).exists()
         && link_exists(Some(&h.netns), &h.role.ifname)?;
     if in_lab {
+        // The kernel moves a NIC under its current name and renames it
+        // afterwards: with the original name taken here, the move would
+        // succeed and the rename fail, leaving the NIC here under the
+        // lab's name.
+        ensure!(
+            !link_exists(None, &h.nic)?,
+            "cannot move {} in {} back as {}: an interface of that name exists here (rename or delete it)",
+            h.role.ifname,
+            h.netns,
+            h.nic
+        );
+        detach_xdp(h);
         // `netns PID`: the namespace of this process, which is where the
         // NIC came from (ip itself runs in the lab namespace with -n).
         let pid = std::process::id().to_string();
@@ -1651,10 +1810,58 @@ fn return_nic(h: &HeldNic) -> Result<Option<String>> {
         );
         return Ok(None);
     }
+    if let Some(promisc) = h.promisc {
+        let state = if promisc { "on" } else { "off" };
+        if let Err(e) = ip(&["link", "set", "dev", &h.nic, "promisc", state]) {
+            eprintln!(
+                "warning: NIC {}: restoring promiscuous mode {state}: {e:#}",
+                h.nic
+            );
+        }
+    }
+    if let Some(offload) = h.vlan_offload {
+        if let Err(e) = offload.restore(&h.nic) {
+            eprintln!(
+                "warning: NIC {}: restoring VLAN offload to {offload:?}: {e:#}",
+                h.nic
+            );
+        }
+    }
     if h.was_up {
         ip(&["link", "set", "dev", &h.nic, "up"])?;
     }
     Ok(Some(format!("{} ({})", h.nic, h.role)))
+}
+
+/// Detaches the XDP programs of `h` in its lab namespace, native and
+/// generic (a DUT killed before it cleaned up leaves its program behind),
+/// and warns when one stays: a program held by a BPF link lives as long as
+/// the process (or pin) holding the link.
+fn detach_xdp(h: &HeldNic) {
+    for mode in ["xdpdrv", "xdpgeneric"] {
+        // Fails where the mode is not supported, with nothing to detach.
+        let _ = Command::new("ip")
+            .args([
+                "-n",
+                &h.netns,
+                "link",
+                "set",
+                "dev",
+                &h.role.ifname,
+                mode,
+                "off",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    if link_state(&Netns::existing(&h.netns), &h.role.ifname).is_ok_and(|s| s.xdp_attached) {
+        eprintln!(
+            "warning: NIC {} ({}): an XDP program stays attached until the process holding its BPF link exits",
+            h.nic, h.role
+        );
+    }
 }
 
 /// Returns every NIC of `held` (the last taken first), and fails with the
@@ -1676,14 +1883,53 @@ fn return_nics(held: &[HeldNic]) -> Result<Vec<String>> {
     Ok(returned)
 }
 
-/// The NICs a lab took. Returns them on drop, unless persisted, and then
-/// removes the lab's record.
+/// The labs of this process that hold NICs their drop returns.
+#[derive(Debug)]
+struct Holders {
+    /// Their prefixes, in the order they took their first NIC.
+    prefixes: Vec<String>,
+    /// Set by [`return_all_nics`]: the process is exiting, no lab takes a
+    /// NIC any more.
+    closed: bool,
+}
+
+/// Its lock also makes taking or returning a lab's NICs one step for
+/// [`return_all_nics`], which may run on a signal thread at any time.
+static HOLDERS: Mutex<Holders> = Mutex::new(Holders {
+    prefixes: Vec::new(),
+    closed: false,
+});
+
+fn holders() -> MutexGuard<'static, Holders> {
+    HOLDERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Returns the NICs of every lab of this process that holds some and was
+/// not persisted, with [`teardown`] (which also deletes the lab's
+/// namespaces), for a process about to exit without running the labs'
+/// drops (on a signal). Labs of this process take no NIC afterwards, and
+/// their drops leave the namespaces alone. Returns each lab's prefix and
+/// outcome.
+pub fn return_all_nics() -> Vec<(String, Result<Teardown>)> {
+    let mut holders = holders();
+    holders.closed = true;
+    std::mem::take(&mut holders.prefixes)
+        .into_iter()
+        .map(|prefix| {
+            let result = teardown(&prefix);
+            (prefix, result)
+        })
+        .collect()
+}
+
+/// The NICs a lab took. [`HeldNics::release`] returns them, unless
+/// persisted, and then removes the lab's record.
 #[derive(Debug)]
 struct HeldNics {
     prefix: String,
     held: Vec<HeldNic>,
     info: Vec<NicInfo>,
-    /// Whether drop returns the NICs (false once persisted).
+    /// Whether release returns the NICs (false once persisted or released).
     owned: bool,
 }
 
@@ -1698,17 +1944,39 @@ impl HeldNics {
     }
 
     /// Moves `nic` into namespace `netns` as `role` and sets it up. The
-    /// record is written first: a crash in between leaves a record whose
-    /// NIC [`return_nic`] finds still here, which is harmless.
+    /// record, with what returning the NIC restores, is written first: a
+    /// crash in between leaves a record whose NIC [`return_nic`] finds
+    /// still here, which is harmless.
     fn take(&mut self, role: &Role, nic: &str, netns: &str) -> Result<()> {
         let check = inspect_nic(role, nic)?;
+        let vlan_offload = match VlanOffload::read(nic) {
+            Ok(offload) => Some(offload),
+            Err(e) => {
+                eprintln!(
+                    "warning: lab {}: NIC {nic}: cannot read its VLAN offload flags, so they are not restored on return: {e:#}",
+                    self.prefix
+                );
+                None
+            }
+        };
+        let mut holders = holders();
+        ensure!(
+            !holders.closed,
+            "lab {}: not taking NIC {nic}: this process is returning its NICs and exiting",
+            self.prefix
+        );
         self.held.push(HeldNic {
             role: role.clone(),
             nic: nic.to_string(),
             netns: netns.to_string(),
             was_up: check.was_up,
+            promisc: Some(check.promisc),
+            vlan_offload,
         });
         write_state(&self.prefix, &self.held)?;
+        if !holders.prefixes.contains(&self.prefix) {
+            holders.prefixes.push(self.prefix.clone());
+        }
         ip(&[
             "link",
             "set",
@@ -1721,6 +1989,7 @@ impl HeldNics {
         ])
         .with_context(|| format!("moving NIC {nic} into {netns} as {}", role.ifname))?;
         ip(&["-n", netns, "link", "set", "dev", &role.ifname, "up"])?;
+        drop(holders);
         let mut used = NICS_USED.lock().unwrap_or_else(|e| e.into_inner());
         if !used.contains(&check.info) {
             used.push(check.info.clone());
@@ -1732,26 +2001,25 @@ impl HeldNics {
     /// Leaves the NICs, and the record, to [`teardown`].
     fn persist(&mut self) {
         self.owned = false;
+        holders().prefixes.retain(|p| *p != self.prefix);
     }
-}
 
-impl Drop for HeldNics {
-    fn drop(&mut self) {
+    /// Returns the NICs and removes the record, once. Fails when a NIC
+    /// could not be moved back (the record stays, listing every NIC), or
+    /// when [`return_all_nics`] took the lab over.
+    fn release(&mut self) -> Result<()> {
         if !self.owned || self.held.is_empty() {
-            return;
+            return Ok(());
         }
-        match return_nics(&self.held) {
-            Ok(_) => {
-                if let Err(e) = remove_state(&self.prefix) {
-                    eprintln!("warning: lab {}: {e:#}", self.prefix);
-                }
-            }
-            Err(e) => eprintln!(
-                "warning: lab {}: {e:#}; see {}",
-                self.prefix,
-                state_path(&self.prefix).display()
-            ),
-        }
+        self.owned = false;
+        let mut holders = holders();
+        let Some(i) = holders.prefixes.iter().position(|p| *p == self.prefix) else {
+            bail!("the NICs were left to the exit handler");
+        };
+        return_nics(&self.held)?;
+        remove_state(&self.prefix)?;
+        holders.prefixes.remove(i);
+        Ok(())
     }
 }
 
@@ -2000,6 +2268,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("without sen-m0:e0"), "{e}");
+        assert!(sensor.plan(Scenario::Full)?.is_empty());
+        for scenario in [Scenario::Inline, chain] {
+            let e = sensor.plan(scenario).unwrap_err().to_string();
+            assert!(
+                e.contains("sensors (dut:M <-> sen-M:e0) belong to the passive and full labs"),
+                "{e}"
+            );
+        }
         assert!(nics(&[])?.plan(Scenario::Full)?.is_empty());
         Ok(())
     }

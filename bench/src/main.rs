@@ -405,6 +405,44 @@ enum LabOp {
     },
 }
 
+/// Handles SIGINT and SIGTERM on a thread of their own: the NICs that labs
+/// of this process hold are returned (their drops will not run), and the
+/// process exits with 128 + the signal's number. The handlers only write to
+/// a pipe (signal-hook); no signal is blocked, so the children (the
+/// dataplane, the peers) start with the usual signal mask.
+fn exit_on_signal() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing the SIGINT and SIGTERM handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let Some(signo) = signals.forever().next() else {
+                return;
+            };
+            let signal = nix::sys::signal::Signal::try_from(signo)
+                .map_or_else(|_| format!("signal {signo}"), |s| s.to_string());
+            let labs = lab::return_all_nics();
+            if labs.is_empty() {
+                eprintln!("tapline-bench: {signal}: exiting");
+            }
+            for (prefix, result) in labs {
+                match result {
+                    Ok(t) => eprintln!(
+                        "tapline-bench: {signal}: lab {prefix} removed, NICs returned: {}",
+                        t.nics.join(", ")
+                    ),
+                    Err(e) => eprintln!(
+                        "tapline-bench: {signal}: lab {prefix}: {e:#}; `tapline-bench lab down --prefix {prefix}` tries again"
+                    ),
+                }
+            }
+            std::process::exit(128 + signo);
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
 fn main() -> Result<()> {
     if std::env::args_os()
         .nth(1)
@@ -415,6 +453,7 @@ fn main() -> Result<()> {
             PeerCmd::AfPacketRead { iface, batch } => afpacket::run_reader(&iface, batch),
         };
     }
+    exit_on_signal()?;
     let args = Args::parse();
     // clap does not merge a global option given both before and after the
     // subcommand: one side's values replace the other's. Refuse that

@@ -103,9 +103,25 @@ pub const CHAIN_HEARTBEAT: Timing = Timing {
     misses: 3,
     hold_ns: 1_000 * MS,
 };
-/// Longest the hops may take to come up: one heartbeat round trip and one
-/// judging pass, about a millisecond (more under valgrind).
-const HOPS_UP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Added to the time the heartbeats of [`hops_up_timeout`] need, for the
+/// polls and judging passes around them (slow under valgrind).
+const HOPS_UP_MARGIN: Duration = Duration::from_secs(1);
+
+/// Longest the hops may take to come up under `t`. One round trip takes
+/// about a millisecond, but a heartbeat back after `t.timeout_ns` is a
+/// miss (the thread descheduled, valgrind translating code on its first
+/// use), and the next one goes out a whole interval later. A hop stays
+/// Unknown through `t.misses - 1` misses, so the last heartbeat that can
+/// still bring it up leaves `t.misses - 1` intervals after the first and
+/// is judged `t.timeout_ns` later.
+fn hops_up_timeout(t: &Timing) -> Duration {
+    let retries = u64::from(t.misses.saturating_sub(1));
+    Duration::from_nanos(
+        retries
+            .saturating_mul(t.interval_ns)
+            .saturating_add(t.timeout_ns),
+    ) + HOPS_UP_MARGIN
+}
 /// Rounds in a row in which no frame moves before a chain loop declares the
 /// frames still in flight lost.
 const MAX_IDLE_ROUNDS: u32 = 3;
@@ -273,7 +289,7 @@ pub struct PathResult {
     pub polls_per_frame: f64,
     /// Tools in the chain (chain paths only).
     pub hops: Option<u32>,
-    /// Heartbeats sent during the last timed repetition.
+    /// The most heartbeats sent during one timed repetition.
     pub heartbeats_per_rep: u64,
     /// Instructions per frame inside `poll` (callgrind), when measured.
     pub poll_ir_per_frame: Option<f64>,
@@ -761,13 +777,16 @@ impl ChainRig {
             rig.task.ports().len(),
             2 + 2 * n_hops
         );
-        let deadline = Instant::now() + HOPS_UP_TIMEOUT;
+        let up_timeout = hops_up_timeout(&heartbeat);
+        let deadline = Instant::now() + up_timeout;
         while let Some(h) = rig.hops.iter().find(|h| h.health() != Health::Up) {
             ensure!(
-                Instant::now() < deadline,
-                "hop {} is still {:?} after {HOPS_UP_TIMEOUT:?} of heartbeats",
+                h.health() != Health::Down && Instant::now() < deadline,
+                "hop {} is {:?} after {up_timeout:?} of heartbeats (interval {} ms, timeout {} ms)",
                 h.name,
-                h.health()
+                h.health(),
+                heartbeat.interval_ns / MS,
+                heartbeat.timeout_ns / MS
             );
             rig.task.poll(batch);
             for t in rig.tools.iter_mut() {
@@ -1120,7 +1139,7 @@ pub fn run(cfg: &MicroConfig) -> Result<MicroResult> {
             );
             fps.push(f);
             polls = r.polls;
-            heartbeats = r.heartbeats;
+            heartbeats = heartbeats.max(r.heartbeats);
         }
         let loop_fps = median(&fps);
         let (poll_ir, loop_ir, callgrind_heartbeats) = if cfg.callgrind {
@@ -1347,6 +1366,26 @@ mod tests {
             pool.free(f);
         }
         assert_eq!(pool.available(), 16);
+    }
+
+    #[test]
+    fn the_hops_have_every_heartbeat_that_can_bring_them_up() {
+        // Two heartbeats missed (the third would take the hop down): the
+        // third goes out two intervals after the first.
+        let t = CHAIN_HEARTBEAT;
+        assert_eq!(
+            hops_up_timeout(&t),
+            Duration::from_nanos(2 * t.interval_ns + t.timeout_ns) + HOPS_UP_MARGIN
+        );
+        let quick = Timing {
+            interval_ns: MS,
+            timeout_ns: 10_000 * MS,
+            ..CHAIN_HEARTBEAT
+        };
+        assert_eq!(
+            hops_up_timeout(&quick),
+            Duration::from_millis(10_002) + HOPS_UP_MARGIN
+        );
     }
 
     #[test]

@@ -495,6 +495,39 @@ pub struct Ratio {
     /// Median over repetitions of ours / peer within the repetition.
     pub median_of_per_rep: Option<f64>,
     pub per_rep: Vec<f64>,
+    /// Which side of `of_medians` is only a lower bound.
+    pub of_medians_bounds: LowerBounds,
+    /// Which side of `median_of_per_rep` is only a lower bound.
+    pub median_of_per_rep_bounds: LowerBounds,
+}
+
+/// Which sides of a ratio are only lower bounds: set for a zero-drop
+/// ratio whose median would rise were the searches that passed at their
+/// highest rate searched higher; never set for the other ratios, whose
+/// values are measured, not searched for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LowerBounds {
+    /// `ours` is a lower bound: the ratio is at least the value shown.
+    pub ours: bool,
+    /// `peer` is a lower bound: the ratio is at most the value shown.
+    pub peer: bool,
+}
+
+/// Whether the median of `values` (each with whether it is only a lower
+/// bound) would change were the bounded values higher: if so it is only a
+/// lower bound too. False for no values.
+fn median_is_lower_bound(values: &[(f64, bool)]) -> bool {
+    // Far above any rate, yet finite so that `median` keeps it.
+    const RAISED: f64 = f64::MAX / 4.0;
+    let m = |raise: bool| {
+        median(
+            &values
+                .iter()
+                .map(|&(v, bounded)| if raise && bounded { RAISED } else { v })
+                .collect::<Vec<_>>(),
+        )
+    };
+    !values.is_empty() && m(true) != m(false)
 }
 
 /// The two ratios of `ours` against `peer`, from `(rep, value)` samples:
@@ -693,6 +726,9 @@ pub struct ZeroDropSummary {
     /// Repetitions whose trial at the highest rate passed (the zero-drop
     /// rate is then a lower bound, set by the generator or the option).
     pub at_hi_reps: usize,
+    /// `median_rate_pps` is only a lower bound: it would rise were the
+    /// repetitions at their highest rate searched higher.
+    pub median_rate_at_hi: bool,
     /// Repetitions in which even the lowest rate failed.
     pub below_lo_reps: usize,
     /// Repetitions whose search ran out of trials before the resolution.
@@ -1648,7 +1684,9 @@ fn schedule(duts: &[CaptureDut], groups: &[u8], zero_drop: &[ZeroDropDut], rep: 
 pub enum Progress<'a> {
     Capture(&'a CaptureSample),
     Fanout(&'a FanoutSample),
-    /// A zero-drop trial (the index is its search's).
+    /// A zero-drop trial. Its search is still running, so the index is
+    /// the number of measurements finished before it (one less than the
+    /// search's own index).
     ZeroDropTrial(&'a ZeroDropTrial),
     /// A finished zero-drop search.
     ZeroDrop(&'a ZeroDropSample),
@@ -1730,7 +1768,7 @@ pub fn run(
                     }
                     Job::ZeroDrop(d) => {
                         let s = measure_zero_drop(&lab, cfg, d, rep, &run_dir, &mut |t| {
-                            progress(Progress::ZeroDropTrial(t), done, total)
+                            progress(Progress::ZeroDropTrial(t), done - 1, total)
                         })
                         .with_context(|| format!("zero-drop search of {} rep {rep}", d.name()))?;
                         progress(Progress::ZeroDrop(&s), done, total);
@@ -1848,6 +1886,8 @@ fn capture_ratio(peer: CaptureDut, installed: bool, samples: &[CaptureSample]) -
             of_medians: None,
             median_of_per_rep: None,
             per_rep: Vec::new(),
+            of_medians_bounds: LowerBounds::default(),
+            median_of_per_rep_bounds: LowerBounds::default(),
         };
     }
     let of = |d: CaptureDut| -> Vec<(u32, f64)> {
@@ -1864,6 +1904,8 @@ fn capture_ratio(peer: CaptureDut, installed: bool, samples: &[CaptureSample]) -
         of_medians,
         median_of_per_rep,
         per_rep,
+        of_medians_bounds: LowerBounds::default(),
+        median_of_per_rep_bounds: LowerBounds::default(),
     }
 }
 
@@ -1884,6 +1926,8 @@ fn fanout_summary(groups: u8, samples: &[FanoutSample]) -> FanoutSummary {
             of_medians,
             median_of_per_rep,
             per_rep,
+            of_medians_bounds: LowerBounds::default(),
+            median_of_per_rep_bounds: LowerBounds::default(),
         }
     });
     let delivery = median(
@@ -1926,6 +1970,12 @@ fn zero_drop_summary(
         median_offered_pps: med(mine.iter().map(|s| s.offered_value()).collect()),
         median_hi_pps: med(mine.iter().map(|s| s.hi_pps as f64).collect()),
         at_hi_reps: count(&|s| s.outcome == Outcome::AtHi),
+        median_rate_at_hi: median_is_lower_bound(
+            &mine
+                .iter()
+                .map(|s| (s.rate_value(), s.outcome == Outcome::AtHi))
+                .collect::<Vec<_>>(),
+        ),
         below_lo_reps: count(&|s| s.outcome == Outcome::BelowLo),
         unconverged_reps: count(&|s| !s.converged),
         xdp_modes: xdp_modes.into_iter().collect(),
@@ -1955,9 +2005,12 @@ fn zero_drop_ratio(
             of_medians: None,
             median_of_per_rep: None,
             per_rep: Vec::new(),
+            of_medians_bounds: LowerBounds::default(),
+            median_of_per_rep_bounds: LowerBounds::default(),
         };
     }
-    let of = |d: ZeroDropDut| -> Vec<(u32, f64)> {
+    // (rep, value, whether the value is only a lower bound)
+    let of = |d: ZeroDropDut| -> Vec<(u32, f64, bool)> {
         samples
             .iter()
             .filter(|s| s.dut == d)
@@ -1967,17 +2020,41 @@ fn zero_drop_ratio(
                 } else {
                     s.rate_value()
                 };
-                (s.rep, v)
+                (s.rep, v, s.outcome == Outcome::AtHi)
             })
             .collect()
     };
-    let (of_medians, median_of_per_rep, per_rep) = ratio_of(&of(ours), &of(peer));
+    let (a, b) = (of(ours), of(peer));
+    let values = |x: &[(u32, f64, bool)]| x.iter().map(|&(r, v, _)| (r, v)).collect::<Vec<_>>();
+    let (of_medians, median_of_per_rep, per_rep) = ratio_of(&values(&a), &values(&b));
+    let bounded = |x: &[(u32, f64, bool)]| x.iter().map(|&(_, v, h)| (v, h)).collect::<Vec<_>>();
+    // The per-repetition ratios as `ratio_of` pairs them, with whether
+    // each side of each is bounded. A bounded `ours` can only raise a
+    // ratio and a bounded `peer` only lower it: negating the ratios turns
+    // the second into the first.
+    let pairs: Vec<(f64, bool, bool)> = a
+        .iter()
+        .filter_map(|&(rep, x, x_hi)| {
+            let &(_, y, y_hi) = b.iter().find(|&&(r, ..)| r == rep)?;
+            (y > 0.0).then_some((x / y, x_hi, y_hi))
+        })
+        .collect();
+    let per_rep_ours: Vec<(f64, bool)> = pairs.iter().map(|&(x, h, _)| (x, h)).collect();
+    let per_rep_peer: Vec<(f64, bool)> = pairs.iter().map(|&(x, _, h)| (-x, h)).collect();
     Ratio {
         name,
         status: MEASURED.into(),
         of_medians,
         median_of_per_rep,
         per_rep,
+        of_medians_bounds: LowerBounds {
+            ours: median_is_lower_bound(&bounded(&a)),
+            peer: median_is_lower_bound(&bounded(&b)),
+        },
+        median_of_per_rep_bounds: LowerBounds {
+            ours: median_is_lower_bound(&per_rep_ours),
+            peer: median_is_lower_bound(&per_rep_peer),
+        },
     }
 }
 
@@ -1995,6 +2072,18 @@ fn mfps(x: f64) -> String {
 
 fn times(x: f64) -> String {
     format!("{x:.2}x")
+}
+
+/// A ratio, `>=` when only `ours` is a lower bound, `<=` when only the
+/// peer is, and `bounds only` when both are (nothing follows).
+fn bounded_times(x: Option<f64>, bounds: LowerBounds) -> String {
+    match (x, bounds.ours, bounds.peer) {
+        (None, ..) => "-".to_string(),
+        (Some(_), true, true) => "bounds only".to_string(),
+        (Some(x), true, false) => format!(">= {}", times(x)),
+        (Some(x), false, true) => format!("<= {}", times(x)),
+        (Some(x), false, false) => times(x),
+    }
 }
 
 fn kfps(x: f64) -> String {
@@ -2036,7 +2125,13 @@ fn zero_drop_markdown(r: &PassiveResult) -> String {
             vec![
                 s.dut.name().to_string(),
                 s.version.clone().unwrap_or_default(),
-                opt(s.median_rate_pps, kfps),
+                opt(s.median_rate_pps, |x| {
+                    if s.median_rate_at_hi {
+                        format!(">= {}", kfps(x))
+                    } else {
+                        kfps(x)
+                    }
+                }),
                 opt(s.median_offered_pps, kfps),
                 reps.map(zero_drop_cell).collect::<Vec<_>>().join(", "),
                 opt(s.median_hi_pps, kfps),
@@ -2075,8 +2170,8 @@ fn zero_drop_markdown(r: &PassiveResult) -> String {
                 } else {
                     vec![
                         x.name.clone(),
-                        opt(x.of_medians, times),
-                        opt(x.median_of_per_rep, times),
+                        bounded_times(x.of_medians, x.of_medians_bounds),
+                        bounded_times(x.median_of_per_rep, x.median_of_per_rep_bounds),
                     ]
                 }
             })
@@ -2089,6 +2184,15 @@ fn zero_drop_markdown(r: &PassiveResult) -> String {
             ],
             &rows,
         );
+    }
+    let bounded = |b: LowerBounds| b.ours || b.peer;
+    if r.zero_drop_summary.iter().any(|s| s.median_rate_at_hi)
+        || r.zero_drop_ratios
+            .iter()
+            .any(|x| bounded(x.of_medians_bounds) || bounded(x.median_of_per_rep_bounds))
+    {
+        out += "\n`>=` on a median: repetitions passed at their highest rate, which leaves the median a lower bound. \
+                On a ratio, `>=`: ours is such a bound; `<=`: the peer's is; `bounds only`: both are, and the ratio says nothing.\n";
     }
     out += "\n";
     let rows: Vec<Vec<String>> = r
@@ -2966,6 +3070,88 @@ mod tests {
         capacity: Option<u64>,
     ) -> ZeroDropSample {
         zd_search(&ZeroDropConfig::default(), dut, rep, gen_max, capacity)
+    }
+
+    #[test]
+    fn medians_and_ratios_bounded_by_the_highest_rate_are_marked() {
+        assert!(median_is_lower_bound(&[
+            (1.0, false),
+            (2.0, false),
+            (1.5, true)
+        ]));
+        assert!(!median_is_lower_bound(&[
+            (1.0, false),
+            (2.0, false),
+            (10.0, true)
+        ]));
+        assert!(median_is_lower_bound(&[(1.0, false), (2.0, true)]));
+        assert!(!median_is_lower_bound(&[]));
+
+        use ZeroDropDut::*;
+        let hi = 1_000_000;
+        let mut samples = Vec::new();
+        for rep in 0..3 {
+            // tapline passes at the highest rate every time; the recorder
+            // in two of three repetitions; the reader never.
+            samples.push(zd_sample(Tapline, rep, hi, Some(2_000_000)));
+            samples.push(zd_sample(
+                TaplineRecord,
+                rep,
+                hi,
+                Some(if rep == 2 { 300_000 } else { 2_000_000 }),
+            ));
+            samples.push(zd_sample(AfPacketRead, rep, hi, Some(500_000)));
+        }
+        let summary = |d| zero_drop_summary(d, Some("v".into()), &samples);
+        assert!(summary(Tapline).median_rate_at_hi);
+        assert!(summary(TaplineRecord).median_rate_at_hi);
+        assert!(!summary(AfPacketRead).median_rate_at_hi);
+        // One repetition of three at the highest rate leaves the median
+        // exact.
+        let one_at_hi: Vec<ZeroDropSample> = [2_000_000, 300_000, 400_000]
+            .into_iter()
+            .enumerate()
+            .map(|(rep, c)| zd_sample(TaplineRecord, rep as u32, hi, Some(c)))
+            .collect();
+        assert!(!zero_drop_summary(TaplineRecord, Some("v".into()), &one_at_hi).median_rate_at_hi);
+
+        let cells = |ours, peer| {
+            let x = zero_drop_ratio(ours, peer, false, true, &samples);
+            (
+                bounded_times(x.of_medians, x.of_medians_bounds),
+                bounded_times(x.median_of_per_rep, x.median_of_per_rep_bounds),
+            )
+        };
+        let reader = samples
+            .iter()
+            .find(|s| s.dut == AfPacketRead)
+            .unwrap()
+            .rate_value();
+        let at_least = format!(">= {}", times(hi as f64 / reader));
+        assert_eq!(cells(Tapline, AfPacketRead), (at_least.clone(), at_least));
+        let at_most = format!("<= {}", times(reader / hi as f64));
+        assert_eq!(cells(AfPacketRead, Tapline), (at_most.clone(), at_most));
+        assert_eq!(
+            cells(Tapline, TaplineRecord),
+            ("bounds only".to_string(), "bounds only".to_string())
+        );
+        assert_eq!(
+            bounded_times(
+                None,
+                LowerBounds {
+                    ours: true,
+                    peer: true
+                }
+            ),
+            "-"
+        );
+
+        let json =
+            serde_json::to_value(zero_drop_ratio(Tapline, AfPacketRead, true, true, &samples))
+                .unwrap();
+        assert_eq!(json["of_medians_bounds"]["ours"], true);
+        assert_eq!(json["of_medians_bounds"]["peer"], false);
+        assert_eq!(json["median_of_per_rep_bounds"]["ours"], true);
     }
 
     #[test]

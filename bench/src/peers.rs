@@ -59,8 +59,14 @@ const TESTPMD_MBUFS: u32 = 16_384;
 /// prefix.
 const DPDK_RUNTIME_DIR: &str = "/var/run/dpdk";
 
-/// Suricata's line once its packet threads run.
-const SURICATA_READY: &str = "Engine started";
+/// Suricata's line once its threads run. Its capture threads open their
+/// sockets only after that, so it is not enough on its own: see
+/// [`suricata_ready`].
+const SURICATA_ENGINE_STARTED: &str = "Engine started";
+/// What follows `af-packet: <interface>: ` in the line a capture thread
+/// logs (at the `perf` level) once its socket is open and bound, as it sets
+/// up the socket's receive ring.
+const SURICATA_RING_READY: &str = "rx ring:";
 /// The rule Suricata inspects every frame against: it never matches the
 /// generator's frames (their payload is a sequence number and zeros).
 const SURICATA_RULE: &str = "alert udp any any -> any any (msg:\"tapline-bench: never matches\"; \
@@ -110,10 +116,17 @@ fn tail(lines: &[String]) -> String {
 impl PeerProcess {
     /// Starts `cmd` (built with [`Netns::command`]) with stdin closed and
     /// its output captured, and waits until a line satisfies `ready`.
-    pub fn start(
+    pub fn start(name: &str, cmd: Command, ready: impl Fn(&str) -> bool) -> Result<PeerProcess> {
+        PeerProcess::start_when(name, cmd, |lines| lines.iter().any(|l| ready(l)))
+    }
+
+    /// Like [`PeerProcess::start`], but waits until the output so far (every
+    /// line, in arrival order per stream) satisfies `ready`: for a peer that
+    /// is ready only once several lines appeared.
+    pub fn start_when(
         name: &str,
         mut cmd: Command,
-        ready: impl Fn(&str) -> bool,
+        ready: impl Fn(&[String]) -> bool,
     ) -> Result<PeerProcess> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -145,16 +158,10 @@ impl PeerProcess {
         Ok(p)
     }
 
-    fn wait_ready(&mut self, ready: impl Fn(&str) -> bool) -> Result<()> {
+    fn wait_ready(&mut self, ready: impl Fn(&[String]) -> bool) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if self
-                .lines
-                .lock()
-                .expect("peer lines")
-                .iter()
-                .any(|l| ready(l))
-            {
+            if ready(&self.lines.lock().expect("peer lines")) {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
@@ -180,11 +187,6 @@ impl PeerProcess {
     /// Output lines so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("peer lines").clone()
-    }
-
-    /// The peer's pid (`ip netns exec` execs it: the child's own pid).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// SIGTERM, then waits up to [`STOP_TIMEOUT`]; a peer still running
@@ -259,6 +261,18 @@ pub fn parse_done<T: DeserializeOwned>(lines: &[String]) -> Result<T> {
     serde_json::from_str(line).with_context(|| format!("parsing {line}"))
 }
 
+/// The `received` count of the last `{"event":"progress",...}` line in
+/// `lines`, 0 before the first.
+fn last_progress(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "progress")
+        .and_then(|v| v["received"].as_u64())
+        .unwrap_or(0)
+}
+
 /// `tapline-bench peer ARGS...` in `ns`, ready at `{"event":"ready"}`.
 fn start_afpacket_peer(ns: &Netns, name: &str, args: &[&str]) -> Result<PeerProcess> {
     let mut cmd = ns.command(workspace_binary("tapline-bench")?);
@@ -305,6 +319,28 @@ impl AfPacketReader {
             &["af-packet-read", "--iface", iface, "--batch", &batch],
         )
         .map(AfPacketReader)
+    }
+
+    /// Frames it counted so far, from its last `progress` event (it reports
+    /// every 100 ms while the count grows).
+    pub fn received(&self) -> u64 {
+        last_progress(&self.0.lines())
+    }
+
+    /// Waits until it counted at least `frames` frames; fails after
+    /// `timeout` with the count it reached.
+    pub fn wait_received(&self, frames: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if received >= frames {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("af-packet-read counted {received} of {frames} frames within {timeout:?}");
+            }
+            std::thread::sleep(POLL);
+        }
     }
 
     /// Stops it and returns its counters.
@@ -469,46 +505,84 @@ struct TestpmdCleanup {
 }
 
 impl TestpmdCleanup {
+    /// Restores both interfaces and removes the runtime directory. Every
+    /// step runs whatever failed before it, so one failure never leaves the
+    /// other interface or the directory behind; the failures are reported
+    /// together.
     fn run(&mut self) -> Result<()> {
         self.done = true;
         let ns = Netns::existing(&self.ns);
+        let mut errors = Vec::new();
         for (ifname, &before) in self.ifaces.iter().zip(&self.promiscuity_before) {
-            let state = lab::link_state(&ns, ifname)?;
-            if state.xdp_attached {
-                lab::ip(&["-n", ns.name(), "link", "set", "dev", ifname, "xdp", "off"])
-                    .with_context(|| format!("detaching {TESTPMD}'s XDP program from {ifname}"))?;
-            }
-            if state.promiscuity > before {
-                lab::ip(&[
-                    "-n",
-                    ns.name(),
-                    "link",
-                    "set",
-                    "dev",
-                    ifname,
-                    "promisc",
-                    "off",
-                ])
-                .with_context(|| format!("turning {ifname}'s promiscuous mode off"))?;
-            }
-            let after = lab::link_state(&ns, ifname)?;
-            if after.xdp_attached || after.promiscuity > before {
-                bail!(
-                    "{ifname} after {TESTPMD}: XDP attached {}, promiscuity {} (was {before})",
-                    after.xdp_attached,
-                    after.promiscuity
-                );
-            }
+            restore_interface(&ns, ifname, before, &mut errors);
         }
         let dir = Path::new(DPDK_RUNTIME_DIR).join(&self.file_prefix);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
+            Err(e) => {
+                errors.push(anyhow::Error::new(e).context(format!("removing {}", dir.display())))
+            }
         }
         // Only if empty: other DPDK processes may keep theirs there.
         let _ = std::fs::remove_dir(DPDK_RUNTIME_DIR);
-        Ok(())
+        combine_errors(&format!("cleaning up after {TESTPMD}"), errors)
+    }
+}
+
+/// Detaches an XDP program from `ifname` and turns promiscuous mode off if
+/// testpmd raised it above `before`, then checks both. Each failure is
+/// pushed to `errors` and the following steps still run.
+fn restore_interface(ns: &Netns, ifname: &str, before: u64, errors: &mut Vec<anyhow::Error>) {
+    let state = match lab::link_state(ns, ifname) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(e.context(format!("reading {ifname}'s state after {TESTPMD}")));
+            return;
+        }
+    };
+    if state.xdp_attached {
+        if let Err(e) = lab::ip(&["-n", ns.name(), "link", "set", "dev", ifname, "xdp", "off"]) {
+            errors.push(e.context(format!("detaching {TESTPMD}'s XDP program from {ifname}")));
+        }
+    }
+    if state.promiscuity > before {
+        if let Err(e) = lab::ip(&[
+            "-n",
+            ns.name(),
+            "link",
+            "set",
+            "dev",
+            ifname,
+            "promisc",
+            "off",
+        ]) {
+            errors.push(e.context(format!("turning {ifname}'s promiscuous mode off")));
+        }
+    }
+    match lab::link_state(ns, ifname) {
+        Ok(after) if after.xdp_attached || after.promiscuity > before => {
+            errors.push(anyhow::anyhow!(
+                "{ifname} after {TESTPMD}: XDP attached {}, promiscuity {} (was {before})",
+                after.xdp_attached,
+                after.promiscuity
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => errors.push(e.context(format!("checking {ifname}'s state after {TESTPMD}"))),
+    }
+}
+
+/// `Ok` without errors, the error itself when there is one, and one error
+/// listing them all (`what` first) when there are several.
+fn combine_errors(what: &str, mut errors: Vec<anyhow::Error>) -> Result<()> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        n => {
+            let list: Vec<String> = errors.iter().map(|e| format!("- {e:#}")).collect();
+            bail!("{what}: {n} steps failed:\n{}", list.join("\n"))
+        }
     }
 }
 
@@ -554,6 +628,8 @@ pub fn parse_suricata_stats(lines: &[String]) -> Vec<SuricataInterface> {
 pub struct Suricata {
     /// Dropped (killed) before `_dir` is removed.
     process: PeerProcess,
+    /// The two interfaces it bridges.
+    ifaces: [String; 2],
     /// Config, rule and log directory.
     _dir: SuricataDir,
 }
@@ -577,7 +653,7 @@ fn suricata_config(dir: &Path, a: &str, b: &str) -> String {
          classification-file: {dir}/classification.config\n\
          reference-config-file: {dir}/reference.config\n\
          outputs:\n  - eve-log:\n      enabled: no\n\
-         logging:\n  default-log-level: notice\n  outputs:\n    - console:\n        enabled: yes\n    \
+         logging:\n  default-log-level: perf\n  outputs:\n    - console:\n        enabled: yes\n    \
          - file:\n        enabled: no\n\
          stats:\n  enabled: no\n\
          unix-command:\n  enabled: no\n\
@@ -587,9 +663,55 @@ fn suricata_config(dir: &Path, a: &str, b: &str) -> String {
     )
 }
 
+/// Whether Suricata's output so far says it is ready: the engine started
+/// and the capture sockets of both `ifaces` are bound. Suricata prints
+/// "Engine started" once its threads are initialised, but each capture
+/// thread opens its socket only afterwards, in its receive loop.
+fn suricata_ready(lines: &[String], ifaces: &[String; 2]) -> bool {
+    let ring_ready = |ifname: &str| {
+        let prefix = format!("af-packet: {ifname}: {SURICATA_RING_READY}");
+        lines.iter().any(|l| l.contains(&prefix))
+    };
+    lines.iter().any(|l| l.contains(SURICATA_ENGINE_STARTED))
+        && ifaces.iter().all(|i| ring_ready(i))
+}
+
+/// The counters Suricata printed for exactly `ifaces`, in that order; an
+/// error (quoting its output) when either is missing or another shows up.
+fn suricata_counters(lines: &[String], ifaces: &[String; 2]) -> Result<Vec<SuricataInterface>> {
+    let found = parse_suricata_stats(lines);
+    let names: Vec<&str> = found.iter().map(|i| i.ifname.as_str()).collect();
+    let mut ordered = Vec::with_capacity(ifaces.len());
+    for ifname in ifaces {
+        let mut of_iface = found.iter().filter(|i| &i.ifname == ifname);
+        match (of_iface.next(), of_iface.next()) {
+            (Some(i), None) => ordered.push(i.clone()),
+            _ => bail!(
+                "{SURICATA} printed counters for {names:?}, expected exactly one line each for \
+                 {ifaces:?}:\n{}",
+                tail(lines)
+            ),
+        }
+    }
+    if found.len() != ifaces.len() {
+        bail!(
+            "{SURICATA} printed counters for {names:?}, expected exactly {ifaces:?}:\n{}",
+            tail(lines)
+        );
+    }
+    Ok(ordered)
+}
+
 impl Suricata {
     /// Writes the config and rule to a fresh directory and starts Suricata
-    /// bridging `a <-> b` in `ns`; waits until its engine runs.
+    /// bridging `a <-> b` in `ns`; waits until its engine runs and both
+    /// capture sockets are bound.
+    ///
+    /// Suricata then still discards what arrives until its capture threads
+    /// have synchronised (each one's first frame after that, or 100 ms
+    /// without one): the benchmark's warm-up covers that, and a caller that
+    /// counts every frame sends probes until one gets through each way
+    /// first.
     pub fn start(ns: &Netns, a: &str, b: &str) -> Result<Suricata> {
         let dir = std::env::temp_dir().join(format!("{}-suricata", lab::unique_prefix()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -608,18 +730,22 @@ impl Suricata {
             .arg(&config)
             .args(["--af-packet", "--runmode", "workers", "-l"])
             .arg(&dir);
-        let process = PeerProcess::start(SURICATA, cmd, |l| l.contains(SURICATA_READY))?;
+        let ifaces = [a.to_string(), b.to_string()];
+        let process =
+            PeerProcess::start_when(SURICATA, cmd, |lines| suricata_ready(lines, &ifaces))?;
         Ok(Suricata {
             process,
+            ifaces,
             _dir: guard,
         })
     }
 
     /// Stops Suricata (SIGTERM), checks that it exited cleanly and returns
-    /// its capture counters.
+    /// its capture counters: one entry per interface, in the order of
+    /// [`Suricata::start`]'s `a` and `b`.
     pub fn stop(self) -> Result<Vec<SuricataInterface>> {
         let exit = self.process.stop_ok()?;
-        Ok(parse_suricata_stats(&exit.lines))
+        suricata_counters(&exit.lines, &self.ifaces)
     }
 }
 
@@ -700,10 +826,53 @@ mod tests {
                 },
             ]
         );
-        assert!(
-            "i: threads: Threads created -> W: 2 FM: 1 FR: 1   Engine started."
-                .contains(SURICATA_READY)
+    }
+
+    #[test]
+    fn suricata_is_ready_once_both_capture_sockets_are_bound() {
+        let ifaces = ["i1".to_string(), "i2".to_string()];
+        let mut out = lines(
+            "Perf: af-packet: i1: rx ring: block_size=131072 block_nr=26 frame_size=1600 frame_nr=2106\n\
+             Notice: threads: Threads created -> W: 2 FM: 1 FR: 1   Engine started.",
         );
+        // The engine started, i2's socket is not open yet.
+        assert!(!suricata_ready(&out, &ifaces));
+        out.push("Perf: af-packet: i2: rx ring: block_size=131072 block_nr=26".into());
+        assert!(suricata_ready(&out, &ifaces));
+        // Both sockets, but not the engine.
+        assert!(!suricata_ready(&out[..1], &ifaces));
+        assert!(!suricata_ready(&[out[0].clone(), out[2].clone()], &ifaces));
+    }
+
+    #[test]
+    fn suricata_counters_need_exactly_both_interfaces() -> Result<()> {
+        let ifaces = ["i1".to_string(), "i2".to_string()];
+        let both = lines(
+            "Notice: device: i2: packets: 7, drops: 1 (0.00%), invalid chksum: 0\n\
+             Notice: device: i1: packets: 5, drops: 0 (0.00%), invalid chksum: 0",
+        );
+        let c = suricata_counters(&both, &ifaces)?;
+        assert_eq!(
+            c.iter()
+                .map(|i| (i.ifname.as_str(), i.packets))
+                .collect::<Vec<_>>(),
+            [("i1", 5), ("i2", 7)]
+        );
+        let err = suricata_counters(&both[..1], &ifaces)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[\"i2\"]") && err.contains("device: i2"),
+            "{err}"
+        );
+        assert!(suricata_counters(&[], &ifaces).is_err());
+        let mut extra = both.clone();
+        extra.push("Notice: device: i3: packets: 1, drops: 0 (0.00%), invalid chksum: 0".into());
+        assert!(suricata_counters(&extra, &ifaces).is_err());
+        let mut twice = both;
+        twice.push("Notice: device: i1: packets: 1, drops: 0 (0.00%), invalid chksum: 0".into());
+        assert!(suricata_counters(&twice, &ifaces).is_err());
+        Ok(())
     }
 
     #[test]
@@ -742,6 +911,12 @@ mod tests {
         ))?;
         assert_eq!((r.received, r.bytes, r.kernel_drops), (5, 300, 0));
         assert!(parse_done::<ReadCounts>(&out[..2]).is_err());
+        let progress = lines(
+            "{\"event\":\"ready\"}\n{\"event\":\"progress\",\"received\":3}\n\
+             {\"event\":\"progress\",\"received\":9}\nnoise",
+        );
+        assert_eq!(last_progress(&progress), 9);
+        assert_eq!(last_progress(&progress[..1]), 0);
         Ok(())
     }
 

@@ -306,6 +306,13 @@ pub struct DutSummary {
     /// be.
     pub ndr_at_hi: bool,
     pub pdr_at_hi: bool,
+    /// How far above the rate it found an NDR search leaves the true NDR
+    /// open, frames per second: the median, over the repetitions whose
+    /// search found a rate below its highest, of the gap up to the lowest
+    /// failing rate (wider than the resolution when the search ran out of
+    /// trials), or of the resolution when no failing rate is known. `None`
+    /// when no repetition's search found such a rate.
+    pub ndr_bracket_pps: Option<f64>,
     /// At each of [`LATENCY_SHARES`] that some repetition measured.
     pub latency: Vec<LatencySummary>,
 }
@@ -358,6 +365,11 @@ pub struct TargetCheck {
     pub measured: Option<f64>,
     /// The median of the per-repetition ratios, for comparison.
     pub median_of_per_rep: Option<f64>,
+    /// For an NDR target with a rate on both sides: the range the ratio of
+    /// the true medians may lie in given the searches' brackets
+    /// ([`DutSummary::ndr_bracket_pps`]), `(ours / (peer + its bracket),
+    /// (ours + its bracket) / peer)`.
+    pub within_resolution: Option<(f64, f64)>,
     pub verdict: Verdict,
     /// What decided a verdict that is not a plain comparison.
     pub note: String,
@@ -636,6 +648,18 @@ fn latency_summary(share: f64, runs: &[&DutRun]) -> Option<LatencySummary> {
     })
 }
 
+/// How far above the rate it found `run`'s NDR search leaves the true NDR
+/// open: up to the lowest failing rate when known, else the resolution.
+/// `None` unless the search found a rate below its highest.
+fn ndr_bracket(run: &DutRun) -> Option<u64> {
+    let s = &run.ndr;
+    let rate = s.rate_pps.filter(|_| s.outcome == Outcome::Found)?;
+    Some(
+        s.failed_at_pps
+            .map_or(run.resolution_pps, |f| f.saturating_sub(rate)),
+    )
+}
+
 /// One DUT over its runs.
 fn dut_summary(dut: Dut, runs: &[DutRun]) -> DutSummary {
     let mut mine: Vec<&DutRun> = runs.iter().filter(|r| r.dut == dut).collect();
@@ -650,6 +674,12 @@ fn dut_summary(dut: Dut, runs: &[DutRun]) -> DutSummary {
         pdr_pps,
         ndr_at_hi: mine.iter().any(|r| r.ndr.outcome == Outcome::AtHi),
         pdr_at_hi: mine.iter().any(|r| r.pdr.outcome == Outcome::AtHi),
+        ndr_bracket_pps: median_of(
+            &mine
+                .iter()
+                .filter_map(|r| ndr_bracket(r).map(|b| b as f64))
+                .collect::<Vec<_>>(),
+        ),
         latency: LATENCY_SHARES
             .iter()
             .filter_map(|&s| latency_summary(s, &mine))
@@ -737,15 +767,18 @@ fn ratio(runs: &[DutRun], summary: &[DutSummary], ours: Dut, peer: Dut) -> Optio
 }
 
 /// The verdict on one target from the summaries and the ratio of the two
-/// DUTs.
+/// DUTs. `min_pps` is the lowest rate searched: a DUT that did not pass it
+/// has an NDR somewhere below it.
 fn check(
     target: &'static str,
     goal: Goal,
     ours: &DutSummary,
     peer: &DutSummary,
     r: &Ratio,
+    min_pps: u64,
 ) -> TargetCheck {
     let (o, p) = (ours.dut.name(), peer.dut.name());
+    let mut within_resolution = None;
     let (stats, verdict, note) = match goal {
         Goal::NdrAtLeast(min) => {
             let (verdict, note) = match (ours.median_ndr_pps, peer.median_ndr_pps, r.ndr.of_medians)
@@ -757,7 +790,18 @@ fn check(
                 (None, Some(_), _) => {
                     (Verdict::Missed, format!("{o} did not pass the lowest rate"))
                 }
-                (Some(_), None, _) => (Verdict::Met, format!("{p} did not pass the lowest rate")),
+                // The peer's NDR is only known to be below the lowest rate,
+                // so the ratio only to be above `a / min_pps`.
+                (Some(a), None, _) if a >= min * min_pps as f64 => {
+                    (Verdict::Met, format!("{p} did not pass the lowest rate"))
+                }
+                (Some(a), None, _) => (
+                    Verdict::Inconclusive,
+                    format!(
+                        "{p} did not pass the lowest rate ({min_pps} fps): the ratio is only known to be above {:.2}x",
+                        a / min_pps as f64
+                    ),
+                ),
                 (_, _, Some(x)) if x >= min && peer.ndr_at_hi => (
                     Verdict::Inconclusive,
                     format!("{p}'s NDR reached the highest rate searched: it is a lower bound"),
@@ -766,20 +810,53 @@ fn check(
                     Verdict::Inconclusive,
                     format!("{o}'s NDR reached the highest rate searched: it is a lower bound"),
                 ),
-                (_, _, Some(x)) if x >= min => (Verdict::Met, String::new()),
-                _ => (Verdict::Missed, String::new()),
+                (Some(a), Some(b), Some(_)) => {
+                    let lo = a / (b + peer.ndr_bracket_pps.unwrap_or(0.0));
+                    let hi = (a + ours.ndr_bracket_pps.unwrap_or(0.0)) / b;
+                    within_resolution = Some((lo, hi));
+                    if lo >= min {
+                        (Verdict::Met, String::new())
+                    } else if hi < min {
+                        (Verdict::Missed, String::new())
+                    } else {
+                        (
+                            Verdict::Inconclusive,
+                            format!("within the searches' resolution: {lo:.2}x to {hi:.2}x"),
+                        )
+                    }
+                }
+                // Both medians are rates, so only a zero peer rate (not a
+                // rate a search can find) leaves no ratio.
+                (Some(_), Some(_), None) => (
+                    Verdict::Inconclusive,
+                    format!("{p}'s NDR is 0: no ratio"),
+                ),
             };
             (&r.ndr, verdict, note)
         }
         Goal::P99AtMost(max) => {
-            let (verdict, note) = match r.p99_at_10pct.of_medians {
-                Some(x) if x <= max => (Verdict::Met, String::new()),
-                Some(_) => (Verdict::Missed, String::new()),
-                None => (
+            // Latency is measured only in repetitions whose NDR search
+            // found a rate; a median over fewer than half of them says
+            // little about the DUT.
+            let sparse = [ours, peer].into_iter().find_map(|s| {
+                let reps = s.ndr_pps.len();
+                let measured = s.latency_at(COMPARED_SHARE).map_or(0, |l| l.reps.len());
+                (measured * 2 < reps).then(|| (s.dut.name(), measured, reps))
+            });
+            let (verdict, note) = match (r.p99_at_10pct.of_medians, sparse) {
+                (None, _) => (
                     Verdict::Inconclusive,
                     "no latency at 10% of the NDR on one side (its NDR search found no rate)"
                         .to_string(),
                 ),
+                (Some(_), Some((name, measured, reps))) => (
+                    Verdict::Inconclusive,
+                    format!(
+                        "{name} has latency at 10% of the NDR in only {measured} of {reps} repetitions (its NDR search found no rate in the others)"
+                    ),
+                ),
+                (Some(x), None) if x <= max => (Verdict::Met, String::new()),
+                (Some(_), None) => (Verdict::Missed, String::new()),
             };
             (&r.p99_at_10pct, verdict, note)
         }
@@ -790,6 +867,7 @@ fn check(
         peer: peer.dut,
         measured: stats.of_medians,
         median_of_per_rep: stats.median_of_per_rep,
+        within_resolution,
         verdict,
         note,
     }
@@ -821,7 +899,14 @@ pub fn summarize(
             let r = ratios
                 .iter()
                 .find(|r| r.ours == Dut::Tapline && r.peer == peer)?;
-            Some(check(target, goal, find(Dut::Tapline)?, find(peer)?, r))
+            Some(check(
+                target,
+                goal,
+                find(Dut::Tapline)?,
+                find(peer)?,
+                r,
+                config.min_pps,
+            ))
         })
         .collect();
     NdrResult {
@@ -1007,6 +1092,10 @@ pub fn markdown(r: &NdrResult) -> String {
                     t.target.to_string(),
                     ratio_cell(t.measured),
                     ratio_cell(t.median_of_per_rep),
+                    t.within_resolution.map_or_else(
+                        || "-".to_string(),
+                        |(lo, hi)| format!("{lo:.2}x to {hi:.2}x"),
+                    ),
                     verdict_cell(t.verdict).to_string(),
                     t.note.clone(),
                 ]
@@ -1017,11 +1106,15 @@ pub fn markdown(r: &NdrResult) -> String {
                 "target",
                 "measured (of medians)",
                 "median of per-rep",
+                "within resolution",
                 "verdict",
                 "note",
             ],
             &rows,
         );
+        if r.targets.iter().any(|t| t.within_resolution.is_some()) {
+            out += "\nWithin resolution: where the ratio of the true median NDRs lies, each search having bracketed its NDR between the rate found and the lowest failing rate above it. A target is met or missed only when the whole range is on one side.\n";
+        }
     }
     let unchecked = unchecked_targets(r);
     if !unchecked.is_empty() {
@@ -1636,7 +1729,9 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| tapline NDR >= 1.2x tc-mirred | 1.16x | 1.16x | missed |  |"),
+            md.contains(
+                "| tapline NDR >= 1.2x tc-mirred | 1.16x | 1.16x | 1.14x to 1.17x | missed |  |"
+            ),
             "{md}"
         );
         assert!(
@@ -1773,6 +1868,132 @@ mod tests {
                 "linux-bridge's NDR reached the highest rate searched: it is a lower bound"
             )
         );
+    }
+
+    /// A search that found `rate` with its lowest failure at `failed_at`.
+    fn bracketed(rate: u64, failed_at: u64) -> (SearchResult, u64) {
+        let mut s = found(Some(rate));
+        s.failed_at_pps = Some(failed_at);
+        (s, 10)
+    }
+
+    /// The verdict and note of the one target of tapline against `peer`.
+    fn one_target(
+        ours: (SearchResult, u64),
+        peer: Dut,
+        theirs: (SearchResult, u64),
+    ) -> TargetCheck {
+        let r = summarized(
+            &[(Dut::Tapline, vec![ours]), (peer, vec![theirs])],
+            Vec::new(),
+        );
+        r.targets
+            .into_iter()
+            .find(|t| t.target.contains("NDR"))
+            .unwrap()
+    }
+
+    #[test]
+    fn ndr_verdicts_account_for_the_searches_resolution() {
+        // 1.05x, but 210k may be up to 230k and 200k up to 220k: the ratio
+        // is anywhere from 210/220 to 230/200.
+        let t = one_target(
+            bracketed(210_000, 230_000),
+            Dut::Testpmd,
+            bracketed(200_000, 220_000),
+        );
+        assert!(close(t.measured, 1.05));
+        assert_eq!(t.verdict, Verdict::Inconclusive);
+        assert_eq!(t.note, "within the searches' resolution: 0.95x to 1.15x");
+        let (lo, hi) = t.within_resolution.unwrap();
+        assert!((lo - 210.0 / 220.0).abs() < 1e-9 && (hi - 230.0 / 200.0).abs() < 1e-9);
+
+        let t = one_target(
+            bracketed(300_000, 301_000),
+            Dut::Testpmd,
+            bracketed(200_000, 201_000),
+        );
+        assert_eq!((t.verdict, t.note.as_str()), (Verdict::Met, ""));
+        let t = one_target(
+            bracketed(150_000, 151_000),
+            Dut::Testpmd,
+            bracketed(200_000, 201_000),
+        );
+        assert_eq!((t.verdict, t.note.as_str()), (Verdict::Missed, ""));
+
+        // A search that ran out of trials leaves its NDR open up to the
+        // failing rate: 0.95x is not a miss when tapline's may be 1.3x.
+        let mut unconverged = bracketed(190_000, 260_000);
+        unconverged.0.converged = false;
+        let t = one_target(unconverged, Dut::Testpmd, bracketed(200_000, 201_000));
+        assert_eq!(t.verdict, Verdict::Inconclusive);
+        assert_eq!(t.note, "within the searches' resolution: 0.95x to 1.30x");
+
+        // Without a failing rate the bracket is the resolution (10k here).
+        let t = one_target(f(206_000, 10), Dut::Testpmd, f(200_000, 10));
+        assert_eq!(t.note, "within the searches' resolution: 0.98x to 1.08x");
+        let md = markdown(&summarized(
+            &[
+                (Dut::Tapline, vec![f(206_000, 10)]),
+                (Dut::Testpmd, vec![f(200_000, 10)]),
+            ],
+            Vec::new(),
+        ));
+        assert!(
+            md.contains("| 1.03x | 1.03x | 0.98x to 1.08x | inconclusive |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_peer_below_the_lowest_rate_bounds_the_ratio_from_below_only() {
+        // tc-mirred's NDR is below 1000 fps: 1100 / 1000 = 1.1x at least,
+        // which does not show 1.2x.
+        let none = (found(None), 10);
+        let t = one_target(f(1_100, 10), Dut::TcMirred, none.clone());
+        assert_eq!(t.verdict, Verdict::Inconclusive);
+        assert_eq!(
+            t.note,
+            "tc-mirred did not pass the lowest rate (1000 fps): the ratio is only known to be above 1.10x"
+        );
+        let t = one_target(f(1_200, 10), Dut::TcMirred, none);
+        assert_eq!(
+            (t.verdict, t.note.as_str()),
+            (Verdict::Met, "tc-mirred did not pass the lowest rate")
+        );
+    }
+
+    #[test]
+    fn p99_from_fewer_than_half_of_the_reps_is_inconclusive() {
+        let none = (found(None), 10);
+        let r = summarized(
+            &[
+                (
+                    Dut::Tapline,
+                    vec![f(900_000, 10), f(900_000, 10), f(900_000, 10)],
+                ),
+                (Dut::LinuxBridge, vec![none.clone(), none, f(100_000, 20)]),
+            ],
+            Vec::new(),
+        );
+        let t = r.targets.iter().find(|t| t.target.contains("p99")).unwrap();
+        assert!(close(t.measured, 0.5));
+        assert_eq!(t.verdict, Verdict::Inconclusive);
+        assert_eq!(
+            t.note,
+            "linux-bridge has latency at 10% of the NDR in only 1 of 3 repetitions (its NDR search found no rate in the others)"
+        );
+
+        // Two of three is enough.
+        let r = summarized(
+            &[
+                (Dut::Tapline, vec![f(900_000, 10), f(900_000, 10)]),
+                (Dut::LinuxBridge, vec![(found(None), 10), f(100_000, 20)]),
+            ],
+            Vec::new(),
+        );
+        let t = r.targets.iter().find(|t| t.target.contains("p99")).unwrap();
+        assert_eq!((t.verdict, t.note.as_str()), (Verdict::Met, ""));
     }
 
     #[test]

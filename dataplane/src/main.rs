@@ -55,6 +55,16 @@ fn main() -> ExitCode {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
+    // A parent may have left SIGTERM or SIGINT blocked (the mask is
+    // inherited across exec): unblock them, or a stop request would never
+    // arrive.
+    let mut stop_signals = nix::sys::signal::SigSet::empty();
+    stop_signals.add(nix::sys::signal::Signal::SIGTERM);
+    stop_signals.add(nix::sys::signal::Signal::SIGINT);
+    if let Err(e) = stop_signals.thread_unblock() {
+        error!(error = %e, "cannot unblock SIGTERM and SIGINT");
+        return ExitCode::from(exit::OSERR);
+    }
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
             error!(error = %e, "cannot install signal handler");

@@ -11,9 +11,16 @@
 //! - `tapline-bench --iface ... lab up passive` twice (idempotent) and
 //!   `lab down` from later processes: the NICs are returned from the
 //!   record the first process left.
+//! - A NIC comes back as it was whatever the lab did to it: promiscuous
+//!   mode and VLAN offload flags restored, no XDP program attached.
+//! - A NIC that cannot be moved back (its name was taken meanwhile) keeps
+//!   the lab's namespaces and record, and `lab::teardown` returns it once
+//!   the name is free again.
 //! - A link with one end given, a missing NIC, a role the scenario does
-//!   not have, a NIC another lab holds and a NIC with a global address are
-//!   refused with an error naming the problem, and leave nothing behind.
+//!   not have, a sensor role outside the passive and full labs, a NIC
+//!   another lab holds, a NIC with a global address and a NIC under an
+//!   upper device (a macvlan) are refused with an error naming the problem,
+//!   and leave nothing behind.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -137,6 +144,29 @@ fn assign(role: &str, nic: &str) -> Result<NicAssignment> {
 
 fn state_file(prefix: &str) -> PathBuf {
     PathBuf::from(NIC_STATE_DIR).join(format!("{prefix}.json"))
+}
+
+/// One cabled pair of stand-in NICs, what the root namespace saw of them
+/// before, and a lab prefix torn down when the test ends.
+struct OnePair {
+    pairs: CabledPairs,
+    before: Vec<LinkSeen>,
+    prefix: String,
+    _cleanup: TeardownOnDrop,
+}
+
+impl OnePair {
+    fn create() -> Result<OnePair> {
+        let pairs = CabledPairs::create(1)?;
+        let before = root_view(&pairs.all())?;
+        let prefix = unique_prefix();
+        Ok(OnePair {
+            pairs,
+            before,
+            _cleanup: TeardownOnDrop(prefix.clone()),
+            prefix,
+        })
+    }
 }
 
 /// The root namespace's view of `nics`, in order (each must be there).
@@ -268,11 +298,9 @@ fn lab_up_on_nics_is_idempotent_and_lab_down_returns_them() -> Result<()> {
     if !privileged()? {
         return Ok(());
     }
-    let pairs = CabledPairs::create(1)?;
+    let one = OnePair::create()?;
+    let (pairs, prefix, before) = (&one.pairs, one.prefix.clone(), one.before.clone());
     let [a0, a1] = pairs.pair(0);
-    let before = root_view(&pairs.all())?;
-    let prefix = unique_prefix();
-    let _cleanup = TeardownOnDrop(prefix.clone());
     let bench = workspace_binary("tapline-bench")?;
     let tap_role = format!("{}={a0}", ifs::TAP);
     let p1_role = format!("{}={a1}", ifs::PASSIVE_1);
@@ -346,7 +374,7 @@ fn refused_cabling_is_named_and_leaves_nothing_behind() -> Result<()> {
     let before = root_view(&pairs.all())?;
     let missing = format!("{a0}x");
 
-    let refused: [(&str, Scenario, Vec<NicAssignment>, String); 3] = [
+    let refused: [(&str, Scenario, Vec<NicAssignment>, String); 4] = [
         (
             "half-given link",
             Scenario::Inline,
@@ -375,6 +403,13 @@ fn refused_cabling_is_named_and_leaves_nothing_behind() -> Result<()> {
             Scenario::Inline,
             vec![assign(ifs::TAP, a0)?, assign(ifs::PASSIVE_1, a1)?],
             "the inline lab has no interface".to_string(),
+        ),
+        (
+            "sensor role in the inline lab",
+            Scenario::Inline,
+            vec![assign("dut:m0", a0)?, assign("sen-m0:e0", a1)?],
+            "sensors (dut:M <-> sen-M:e0) belong to the passive and full labs; the inline lab has none"
+                .to_string(),
         ),
     ];
     for (what, scenario, assignments, expected) in refused {
@@ -417,5 +452,157 @@ fn refused_cabling_is_named_and_leaves_nothing_behind() -> Result<()> {
             "{e:#}"
         ),
     }
+    assert_nothing_left(&prefix, &pairs.all(), &before)?;
+
+    // A NIC under an upper device (a macvlan, as a VLAN would be, which may
+    // carry the management address; the VLAN module may be missing).
+    let upper = format!("{b0}v");
+    lab::ip(&["link", "add", "link", b0, "name", &upper, "type", "macvlan"])?;
+    let prefix = unique_prefix();
+    let result = Lab::build_with(&prefix, Scenario::Passive, &passive_on(b0, b1)?);
+    lab::ip(&["link", "del", "dev", &upper])?;
+    match result {
+        Ok(_) => bail!("a NIC under a macvlan was taken"),
+        Err(e) => ensure!(
+            format!("{e:#}").contains(&format!("{b0} is in use, under upper devices {upper}")),
+            "{e:#}"
+        ),
+    }
+    assert_nothing_left(&prefix, &pairs.all(), &before)
+}
+
+/// What the tests check of a NIC's settings in the root namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NicSettings {
+    promisc: bool,
+    xdp: bool,
+    rx_vlan_offload: bool,
+    tx_vlan_offload: bool,
+}
+
+/// `nic`'s settings, from `ip -j -d link show` and `ethtool -k`.
+fn nic_settings(nic: &str) -> Result<NicSettings> {
+    let out = lab::ip(&["-j", "-d", "link", "show", "dev", nic])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let link = &v[0];
+    let out = lab::run(Command::new("ethtool").args(["-k", nic]))?;
+    let features = String::from_utf8_lossy(&out.stdout).into_owned();
+    let on = |name: &str| {
+        features
+            .lines()
+            .any(|l| l.trim().starts_with(&format!("{name}: on")))
+    };
+    Ok(NicSettings {
+        promisc: link["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "PROMISC")),
+        xdp: !link["xdp"].is_null(),
+        rx_vlan_offload: on("rx-vlan-offload"),
+        tx_vlan_offload: on("tx-vlan-offload"),
+    })
+}
+
+#[test]
+fn returned_nics_get_their_settings_back() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let pairs = CabledPairs::create(1)?;
+    let [a0, a1] = pairs.pair(0);
+    lab::ip(&["link", "set", "dev", a0, "promisc", "on"])?;
+    let before = root_view(&pairs.all())?;
+    let settings = [nic_settings(a0)?, nic_settings(a1)?];
+    ensure!(
+        settings[0].promisc && !settings[1].promisc && settings.iter().all(|s| !s.xdp),
+        "stand-in NICs before the lab: {settings:?}"
+    );
+    let prefix = unique_prefix();
+    {
+        let lab = Lab::build_with(
+            &prefix,
+            Scenario::Passive,
+            &Nics::new([assign(ifs::TAP, a0)?, assign(ifs::PASSIVE_1, a1)?])?,
+        )?;
+        // What a DUT or a peer may leave behind.
+        let tap = lab.tap().name();
+        let dut = lab.dut.name();
+        lab::ip(&["-n", tap, "link", "set", "dev", ifs::TAP, "promisc", "off"])?;
+        lab::ip(&[
+            "-n",
+            dut,
+            "link",
+            "set",
+            "dev",
+            ifs::PASSIVE_1,
+            "promisc",
+            "on",
+        ])?;
+        for (ns, ifname) in [(tap, ifs::TAP), (dut, ifs::PASSIVE_1)] {
+            lab::run(
+                lab::Netns::existing(ns)
+                    .command("ethtool")
+                    .args(["-K", ifname, "rxvlan", "off", "txvlan", "off"]),
+            )?;
+        }
+    }
+    let after = [nic_settings(a0)?, nic_settings(a1)?];
+    ensure!(
+        after == settings,
+        "NIC settings after the lab: {after:?}, before: {settings:?}"
+    );
+    assert_nothing_left(&prefix, &pairs.all(), &before)
+}
+
+#[test]
+fn a_nic_that_cannot_be_returned_keeps_the_lab_for_teardown() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let one = OnePair::create()?;
+    let (pairs, prefix, before) = (&one.pairs, one.prefix.clone(), one.before.clone());
+    let [a0, a1] = pairs.pair(0);
+    let lab = Lab::build_with(
+        &prefix,
+        Scenario::Passive,
+        &Nics::new([assign(ifs::TAP, a0)?, assign(ifs::PASSIVE_1, a1)?])?,
+    )?;
+    // Something takes a0's name while the NIC is in the lab.
+    let squatter_peer = format!("{a0}q");
+    lab::ip(&[
+        "link",
+        "add",
+        "name",
+        a0,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &squatter_peer,
+    ])?;
+    drop(lab);
+    let kept = namespaces(&prefix)?;
+    let tap_ns = format!("{prefix}-tap");
+    ensure!(
+        kept.contains(&tap_ns) && state_file(&prefix).exists(),
+        "after a failed return: namespaces {kept:?}, record there: {}",
+        state_file(&prefix).exists()
+    );
+    ensure!(
+        link_seen(Some(&tap_ns), ifs::TAP)?.is_some_and(|l| l.mac == before[0].mac),
+        "{a0} is no longer in {tap_ns} as {}",
+        ifs::TAP
+    );
+    lab::ip(&["link", "del", "dev", a0])?;
+    let t = lab::teardown(&prefix)?;
+    // The record lists both NICs; a1 came back with the failed drop.
+    ensure!(
+        t.nics
+            == [
+                format!("{a0} ({})", ifs::TAP),
+                format!("{a1} ({})", ifs::PASSIVE_1)
+            ],
+        "teardown returned {:?}",
+        t.nics
+    );
     assert_nothing_left(&prefix, &pairs.all(), &before)
 }

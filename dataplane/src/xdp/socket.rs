@@ -364,7 +364,7 @@ pub fn forward_each<F: FnMut(&[u8]) -> Verdict>(
     max: u32,
     mut verdict: F,
 ) -> EachResult {
-    const WORDS: usize = crate::config::MAX_BATCH as usize / 64;
+    const WORDS: usize = (crate::config::MAX_BATCH as usize).div_ceil(64);
     let mut r = EachResult::default();
     let n = rx.ring.peek(max.min(crate::config::MAX_BATCH));
     if n == 0 {
@@ -1000,26 +1000,30 @@ mod tests {
         assert_eq!(transmitted(&mut kb, &mut pool), descs[..8]);
         assert_eq!(pool.available(), full);
 
-        // Consumed frames among forwarded ones, room for 8 of 9 to forward.
-        let marks = [
-            false, true, false, false, true, false, false, false, false, false, false,
-        ];
-        let descs = push(&mut ka, &mut pool, &marks);
-        let r = run(&mut a, &mut b, &mut pool);
-        assert_eq!(
-            (r.received, r.consumed, r.forwarded, r.tx_full),
-            (11, 2, 8, 1)
-        );
-        assert_eq!((r.consumed_bytes, r.tx_bytes), (2 * 60, 8 * 60));
-        let expected: Vec<XdpDesc> = descs
-            .iter()
-            .zip(marks)
-            .filter(|(_, m)| !m)
-            .map(|(d, _)| *d)
-            .take(8)
-            .collect();
-        assert_eq!(transmitted(&mut kb, &mut pool), expected);
-        assert_eq!(pool.available(), full);
+        // Consumed frames among forwarded ones, room for 8 of 9 to forward;
+        // repeated until the RX ring (64) and the TX ring (8) have wrapped,
+        // so the two peeked slices and the split reservation are exercised.
+        for _ in 0..8 {
+            let marks = [
+                false, true, false, false, true, false, false, false, false, false, false,
+            ];
+            let descs = push(&mut ka, &mut pool, &marks);
+            let r = run(&mut a, &mut b, &mut pool);
+            assert_eq!(
+                (r.received, r.consumed, r.forwarded, r.tx_full),
+                (11, 2, 8, 1)
+            );
+            assert_eq!((r.consumed_bytes, r.tx_bytes), (2 * 60, 8 * 60));
+            let expected: Vec<XdpDesc> = descs
+                .iter()
+                .zip(marks)
+                .filter(|(_, m)| !m)
+                .map(|(d, _)| *d)
+                .take(8)
+                .collect();
+            assert_eq!(transmitted(&mut kb, &mut pool), expected);
+            assert_eq!(pool.available(), full);
+        }
 
         // No egress: the frames to forward are dropped, the rest consumed.
         push(&mut ka, &mut pool, &[true, false, false]);
