@@ -1627,7 +1627,8 @@ struct HeldNic {
     vlan_offload: Option<VlanOffload>,
 }
 
-/// VLAN tag offload of a NIC, as `ethtool -k` shows it.
+/// VLAN tag offload of a NIC (`ethtool -k`'s `rx-vlan-offload` and
+/// `tx-vlan-offload`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct VlanOffload {
     /// `rx-vlan-offload`: received tags are stripped into metadata.
@@ -1637,38 +1638,24 @@ struct VlanOffload {
 }
 
 impl VlanOffload {
-    /// Reads the flags of `nic` in this process's namespace (`ethtool -k`).
+    const MASK: u32 = sys::ETH_FLAG_RXVLAN | sys::ETH_FLAG_TXVLAN;
+
+    /// Reads the flags of `nic` in this thread's namespace.
     fn read(nic: &str) -> Result<VlanOffload> {
-        let out = run(Command::new("ethtool").args(["-k", nic]))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let flag = |name: &str| -> Result<bool> {
-            text.lines()
-                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
-                .map(|v| v.trim().starts_with("on"))
-                .with_context(|| format!("no {name} in `ethtool -k {nic}`"))
-        };
+        let flags = sys::ethtool_flags(nic)
+            .with_context(|| format!("reading the offload flags of {nic}"))?;
         Ok(VlanOffload {
-            rx: flag("rx-vlan-offload")?,
-            tx: flag("tx-vlan-offload")?,
+            rx: flags & sys::ETH_FLAG_RXVLAN != 0,
+            tx: flags & sys::ETH_FLAG_TXVLAN != 0,
         })
     }
 
-    /// Sets these flags on `nic` in this process's namespace, if they
-    /// differ (`ethtool -K`).
+    /// Sets these flags on `nic` in this thread's namespace, if they differ.
     fn restore(self, nic: &str) -> Result<()> {
-        if VlanOffload::read(nic)? == self {
-            return Ok(());
-        }
-        let on_off = |on: bool| if on { "on" } else { "off" };
-        run(Command::new("ethtool").args([
-            "-K",
-            nic,
-            "rxvlan",
-            on_off(self.rx),
-            "txvlan",
-            on_off(self.tx),
-        ]))
-        .map(drop)
+        let value = if self.rx { sys::ETH_FLAG_RXVLAN } else { 0 }
+            | if self.tx { sys::ETH_FLAG_TXVLAN } else { 0 };
+        sys::ethtool_set_flags(nic, Self::MASK, value)
+            .with_context(|| format!("setting the VLAN offload of {nic}"))
     }
 }
 

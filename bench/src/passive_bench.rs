@@ -41,7 +41,9 @@ use tapline_dataplane::xdp::shm::{OutputKind, SegmentReader, Snapshot};
 use crate::afpacket::ReadCounts;
 use crate::lab::{self, ifs, Lab, Netns, Scenario};
 use crate::report::{markdown_table, median, CpuTimes, Machine};
-use crate::runner::{lab_config, obtained_mode, workspace_binary, DataplaneProcess, StartOptions};
+use crate::runner::{
+    lab_config, obtained_mode, wait_or_kill, workspace_binary, DataplaneProcess, StartOptions,
+};
 use crate::search::{self, Outcome, SearchConfig, Trial, NDR_LOSS};
 use crate::traffic::{is_ours, xdp_generate, FrameSizes, GenConfig, GenReport};
 
@@ -981,21 +983,14 @@ impl PeerProcess {
         // `ip netns exec` execs the program: the child's pid is the peer's.
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
             .with_context(|| format!("sending {signal} to the capture peer"))?;
-        let deadline = Instant::now() + PEER_STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(self.finish(status));
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                bail!(
-                    "capture peer did not exit within {PEER_STOP_TIMEOUT:?} of {signal}:\n{}",
-                    self.lines().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let (status, killed) = wait_or_kill(&mut self.child, PEER_STOP_TIMEOUT)?;
+        if killed {
+            bail!(
+                "capture peer did not exit within {PEER_STOP_TIMEOUT:?} of {signal}:\n{}",
+                self.lines().join("\n")
+            );
         }
+        Ok(self.finish(status))
     }
 
     fn finish(&mut self, status: ExitStatus) -> (ExitStatus, Vec<String>) {
@@ -2074,6 +2069,29 @@ fn times(x: f64) -> String {
     format!("{x:.2}x")
 }
 
+/// A table of `tapline / peer` ratios, both ways, with lower bounds marked
+/// (see [`bounded_times`]) and skipped peers named.
+fn ratio_table(what: &str, ratios: &[Ratio]) -> String {
+    let rows: Vec<Vec<String>> = ratios
+        .iter()
+        .map(|x| {
+            if x.status == SKIPPED {
+                vec![x.name.clone(), SKIPPED.into(), String::new()]
+            } else {
+                vec![
+                    x.name.clone(),
+                    bounded_times(x.of_medians, x.of_medians_bounds),
+                    bounded_times(x.median_of_per_rep, x.median_of_per_rep_bounds),
+                ]
+            }
+        })
+        .collect();
+    markdown_table(
+        &[what, "ratio of medians", "median of per-rep ratios"],
+        &rows,
+    )
+}
+
 /// A ratio, `>=` when only `ours` is a lower bound, `<=` when only the
 /// peer is, and `bounds only` when both are (nothing follows).
 fn bounded_times(x: Option<f64>, bounds: LowerBounds) -> String {
@@ -2161,29 +2179,7 @@ fn zero_drop_markdown(r: &PassiveResult) -> String {
     );
     if !r.zero_drop_ratios.is_empty() {
         out += "\n";
-        let rows: Vec<Vec<String>> = r
-            .zero_drop_ratios
-            .iter()
-            .map(|x| {
-                if x.status == SKIPPED {
-                    vec![x.name.clone(), SKIPPED.into(), String::new()]
-                } else {
-                    vec![
-                        x.name.clone(),
-                        bounded_times(x.of_medians, x.of_medians_bounds),
-                        bounded_times(x.median_of_per_rep, x.median_of_per_rep_bounds),
-                    ]
-                }
-            })
-            .collect();
-        out += &markdown_table(
-            &[
-                "zero-drop rate",
-                "ratio of medians",
-                "median of per-rep ratios",
-            ],
-            &rows,
-        );
+        out += &ratio_table("zero-drop rate", &r.zero_drop_ratios);
     }
     let bounded = |b: LowerBounds| b.ours || b.peer;
     if r.zero_drop_summary.iter().any(|s| s.median_rate_at_hi)
@@ -2350,29 +2346,7 @@ pub fn markdown(r: &PassiveResult) -> String {
         );
         if !r.capture_ratios.is_empty() {
             out += "\n";
-            let rows: Vec<Vec<String>> = r
-                .capture_ratios
-                .iter()
-                .map(|x| {
-                    if x.status == SKIPPED {
-                        vec![x.name.clone(), SKIPPED.into(), String::new()]
-                    } else {
-                        vec![
-                            x.name.clone(),
-                            opt(x.of_medians, times),
-                            opt(x.median_of_per_rep, times),
-                        ]
-                    }
-                })
-                .collect();
-            out += &markdown_table(
-                &[
-                    "written frames/s",
-                    "ratio of medians",
-                    "median of per-rep ratios",
-                ],
-                &rows,
-            );
+            out += &ratio_table("written frames/s", &r.capture_ratios);
         }
         out += "\n";
         let rows: Vec<Vec<String>> = r

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::afpacket::{ForwardCounts, ReadCounts};
 use crate::lab::{self, Netns};
-use crate::runner::workspace_binary;
+use crate::runner::{wait_or_kill, workspace_binary};
 
 /// The DPDK test application.
 pub const TESTPMD: &str = "dpdk-testpmd";
@@ -197,23 +197,16 @@ impl PeerProcess {
             nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
                 .with_context(|| format!("signalling {}", self.name))?;
         }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(self.finish(status));
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let status = self.child.wait()?;
-                let exit = self.finish(status);
-                bail!(
-                    "{} did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed):\n{}",
-                    self.name,
-                    exit.tail()
-                );
-            }
-            std::thread::sleep(POLL);
+        let (status, killed) = wait_or_kill(&mut self.child, STOP_TIMEOUT)?;
+        let exit = self.finish(status);
+        if killed {
+            bail!(
+                "{} did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed):\n{}",
+                self.name,
+                exit.tail()
+            );
         }
+        Ok(exit)
     }
 
     /// Stops the peer and requires a clean exit.

@@ -44,6 +44,25 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     bail!("cannot find the {name} binary next to {}: build it first (`cargo build --workspace`) or set TAPLINE_BIN_DIR", exe.display())
 }
 
+/// Waits up to `timeout` for `child` to exit; kills it then. Returns its
+/// status and whether it had to be killed.
+pub(crate) fn wait_or_kill(
+    child: &mut Child,
+    timeout: Duration,
+) -> std::io::Result<(ExitStatus, bool)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok((status, false));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Ok((child.wait()?, true));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// How to start the dataplane.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -225,37 +244,20 @@ impl DataplaneProcess {
     /// Waits up to `timeout` for the child to exit by itself; kills it (and
     /// fails) if it does not.
     pub fn wait(mut self, timeout: Duration) -> Result<Finished> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(self.finish(status));
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                bail!(
-                    "tapline-dataplane did not exit within {timeout:?}:\n{}",
-                    self.lines().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let (status, killed) = wait_or_kill(&mut self.child, timeout)?;
+        if killed {
+            bail!(
+                "tapline-dataplane did not exit within {timeout:?}:\n{}",
+                self.lines().join("\n")
+            );
         }
+        Ok(self.finish(status))
     }
 
     /// SIGTERM, then waits (SIGKILL after a timeout).
     pub fn stop(mut self) -> Result<Finished> {
         self.signal(nix::sys::signal::Signal::SIGTERM)?;
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                break self.child.wait()?;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let (status, _) = wait_or_kill(&mut self.child, STOP_TIMEOUT)?;
         Ok(self.finish(status))
     }
 

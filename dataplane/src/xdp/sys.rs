@@ -374,38 +374,47 @@ pub fn ethtool_channels(ifname: &str) -> io::Result<(u32, u32)> {
 pub const ETH_FLAG_TXVLAN: u32 = 1 << 7;
 pub const ETH_FLAG_RXVLAN: u32 = 1 << 8;
 
-/// `SIOCETHTOOL` `ETHTOOL_GFLAGS` then `ETHTOOL_SFLAGS`: clears `clear` in
-/// the interface's legacy offload flags (e.g. VLAN tag offload).
-pub fn ethtool_clear_flags(ifname: &str, clear: u32) -> io::Result<()> {
+/// `SIOCETHTOOL` with an `ethtool_value` (`ETHTOOL_GFLAGS`,
+/// `ETHTOOL_SFLAGS`): returns the value the kernel leaves in it.
+fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
     #[repr(C)]
     struct EthtoolValue {
         cmd: u32,
         data: u32,
     }
-    const ETHTOOL_GFLAGS: u32 = 0x25;
-    const ETHTOOL_SFLAGS: u32 = 0x26;
     let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
     let mut ifr = ifreq_for(ifname)?;
-    let mut call = |v: &mut EthtoolValue| {
-        ifr.ifr_ifru.ifru_data = (v as *mut EthtoolValue).cast();
-        // SAFETY: `ifr` is a valid ifreq whose data pointer points to a
-        // writable `ethtool_value` that outlives the call.
-        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })
-    };
-    let mut v = EthtoolValue {
-        cmd: ETHTOOL_GFLAGS,
-        data: 0,
-    };
-    call(&mut v)?;
-    if v.data & clear == 0 {
-        return Ok(());
+    let mut v = EthtoolValue { cmd, data };
+    ifr.ifr_ifru.ifru_data = (&mut v as *mut EthtoolValue).cast();
+    // SAFETY: `ifr` is a valid ifreq whose data pointer points to a writable
+    // `ethtool_value` that outlives the call.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })?;
+    Ok(v.data)
+}
+
+const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_SFLAGS: u32 = 0x26;
+
+/// `ETHTOOL_GFLAGS`: the interface's legacy offload flags (`ETH_FLAG_*`).
+pub fn ethtool_flags(ifname: &str) -> io::Result<u32> {
+    ethtool_value(ifname, ETHTOOL_GFLAGS, 0)
+}
+
+/// Sets the flags in `mask` to their values in `value`, leaving the other
+/// legacy offload flags as they are; no call when nothing changes.
+pub fn ethtool_set_flags(ifname: &str, mask: u32, value: u32) -> io::Result<()> {
+    let old = ethtool_flags(ifname)?;
+    let new = (old & !mask) | (value & mask);
+    if new != old {
+        ethtool_value(ifname, ETHTOOL_SFLAGS, new)?;
     }
-    let mut set = EthtoolValue {
-        cmd: ETHTOOL_SFLAGS,
-        data: v.data & !clear,
-    };
-    call(&mut set)?;
     Ok(())
+}
+
+/// Clears `clear` in the interface's legacy offload flags (e.g. VLAN tag
+/// offload).
+pub fn ethtool_clear_flags(ifname: &str, clear: u32) -> io::Result<()> {
+    ethtool_set_flags(ifname, clear, 0)
 }
 
 /// `sendto(2)` on a bound AF_PACKET socket (no address).
