@@ -98,15 +98,62 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::packet::Packet;
-use eval::{Insn, ACCEPT};
+use eval::{AOp, Insn, ACCEPT};
+
+/// How a filter reads frames: see the module doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// libpcap's semantics on Ethernet: the same frames as `tcpdump -r`.
+    #[default]
+    Libpcap,
+    /// Looks through up to two VLAN tags and walks IPv6 extension headers
+    /// (the `lenient:` prefix).
+    Lenient,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Libpcap => "libpcap",
+            Mode::Lenient => "lenient",
+        }
+    }
+}
 
 /// A compiled filter. Cheap to clone, `Send + Sync`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
     expr: Arc<str>,
+    mode: Mode,
     /// The program; empty for a match-all filter.
     insns: Arc<[Insn]>,
+    /// Arithmetic code of the comparisons (`tcp[13] & 2 != 0`).
+    code: Arc<[AOp]>,
     entry: u32,
+}
+
+/// Splits a mode prefix (`lenient:` or `libpcap:`, case-insensitive, after
+/// leading blanks) off `expr`: the mode, and the expression with the
+/// prefix replaced by blanks (so that error columns still point into the
+/// text as given).
+fn split_mode(expr: &str) -> (Mode, String) {
+    let trimmed = expr.trim_start();
+    let lead = expr.len() - trimmed.len();
+    for (prefix, mode) in [("lenient:", Mode::Lenient), ("libpcap:", Mode::Libpcap)] {
+        if trimmed
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        {
+            let body = format!(
+                "{}{}{}",
+                &expr[..lead],
+                " ".repeat(prefix.len()),
+                &trimmed[prefix.len()..]
+            );
+            return (mode, body);
+        }
+    }
+    (Mode::Libpcap, expr.to_string())
 }
 
 /// A filter that does not compile: where and why.
@@ -159,21 +206,26 @@ impl Filter {
     /// Compiles `expr`; an empty (or all-blank) expression matches every
     /// frame.
     pub fn compile(expr: &str) -> Result<Filter, FilterError> {
-        if expr.trim().is_empty() {
+        let (mode, body) = split_mode(expr);
+        if body.trim().is_empty() {
             return Ok(Filter {
                 expr: expr.into(),
+                mode,
                 insns: Arc::new([]),
+                code: Arc::new([]),
                 entry: ACCEPT,
             });
         }
-        let (insns, entry) = parser::compile(expr).map_err(|e| FilterError {
+        let (insns, code, entry) = parser::compile(&body, mode).map_err(|e| FilterError {
             column: e.column,
             message: e.message,
             expr: expr.to_string(),
         })?;
         Ok(Filter {
             expr: expr.into(),
+            mode,
             insns: insns.into(),
+            code: code.into(),
             entry,
         })
     }
@@ -182,13 +234,21 @@ impl Filter {
     pub fn match_all() -> Filter {
         Filter {
             expr: "".into(),
+            mode: Mode::Libpcap,
             insns: Arc::new([]),
+            code: Arc::new([]),
             entry: ACCEPT,
         }
     }
 
+    /// The expression as given (with its mode prefix, if any).
     pub fn expr(&self) -> &str {
         &self.expr
+    }
+
+    /// The mode the expression selected (`lenient:` prefix or not).
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// True when the expression is empty (matches everything).
@@ -205,7 +265,7 @@ impl Filter {
     /// Runs the program over an already parsed frame. No allocation; each
     /// primitive is evaluated at most once.
     pub fn matches_packet(&self, p: &Packet<'_>) -> bool {
-        eval::run(&self.insns, self.entry, p)
+        eval::run(&self.insns, &self.code, self.entry, p)
     }
 }
 
