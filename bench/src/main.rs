@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use tapline_bench::progress::Progress;
 
 use tapline_bench::{
-    afpacket, chain_bench, demo, filter_micro, inline_bench, lab, measure, micro, passive_bench, report, search,
-    traffic,
+    afpacket, chain_bench, demo, filter_micro, inline_bench, lab, measure, micro, passive_bench,
+    report, search, traffic,
 };
 
 #[derive(Debug, Parser)]

@@ -64,7 +64,13 @@ const V4: [[u8; 4]; 9] = [
     [255, 255, 255, 255],
     [0, 0, 0, 0],
 ];
-const V6: [&str; 5] = ["2001:db8::1", "2001:db8::2", "fe80::1", "ff02::1", "2001:db8:0:1::5"];
+const V6: [&str; 5] = [
+    "2001:db8::1",
+    "2001:db8::2",
+    "fe80::1",
+    "ff02::1",
+    "2001:db8:0:1::5",
+];
 const PORTS: [u16; 14] = [
     80, 443, 22, 53, 123, 8080, 67, 68, 161, 25, 0, 1024, 65535, 5060,
 ];
@@ -171,17 +177,18 @@ fn corpus() -> Vec<Frame> {
         vec![(0x9100, 4095)],
     ];
     let mut frames = Vec::new();
-    let push = |frames: &mut Vec<Frame>, tags: &[(u16, u16)], dst, src, et, payload: &[u8], ok: bool| {
-        let bytes = eth(dst, src, tags, et, payload);
-        let untagged = eth(dst, src, &[], et, payload);
-        let ok = ok && tags.len() <= 2;
-        frames.push(Frame {
-            bytes,
-            well_formed: ok,
-            untagged,
-            whole: true,
-        });
-    };
+    let push =
+        |frames: &mut Vec<Frame>, tags: &[(u16, u16)], dst, src, et, payload: &[u8], ok: bool| {
+            let bytes = eth(dst, src, tags, et, payload);
+            let untagged = eth(dst, src, &[], et, payload);
+            let ok = ok && tags.len() <= 2;
+            frames.push(Frame {
+                bytes,
+                well_formed: ok,
+                untagged,
+                whole: true,
+            });
+        };
     for tags in &tag_sets {
         for _ in 0..40 {
             let dst = *rng.pick(&MACS[..]);
@@ -361,84 +368,276 @@ fn ours(filter: &Filter, frames: &[Frame]) -> BTreeSet<usize> {
 }
 
 const HAND_WRITTEN: &[&str] = &[
-    "ip", "ip6", "arp", "rarp", "tcp", "udp", "sctp", "icmp", "icmp6", "igmp", "igrp", "pim",
-    "vrrp", "carp", "ah", "esp", "vlan", "vlan 100", "vlan 200", "vlan 10", "vlan 20",
-    "vlan 4095", "vlan and ip", "vlan and vlan", "vlan and vlan and ip", "vlan 10 and vlan 20",
-    "vlan 10 and vlan 20 and tcp", "vlan 100 and tcp port 80", "vlan and tcp port 80",
-    "tcp port 80 or vlan", "vlan or ip", "not vlan", "vlan and not ip",
-    "vlan 30 and vlan 100 and udp", "vlan and vlan and vlan and ip",
-    "host 10.0.0.1", "src host 10.0.0.1", "dst host 10.0.0.2", "host 10.0.0.1 and host 8.8.8.8",
-    "src and dst host 10.0.0.1", "src or dst host 192.168.1.10", "ip host 10.0.0.1",
-    "arp host 10.0.0.1", "rarp host 10.0.0.2", "host 10", "host 10.0", "net 10", "net 10.0",
-    "net 10.0.0.0/8", "net 192.168.0.0/16", "net 172.16.0.0 mask 255.240.0.0", "net 0.0.0.0/0",
-    "dst net 224.0.0.0/4", "host 2001:db8::1", "ip6 host 2001:db8::2", "net 2001:db8::/32",
-    "src net fe80::/10", "dst host ff02::1", "net ::/0",
-    "ether host 02:00:00:00:00:0a", "ether src 02:00:00:00:00:0b", "ether dst ff:ff:ff:ff:ff:ff",
-    "ether broadcast", "broadcast", "ether multicast", "multicast", "ip multicast",
-    "ip broadcast", "ip6 multicast", "not ip multicast",
-    "port 80", "tcp port 80", "udp port 53", "sctp port 80", "port 53", "src port 443",
-    "dst port 22", "tcp dst port 80", "port 80 or 443", "tcp port 80 or 443 or 22",
-    "port 0", "port 65535", "tcp port 021", "port 0x50", "portrange 20-25", "portrange 90-80",
-    "tcp portrange 1-1024", "udp portrange 60-70", "src portrange 1000-2000",
-    "port http", "port https", "port domain", "port ntp", "port ssh", "tcp port http",
-    "udp port domain", "port bootps or port bootpc", "not port 22",
-    "proto 6", "ip proto 17", "ip6 proto 6", "ip6 proto 44", "ip6 proto 0", "ip6 proto 60",
-    "proto \\tcp", "ip proto \\udp", "proto 47", "ip proto 50", "ether proto 0x0800",
-    "ether proto \\ip", "ether proto \\arp", "ether proto 0x88cc", "ether proto 0x86dd",
-    "ether proto 0x9100", "ether proto 0x8100", "ether proto 66", "ether proto 6",
-    "ether proto 0x809b", "ether proto 224",
-    "less 60", "greater 100", "less 14", "len > 70", "len <= 64", "len = 60", "len != 54",
-    "tcp[tcpflags] & tcp-syn != 0", "tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)",
+    "ip",
+    "ip6",
+    "arp",
+    "rarp",
+    "tcp",
+    "udp",
+    "sctp",
+    "icmp",
+    "icmp6",
+    "igmp",
+    "igrp",
+    "pim",
+    "vrrp",
+    "carp",
+    "ah",
+    "esp",
+    "vlan",
+    "vlan 100",
+    "vlan 200",
+    "vlan 10",
+    "vlan 20",
+    "vlan 4095",
+    "vlan and ip",
+    "vlan and vlan",
+    "vlan and vlan and ip",
+    "vlan 10 and vlan 20",
+    "vlan 10 and vlan 20 and tcp",
+    "vlan 100 and tcp port 80",
+    "vlan and tcp port 80",
+    "tcp port 80 or vlan",
+    "vlan or ip",
+    "not vlan",
+    "vlan and not ip",
+    "vlan 30 and vlan 100 and udp",
+    "vlan and vlan and vlan and ip",
+    "host 10.0.0.1",
+    "src host 10.0.0.1",
+    "dst host 10.0.0.2",
+    "host 10.0.0.1 and host 8.8.8.8",
+    "src and dst host 10.0.0.1",
+    "src or dst host 192.168.1.10",
+    "ip host 10.0.0.1",
+    "arp host 10.0.0.1",
+    "rarp host 10.0.0.2",
+    "host 10",
+    "host 10.0",
+    "net 10",
+    "net 10.0",
+    "net 10.0.0.0/8",
+    "net 192.168.0.0/16",
+    "net 172.16.0.0 mask 255.240.0.0",
+    "net 0.0.0.0/0",
+    "dst net 224.0.0.0/4",
+    "host 2001:db8::1",
+    "ip6 host 2001:db8::2",
+    "net 2001:db8::/32",
+    "src net fe80::/10",
+    "dst host ff02::1",
+    "net ::/0",
+    "ether host 02:00:00:00:00:0a",
+    "ether src 02:00:00:00:00:0b",
+    "ether dst ff:ff:ff:ff:ff:ff",
+    "ether broadcast",
+    "broadcast",
+    "ether multicast",
+    "multicast",
+    "ip multicast",
+    "ip broadcast",
+    "ip6 multicast",
+    "not ip multicast",
+    "port 80",
+    "tcp port 80",
+    "udp port 53",
+    "sctp port 80",
+    "port 53",
+    "src port 443",
+    "dst port 22",
+    "tcp dst port 80",
+    "port 80 or 443",
+    "tcp port 80 or 443 or 22",
+    "port 0",
+    "port 65535",
+    "tcp port 021",
+    "port 0x50",
+    "portrange 20-25",
+    "portrange 90-80",
+    "tcp portrange 1-1024",
+    "udp portrange 60-70",
+    "src portrange 1000-2000",
+    "port http",
+    "port https",
+    "port domain",
+    "port ntp",
+    "port ssh",
+    "tcp port http",
+    "udp port domain",
+    "port bootps or port bootpc",
+    "not port 22",
+    "proto 6",
+    "ip proto 17",
+    "ip6 proto 6",
+    "ip6 proto 44",
+    "ip6 proto 0",
+    "ip6 proto 60",
+    "proto \\tcp",
+    "ip proto \\udp",
+    "proto 47",
+    "ip proto 50",
+    "ether proto 0x0800",
+    "ether proto \\ip",
+    "ether proto \\arp",
+    "ether proto 0x88cc",
+    "ether proto 0x86dd",
+    "ether proto 0x9100",
+    "ether proto 0x8100",
+    "ether proto 66",
+    "ether proto 6",
+    "ether proto 0x809b",
+    "ether proto 224",
+    "less 60",
+    "greater 100",
+    "less 14",
+    "len > 70",
+    "len <= 64",
+    "len = 60",
+    "len != 54",
+    "tcp[tcpflags] & tcp-syn != 0",
+    "tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)",
     "tcp[tcpflags] & (tcp-syn|tcp-fin) != 0 and not src and dst net 10.0.0.0/8",
-    "tcp[13] & 2 != 0", "tcp[13] = 18", "tcp[tcpflags] == tcp-rst",
-    "icmp[icmptype] == icmp-echo", "icmp[icmptype] != icmp-echo and icmp[icmptype] != icmp-echoreply",
-    "icmp[0] = 3", "icmp6[icmp6type] = icmp6-echo", "icmp6[0] == 135",
-    "ip[0] & 0xf != 5", "ip[0] & 0xf > 5", "ip[6:2] & 0x1fff != 0", "ip[6] & 0x20 != 0",
-    "ip[2:2] > 40", "ip[9] = 6", "ip[8] < 65", "ip[16] >= 224", "ip[12:4] = 0x0a000001",
-    "ip6[6] = 58", "ip6[40] = 128", "ether[0] & 1 = 1", "ether[12:2] = 0x8100",
-    "ether[14:2] & 0x0fff = 100", "arp[6:2] = 2", "arp[7] = 1",
-    "udp[8:2] = 0", "udp[0:2] = 53 or udp[2:2] = 53", "tcp[0:2] > 1023 and tcp[2:2] > 1023",
+    "tcp[13] & 2 != 0",
+    "tcp[13] = 18",
+    "tcp[tcpflags] == tcp-rst",
+    "icmp[icmptype] == icmp-echo",
+    "icmp[icmptype] != icmp-echo and icmp[icmptype] != icmp-echoreply",
+    "icmp[0] = 3",
+    "icmp6[icmp6type] = icmp6-echo",
+    "icmp6[0] == 135",
+    "ip[0] & 0xf != 5",
+    "ip[0] & 0xf > 5",
+    "ip[6:2] & 0x1fff != 0",
+    "ip[6] & 0x20 != 0",
+    "ip[2:2] > 40",
+    "ip[9] = 6",
+    "ip[8] < 65",
+    "ip[16] >= 224",
+    "ip[12:4] = 0x0a000001",
+    "ip6[6] = 58",
+    "ip6[40] = 128",
+    "ether[0] & 1 = 1",
+    "ether[12:2] = 0x8100",
+    "ether[14:2] & 0x0fff = 100",
+    "arp[6:2] = 2",
+    "arp[7] = 1",
+    "udp[8:2] = 0",
+    "udp[0:2] = 53 or udp[2:2] = 53",
+    "tcp[0:2] > 1023 and tcp[2:2] > 1023",
     "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
-    "(tcp[12] >> 4) * 4 = 20", "tcp[12] >> 4 > 5",
+    "(tcp[12] >> 4) * 4 = 20",
+    "tcp[12] >> 4 > 5",
     "ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2) != 0",
-    "ip[1] & 0xfc = 0xb8", "ip[0] >> 4 = 4", "ip[0] >> 4 != 4",
-    "len = 2 ^ 3 + 54", "len % 7 = 1", "ip[3] % 4 = 0", "ether[1] ^ ether[7] = 0",
-    "ether[0] + ether[1] > 10", "ip[2:2] / 2 > 30", "-ip[8] < 0", "ip[ip[0] & 0xf] = 0",
-    "ether[100] = 0", "ether[59] = 0 or ip", "ip or ether[200] = 1", "not ether[70] = 1",
-    "ether[0:4] = 0x02000000", "tcp[100:4] = 0",
-    "ip and not net 10.0.0.0/8", "not arp and not (port 22 or port 53)",
-    "(tcp or udp) and not port 53", "host 10.0.0.1 and (port 80 or port 443)",
-    "tcp and not tcp port 80", "udp or icmp", "ip6 and tcp", "ip6 and not icmp6",
-    "not ip and not ip6", "tcp or udp or sctp", "icmp or icmp6", "ip and udp and port 123",
-    "(vlan and ip) or ip", "ip or (vlan and ip)", "(tcp port 80 or vlan) and ip",
+    "ip[1] & 0xfc = 0xb8",
+    "ip[0] >> 4 = 4",
+    "ip[0] >> 4 != 4",
+    "len = 2 ^ 3 + 54",
+    "len % 7 = 1",
+    "ip[3] % 4 = 0",
+    "ether[1] ^ ether[7] = 0",
+    "ether[0] + ether[1] > 10",
+    "ip[2:2] / 2 > 30",
+    "-ip[8] < 0",
+    "ip[ip[0] & 0xf] = 0",
+    "ether[100] = 0",
+    "ether[59] = 0 or ip",
+    "ip or ether[200] = 1",
+    "not ether[70] = 1",
+    "ether[0:4] = 0x02000000",
+    "tcp[100:4] = 0",
+    "ip and not net 10.0.0.0/8",
+    "not arp and not (port 22 or port 53)",
+    "(tcp or udp) and not port 53",
+    "host 10.0.0.1 and (port 80 or port 443)",
+    "tcp and not tcp port 80",
+    "udp or icmp",
+    "ip6 and tcp",
+    "ip6 and not icmp6",
+    "not ip and not ip6",
+    "tcp or udp or sctp",
+    "icmp or icmp6",
+    "ip and udp and port 123",
+    "(vlan and ip) or ip",
+    "ip or (vlan and ip)",
+    "(tcp port 80 or vlan) and ip",
     "src net 10.0.0.0/8 and dst net 10.0.0.0/8",
     "not (host 10.0.0.1 or host 10.0.0.2) and tcp",
     "tcp and (tcp[tcpflags] & tcp-push != 0)",
-    "ip[6:2] & 0x3fff != 0", "ip[6:2] & 0x3fff = 0x2000",
+    "ip[6:2] & 0x3fff != 0",
+    "ip[6:2] & 0x3fff = 0x2000",
     "udp and dst port 53 and ip[8] < 64",
     "tcp dst portrange 8000-8080 or udp dst portrange 5000-5100",
-    "ip host 224.0.0.251", "host 255.255.255.255", "host 0.0.0.0",
+    "ip host 224.0.0.251",
+    "host 255.255.255.255",
+    "host 0.0.0.0",
 ];
 
 /// Building blocks of the random expressions.
 const PRIMS: &[&str] = &[
-    "ip", "ip6", "arp", "rarp", "tcp", "udp", "icmp", "icmp6", "sctp", "igmp", "vlan",
-    "vlan 100", "vlan 20", "host 10.0.0.1", "src host 10.0.0.2", "dst host 8.8.8.8",
-    "net 10.0.0.0/8", "net 192.168", "host 2001:db8::1", "net fe80::/10", "dst host ff02::1",
-    "port 80", "port 53", "tcp port 443", "udp port 123", "src port 22", "dst port 67",
-    "portrange 60-90", "tcp portrange 1000-65535", "port http", "port domain", "ip proto 47",
-    "proto 17", "ip6 proto 58", "ether proto 0x88cc", "ether broadcast", "ether multicast",
-    "ip multicast", "ip broadcast", "ip6 multicast", "ether host 02:00:00:00:00:0a",
-    "less 60", "greater 80", "len > 64", "tcp[tcpflags] & tcp-syn != 0",
-    "ip[6:2] & 0x1fff != 0", "icmp[icmptype] = icmp-echo", "udp[2:2] = 53",
-    "ether[12:2] = 0x8100", "ip[9] = 6", "tcp[2:2] < 1024", "ip6[6] = 44",
-    "arp[7] = 2", "ip[0] & 0xf > 5",
+    "ip",
+    "ip6",
+    "arp",
+    "rarp",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "sctp",
+    "igmp",
+    "vlan",
+    "vlan 100",
+    "vlan 20",
+    "host 10.0.0.1",
+    "src host 10.0.0.2",
+    "dst host 8.8.8.8",
+    "net 10.0.0.0/8",
+    "net 192.168",
+    "host 2001:db8::1",
+    "net fe80::/10",
+    "dst host ff02::1",
+    "port 80",
+    "port 53",
+    "tcp port 443",
+    "udp port 123",
+    "src port 22",
+    "dst port 67",
+    "portrange 60-90",
+    "tcp portrange 1000-65535",
+    "port http",
+    "port domain",
+    "ip proto 47",
+    "proto 17",
+    "ip6 proto 58",
+    "ether proto 0x88cc",
+    "ether broadcast",
+    "ether multicast",
+    "ip multicast",
+    "ip broadcast",
+    "ip6 multicast",
+    "ether host 02:00:00:00:00:0a",
+    "less 60",
+    "greater 80",
+    "len > 64",
+    "tcp[tcpflags] & tcp-syn != 0",
+    "ip[6:2] & 0x1fff != 0",
+    "icmp[icmptype] = icmp-echo",
+    "udp[2:2] = 53",
+    "ether[12:2] = 0x8100",
+    "ip[9] = 6",
+    "tcp[2:2] < 1024",
+    "ip6[6] = 44",
+    "arp[7] = 2",
+    "ip[0] & 0xf > 5",
 ];
 
 fn random_expr(rng: &mut Rng, depth: u32) -> String {
     if depth == 0 || rng.below(3) == 0 {
         let p = (*rng.pick(PRIMS)).to_string();
-        return if rng.below(5) == 0 { format!("not {p}") } else { p };
+        return if rng.below(5) == 0 {
+            format!("not {p}")
+        } else {
+            p
+        };
     }
     let a = random_expr(rng, depth - 1);
     let b = random_expr(rng, depth - 1);
@@ -455,7 +654,10 @@ fn have_tcpdump() {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(ok, "tcpdump is needed for this test (apt-get install tcpdump)");
+    assert!(
+        ok,
+        "tcpdump is needed for this test (apt-get install tcpdump)"
+    );
 }
 
 #[test]
@@ -499,7 +701,9 @@ fn filter_selects_the_same_frames_as_tcpdump() {
                         .filter(|&i| frames[i].whole && m.contains(&i) != opt.contains(&i))
                         .take(5)
                         .collect();
-                    failures.push(format!("{e:?}: differs from optimized tcpdump on whole frames {diff:?}"));
+                    failures.push(format!(
+                        "{e:?}: differs from optimized tcpdump on whole frames {diff:?}"
+                    ));
                 }
                 if m == t && whole_agree {
                     agree += 1;
@@ -562,11 +766,23 @@ fn lenient_mode_sees_tagged_frames_as_untagged() {
     for _ in 0..RANDOM_EXPRESSIONS {
         exprs.push(random_expr(&mut rng, 3));
     }
-    let link_level = ["vlan", "ether[", "len", "less", "greater", "ether proto 0x8100"];
+    let link_level = [
+        "vlan",
+        "ether[",
+        "len",
+        "less",
+        "greater",
+        "ether proto 0x8100",
+    ];
     let (mut tested, mut tagged_frames) = (0, 0);
-    for e in exprs.iter().filter(|e| !link_level.iter().any(|k| e.contains(k))) {
-        let (Ok(lenient), Ok(libpcap)) = (Filter::compile(&format!("lenient: {e}")), Filter::compile(e))
-        else {
+    for e in exprs
+        .iter()
+        .filter(|e| !link_level.iter().any(|k| e.contains(k)))
+    {
+        let (Ok(lenient), Ok(libpcap)) = (
+            Filter::compile(&format!("lenient: {e}")),
+            Filter::compile(e),
+        ) else {
             continue;
         };
         tested += 1;

@@ -6,8 +6,7 @@
 use std::net::IpAddr;
 
 use crate::packet::{
-    Packet, ETHERTYPE_ARP, ETHERTYPE_RARP, ETH_HEADER_LEN, IPPROTO_SCTP, IPPROTO_TCP,
-    IPPROTO_UDP,
+    Packet, ETHERTYPE_ARP, ETHERTYPE_RARP, ETH_HEADER_LEN, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
 };
 
 /// Which end(s) of a packet an address or port test looks at.

@@ -250,7 +250,10 @@ const OTHER_KEYWORDS: [&str; 8] = [
 /// pcap-filter keywords this implementation rejects, with a hint.
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("gateway", "it needs host name resolution"),
-    ("protochain", "it walks header chains with a backward loop; use 'proto N'"),
+    (
+        "protochain",
+        "it walks header chains with a backward loop; use 'proto N'",
+    ),
     ("mpls", "not supported"),
     ("pppoes", "not supported"),
     ("pppoed", "not supported"),
@@ -533,7 +536,12 @@ impl Parser<'_> {
 
     /// libpcap's `gen_linktype` for Ethernet (`ether proto v`).
     fn linktype(&mut self, v: u32) -> usize {
-        let common = [ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_ARP, ETHERTYPE_RARP];
+        let common = [
+            ETHERTYPE_IPV4,
+            ETHERTYPE_IPV6,
+            ETHERTYPE_ARP,
+            ETHERTYPE_RARP,
+        ];
         if self.lenient() && common.iter().any(|&t| u32::from(t) == v) {
             return self.prim(Prim::EtherType(v as u16));
         }
@@ -625,7 +633,14 @@ impl Parser<'_> {
 
     /// libpcap's `gen_hostop`: IPv4 address `addr/mask` at `src_off` /
     /// `dst_off` of a payload of ethertype `ethertype`.
-    fn hostop(&mut self, addr: u32, mask: u32, dir: Dir, ethertype: u16, offs: (u32, u32)) -> usize {
+    fn hostop(
+        &mut self,
+        addr: u32,
+        mask: u32,
+        dir: Dir,
+        ethertype: u16,
+        offs: (u32, u32),
+    ) -> usize {
         let one = |this: &mut Self, off: u32| {
             let b0 = this.linktype(u32::from(ethertype));
             let pl = this.pl();
@@ -894,6 +909,7 @@ impl<'s> Parser<'s> {
     /// expression, a bare number that is an id (`port 80 or 443`).
     fn try_relation(&mut self) -> Result<Option<usize>, Error> {
         let start = self.pos;
+        let depth = self.depth;
         let lhs = match self.arith(0) {
             Ok(a) => a,
             Err(e) => {
@@ -908,6 +924,7 @@ impl<'s> Parser<'s> {
                     return Err(e);
                 }
                 self.pos = start;
+                self.depth = depth;
                 return Ok(None);
             }
         };
@@ -960,8 +977,8 @@ impl<'s> Parser<'s> {
     fn not_a_relation(&mut self, start: usize, lhs: &Arith) -> Result<Option<usize>, Error> {
         let committed = self.tokens[start].kind != TokKind::LParen
             && self.tokens[start..self.pos]
-            .iter()
-            .any(|t| t.kind == TokKind::LBracket || t.is_word("len"));
+                .iter()
+                .any(|t| t.kind == TokKind::LBracket || t.is_word("len"));
         if committed {
             let found = self.peek();
             return Err(Error::new(
@@ -1379,6 +1396,10 @@ impl<'s> Parser<'s> {
             };
             return Err(Error::new(t.col, message));
         };
+        let addressy = matches!(q.kind, Kind::Host | Kind::Net) && q.proto != Some(ProtoQ::Ether);
+        if addressy && looks_like_name(t.text) {
+            return Err(Error::new(t.col, format!("unknown keyword '{}'", t.text)));
+        }
         self.pos += 1;
         self.build(&q, t)
     }
@@ -1693,6 +1714,19 @@ impl<'s> Parser<'s> {
                 format!("expected a port range such as '6000-6010', found '{s}'"),
             ));
         };
+        // Names may contain '-' (ftp-data): take the first split where
+        // both sides are ports.
+        let i = s
+            .match_indices('-')
+            .map(|(j, _)| j)
+            .find(|&j| {
+                let ok = |t: &str| {
+                    (!t.is_empty() && t.chars().all(|c| c.is_ascii_digit()))
+                        || port_name(t).is_some()
+                };
+                ok(&s[..j]) && ok(&s[j + 1..])
+            })
+            .unwrap_or(i);
         let (a, b) = (&s[..i], &s[i + 1..]);
         let hi_col = id.col + a.chars().count() + 1;
         let decimal = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
@@ -1767,7 +1801,11 @@ impl<'s> Parser<'s> {
             }
             _ => Suffix::None,
         };
-        if looks_like_name(id.text) && parse_mac(id.text).is_none() {
+        let is_name = !id.text.contains(':')
+            && id.text.contains(|c: char| c.is_ascii_alphabetic())
+            && matches!(parse_number(id.text), Ok(None))
+            && parse_mac(id.text).is_none();
+        if is_name {
             return Err(Error::new(
                 id.col,
                 format!(
@@ -1861,15 +1899,6 @@ impl<'s> Parser<'s> {
         let (mask, shown) = match suffix {
             Suffix::None => (mask, String::new()),
             Suffix::Len(t) => {
-                if !id.text.contains('.') {
-                    return Err(Error::new(
-                        t.col,
-                        format!(
-                            "write the network with dots ('net {}.0.0.0/{}'), as libpcap wants",
-                            id.text, t.text
-                        ),
-                    ));
-                }
                 let len = match parse_number(t.text) {
                     Ok(Some(n)) if n <= 32 => n,
                     _ => return Err(bad_len(t, 32)),
@@ -2021,7 +2050,9 @@ fn parse_number(s: &str) -> Result<Option<u32>, String> {
         if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        return u32::from_str_radix(hex, 16).map(Some).map_err(|_| too_big());
+        return u32::from_str_radix(hex, 16)
+            .map(Some)
+            .map_err(|_| too_big());
     }
     if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
         return Ok(None);
@@ -2030,7 +2061,9 @@ fn parse_number(s: &str) -> Result<Option<u32>, String> {
         if s.contains(['8', '9']) {
             return Err(format!("number {s} contains non-octal digit"));
         }
-        return u32::from_str_radix(&s[1..], 8).map(Some).map_err(|_| too_big());
+        return u32::from_str_radix(&s[1..], 8)
+            .map(Some)
+            .map_err(|_| too_big());
     }
     s.parse::<u32>().map(Some).map_err(|_| too_big())
 }
@@ -2180,12 +2213,7 @@ fn port_name(s: &str) -> Option<(u16, PortProtos)> {
 /// The protocol to check for a named port under qualifier `want` (libpcap's
 /// `gen_scode`: `udp port http` is an error, `port http` is TCP only).
 fn name_proto(protos: PortProtos, want: Option<u8>, id: Token<'_>) -> Result<Option<u8>, Error> {
-    let is = |what: &str| {
-        Err(Error::new(
-            id.col,
-            format!("port '{}' is {what}", id.text),
-        ))
-    };
+    let is = |what: &str| Err(Error::new(id.col, format!("port '{}' is {what}", id.text)));
     match (want, protos) {
         (None, PortProtos::Tcp) => Ok(Some(IPPROTO_TCP)),
         (None, PortProtos::Udp) => Ok(Some(IPPROTO_UDP)),
