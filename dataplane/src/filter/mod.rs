@@ -8,81 +8,24 @@
 //! cheap to clone and `Send + Sync`. No libpcap, no BPF verifier, no
 //! `unsafe`.
 //!
-//! # Language
+//! # Modes
 //!
-//! - Protocols alone: `ip`, `ip6`, `arp`, `rarp` (the ethertype after the
-//!   VLAN tags); `tcp`, `udp`, `sctp` (IPv4 or IPv6); `icmp` (IPv4);
-//!   `icmp6` (IPv6).
-//! - Addresses: `host H`, `net N/LEN`, `net N mask M`, `net 10` / `net
-//!   192.168` (short IPv4 networks, libpcap's implied /8, /16, /24), with
-//!   IPv4 or IPv6 literals (no name resolution). Qualified by `ip`, `ip6`,
-//!   `arp` or `rarp`; unqualified, an IPv4 `host`/`net` matches the IPv4
-//!   header or the sender/target protocol address of ARP and RARP (as in
-//!   tcpdump), an IPv6 one the IPv6 header.
-//! - `ether host MAC`, `ether src MAC`, `ether dst MAC` (`aa:bb:cc:dd:ee:ff`,
-//!   `aa-bb-..`, `aabb.ccdd.eeff`, `aabbccddeeff`); `broadcast` / `ether
-//!   broadcast`, `multicast` / `ether multicast` (the group bit), `ip
-//!   multicast` (224.0.0.0/4), `ip6 multicast` (ff00::/8).
-//! - Ports: `port P`, `portrange A-B` (A <= B), numbers or a built-in table
-//!   of common names (`http`, `https`, `domain`, `ssh`, `ntp`, ...; no
-//!   /etc/services). Without a protocol a port matches TCP, UDP or SCTP;
-//!   `tcp port`, `udp port`, `sctp port` restrict it.
-//! - Directions for addresses and ports: `src`, `dst`, `src or dst` (the
-//!   default), `src and dst`. A direction without a kind means `host`
-//!   (`src 10.0.0.1`).
-//! - `proto N` / `ip proto N` / `ip6 proto N` (a number or a name: `tcp`,
-//!   `\tcp`, `gre`, `esp`, ...), `ether proto N` (an ethertype, `0x88cc`, or
-//!   `ip`, `ip6`, `arp`, `rarp`).
-//! - `vlan`, `vlan N`; `less N` (frame length <= N), `greater N` (>= N).
-//! - `and` / `&&`, `or` / `||`, `not` / `!`, parentheses. Keywords are
-//!   case-insensitive. Numbers are decimal or `0x` hexadecimal.
+//! By default a filter has libpcap's semantics on Ethernet (DLT_EN10MB):
+//! every primitive becomes the tree of field tests libpcap's `gencode.c`
+//! generates, with its fixed offsets (`vlan` moves those that follow by 4
+//! bytes), evaluated like its unoptimized BPF program: a load beyond the
+//! frame rejects the packet. `tests/filter_tcpdump.rs` proves the same
+//! frames as `tcpdump -r` over a generated corpus. An expression starting
+//! with `lenient:` selects the lenient mode: primitives look through up to
+//! two VLAN tags and walk IPv6 extension headers (tests over the parsed
+//! [`Packet`]). The language and the differences are described in
+//! docs/config.md ("Filters").
 //!
 //! Precedence is tcpdump's, which is not C's: `not` binds tightest, and
 //! `and` and `or` have the **same** precedence and associate to the left,
-//! so `a or b and c` means `(a or b) and c`. Use parentheses.
-//!
-//! Qualifier inheritance, as in tcpdump: an id standing alone after `and` /
-//! `or` reuses the qualifiers of the previous primitive, so `host 10.0.0.1
-//! or 10.0.0.2`, `port 80 or 443` and `tcp dst port http or https` mean
-//! what they say. The negation is not inherited: `not host a and b` is
-//! `not host a and host b`.
-//!
-//! # VLANs
-//!
-//! The packet parser looks through up to two VLAN tags (802.1Q, 802.1ad and
-//! 0x9100), so every primitive sees the frame as if it were untagged:
-//! `tcp port 80` matches untagged, tagged and QinQ frames alike, which is
-//! what an operator watching a SPAN port wants. This is a deliberate
-//! difference from libpcap, where a primitive after `vlan` looks 4 bytes
-//! further and one without `vlan` only matches untagged frames. `vlan`
-//! matches a frame with at least one tag. `vlan N` matches when **either**
-//! of the (up to two) tags has ID N, outer or inner. So `vlan N` matches
-//! every frame libpcap's would (libpcap checks the outermost tag, and after
-//! one `vlan` the next one), and `vlan 10 and vlan 20` matches QinQ frames
-//! with 10 and 20 in either order. Frames with a third tag are not looked
-//! into. VLAN IDs are not part of the flow hash.
-//!
-//! # Fragments
-//!
-//! Protocol tests (`tcp`, `ip proto 17`, ...) match every fragment of a
-//! datagram: IPv4 fragments all carry the protocol, and for IPv6 the
-//! fragment header names it. Port tests match only a first fragment whose
-//! transport header is complete, as in libpcap: later fragments carry no
-//! ports, so `tcp port 80` does not match them (filter on hosts to keep
-//! them). Address tests match all fragments.
-//!
-//! # Other differences from libpcap
-//!
-//! - IPv6 extension headers (hop-by-hop, routing, destination options,
-//!   fragment, AH) are walked, so `tcp`, `ip6 proto 6` and ports match
-//!   behind them. `ip6 proto N` compares the transport after them, so it
-//!   never matches those header types themselves (nor 0).
-//! - `portrange 90-80` is an error rather than being swapped.
-//! - Not supported (a clear error names them): byte-offset expressions
-//!   (`ip[9] = 6`), comparisons, `gateway`, host names, `protochain`,
-//!   `mpls`, `pppoes`, `geneve`, `inbound`/`outbound`, 802.11 and pflog
-//!   qualifiers, the rarely used protocol abbreviations (`igmp`, `esp`, ...:
-//!   use `proto N`), and octal numbers (`010` is ten).
+//! so `a or b and c` means `(a or b) and c`. An id standing alone after
+//! `and` / `or` reuses the qualifiers of the previous primitive
+//! (`port 80 or 443`).
 //!
 //! # Errors
 //!
