@@ -135,7 +135,7 @@ fn ipv4(ihl_ver: u8, src: [u8; 4], dst: [u8; 4], proto: u8, frag: u16, body: &[u
     h.extend_from_slice(&[64, proto, 0, 0]);
     h.extend_from_slice(&src);
     h.extend_from_slice(&dst);
-    h.extend(std::iter::repeat(1u8).take(opts));
+    h.extend(std::iter::repeat_n(1u8, opts));
     h.extend_from_slice(body);
     h
 }
