@@ -176,7 +176,7 @@ pub(super) enum Cmp {
 }
 
 impl Cmp {
-    fn test(self, a: u32, k: u32) -> bool {
+    pub(super) fn test(self, a: u32, k: u32) -> bool {
         match self {
             Cmp::Eq => a == k,
             Cmp::Gt => a > k,
@@ -204,6 +204,19 @@ pub(super) struct Load {
 impl Load {
     fn read(&self, p: &Packet<'_>, index: u32) -> Option<u32> {
         let f = p.frame;
+        if !self.shifted && self.iphdr.is_none() && index == 0 {
+            // The common case: a field at a fixed offset.
+            let at = self.k as usize;
+            return match self.size {
+                1 => f.get(at).map(|&b| u32::from(b)),
+                2 => f
+                    .get(at..at + 2)
+                    .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]]))),
+                _ => f
+                    .get(at..at + 4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            };
+        }
         let shift = if self.shifted {
             (p.l3_offset() - ETH_HEADER_LEN) as u64
         } else {

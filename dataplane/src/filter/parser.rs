@@ -83,7 +83,8 @@ pub(super) fn compile(src: &str, mode: Mode) -> Result<Program, Error> {
         // `expr` stops only at the end or at a ')'.
         return Err(Error::new(t.col, "unmatched ')'".into()));
     }
-    let (insns, entry) = codegen(&parser.nodes, root)?;
+    let (mut insns, entry) = codegen(&parser.nodes, root)?;
+    thread_jumps(&mut insns, entry);
     Ok((insns, parser.code, entry))
 }
 
@@ -2323,4 +2324,80 @@ fn codegen(nodes: &[Node], root: usize) -> Result<(Vec<Insn>, u32), Error> {
         }
     }
     Ok((insns, entry))
+}
+
+/// What a field test's outcome tells about another field test on the same
+/// bytes: `Some(result)` when `test` is decided by `fact` having been
+/// `outcome`.
+fn implied(fact: &Field, outcome: bool, test: &Field) -> Option<bool> {
+    if fact.src != test.src || fact.mask != test.mask {
+        return None;
+    }
+    if fact.cmp == test.cmp && fact.k == test.k {
+        return Some(outcome);
+    }
+    // `(x & mask) == v` known: every other comparison of `x & mask` is.
+    (fact.cmp == Cmp::Eq && outcome).then(|| test.cmp.test(fact.k, test.k))
+}
+
+/// Most facts remembered per instruction (the rest are forgotten, which
+/// only threads fewer jumps).
+const MAX_FACTS: usize = 32;
+
+/// Jump threading, as libpcap's optimizer does for the same fields: an
+/// edge that reaches a field test whose outcome is already decided by the
+/// tests on every path to it (`ether[12:2] = 0x86dd` true, then
+/// `ether[12:2] = 0x800`) jumps straight to that test's successor. The
+/// skipped test reads bytes an earlier test has read, so skipping it never
+/// hides a load beyond the frame: the results are the same, with fewer
+/// tests per frame. Jumps still only go to lower indices.
+fn thread_jumps(insns: &mut [Insn], entry: u32) {
+    if (entry as usize) >= insns.len() {
+        return;
+    }
+    // Facts true on every path into each instruction; `None`: not reached
+    // yet.
+    let mut facts: Vec<Option<Vec<(Field, bool)>>> = vec![None; insns.len()];
+    facts[entry as usize] = Some(Vec::new());
+    // Predecessors have higher indices: walk down from the entry.
+    for i in (0..=entry as usize).rev() {
+        let Some(here) = facts[i].take() else {
+            continue;
+        };
+        for outcome in [true, false] {
+            let mut edge = here.clone();
+            if let Test::Field(f) = insns[i].test {
+                edge.retain(|(g, _)| *g != f);
+                edge.push((f, outcome));
+                if edge.len() > MAX_FACTS {
+                    edge.remove(0);
+                }
+            }
+            let mut target = if outcome {
+                insns[i].on_true
+            } else {
+                insns[i].on_false
+            };
+            while let Some(t) = insns.get(target as usize) {
+                let Test::Field(tf) = t.test else {
+                    break;
+                };
+                let Some(result) = edge.iter().find_map(|(f, o)| implied(f, *o, &tf)) else {
+                    break;
+                };
+                target = if result { t.on_true } else { t.on_false };
+            }
+            if outcome {
+                insns[i].on_true = target;
+            } else {
+                insns[i].on_false = target;
+            }
+            if let Some(slot) = facts.get_mut(target as usize) {
+                *slot = Some(match slot.take() {
+                    None => edge,
+                    Some(prev) => prev.into_iter().filter(|x| edge.contains(x)).collect(),
+                });
+            }
+        }
+    }
 }
