@@ -176,6 +176,7 @@ pub(super) enum Cmp {
 }
 
 impl Cmp {
+    #[inline]
     pub(super) fn test(self, a: u32, k: u32) -> bool {
         match self {
             Cmp::Eq => a == k,
@@ -202,6 +203,7 @@ pub(super) struct Load {
 }
 
 impl Load {
+    #[inline]
     fn read(&self, p: &Packet<'_>, index: u32) -> Option<u32> {
         let f = p.frame;
         if !self.shifted && self.iphdr.is_none() && index == 0 {
@@ -352,6 +354,7 @@ pub(super) enum Test {
 
 impl Test {
     /// `None`: the packet is rejected outright (a load beyond the frame).
+    #[inline]
     fn eval(&self, p: &Packet<'_>, code: &[AOp]) -> Option<bool> {
         match self {
             Test::Prim(prim) => Some(prim.matches(p)),
@@ -395,7 +398,15 @@ pub(super) fn run(insns: &[Insn], code: &[AOp], entry: u32, p: &Packet<'_>) -> b
             // panic on the data path.
             return false;
         };
-        pc = match insn.test.eval(p, code) {
+        let outcome = match &insn.test {
+            // The libpcap mode's common case first.
+            Test::Field(f) => match f.src {
+                Src::Frame(l) => l.read(p, 0).map(|a| f.cmp.test(a & f.mask, f.k)),
+                Src::Len => insn.test.eval(p, code),
+            },
+            other => other.eval(p, code),
+        };
+        pc = match outcome {
             Some(true) => insn.on_true,
             Some(false) => insn.on_false,
             None => return false,
