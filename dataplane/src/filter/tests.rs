@@ -572,3 +572,71 @@ fn caret_draws_under_the_column() {
     assert_eq!(e.column, 5);
     assert_eq!(e.caret(), "  tcp udp\n      ^");
 }
+
+/// The defects of issue 19, each against libpcap's behaviour (the default
+/// mode); `tests/filter_tcpdump.rs` checks the same against tcpdump itself.
+#[test]
+fn libpcap_behaviour_for_the_defects_of_issue_19() {
+    let g = |e: &str| Filter::compile(e).unwrap_or_else(|err| panic!("{e}: {err}"));
+    // Named ports check their protocol.
+    assert!(!g("port ntp").matches(&tcp4(1, 123)));
+    assert!(g("port ntp").matches(&udp4(1, 123)));
+    assert!(!g("port http").matches(&v4(&[], SCTP, C, 1, S, 80)));
+    assert!(g("port domain").matches(&v4(&[], SCTP, C, 1, S, 53)));
+    // A tiny first fragment keeps its ports when the 4 port bytes are
+    // there; a later fragment never matches ports.
+    let tiny = eth(
+        MAC_B,
+        MAC_A,
+        &[],
+        ETHERTYPE_IPV4,
+        &ipv4(C, S, TCP, 0x2000, &l4(TCP, 1, 80)[..4]),
+    );
+    assert!(g("tcp port 80").matches(&tiny));
+    assert!(g("tcp").matches(&tiny));
+    let later = eth(
+        MAC_B,
+        MAC_A,
+        &[],
+        ETHERTYPE_IPV4,
+        &ipv4(C, S, TCP, 185, &l4(TCP, 1, 80)),
+    );
+    assert!(!g("tcp port 80").matches(&later));
+    assert!(g("tcp and host 10.0.0.1").matches(&later));
+    // `ip multicast` is destination >= 224.0.0.0.
+    let bcast = v4(&[], UDP, C, 1, [255, 255, 255, 255], 2);
+    assert!(g("ip multicast").matches(&bcast));
+    assert!(g("ip broadcast").matches(&bcast));
+    assert!(!g("ip broadcast").matches(&udp4(1, 2)));
+    // IHL < 5 or a wrong version: libpcap's fixed offsets still apply.
+    let mut ihl4 = udp4(1, 2);
+    ihl4[14] = 0x44;
+    assert!(g("ip and host 10.0.0.1").matches(&ihl4));
+    let mut v6_in_v4 = udp4(1, 2);
+    v6_in_v4[14] = 0x65;
+    assert!(g("udp").matches(&v6_in_v4));
+    // ARP that is not Ethernet/IPv4: the addresses at their fixed offsets.
+    let mut arp_other = arp(C, S);
+    arp_other[15] = 6; // hardware type 6
+    assert!(g("arp host 10.0.0.1").matches(&arp_other));
+    // A load beyond the frame rejects it.
+    let whole = tcp4(1, 80);
+    assert!(g("tcp port 80").matches(&whole));
+    assert!(!g("tcp port 80").matches(&whole[..37]));
+    assert!(!g("not tcp port 80").matches(&whole[..37]));
+    // Refused before, accepted now.
+    for e in [
+        "tcp[tcpflags] & tcp-syn != 0",
+        "igmp",
+        "ip broadcast",
+        "portrange 90-80",
+        "ether proto \\ip",
+        "ip6 multicast",
+        "len > 100",
+    ] {
+        g(e);
+    }
+    // `021` is octal, as in libpcap.
+    assert!(g("tcp port 021").matches(&tcp4(1, 17)));
+    assert!(!g("tcp port 021").matches(&tcp4(1, 21)));
+}
