@@ -12,7 +12,7 @@ use crate::chain::control::{
 };
 use crate::chain::heartbeat::TagKey;
 use crate::chain::runtime::ChainShared;
-use crate::chain::spec::{self, MAX_HOPS};
+use crate::chain::spec::{self, Issue, Persisted, MAX_HOPS};
 use crate::config::Config;
 use crate::pipeline::capture::{GroupOutput, RecorderOutput};
 use crate::pipeline::chain::{Heartbeats, TaskUpdate};
@@ -62,6 +62,28 @@ pub enum StartError {
         share: u32,
         min: u32,
     },
+    #[error("output_group[{group_index}].members[{member_index}]: {reason} (group {group:?})")]
+    UnfitMember {
+        group: String,
+        group_index: usize,
+        member_index: usize,
+        reason: String,
+    },
+    #[error("{0}")]
+    InvalidChain(String),
+    #[error("{0}")]
+    Memory(String),
+    #[error("interface {ifname:?} ({role}) has MTU {mtu}, but an xdp.frame_size of {frame_size} holds frames of at most {max_mtu} bytes of MTU (with two VLAN tags): lower the MTU of {ifname} to {max_mtu} or less, or raise xdp.frame_size (4096 holds an MTU of {max_mtu_4k})")]
+    Mtu {
+        ifname: String,
+        role: String,
+        mtu: u32,
+        frame_size: u32,
+        max_mtu: u32,
+        max_mtu_4k: u32,
+    },
+    #[error("{0}")]
+    StateDirLocked(String),
     #[error("{0}")]
     Capabilities(String),
     #[error("{0}")]
@@ -82,7 +104,12 @@ impl StartError {
             | StartError::QueueMismatch { .. }
             | StartError::MissingMember { .. }
             | StartError::MemberQueues { .. }
-            | StartError::MemberShare { .. } => exit::CONFIG,
+            | StartError::MemberShare { .. }
+            | StartError::UnfitMember { .. }
+            | StartError::InvalidChain(_)
+            | StartError::Memory(_)
+            | StartError::Mtu { .. } => exit::CONFIG,
+            StartError::StateDirLocked(_) => exit::OSERR,
             StartError::Xdp(XdpError::NoSuchInterface { .. }) => exit::CONFIG,
             StartError::Capabilities(_) => exit::NOPERM,
             StartError::Xdp(e) if e.is_permission() => exit::NOPERM,
@@ -107,6 +134,8 @@ pub struct Dataplane {
     segment: Arc<StatsSegment>,
     // Dropped last: detaches XDP and releases promiscuous mode.
     interfaces: Vec<Interface>,
+    /// `state_dir/lock`, held while the dataplane runs.
+    lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 fn configured(cfg: &Config) -> Vec<(Role, &str)> {
@@ -121,9 +150,97 @@ fn configured(cfg: &Config) -> Vec<(Role, &str)> {
     v
 }
 
-/// Checks, without changing anything, that the configured interfaces exist,
-/// the inline queue counts match and the process holds the capabilities.
-pub fn preflight(cfg: &Config) -> Result<(), StartError> {
+/// The chain the dataplane starts with, chosen and validated by
+/// [`preflight`]: the one persisted in `state_dir` if there is one (a
+/// restarted dataplane resumes where it was), else `[chain]`.
+#[derive(Debug, Clone)]
+pub struct InitialChain {
+    /// "persisted" or "configuration" (logged).
+    pub source: &'static str,
+    pub persisted: Persisted,
+}
+
+/// What [`preflight`] found out.
+#[derive(Debug)]
+pub struct Preflight {
+    /// The validated initial chain (with an inline pair).
+    pub chain: Option<InitialChain>,
+}
+
+/// What chain validation needs to know about this dataplane's ports.
+fn chain_host(cfg: &Config, inline_queues: u32) -> spec::Host {
+    let mut reserved = Vec::new();
+    if let Some(pair) = &cfg.inline {
+        reserved.push((pair.side1.clone(), Role::Inline1.as_str()));
+        reserved.push((pair.side2.clone(), Role::Inline2.as_str()));
+    }
+    if let Some(p) = &cfg.passive {
+        reserved.push((p.clone(), Role::Passive1.as_str()));
+    }
+    for g in &cfg.output_groups {
+        for m in &g.members {
+            reserved.push((m.clone(), "an output group member"));
+        }
+    }
+    spec::Host {
+        reserved,
+        inline_queues,
+        allowed: cfg.chain_allowed.clone(),
+    }
+}
+
+fn join_issues(issues: &[Issue], prefix: &str) -> String {
+    issues
+        .iter()
+        .map(|i| format!("{prefix}{i}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Chooses the initial chain and validates it like an API update. Anything
+/// wrong is fatal: a dataplane never runs with a chain other than the one
+/// it was given (an empty chain would forward around every fail-closed
+/// tool), and never forgets a persisted chain and its generation.
+fn initial_chain(cfg: &Config, host: &spec::Host) -> Result<InitialChain, StartError> {
+    let file = spec::path(&cfg.state_dir);
+    let chosen = match spec::load(&cfg.state_dir) {
+        Ok(Some(p)) => InitialChain {
+            source: "persisted",
+            persisted: p,
+        },
+        Ok(None) => InitialChain {
+            source: "configuration",
+            persisted: Persisted::new(1, shm::unix_ns(), cfg.chain.clone()),
+        },
+        Err(e) => {
+            return Err(StartError::InvalidChain(format!(
+                "{e}; the dataplane does not start rather than lose the chain and its generation: restore {f}, or remove it to start from [chain] at generation 1",
+                f = file.display()
+            )))
+        }
+    };
+    let (errors, _) = spec::validate(&chosen.persisted.spec, host);
+    if errors.is_empty() {
+        return Ok(chosen);
+    }
+    Err(StartError::InvalidChain(match chosen.source {
+        "persisted" => format!(
+            "the persisted chain {f} (generation {g}) is invalid: {issues}; the dataplane does not start without its chain: fix the interfaces, or remove {f} to start from [chain] at generation 1",
+            f = file.display(),
+            g = chosen.persisted.generation,
+            issues = join_issues(&errors, ""),
+        ),
+        _ => format!(
+            "{}; the dataplane does not start without its chain: fix [chain]",
+            join_issues(&errors, "chain.")
+        ),
+    }))
+}
+
+/// Checks, without changing anything, that the configured interfaces exist
+/// and are fit for their roles, the inline queue counts match, the initial
+/// chain is valid and the process holds the capabilities.
+pub fn preflight(cfg: &Config) -> Result<Preflight, StartError> {
     for (role, ifname) in configured(cfg) {
         if xdp::netdev::ifindex(ifname).is_err() {
             return Err(StartError::MissingInterface {
@@ -132,16 +249,25 @@ pub fn preflight(cfg: &Config) -> Result<(), StartError> {
             });
         }
     }
-    for g in &cfg.output_groups {
-        for m in &g.members {
+    for (gi, g) in cfg.output_groups.iter().enumerate() {
+        for (mi, m) in g.members.iter().enumerate() {
             if xdp::netdev::ifindex(m).is_err() {
                 return Err(StartError::MissingMember {
                     group: g.name.clone(),
                     ifname: m.clone(),
                 });
             }
+            if let Some(reason) = xdp::netdev::unfit_reason(m, &g.allowed) {
+                return Err(StartError::UnfitMember {
+                    group: g.name.clone(),
+                    group_index: gi,
+                    member_index: mi,
+                    reason,
+                });
+            }
         }
     }
+    let mut chain = None;
     if let Some(pair) = &cfg.inline {
         let q1 = xdp::netdev::rx_queue_count(&pair.side1).unwrap_or(1);
         let q2 = xdp::netdev::rx_queue_count(&pair.side2).unwrap_or(1);
@@ -153,7 +279,10 @@ pub fn preflight(cfg: &Config) -> Result<(), StartError> {
                 q2,
             });
         }
+        chain = Some(initial_chain(cfg, &chain_host(cfg, q1))?);
     }
+    check_mtus(cfg, chain.as_ref())?;
+    check_memory(cfg)?;
     match CapSet::current() {
         Ok(set) => {
             let missing = set.missing_required();
@@ -169,7 +298,157 @@ pub fn preflight(cfg: &Config) -> Result<(), StartError> {
         }
         Err(e) => warn!(error = %e, "cannot read capabilities; continuing"),
     }
+    Ok(Preflight { chain })
+}
+
+/// Bytes the kernel keeps in front of a received frame in a UMEM frame
+/// (`XDP_PACKET_HEADROOM`; the UMEM's own headroom is 0).
+const XDP_PACKET_HEADROOM: u32 = 256;
+/// Ethernet header and two VLAN tags (QinQ) on top of the MTU.
+const L2_OVERHEAD: u32 = 14 + 2 * 4;
+
+/// The largest MTU whose frames (with two VLAN tags) a UMEM frame of
+/// `frame_size` bytes holds. A longer frame is dropped by the kernel and
+/// counted in `kernel_rx_dropped` of the port.
+pub fn max_mtu(frame_size: u32) -> u32 {
+    frame_size.saturating_sub(XDP_PACKET_HEADROOM + L2_OVERHEAD)
+}
+
+/// Every port the dataplane receives on: configured ports and the initial
+/// chain's tool ports, with their role.
+fn receiving_ports(cfg: &Config, chain: Option<&InitialChain>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = configured(cfg)
+        .into_iter()
+        .map(|(r, n)| (n.to_string(), r.as_str().to_string()))
+        .collect();
+    if let Some(c) = chain {
+        for h in &c.persisted.spec.hops {
+            v.push((h.a.clone(), format!("tool port of hop {}", h.name)));
+            v.push((h.b.clone(), format!("tool port of hop {}", h.name)));
+        }
+    }
+    v
+}
+
+/// Refuses ports whose MTU allows frames a UMEM frame cannot hold: the
+/// kernel would drop them (counted, but the operator asked for them).
+fn check_mtus(cfg: &Config, chain: Option<&InitialChain>) -> Result<(), StartError> {
+    let max = max_mtu(cfg.geometry.frame_size);
+    for (ifname, role) in receiving_ports(cfg, chain) {
+        if let Ok(mtu) = xdp::netdev::mtu(&ifname) {
+            if mtu > max {
+                return Err(StartError::Mtu {
+                    ifname,
+                    role,
+                    mtu,
+                    frame_size: cfg.geometry.frame_size,
+                    max_mtu: max,
+                    max_mtu_4k: max_mtu(4096),
+                });
+            }
+        }
+    }
     Ok(())
+}
+
+/// Memory the dataplane will take at start: one UMEM per queue group
+/// (inline and passive queues) and the recorders' queues.
+fn memory_request(cfg: &Config) -> (u64, u64, u64) {
+    let queues = |n: &str| u64::from(xdp::netdev::rx_queue_count(n).unwrap_or(1));
+    let groups = cfg.inline.as_ref().map_or(0, |p| queues(&p.side1))
+        + cfg.passive.as_deref().map_or(0, queues);
+    let umem = groups * u64::from(cfg.geometry.frame_count) * u64::from(cfg.geometry.frame_size);
+    let recorders: u64 = cfg
+        .recorders
+        .iter()
+        .map(|r| r.settings.queue_bytes as u64)
+        .sum();
+    (groups, umem, recorders)
+}
+
+/// Refuses a memory request the container's memory limit (or the machine)
+/// cannot hold, before anything is attached: past the limit the kernel
+/// would OOM-kill the dataplane while it registers its UMEMs.
+fn check_memory(cfg: &Config) -> Result<(), StartError> {
+    let (groups, umem, recorders) = memory_request(cfg);
+    let Some(limit) = crate::memlimit::available() else {
+        return Ok(());
+    };
+    const MIB: u64 = 1 << 20;
+    if umem + recorders <= limit.available_bytes {
+        return Ok(());
+    }
+    Err(StartError::Memory(format!(
+        "xdp.frame_count: the dataplane needs {} MiB ({groups} queue group(s) x {} frames x {} bytes of UMEM{}) but only {} MiB are available under {} (limit {} MiB): lower xdp.frame_count (or the recorders' queue_size), or raise the container's memory limit",
+        (umem + recorders).div_ceil(MIB),
+        cfg.geometry.frame_count,
+        cfg.geometry.frame_size,
+        if recorders > 0 {
+            format!(", plus {} MiB of recorder queues", recorders.div_ceil(MIB))
+        } else {
+            String::new()
+        },
+        limit.available_bytes / MIB,
+        limit.source.display(),
+        limit.limit_bytes / MIB,
+    )))
+}
+
+/// Name of the lock file in `state_dir`.
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes `state_dir/lock` (`flock(LOCK_EX | LOCK_NB)`), held until the
+/// process exits, so two dataplanes never share a state directory (the
+/// second would replace the first one's segment and command socket). A
+/// lock held by another process is fatal; a state directory that cannot be
+/// written is not (the segment and socket fail the same way, and the
+/// dataplane still forwards, as before).
+fn lock_state_dir(
+    dir: &std::path::Path,
+) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, StartError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(LOCK_FILE);
+    let opened = std::fs::create_dir_all(dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+    });
+    let f = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot create the state_dir lock; make dataplane.state_dir writable");
+            return Ok(None);
+        }
+    };
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            // The holder's pid, for the message of a dataplane refused.
+            let _ = lock.set_len(0);
+            let _ = writeln!(&mut *lock, "{}", std::process::id());
+            Ok(Some(lock))
+        }
+        Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Err(StartError::StateDirLocked(format!(
+                "dataplane.state_dir {} is in use: another tapline-dataplane (pid {}) holds its lock {}; give each dataplane its own state_dir",
+                dir.display(),
+                if holder.is_empty() { "unknown" } else { holder },
+                path.display()
+            )))
+        }
+        Err((_, e)) => Err(StartError::StateDirLocked(format!(
+            "cannot lock {} (flock): {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// Raises RLIMIT_MEMLOCK where allowed. Failing is normal without
@@ -225,7 +504,10 @@ impl Dataplane {
     /// queue and starts the workers. On error everything attached so far is
     /// released again.
     pub fn start(cfg: &Config) -> Result<Dataplane, StartError> {
-        preflight(cfg)?;
+        let pre = preflight(cfg)?;
+        // Before anything visible changes: the state directory of another
+        // running dataplane is left alone.
+        let lock = lock_state_dir(&cfg.state_dir)?;
         raise_memlock();
         let inline = match &cfg.inline {
             Some(pair) => Some((
@@ -304,7 +586,7 @@ impl Dataplane {
         // Live taps: every task's ports get a `TapPort` of this registry.
         let taps = TapRegistry::new(cfg.tap.clone(), &segment, cfg.geometry.frame_size);
         describe_outputs(&segment, cfg, &members);
-        let links = LinkMonitor::new(&members);
+        let links = LinkMonitor::new(&members, cfg, segment.clone());
         let mut recorders = Vec::new();
         for (i, r) in cfg.recorders.iter().enumerate() {
             let slot = segment.recorder_slot(i);
@@ -525,7 +807,7 @@ impl Dataplane {
         // The chain: the initial one is applied before start() returns, so
         // traffic never passes a configured fail-closed tool unchecked.
         let chain = match &cfg.inline {
-            Some(pair) => {
+            Some(_) => {
                 let settings = ControlSettings {
                     state_dir: cfg.state_dir.clone(),
                     xdp_mode: cfg.xdp_mode,
@@ -534,22 +816,7 @@ impl Dataplane {
                     drain: std::time::Duration::from_millis(u64::from(cfg.chain_drain_ms)),
                     allowed_uids: cfg.command_uids.clone(),
                 };
-                let mut reserved = vec![
-                    (pair.side1.clone(), Role::Inline1.as_str()),
-                    (pair.side2.clone(), Role::Inline2.as_str()),
-                ];
-                if let Some(p) = &cfg.passive {
-                    reserved.push((p.clone(), Role::Passive1.as_str()));
-                }
-                for g in &cfg.output_groups {
-                    for m in &g.members {
-                        reserved.push((m.clone(), "an output group member"));
-                    }
-                }
-                let env = spec::Host {
-                    reserved,
-                    inline_queues: inline_queues as u32,
-                };
+                let env = chain_host(cfg, inline_queues as u32);
                 let mut control = ChainControl::new(
                     settings,
                     env,
@@ -561,7 +828,8 @@ impl Dataplane {
                     taps.clone(),
                     max_hops,
                 );
-                control.start(&cfg.chain);
+                let initial = pre.chain.clone().expect("validated with the inline pair");
+                control.start(initial.source, initial.persisted);
                 Some(control)
             }
             None => None,
@@ -608,6 +876,7 @@ impl Dataplane {
             stats,
             segment,
             interfaces,
+            lock,
         })
     }
 
@@ -653,6 +922,8 @@ impl Dataplane {
         }
         // The file stays, so the sidecar can still read the final counters.
         self.segment.set_state(SegmentState::Stopped);
+        // Last: the state directory is free for the next dataplane.
+        drop(self.lock);
         self.stats
     }
 }
@@ -708,13 +979,36 @@ fn describe_outputs(segment: &StatsSegment, cfg: &Config, members: &[(usize, Int
 /// How often the link monitor looks at the members' links.
 const LINK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Watches the output members' links (admin state and carrier) and keeps
-/// one flag per member for the capture tasks: a member whose link is down
-/// gets no frames (its share is dropped and counted) until it is up again.
+/// A configured port the link monitor watches: carrier (published in the
+/// segment's `links_down`, logged once per change) and MTU (logged once
+/// when it rises above what a UMEM frame holds).
+#[derive(Debug)]
+struct PortWatch {
+    role: Role,
+    ifname: String,
+    bit: u64,
+    up: bool,
+    /// Consecutive polls that saw the opposite of `up`.
+    flipped: u32,
+    mtu_too_big: bool,
+}
+
+/// Polls a new link state must persist before it counts: the operational
+/// state flickers for a moment when XDP is attached (veth), and a blip
+/// shorter than this is not worth a log line or a health change.
+const LINK_DEBOUNCE_POLLS: u32 = 3;
+
+/// Watches links: the output members' (admin state and carrier; one flag
+/// per member for the capture tasks: a member whose link is down gets no
+/// frames, its share is dropped and counted, until it is up again) and the
+/// configured ports' (carrier, for health, and MTU).
 #[derive(Debug)]
 struct LinkMonitor {
     names: Vec<String>,
     flags: Vec<Arc<AtomicBool>>,
+    ports: Vec<PortWatch>,
+    segment: Arc<StatsSegment>,
+    max_mtu: u32,
 }
 
 /// The running monitor thread.
@@ -727,19 +1021,92 @@ impl LinkThread {
     }
 }
 
+impl PortWatch {
+    /// Looks at the link; logs changes. Returns whether it is up.
+    fn poll(&mut self, max_mtu: u32) -> bool {
+        // Gone (deleted): as good as down.
+        let up = xdp::netdev::link_up(&self.ifname).unwrap_or_default();
+        if up == self.up {
+            self.flipped = 0;
+        } else {
+            self.flipped += 1;
+        }
+        if self.flipped >= LINK_DEBOUNCE_POLLS {
+            self.flipped = 0;
+            self.up = up;
+            if up {
+                info!(role = %self.role, ifname = %self.ifname, "carrier restored: the port forwards again");
+            } else {
+                warn!(role = %self.role, ifname = %self.ifname, "carrier lost (link down): nothing crosses this port until it comes back; health reports it NOT_SERVING");
+            }
+        }
+        if let Ok(mtu) = xdp::netdev::mtu(&self.ifname) {
+            let too_big = mtu > max_mtu;
+            if too_big != self.mtu_too_big {
+                self.mtu_too_big = too_big;
+                if too_big {
+                    warn!(role = %self.role, ifname = %self.ifname, mtu, max_mtu, "MTU above what a UMEM frame holds: longer frames are dropped by the kernel (counted in kernel_rx_dropped); lower the MTU or raise xdp.frame_size");
+                } else {
+                    info!(role = %self.role, ifname = %self.ifname, mtu, max_mtu, "MTU fits the UMEM frames again");
+                }
+            }
+        }
+        self.up
+    }
+}
+
 impl LinkMonitor {
-    fn new(members: &[(usize, Interface)]) -> LinkMonitor {
+    fn new(
+        members: &[(usize, Interface)],
+        cfg: &Config,
+        segment: Arc<StatsSegment>,
+    ) -> LinkMonitor {
         let names: Vec<String> = members.iter().map(|(_, m)| m.name.clone()).collect();
         let flags = names
             .iter()
             .map(|n| Arc::new(AtomicBool::new(xdp::netdev::link_up(n).unwrap_or(true))))
             .collect();
-        LinkMonitor { names, flags }
+        let bit = |role: Role| match role {
+            Role::Inline1 => shm::LINK_DOWN_INLINE_1,
+            Role::Inline2 => shm::LINK_DOWN_INLINE_2,
+            _ => shm::LINK_DOWN_PASSIVE_1,
+        };
+        let ports = configured(cfg)
+            .into_iter()
+            .map(|(role, ifname)| PortWatch {
+                role,
+                ifname: ifname.to_string(),
+                bit: bit(role),
+                // Until seen otherwise for a few polls: a port down at
+                // start is logged once it has stayed down.
+                up: true,
+                flipped: 0,
+                mtu_too_big: false,
+            })
+            .collect();
+        LinkMonitor {
+            names,
+            flags,
+            ports,
+            segment,
+            max_mtu: max_mtu(cfg.geometry.frame_size),
+        }
     }
 
-    /// Starts the thread (none without members).
-    fn spawn(self, stop: Arc<AtomicBool>) -> std::io::Result<Option<LinkThread>> {
-        if self.names.is_empty() {
+    /// Polls the configured ports once and publishes their state.
+    fn poll_ports(&mut self) {
+        let mut down = 0;
+        for p in &mut self.ports {
+            if !p.poll(self.max_mtu) {
+                down |= p.bit;
+            }
+        }
+        self.segment.set_links_down(down);
+    }
+
+    /// Starts the thread (none without members or ports).
+    fn spawn(mut self, stop: Arc<AtomicBool>) -> std::io::Result<Option<LinkThread>> {
+        if self.names.is_empty() && self.ports.is_empty() {
             return Ok(None);
         }
         for (n, f) in self.names.iter().zip(&self.flags) {
@@ -747,11 +1114,13 @@ impl LinkMonitor {
                 warn!(ifname = %n, "output member link is down: its share of the traffic is dropped until it comes up");
             }
         }
+        self.poll_ports();
         let h = std::thread::Builder::new()
             .name("tapline-links".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(LINK_POLL);
+                    self.poll_ports();
                     for (n, f) in self.names.iter().zip(&self.flags) {
                         // Gone (deleted): as good as down.
                         let up = xdp::netdev::link_up(n).unwrap_or_default();

@@ -16,6 +16,7 @@ pub mod config;
 pub mod engine;
 pub mod filter;
 pub mod logging;
+pub mod memlimit;
 pub mod packet;
 pub mod pcap;
 pub mod pipeline;

@@ -47,7 +47,7 @@ use tracing::{debug, error, info, warn};
 
 use super::heartbeat::Health;
 use super::runtime::{ChainShared, HopShared, Layout, LayoutHop, PortId, Traffic};
-use super::spec::{self, ChainSpec, Environment, HopSpec, Issue, Persisted};
+use super::spec::{self, ChainSpec, HopSpec, Issue, Persisted};
 use crate::pipeline::chain::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use crate::stats::{Role, StatsSegment};
 use crate::tap::{self, HopPorts, PortNames, TapPlan, TapPort, TapRegistry};
@@ -209,45 +209,11 @@ impl ChainControl {
         }
     }
 
-    /// Applies the chain at start: the one persisted in `state_dir` if there
-    /// is one (a restarted dataplane resumes where it was), else the
-    /// configuration's. An invalid chain is logged and recorded as rejected;
-    /// the dataplane then starts with an empty chain... unless a hop of it
-    /// merely lacks its interfaces, which is applied as DOWN (see module
-    /// docs).
-    pub fn start(&mut self, from_config: &ChainSpec) {
-        let (source, persisted) = match spec::load(&self.settings.state_dir) {
-            Ok(Some(p)) => ("persisted", p),
-            Ok(None) => (
-                "configuration",
-                Persisted::new(1, unix_ns(), from_config.clone()),
-            ),
-            Err(e) => {
-                error!(error = %e, "ignoring the persisted chain; using the configuration's");
-                (
-                    "configuration",
-                    Persisted::new(1, unix_ns(), from_config.clone()),
-                )
-            }
-        };
-        let (errors, _) = spec::validate(&persisted.spec, &self.env_for_start());
-        if !errors.is_empty() {
-            let msg = errors
-                .iter()
-                .map(Issue::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            error!(source, errors = %msg, "the initial chain is invalid; starting with an empty chain");
-            self.record_rejected(
-                &persisted.spec,
-                Some(persisted.generation),
-                "InvalidSpec",
-                &msg,
-                &errors,
-            );
-            self.desired = persisted;
-            return;
-        }
+    /// Applies the initial chain, chosen and validated by the engine's
+    /// preflight (the persisted one, else the configuration's, which is
+    /// then persisted). A hop whose interfaces cannot be bound comes up
+    /// DOWN and is retried (see module docs).
+    pub fn start(&mut self, source: &str, persisted: Persisted) {
         info!(
             source,
             generation = persisted.generation,
@@ -263,12 +229,6 @@ impl ChainControl {
         if let Err(e) = self.apply(&persisted.spec, persisted.generation) {
             error!(error = %e, "applying the initial chain failed");
         }
-    }
-
-    /// At start, interfaces that are missing do not make the chain invalid:
-    /// the hop comes up DOWN and is retried.
-    fn env_for_start(&self) -> StartEnv<'_> {
-        StartEnv(&self.env)
     }
 
     fn persist(&self, p: &Persisted) -> std::io::Result<()> {
@@ -857,21 +817,6 @@ impl ChainControl {
             self.on_event(ev);
         }
         self.retry_unbound();
-    }
-}
-
-/// Validation at start: interfaces may be missing (the hop starts DOWN).
-struct StartEnv<'a>(&'a spec::Host);
-
-impl Environment for StartEnv<'_> {
-    fn queues(&self, name: &str) -> Option<u32> {
-        Some(self.0.queues(name).unwrap_or(self.0.inline_queues))
-    }
-    fn reserved(&self) -> Vec<(String, &'static str)> {
-        self.0.reserved()
-    }
-    fn inline_queues(&self) -> u32 {
-        self.0.inline_queues
     }
 }
 

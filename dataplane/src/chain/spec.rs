@@ -16,6 +16,8 @@ pub const MAX_NAME_LEN: usize = 32;
 pub const MAX_IFNAME_LEN: usize = 15;
 /// File of the persisted chain inside `state_dir`.
 pub const FILE_NAME: &str = "chain.json";
+/// Mode of the file: only the dataplane reads it.
+pub const FILE_MODE: u32 = 0o600;
 
 /// What happens to a hop's traffic while the hop is down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -178,6 +180,10 @@ pub trait Environment {
     fn reserved(&self) -> Vec<(String, &'static str)>;
     /// Queues of inline-1 (and inline-2): every tool port needs as many.
     fn inline_queues(&self) -> u32;
+    /// Why interface `name` (which exists) is not fit to be a tool port
+    /// (loopback, the default route's interface, a routable address;
+    /// see [`crate::xdp::netdev::unfit_reason`]), `None` when it is.
+    fn unfit(&self, name: &str) -> Option<String>;
 }
 
 /// The real machine: interfaces of this network namespace.
@@ -185,6 +191,9 @@ pub trait Environment {
 pub struct Host {
     pub reserved: Vec<(String, &'static str)>,
     pub inline_queues: u32,
+    /// `[chain] allowed_interfaces`: fit as tool ports despite a default
+    /// route or a routable address.
+    pub allowed: Vec<String>,
 }
 
 impl Environment for Host {
@@ -199,6 +208,10 @@ impl Environment for Host {
 
     fn inline_queues(&self) -> u32 {
         self.inline_queues
+    }
+
+    fn unfit(&self, name: &str) -> Option<String> {
+        crate::xdp::netdev::unfit_reason(name, &self.allowed)
     }
 }
 
@@ -271,6 +284,10 @@ pub fn validate(spec: &ChainSpec, env: &dyn Environment) -> (Vec<Issue>, Vec<Iss
                     field,
                     format!("interface {ifname:?} not found in the dataplane's network namespace: check the tool's network attachment"),
                 )),
+                Some(_) if env.unfit(ifname).is_some() => errors.push(Issue::new(
+                    field,
+                    env.unfit(ifname).unwrap_or_default(),
+                )),
                 Some(q) if q != want_queues => errors.push(Issue::new(
                     field,
                     format!("interface {ifname:?} has {q} queues but inline-1 has {want_queues}: tool queues are paired one to one with inline queues; set equal channel counts (ethtool -L {ifname} combined {want_queues})"),
@@ -341,7 +358,15 @@ pub fn save(state_dir: &Path, v: &Persisted) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(v).map_err(std::io::Error::other)?;
     text.push('\n');
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        // A temporary file left by an older build may be more open.
+        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
@@ -357,7 +382,7 @@ mod tests {
     impl Environment for FakeEnv {
         fn queues(&self, name: &str) -> Option<u32> {
             match name {
-                "t1a" | "t1b" | "t2a" | "t2b" => Some(1),
+                "t1a" | "t1b" | "t2a" | "t2b" | "lo" => Some(1),
                 "mq" => Some(4),
                 _ => None,
             }
@@ -367,6 +392,9 @@ mod tests {
         }
         fn inline_queues(&self) -> u32 {
             1
+        }
+        fn unfit(&self, name: &str) -> Option<String> {
+            (name == "lo").then(|| format!("interface {name:?} is a loopback interface"))
         }
     }
 
@@ -426,6 +454,20 @@ mod tests {
         assert!(e[4].contains("already the dataplane's inline-1"), "{e:?}");
         assert!(e[5].contains("has 4 queues but inline-1 has 1"), "{e:?}");
         assert_eq!(e.len(), 6);
+    }
+
+    #[test]
+    fn unfit_interfaces_are_refused() {
+        let spec = ChainSpec {
+            hops: vec![hop("ids", "lo", "t1b")],
+            default_on_failure: FailureAction::Drop,
+        };
+        let e = errors(&spec);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("hops[0].a: interface \"lo\" is a loopback"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //!                         (same words and offsets as version 1)
 //!                 line 1: max_hops, n_hop_writers, n_outputs,
 //!                         n_output_writers, max_recorders, max_taps,
-//!                         2 reserved words
+//!                         links_down, 1 reserved word
 //! 128           DataplaneDesc   (64 bytes: version string, pid)
 //! 192           QueueDesc       x n_queues   (128 bytes each: seq, role,
 //!                                             ifname, queue, mode, worker, hop)
@@ -67,7 +67,7 @@ use std::io;
 use std::mem::{align_of, size_of};
 use std::ops::Deref;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -80,6 +80,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"TAPLSTAT");
 pub const VERSION: u64 = 3;
 /// The file name inside `state_dir`.
 pub const FILE_NAME: &str = "stats.shm";
+/// Mode of the segment file: owner read-write, group read.
+pub const FILE_MODE: u32 = 0o640;
 
 /// One monotonically increasing counter with a single writer.
 #[repr(transparent)]
@@ -301,7 +303,13 @@ pub enum SegmentState {
 }
 
 /// Reserved words at the end of the header's second line.
-const HEADER_RESERVED_WORDS: usize = 2;
+const HEADER_RESERVED_WORDS: usize = 1;
+
+/// Bits of [`SegmentHeader::links_down`]: the port has no carrier (or is
+/// administratively down, or gone).
+pub const LINK_DOWN_INLINE_1: u64 = 1 << 0;
+pub const LINK_DOWN_INLINE_2: u64 = 1 << 1;
+pub const LINK_DOWN_PASSIVE_1: u64 = 1 << 2;
 
 /// The segment header. Its first cache line is word for word the version 1
 /// header, so any reader can tell the version of any segment.
@@ -334,6 +342,10 @@ pub struct SegmentHeader {
     pub max_recorders: Counter,
     /// Tap blocks ([`TapCounters`]): the most taps running at once.
     pub max_taps: Counter,
+    /// `LINK_DOWN_*` bits of the configured ports whose link is down
+    /// (written by the link monitor; 0 in segments of older builds, which
+    /// had a reserved word here).
+    pub links_down: Counter,
     _reserved: [Counter; HEADER_RESERVED_WORDS],
 }
 
@@ -1030,8 +1042,9 @@ impl StatsSegment {
     }
 
     /// Creates `dir/stats.shm` with the sizes of `layout`, atomically
-    /// replacing any previous one, readable by everyone (it holds counters,
-    /// not traffic). Sizes above the bounds readers accept (65536 queues,
+    /// replacing any previous one, with mode [`FILE_MODE`]: readable by the
+    /// dataplane's group (the sidecar runs with the same group), never by
+    /// everyone (it describes tap filters and recorder paths). Sizes above the bounds readers accept (65536 queues,
     /// 4096 workers, 1024 hops, 4096 hop writers) are `InvalidInput`.
     pub fn create_with(dir: &Path, layout: &Layout, epoch: u64) -> io::Result<Arc<StatsSegment>> {
         if let Some((field, value, max)) = layout.out_of_bounds() {
@@ -1048,8 +1061,10 @@ impl StatsSegment {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o644)
+            .mode(FILE_MODE)
             .open(&tmp)?;
+        // Whatever the umask: group readers need the group bit.
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
         file.set_len(off.len as u64)?;
         let map = Mmap::shared_file(file.as_fd(), off.len, true)?;
         let seg = StatsSegment {
@@ -1138,6 +1153,11 @@ impl StatsSegment {
     pub fn set_state(&self, s: SegmentState) {
         self.m.header().state.set(s as u64);
         self.beat();
+    }
+
+    /// Publishes the `LINK_DOWN_*` bits of the configured ports.
+    pub fn set_links_down(&self, bits: u64) {
+        self.m.header().links_down.set(bits);
     }
 
     /// (Re)writes the description of queue slot `i`; readers see the old or
@@ -1427,6 +1447,8 @@ pub struct Snapshot {
     pub started_unix_ns: u64,
     pub heartbeat_unix_ns: u64,
     pub state: u64,
+    /// `LINK_DOWN_*` bits: configured ports without carrier.
+    pub links_down: u64,
     /// Used queue slots, in slot order (unused slots are left out).
     pub queues: Vec<QueueSnapshot>,
     pub workers: Vec<WorkerSnapshot>,
@@ -1610,6 +1632,7 @@ fn snapshot_of(m: &Mapped) -> Snapshot {
         started_unix_ns: h.started_unix_ns.get(),
         heartbeat_unix_ns: h.heartbeat_unix_ns.get(),
         state: h.state.get(),
+        links_down: h.links_down.get(),
         queues: (0..m.layout.n_queues)
             .filter_map(|i| queue_snapshot(m, i))
             .collect(),
