@@ -135,8 +135,17 @@ pub struct Dataplane {
     // Dropped last: detaches XDP and releases promiscuous mode.
     interfaces: Vec<Interface>,
     /// `state_dir/lock`, held while the dataplane runs.
-    lock: Option<nix::fcntl::Flock<std::fs::File>>,
+    lock: std::sync::Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
+    /// Heartbeats so far (the state directory is looked at every
+    /// [`STATE_DIR_CHECK_BEATS`]).
+    beats: std::sync::atomic::AtomicU64,
+    /// Set once the state directory was taken by another dataplane while
+    /// it was gone: then it is left alone.
+    state_dir_lost: AtomicBool,
 }
+
+/// Heartbeats between two looks at the state directory (about a second).
+const STATE_DIR_CHECK_BEATS: u64 = 10;
 
 fn configured(cfg: &Config) -> Vec<(Role, &str)> {
     let mut v = Vec::new();
@@ -876,13 +885,68 @@ impl Dataplane {
             stats,
             segment,
             interfaces,
-            lock,
+            lock: std::sync::Mutex::new(lock),
+            beats: std::sync::atomic::AtomicU64::new(0),
+            state_dir_lost: AtomicBool::new(false),
         })
     }
 
     /// Refreshes the segment's heartbeat; call a few times a second.
+    /// About once a second it also checks that the state directory still
+    /// holds this dataplane's segment, and re-creates it otherwise.
     pub fn heartbeat(&self) {
         self.segment.beat();
+        if self.beats.fetch_add(1, Ordering::Relaxed) % STATE_DIR_CHECK_BEATS == 0 {
+            self.restore_state_dir();
+        }
+    }
+
+    /// Re-creates a deleted (or emptied) state directory: the lock, the
+    /// stats segment (same counters, same epoch), the command socket and
+    /// the persisted chain, so the sidecar sees the dataplane again
+    /// without a restart. Retried every second while it fails; given up
+    /// (logged once) if another dataplane took the directory meanwhile.
+    fn restore_state_dir(&self) {
+        if self.segment.is_published() || self.state_dir_lost.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(dir) = self
+            .segment
+            .path()
+            .and_then(|p| p.parent())
+            .map(|p| p.to_path_buf())
+        else {
+            return;
+        };
+        warn!(state_dir = %dir.display(), "the stats segment is gone from state_dir (deleted or emptied): re-creating it with the lock, the command socket and the persisted chain");
+        {
+            let mut lock = self.lock.lock().expect("state lock");
+            let ours = lock.as_ref().and_then(|l| l.metadata().ok());
+            let on_disk = std::fs::metadata(dir.join(LOCK_FILE)).ok();
+            let still_ours = matches!((&ours, &on_disk), (Some(a), Some(b)) if {
+                use std::os::unix::fs::MetadataExt;
+                (a.dev(), a.ino()) == (b.dev(), b.ino())
+            });
+            if !still_ours {
+                match lock_state_dir(&dir) {
+                    Ok(Some(l)) => *lock = Some(l),
+                    Ok(None) => return,
+                    Err(e) => {
+                        error!("{e}; this dataplane keeps forwarding but no longer publishes its state there");
+                        self.state_dir_lost.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.segment.republish() {
+            warn!(state_dir = %dir.display(), error = %e, "cannot re-publish the stats segment; retrying every second");
+            return;
+        }
+        if let Some(c) = &self.control {
+            c.republish();
+        }
+        info!(path = %dir.join(shm::FILE_NAME).display(), "stats segment re-published");
     }
 
     pub fn segment(&self) -> &Arc<StatsSegment> {

@@ -634,3 +634,127 @@ fn carrier_loss_on_an_inline_port_is_logged_once_and_published() -> Result<()> {
     stop_ok(dp)?;
     Ok(())
 }
+
+#[test]
+fn a_deleted_state_dir_is_recreated_with_segment_socket_and_chain() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let lab = Lab::build(&unique_prefix(), Scenario::chain(1, ToolKind::Bridge)?)?;
+    let dp = start_dataplane(&lab, &chain_config(&[1], Some("drop"), ""))?;
+    let ctl = Control::new(dp.state_dir());
+    wait_hops_up(&ctl, &[1], UP_TIMEOUT)?;
+    let generation = ctl.apply_chain(chain_spec(&[1]))?;
+    let before = SegmentReader::open(dp.state_dir())?.snapshot();
+    std::fs::remove_dir_all(dp.state_dir())?;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let snap = loop {
+        let back = SegmentReader::open(dp.state_dir())
+            .ok()
+            .map(|r| r.snapshot())
+            .filter(|s| s.is_live(std::time::Duration::from_secs(3)));
+        if let Some(s) = back {
+            if ctl.get_chain().is_ok() {
+                break s;
+            }
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the state_dir was not re-created within 10 s:\n{}",
+            dp.lines().join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    ensure!(
+        snap.dataplane_pid == dp.pid() && snap.epoch == before.epoch,
+        "the re-published segment is not the running dataplane's: pid {} epoch {:#x} (before: pid {} epoch {:#x})",
+        snap.dataplane_pid,
+        snap.epoch,
+        before.dataplane_pid,
+        before.epoch
+    );
+    // Counters continue from where they were.
+    let rx = |s: &tapline_dataplane::xdp::shm::Snapshot| -> u64 {
+        s.queues.iter().map(|q| q.rx_packets).sum()
+    };
+    ensure!(rx(&snap) >= rx(&before), "counters went backwards");
+    let chain = ctl.get_chain()?;
+    ensure!(
+        chain.generation == generation,
+        "GetChain after the re-creation: generation {} (was {generation})",
+        chain.generation
+    );
+    let persisted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dp.state_dir().join("chain.json"))?)?;
+    ensure!(
+        persisted["generation"] == generation,
+        "chain.json re-written with generation {}, not {generation}",
+        persisted["generation"]
+    );
+    for (file, want) in [("stats.shm", 0o640), ("chain.json", 0o600), ("lock", 0o600)] {
+        let mode = std::fs::metadata(dp.state_dir().join(file))?
+            .permissions()
+            .mode()
+            & 0o777;
+        ensure!(
+            mode == want,
+            "re-created {file} has mode {mode:o}, expected {want:o}"
+        );
+    }
+    forward(&lab)?;
+    // The counters of that traffic reach the new file.
+    let after = SegmentReader::open(dp.state_dir())?.snapshot();
+    ensure!(
+        rx(&after) >= rx(&snap) + 2 * FRAMES as u64,
+        "the re-published segment did not count the traffic: {} -> {}",
+        rx(&snap),
+        rx(&after)
+    );
+    stop_ok(dp)?;
+    Ok(())
+}
+
+#[test]
+fn an_unfit_output_member_is_refused_unless_allowed() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let mut lab = Lab::build(&unique_prefix(), Scenario::Passive)?;
+    lab.add_sensors(&["z0"])?;
+    tapline_bench::lab::ip(&[
+        "-n",
+        lab.dut.name(),
+        "addr",
+        "add",
+        "203.0.113.1/24",
+        "dev",
+        "z0",
+    ])?;
+    let group = "[[output_group]]\nname = \"zeek\"\nmembers = [\"z0\"]\n";
+    let config = lab_config(Some(ifs::PASSIVE_1), None, "", group);
+    for check in [true, false] {
+        let fin = run_to_exit(&lab, &config, check)?;
+        let msg = assert_refused(
+            &fin,
+            64,
+            &[
+                "output_group[0].members[0]",
+                "203.0.113.1",
+                "allowed_interfaces",
+            ],
+        )?;
+        assert_untouched(&lab)?;
+        assert_free(&lab.dut, &["z0"])?;
+        eprintln!("unfit member (check: {check}): exit 64: {msg}");
+    }
+    let allowed = lab_config(
+        Some(ifs::PASSIVE_1),
+        None,
+        "",
+        &format!("{group}allowed_interfaces = [\"z0\"]\n"),
+    );
+    let dp = start_dataplane(&lab, &allowed)?;
+    stop_ok(dp)?;
+    Ok(())
+}

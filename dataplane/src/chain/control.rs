@@ -231,6 +231,18 @@ impl ChainControl {
         }
     }
 
+    /// Writes the desired chain again (the state directory was re-created
+    /// after it was deleted, with `chain.json` in it).
+    pub fn persist_again(&self) {
+        match self.persist(&self.desired) {
+            Ok(()) => info!(
+                generation = self.desired.generation,
+                "persisted chain re-written"
+            ),
+            Err(e) => error!(error = %e, "cannot re-write the persisted chain"),
+        }
+    }
+
     fn persist(&self, p: &Persisted) -> std::io::Result<()> {
         spec::save(&self.settings.state_dir, p)
     }
@@ -835,6 +847,9 @@ pub struct CommandSettings {
 #[derive(Debug)]
 pub struct ControlThread {
     stop: Arc<AtomicBool>,
+    /// Asks the thread to bind the command socket again and re-persist the
+    /// chain (the state directory was re-created).
+    republish: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<Option<ChainControl>>>,
     socket: PathBuf,
 }
@@ -863,7 +878,7 @@ impl ControlThread {
         control: Option<ChainControl>,
         cmd: CommandSettings,
     ) -> std::io::Result<ControlThread> {
-        let listener = match listen(&cmd.state_dir) {
+        let mut listener = match listen(&cmd.state_dir) {
             Ok((l, path)) => {
                 info!(path = %path.display(), "command socket listening");
                 Some(l)
@@ -876,6 +891,8 @@ impl ControlThread {
         let socket = cmd.state_dir.join(wire::SOCKET_NAME);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let republish = Arc::new(AtomicBool::new(false));
+        let again = republish.clone();
         let mut server = Server {
             control,
             cmd,
@@ -886,6 +903,18 @@ impl ControlThread {
             .name("tapline-ctl".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
+                    if again.swap(false, Ordering::Relaxed) {
+                        match listen(&server.cmd.state_dir) {
+                            Ok((l, path)) => {
+                                info!(path = %path.display(), "command socket listening again");
+                                listener = Some(l);
+                            }
+                            Err(e) => error!(error = %e, "cannot re-create the command socket"),
+                        }
+                        if let Some(c) = server.control.as_ref() {
+                            c.persist_again();
+                        }
+                    }
                     if let Some(c) = server.control.as_mut() {
                         c.tick();
                     }
@@ -907,9 +936,16 @@ impl ControlThread {
             })?;
         Ok(ControlThread {
             stop,
+            republish,
             handle: Some(handle),
             socket,
         })
+    }
+
+    /// Asks the thread to bind the command socket again and to persist the
+    /// chain again (after the state directory was re-created).
+    pub fn republish(&self) {
+        self.republish.store(true, Ordering::Relaxed);
     }
 
     /// Stops the thread (ending every tap with `DATAPLANE_STOPPED`) and

@@ -1017,6 +1017,8 @@ impl Mapped {
 #[derive(Debug)]
 pub struct StatsSegment {
     m: Mapped,
+    /// (device, inode) of the published file, `None` in memory.
+    file_id: std::sync::Mutex<Option<(u64, u64)>>,
     /// Where the file is, `None` for an in-memory segment.
     path: Option<PathBuf>,
 }
@@ -1067,12 +1069,14 @@ impl StatsSegment {
         file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
         file.set_len(off.len as u64)?;
         let map = Mmap::shared_file(file.as_fd(), off.len, true)?;
+        let meta = file.metadata()?;
         let seg = StatsSegment {
             m: Mapped {
                 map,
                 layout: *layout,
                 off,
             },
+            file_id: std::sync::Mutex::new(Some((meta.dev(), meta.ino()))),
             path: Some(path.clone()),
         };
         seg.init(epoch);
@@ -1102,6 +1106,7 @@ impl StatsSegment {
                 layout: *layout,
                 off,
             },
+            file_id: std::sync::Mutex::new(None),
             path: None,
         };
         seg.init(0);
@@ -1134,6 +1139,56 @@ impl StatsSegment {
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// False when the segment has a file and `stats.shm` in its directory
+    /// is gone or is another file (the state directory was deleted or
+    /// emptied): readers cannot see this segment any more.
+    pub fn is_published(&self) -> bool {
+        let (Some(path), Some(id)) = (&self.path, *self.file_id.lock().expect("file id")) else {
+            return true;
+        };
+        std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == id)
+    }
+
+    /// Publishes the segment again under its path, after the file was
+    /// deleted: a new file gets the current contents, is mapped in place
+    /// of the old one (same addresses, so every slot handed out stays
+    /// valid) and renamed into place. The epoch stays: counters continue.
+    /// Increments made between the copy and the remap (a few microseconds)
+    /// are lost; counters never go backwards for a reader of the new file.
+    pub fn republish(&self) -> io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+        let words = self.m.map.len() / size_of::<Counter>();
+        // SAFETY: the mapping is `words` whole `Counter`s (every block is
+        // a multiple of 64 bytes, see `Offsets`), page-aligned, and lives
+        // as long as `self`; it is read here with atomic loads only.
+        let counters: &[Counter] =
+            unsafe { std::slice::from_raw_parts(self.m.map.as_ptr().cast::<Counter>(), words) };
+        let mut bytes = Vec::with_capacity(self.m.map.len());
+        for c in counters {
+            bytes.extend_from_slice(&c.get().to_le_bytes());
+        }
+        std::io::Write::write_all(&mut file, &bytes)?;
+        self.m.map.remap_shared_file(file.as_fd())?;
+        let meta = file.metadata()?;
+        std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        *self.file_id.lock().expect("file id") = Some((meta.dev(), meta.ino()));
+        Ok(())
     }
 
     pub fn header(&self) -> &SegmentHeader {

@@ -166,6 +166,33 @@ impl Mmap {
         Self::from_result(p, len)
     }
 
+    /// Maps `fd` (a file at least as long as this mapping) over this shared
+    /// file mapping, in place (`MAP_FIXED`): the address range stays
+    /// mapped throughout, so every reference into it stays valid and from
+    /// then on reads and writes the new file's pages. Used to re-publish
+    /// the stats segment under a new file when the old one was deleted.
+    pub fn remap_shared_file(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        // SAFETY: MAP_FIXED over exactly our own mapping (same address,
+        // length and protection), never over anything else: the range is
+        // replaced atomically by the kernel and never unmapped in between,
+        // so concurrent users (atomic loads and stores only, see
+        // `shm::Counter`) keep valid memory; `fd` is a file the caller sized.
+        let p = unsafe {
+            libc::mmap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Anonymous private memory, populated (used for the UMEM area).
     pub fn anonymous(len: usize) -> io::Result<Mmap> {
         // SAFETY: a fresh anonymous mapping touches no existing memory.
