@@ -896,7 +896,11 @@ impl Dataplane {
     /// holds this dataplane's segment, and re-creates it otherwise.
     pub fn heartbeat(&self) {
         self.segment.beat();
-        if self.beats.fetch_add(1, Ordering::Relaxed) % STATE_DIR_CHECK_BEATS == 0 {
+        if self
+            .beats
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(STATE_DIR_CHECK_BEATS)
+        {
             self.restore_state_dir();
         }
     }

@@ -109,8 +109,11 @@ fn forward(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
+/// A hop as written in `[chain]`: name, a, b.
+type Hop<'a> = (&'a str, &'a str, &'a str);
+
 /// A chain config with `hops` written verbatim (`{ name, a, b }` tables).
-fn raw_chain_config(hops: &[(&str, &str, &str)], chain_keys: &str) -> String {
+fn raw_chain_config(hops: &[Hop], chain_keys: &str) -> String {
     let mut s = String::from("[chain]\ndefault_on_failure = \"drop\"\nhops = [\n");
     for (name, a, b) in hops {
         s += &format!("  {{ name = \"{name}\", a = \"{a}\", b = \"{b}\" }},\n");
@@ -127,7 +130,7 @@ fn an_invalid_initial_chain_fails_check_and_start_with_64_and_touches_nothing() 
     }
     let lab = Lab::build(&unique_prefix(), Scenario::chain(2, ToolKind::Bridge)?)?;
     let (h1a, h1b, h2a, h2b) = (ifs::hop_a(1), ifs::hop_b(1), ifs::hop_a(2), ifs::hop_b(2));
-    let cases: Vec<(&str, Vec<(&str, &str, &str)>, &str, &str)> = vec![
+    let cases: Vec<(&str, Vec<Hop>, &str, &str)> = vec![
         (
             "a = b",
             vec![("t1", &h1a, &h1a)],

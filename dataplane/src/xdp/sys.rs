@@ -472,7 +472,7 @@ fn ethtool_buf(ifname: &str, buf: &mut [u64]) -> io::Result<()> {
 /// Little-endian halves of the words: ethtool structs are arrays of u32.
 fn u32_at(buf: &[u64], i: usize) -> u32 {
     let w = buf[i / 2];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         w as u32
     } else {
         (w >> 32) as u32
@@ -481,7 +481,7 @@ fn u32_at(buf: &[u64], i: usize) -> u32 {
 
 fn set_u32(buf: &mut [u64], i: usize, v: u32) {
     let w = &mut buf[i / 2];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         *w = (*w & !0xffff_ffff) | u64::from(v);
     } else {
         *w = (*w & 0xffff_ffff) | (u64::from(v) << 32);
