@@ -18,6 +18,8 @@ pub const MAX_IFNAME_LEN: usize = 15;
 pub const FILE_NAME: &str = "chain.json";
 /// Mode of the file: only the dataplane reads it.
 pub const FILE_MODE: u32 = 0o600;
+/// Largest persisted chain read (a chain of `MAX_HOPS` hops is a few KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// What happens to a hop's traffic while the hop is down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -331,12 +333,26 @@ pub fn path(state_dir: &Path) -> PathBuf {
 
 /// Reads the persisted chain; `Ok(None)` when there is none.
 pub fn load(state_dir: &Path) -> Result<Option<Persisted>, String> {
+    use std::io::Read;
     let p = path(state_dir);
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
+    let f = match std::fs::File::open(&p) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
     };
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} is not a regular file of at most {MAX_FILE_BYTES} bytes",
+            p.display()
+        ));
+    }
+    let mut text = String::new();
+    f.take(MAX_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
     let v: Persisted = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a valid chain file: {e}", p.display()))?;
     if v.format != FORMAT {
@@ -496,6 +512,8 @@ mod tests {
         assert!(!dir.join(format!(".{FILE_NAME}.tmp")).exists());
         std::fs::write(path(&dir), "{ not json").unwrap();
         assert!(load(&dir).unwrap_err().contains("not a valid chain file"));
+        std::fs::write(path(&dir), vec![b' '; MAX_FILE_BYTES as usize + 1]).unwrap();
+        assert!(load(&dir).unwrap_err().contains("not a regular file of at most"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
