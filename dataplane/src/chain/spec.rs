@@ -513,7 +513,9 @@ mod tests {
         std::fs::write(path(&dir), "{ not json").unwrap();
         assert!(load(&dir).unwrap_err().contains("not a valid chain file"));
         std::fs::write(path(&dir), vec![b' '; MAX_FILE_BYTES as usize + 1]).unwrap();
-        assert!(load(&dir).unwrap_err().contains("not a regular file of at most"));
+        assert!(load(&dir)
+            .unwrap_err()
+            .contains("not a regular file of at most"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
