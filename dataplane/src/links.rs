@@ -62,7 +62,7 @@ impl PortWatch {
     /// Looks at the link; logs changes. Returns whether it is up.
     fn poll(&mut self, max_mtu: u32) -> bool {
         // Gone (deleted): as good as down.
-        let up = xdp::netdev::link_up(&self.ifname).unwrap_or_default();
+        let up = xdp::netdev::has_carrier(&self.ifname).unwrap_or_default();
         if up == self.up {
             self.flipped = 0;
         } else {

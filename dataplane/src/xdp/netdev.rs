@@ -41,6 +41,25 @@ pub fn link_up(ifname: &str) -> io::Result<bool> {
     Ok(f & want == want)
 }
 
+/// True when `ifname` is administratively up (`IFF_UP`) and has carrier
+/// as its driver reports it (`/sys/class/net/IF/carrier`, which follows
+/// `netif_carrier_ok` at once). `IFF_RUNNING` (the operational state) is
+/// the fallback where sysfs is not this namespace's: it is updated by the
+/// kernel's link watch, later, and flickers when XDP is attached to a veth.
+pub fn has_carrier(ifname: &str) -> io::Result<bool> {
+    let f = sys::if_flags(ifname)?;
+    if f & libc::IFF_UP as u32 == 0 {
+        return Ok(false);
+    }
+    if ifname.contains(['/', '.']) {
+        return link_up(ifname);
+    }
+    match std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")) {
+        Ok(t) => Ok(t.trim() == "1"),
+        Err(_) => link_up(ifname),
+    }
+}
+
 /// The interface's MTU.
 pub fn mtu(ifname: &str) -> io::Result<u32> {
     sys::if_mtu(ifname)
