@@ -82,7 +82,7 @@ impl PortWatch {
             if too_big != self.mtu_too_big {
                 self.mtu_too_big = too_big;
                 if too_big {
-                    warn!(role = %self.role, ifname = %self.ifname, mtu, max_mtu, "MTU above what a UMEM frame holds: longer frames are dropped by the kernel (counted in kernel_rx_dropped); lower the MTU or raise xdp.frame_size");
+                    warn!(role = %self.role, ifname = %self.ifname, mtu, max_mtu, "MTU above what a UMEM frame holds: longer frames are dropped by the kernel (counted in the port's kernel_rx_dropped, or in the interface's own rx drops when the driver drops them before XDP); lower the MTU or raise xdp.frame_size");
                 } else {
                     info!(role = %self.role, ifname = %self.ifname, mtu, max_mtu, "MTU fits the UMEM frames again");
                 }
