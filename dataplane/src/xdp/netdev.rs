@@ -74,31 +74,35 @@ pub fn is_loopback(ifname: &str) -> io::Result<bool> {
 /// `/proc/net/route`, IPv6 from `/proc/net/ipv6_route`; both list this
 /// network namespace's routes). Unreadable files count as no route.
 pub fn default_route_interfaces() -> Vec<String> {
+    let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    parse_default_routes(&v4, &v6)
+}
+
+/// The devices of the default routes in the text of `/proc/net/route` and
+/// `/proc/net/ipv6_route`.
+fn parse_default_routes(v4: &str, v6: &str) -> Vec<String> {
     let mut out = Vec::new();
     // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
-    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
-        for l in text.lines().skip(1) {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
-                out.push(f[0].to_string());
-            }
+    for l in v4.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
+            out.push(f[0].to_string());
         }
     }
     // dest prefix_len src src_len next_hop metric refcnt use flags device
-    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
-        /// `RTF_REJECT`: the unreachable default routes the kernel keeps
-        /// on `lo` are no way out.
-        const RTF_REJECT: u32 = 0x0200;
-        for l in text.lines() {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let flags = f.get(8).and_then(|v| u32::from_str_radix(v, 16).ok());
-            if f.len() > 9
-                && f[0].bytes().all(|b| b == b'0')
-                && f[1] == "00"
-                && flags.is_some_and(|v| v & RTF_REJECT == 0)
-            {
-                out.push(f[9].to_string());
-            }
+    /// `RTF_REJECT`: the unreachable default routes the kernel keeps on
+    /// `lo` are no way out.
+    const RTF_REJECT: u32 = 0x0200;
+    for l in v6.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let flags = f.get(8).and_then(|v| u32::from_str_radix(v, 16).ok());
+        if f.len() > 9
+            && f[0].bytes().all(|b| b == b'0')
+            && f[1] == "00"
+            && flags.is_some_and(|v| v & RTF_REJECT == 0)
+        {
+            out.push(f[9].to_string());
         }
     }
     out.sort();
@@ -152,4 +156,32 @@ pub fn unfit_reason(ifname: &str, allowed: &[String]) -> Option<String> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_routes_of_both_families_are_found_and_reject_routes_ignored() {
+        let v4 = "\
+Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+net1\t00000A0A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+";
+        let v6 = "\
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth1
+fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     net2
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
+        assert_eq!(parse_default_routes(v4, v6), vec!["eth0", "eth1"]);
+        assert!(parse_default_routes("", "").is_empty());
+    }
+
+    #[test]
+    fn loopback_is_never_fit() {
+        let reason = unfit_reason("lo", &["lo".to_string()]).unwrap_or_default();
+        assert!(reason.contains("loopback"), "{reason:?}");
+    }
 }
