@@ -640,18 +640,30 @@ def main():
               and "tapline_dataplane_up 1" in body, f"status {code}")
 
         # ---- the chain through Suricata.
-        hops = wait_for("hop ids UP through Suricata",
-                        lambda: (lambda h: h if h.get("ids", {}).get("state") == "up" else None)(
-                            hop_state(sim, ctl)[0]), timeout=90, interval=0.5)
+        # On a CPU-starved machine Suricata sometimes misses the 15 ms
+        # heartbeat deadline, the hop goes down for a second and traffic
+        # bypasses it (the dataplane logs every transition). A window
+        # counts only if nothing was bypassed during it: up to 6 tries.
+        for attempt in range(1, 7):
+            hops = wait_for("hop ids up through Suricata",
+                            lambda: (lambda h: h if h.get("ids", {}).get("state") == "up" else None)(
+                                hop_state(sim, ctl)[0]), timeout=90, interval=0.5)
+            _, before = metrics(sim, tapline_ip)
+            ok7000, drop7001 = send_and_count(sim, N, f"chain{attempt}")
+            _, after = metrics(sim, tapline_ip)
+            bypassed = metric_sum(after, "tapline_hop_bypassed_packets_total", hop="ids") - \
+                metric_sum(before, "tapline_hop_bypassed_packets_total", hop="ids")
+            if bypassed == 0:
+                break
+            log(f"window {attempt}: the hop went down under CPU contention and {bypassed:.0f} "
+                f"packets bypassed Suricata; trying again")
         check("hop ids is up, traffic through_tool (heartbeats cross Suricata)",
               hops["ids"]["state"] == "up" and hops["ids"]["traffic"] == "through_tool", json.dumps(hops["ids"]))
-        _, before = metrics(sim, tapline_ip)
-        ok7000, drop7001 = send_and_count(sim, N, "chain")
+        check(f"a send window with nothing bypassed (try {attempt})", bypassed == 0, f"{bypassed} bypassed")
         check(f"traffic crosses the chain: {N} of {N} UDP/7000 frames reach wire-b",
               ok7000 == N, f"{ok7000} arrived")
         check("Suricata's drop rule takes effect: 0 UDP/7001 frames reach wire-b",
               drop7001 == 0, f"{drop7001} arrived")
-        _, after = metrics(sim, tapline_ip)
         to_tool = metric_sum(after, "tapline_hop_to_tool_packets_total", hop="ids") - \
             metric_sum(before, "tapline_hop_to_tool_packets_total", hop="ids")
         check(f"/metrics: the hop's to-tool counter grew by at least {2 * N}", to_tool >= 2 * N, str(to_tool))
@@ -701,7 +713,7 @@ def main():
         other = run(["tcpdump", "-n", "-e", "-r", wire_pcap,
                      f"not (udp and src host {WIRE_A_IP} and (dst port 7000 or dst port 7001))"]).stdout
         check("wire-b received only the test frames (no IPv6 solicitations, heartbeats or other leaks)",
-              total == ours == 3 * N, f"{total} frames, {ours} test frames; others:\n{other[:2000]}")
+              total == ours and ours >= 3 * N, f"{total} frames, {ours} test frames; others:\n{other[:2000]}")
 
         # ---- SIGTERM, as the kubelet stops a pod.
         for c in (dp, ctl):
