@@ -344,7 +344,9 @@ class Sim:
         for ns in self.ns.values():
             run(["ip", "netns", "add", ns])
         node = self.ns["node"]
-        # The sensor node's preparation (docs/deploy.md, "Node preparation"):
+        # The sensor node's preparation (docs/deploy.md, "IPv6 on sensor
+        # nodes"; its second sysctl, net.core.devconf_inherit_init_net, is
+        # machine-wide and is left alone here):
         # interfaces created from now on get no IPv6, so neither the sensor
         # NICs nor the host ends of the bridge-CNI hop links (bridges and
         # veth ports) send solicitations or MLD reports into the chain.
