@@ -32,7 +32,11 @@ fn every_manifest_config_parses_with_tokens_enabled() {
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         let c = Config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(c.passive.is_some() && c.inline.is_some(), "{}", path.display());
+        assert!(
+            c.passive.is_some() && c.inline.is_some(),
+            "{}",
+            path.display()
+        );
         assert_eq!(
             c.control.admin_token_file.as_deref(),
             Some(Path::new("/etc/tapline-secrets/admin-token")),
