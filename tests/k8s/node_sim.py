@@ -539,7 +539,7 @@ def main():
         # CNI ADD, the kernel may send an MLD report from the pod's new
         # interface in the moment between the plugin bringing it up and
         # `tuning` disabling IPv6: docs/deploy.md, node preparation.)
-        tcpdump = subprocess.Popen(["ip", "netns", "exec", sim.ns["wire-b"], "tcpdump", "-i", "eth0",
+        tcpdump = subprocess.Popen(["ip", "netns", "exec", sim.ns["wire-b"], "tcpdump", "-i", "eth0", "-Q", "in",
                                     "-U", "-n", "-w", wire_pcap, "-s", "128"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         sim.procs.append(tcpdump)
@@ -674,6 +674,19 @@ def main():
         drops = sum(1 for l in suri_out.splitlines()
                     if l.startswith("{") and '"event_type":"drop"' in l and "9000001" in l)
         check("Suricata logged its drops in EVE JSON", drops >= 1, f"{drops} drop events")
+
+        # ---- a live tap through the API (Admin token): the dataplane's tap
+        # path runs under the seccomp profile too.
+        tap = subprocess.Popen(PODMAN + ["exec", ctl, "taplinectl", "--token-file",
+                                         "/etc/tapline-secrets/admin-token", "--json", "tap",
+                                         "--point", "inline-1", "-c", "5", "--duration", "20"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        ns_exec(sim.ns["wire-a"], [sys.executable, "-c", SENDER, WIRE_B_IP, "7000", "20", "tap"])
+        out, err = tap.communicate(timeout=60)
+        pkts = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        check("taplinectl tap (Admin.Tap) delivers 5 packets of inline-1", tap.returncode == 0
+              and len(pkts) == 5, f"exit {tap.returncode}, {len(pkts)} packets, {err.strip()[-300:]}")
 
         # ---- passive fan-out to the Zeek-style sensor.
         counter = subprocess.Popen(["ip", "netns", "exec", sim.ns["zeek"], sys.executable, "-c",
