@@ -29,6 +29,16 @@ step "validate manifests"
 "$venv/bin/python" tests/k8s/validate.py
 t2=$(date +%s)
 
+if [ "$(id -u)" != 0 ]; then
+    if [ "${TAPLINE_SKIP_PRIVILEGED:-}" = 1 ]; then
+        echo "== k8s: images and node simulation skipped (TAPLINE_SKIP_PRIVILEGED=1)"
+        exit 0
+    fi
+    echo "tests/k8s/run.sh: the images and the node simulation need root (setcap, buildah," \
+         "network namespaces, podman); set TAPLINE_SKIP_PRIVILEGED=1 to skip them explicitly" >&2
+    exit 1
+fi
+
 step "build images"
 containers/build-images.sh "$@"
 t3=$(date +%s)
