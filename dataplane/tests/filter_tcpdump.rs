@@ -756,10 +756,11 @@ fn filter_selects_the_same_frames_as_tcpdump() {
         }
     }
     eprintln!(
-        "{} frames; {} expressions ({hand} hand-written, {RANDOM_EXPRESSIONS} random); \
+        "{} frames ({} whole, compared with optimized tcpdump too); {} expressions ({hand} hand-written, {RANDOM_EXPRESSIONS} random); \
          accepted by both {both}; agreeing {agree}; refused by tapline only {}; by tcpdump \
          only {}",
         frames.len(),
+        frames.iter().filter(|f| f.whole).count(),
         exprs.len(),
         only_tcpdump.len(),
         only_us.len()
