@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tapline_dataplane::config::{Config, ConfigError};
+use tapline_dataplane::xdp::custody::Keeper;
 use tapline_proto::v1::admin_server::AdminServer;
 use tapline_proto::v1::observer_server::ObserverServer;
 use tokio::net::TcpListener;
@@ -204,6 +205,9 @@ impl Bound {
             addrs,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        // The link keeper: holds the inline ports' BPF links so the kernel
+        // fallback outlives the dataplane (but not this pod).
+        let keeper = start_keeper(&cfg);
 
         let configured = Configured {
             passive: cfg.passive.is_some(),
@@ -329,12 +333,29 @@ impl Bound {
             health_task.abort();
             metrics_task.abort();
         }
+        if let Some(k) = keeper {
+            k.stop();
+        }
         match early {
             Some(e) => Err(e),
             None => {
                 info!("stopped");
                 Ok(())
             }
+        }
+    }
+}
+
+/// Starts the link keeper when an inline pair is configured. A keeper
+/// that cannot start is logged, not fatal: the dataplane then keeps its
+/// links itself and they go down with it.
+fn start_keeper(cfg: &Config) -> Option<Arc<Keeper>> {
+    cfg.inline.as_ref()?;
+    match Keeper::spawn(&cfg.state_dir, cfg.command_uids.clone()) {
+        Ok(k) => Some(Arc::new(k)),
+        Err(e) => {
+            warn!(state_dir = %cfg.state_dir.display(), error = %e, "cannot start the link keeper: the inline link goes down whenever the dataplane does; make dataplane.state_dir writable");
+            None
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::pipeline::chain::{Heartbeats, TaskUpdate};
 use crate::pipeline::{CaptureTask, ChainTask, Task};
 use crate::record::Recorder;
 use crate::stats::{OutputInfo, OutputKind, QueueStats, Role, StatsRegistry, StatsSegment};
+use crate::survive::InlineFallback;
 use crate::tap::{PortNames, TapPort, TapRegistry};
 use crate::worker::{Worker, WorkerSlots};
 use crate::xdp::shm::{self, QueueInfo, SegmentState};
@@ -94,6 +95,8 @@ impl StartError {
 /// A running dataplane. [`Dataplane::stop`] shuts it down in order.
 #[derive(Debug)]
 pub struct Dataplane {
+    /// The inline pair's kernel fallback and its hand-off to the keeper.
+    fallback: Option<InlineFallback>,
     /// The chain's control thread (command socket); stopped first.
     control: Option<ControlThread>,
     workers: Vec<Worker>,
@@ -227,11 +230,15 @@ impl Dataplane {
     pub fn start(cfg: &Config) -> Result<Dataplane, StartError> {
         preflight(cfg)?;
         raise_memlock();
+        // The inline ports carry the kernel fallback (taken over from the
+        // link keeper when a previous dataplane left it running).
+        let mut fallback = None;
         let inline = match &cfg.inline {
-            Some(pair) => Some((
-                Interface::open(&pair.side1, cfg.xdp_mode, cfg.promiscuous)?,
-                Interface::open(&pair.side2, cfg.xdp_mode, cfg.promiscuous)?,
-            )),
+            Some(pair) => {
+                let (fb, [i1, i2]) = InlineFallback::open(cfg, pair)?;
+                fallback = Some(fb);
+                Some((i1, i2))
+            }
             None => None,
         };
         let passive = match &cfg.passive {
@@ -391,22 +398,26 @@ impl Dataplane {
                     });
                     let heartbeats = (q == 0)
                         .then(|| Heartbeats::new(cfg.heartbeat, key.clone(), events_tx.clone()));
+                    let lease = fallback.as_ref().and_then(|f| f.lease(q));
                     tasks.push((
                         format!("chain-q{q}"),
-                        Task::Chain(ChainTask::new(
-                            q,
-                            group,
-                            [c1, c2],
-                            [
-                                TapPort::new(taps.clone(), &i1.name, q),
-                                TapPort::new(taps.clone(), &i2.name, q),
-                            ],
-                            segment.clone(),
-                            chain_shared.clone(),
-                            key.clone(),
-                            Some(urx),
-                            heartbeats,
-                        )),
+                        Task::Chain(
+                            ChainTask::new(
+                                q,
+                                group,
+                                [c1, c2],
+                                [
+                                    TapPort::new(taps.clone(), &i1.name, q),
+                                    TapPort::new(taps.clone(), &i2.name, q),
+                                ],
+                                segment.clone(),
+                                chain_shared.clone(),
+                                key.clone(),
+                                Some(urx),
+                                heartbeats,
+                            )
+                            .with_lease(lease),
+                        ),
                     ));
                 }
                 Plan::Capture(q) => {
@@ -561,6 +572,9 @@ impl Dataplane {
                     taps.clone(),
                     max_hops,
                 );
+                if let Some(fb) = &fallback {
+                    control.set_fallback(fb.maps.clone());
+                }
                 control.start(&cfg.chain);
                 Some(control)
             }
@@ -600,6 +614,7 @@ impl Dataplane {
             })?;
         segment.set_state(SegmentState::Running);
         Ok(Dataplane {
+            fallback,
             control,
             workers,
             links,
@@ -611,9 +626,18 @@ impl Dataplane {
         })
     }
 
-    /// Refreshes the segment's heartbeat; call a few times a second.
-    pub fn heartbeat(&self) {
+    /// Refreshes the segment's heartbeat and keeps the link keeper
+    /// holding the inline links; call a few times a second.
+    pub fn heartbeat(&mut self) {
         self.segment.beat();
+        if let Some(f) = self.fallback.as_mut() {
+            f.maintain();
+        }
+    }
+
+    /// The inline pair's kernel fallback, if an inline pair is configured.
+    pub fn fallback(&self) -> Option<&InlineFallback> {
+        self.fallback.as_ref()
     }
 
     pub fn segment(&self) -> &Arc<StatsSegment> {
@@ -629,6 +653,11 @@ impl Dataplane {
     pub fn stop(self) -> StatsRegistry {
         // The command socket first, so no chain change races the shutdown.
         let chain = self.control.and_then(ControlThread::stop);
+        // The kernel takes the inline traffic before the workers stop, so
+        // nothing is left in their rings (fallback.on_exit = "keep").
+        if let Some(f) = &self.fallback {
+            f.hand_over();
+        }
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers {
             // Dropping the returned tasks closes their sockets; capture
@@ -647,8 +676,21 @@ impl Dataplane {
         }
         // Then the tools' interfaces (detaching their XDP programs).
         drop(chain);
+        if let Some(f) = self.fallback {
+            let c = f.counters();
+            info!(
+                inline_1_forwarded = c[0].forwarded,
+                inline_1_dropped = c[0].dropped,
+                inline_2_forwarded = c[1].forwarded,
+                inline_2_dropped = c[1].dropped,
+                lease_expiries = c[0].lease_expiries + c[1].lease_expiries,
+                takeovers = f.maps.takeovers(),
+                "kernel fallback counters"
+            );
+            f.finish();
+        }
         for i in self.interfaces {
-            info!(ifname = %i.name, "detaching XDP program");
+            info!(ifname = %i.name, "closing XDP program (the link keeper may keep it attached)");
             drop(i);
         }
         // The file stays, so the sidecar can still read the final counters.

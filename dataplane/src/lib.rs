@@ -21,6 +21,7 @@ pub mod pcap;
 pub mod pipeline;
 pub mod record;
 pub mod stats;
+pub mod survive;
 pub mod tap;
 pub mod worker;
 #[allow(unsafe_code)]
