@@ -25,6 +25,7 @@ pub mod admin;
 pub mod auth;
 pub mod dataplane;
 pub mod details;
+pub mod fallback;
 pub mod health;
 pub mod info;
 pub mod metrics;
@@ -234,7 +235,8 @@ impl Bound {
                 source: Box::new(e),
             })?;
         let observer = ObserverServer::with_interceptor(
-            observer::ObserverService::new(monitor.clone(), cfg.clone(), stop_rx.clone()),
+            observer::ObserverService::new(monitor.clone(), cfg.clone(), stop_rx.clone())
+                .with_keeper(keeper.clone()),
             BearerAuth::new("tapline.v1.Observer", tokens.observer.clone()),
         );
         let dataplane = dataplane::DataplaneClient::new(&cfg.state_dir);
@@ -269,7 +271,12 @@ impl Bound {
                 .add_service(HealthServer::new(probe_health))
                 .serve_with_incoming_shutdown(health, stopped(stop_rx.clone())),
         );
-        let mut metrics_task = tokio::spawn(metrics::serve(metrics, monitor, stop_rx.clone()));
+        let mut metrics_task = tokio::spawn(metrics::serve(
+            metrics,
+            monitor,
+            keeper.clone(),
+            stop_rx.clone(),
+        ));
         info!(
             grpc = %addrs[0],
             health = %addrs[1],

@@ -25,7 +25,7 @@ use tapline_tests::chain::{
     chain_config, wait_hops_up, while_streaming, Control, PacedStream, StreamResult, TempDir,
     UP_TIMEOUT,
 };
-use tapline_tests::sidecar::{Ports, Sidecar};
+use tapline_tests::sidecar::{spawn_ctl, wait_ctl, Ports, Sidecar};
 use tapline_tests::{check_delivery, privileged, send_paced, Flow, EXCHANGE_TIMEOUT};
 
 /// The paced stream of the issue: 2,000 frames/s.
@@ -401,7 +401,60 @@ fn with_only_fail_open_hops_everything_crosses_while_the_dataplane_is_dead() -> 
         let res = flow.run(Instant::now() + EXCHANGE_TIMEOUT)?;
         check_delivery(&flow.name, &flow.frames, &res)?;
     }
+    // Visibility: the sidecar shows the kernel carrying the link, the
+    // dataplane down and `inline` NOT_SERVING, and counts the frames.
+    // (The sidecar calls the dataplane down once its heartbeat is stale:
+    // control.dataplane_stale_ms.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let out = wait_ctl(
+            spawn_ctl(&rig.ports.grpc_url(), None, &["--json", "status"])?,
+            &["status"],
+            Duration::from_secs(10),
+        )?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| String::from_utf8_lossy(&out.stdout).to_string())?;
+        if v["health"]["inline"] == "NOT_SERVING" || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let k = &v["kernel_fallback"];
+    ensure!(
+        k["carrying"] == true && k["links_held"] == true && k["action"] == "forward",
+        "taplinectl status does not show the kernel carrying the link: {v}"
+    );
+    ensure!(v["health"]["inline"] == "NOT_SERVING", "inline health: {v}");
+    ensure!(v["dataplane_state"] != "running", "dataplane state: {v}");
+    let fwd: Vec<u64> = k["ports"]
+        .as_array()
+        .context("ports")?
+        .iter()
+        .map(|p| p["forwarded"].as_u64().unwrap_or(0))
+        .collect();
+    ensure!(
+        fwd.len() == 2 && fwd.iter().all(|&n| n >= DEAD_FRAMES as u64),
+        "kernel forwarded counters {fwd:?}, expected at least {DEAD_FRAMES} each way: {v}"
+    );
+    let metrics = scrape(rig.ports.metrics)?;
+    ensure!(
+        metrics.contains("tapline_fallback_kernel_queues 1")
+            && metrics.contains("tapline_fallback_links_held 1")
+            && metrics.contains("tapline_fallback_forwarded_total{port=\"inline-1\""),
+        "fallback metrics missing:\n{metrics}"
+    );
     Ok(())
+}
+
+/// `GET /metrics` from the sidecar.
+fn scrape(port: u16) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
 }
 
 #[test]
