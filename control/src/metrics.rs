@@ -980,18 +980,29 @@ mod tests {
             respond(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", &m, None).unwrap();
         assert_eq!((code, head_only), (200, false));
         assert!(body.contains("tapline_dataplane_up 0"));
-        assert!(respond(b"HEAD /metrics HTTP/1.0\r\n\r\n", &m, None).unwrap().3);
+        assert!(
+            respond(b"HEAD /metrics HTTP/1.0\r\n\r\n", &m, None)
+                .unwrap()
+                .3
+        );
         assert_eq!(respond(b"GET / HTTP/1.1\r\n\r\n", &m, None).unwrap().0, 404);
         assert_eq!(
-            respond(b"GET /metricsx HTTP/1.1\r\n\r\n", &m, None).unwrap().0,
+            respond(b"GET /metricsx HTTP/1.1\r\n\r\n", &m, None)
+                .unwrap()
+                .0,
             404
         );
         assert_eq!(
-            respond(b"POST /metrics HTTP/1.1\r\n\r\n", &m, None).unwrap().0,
+            respond(b"POST /metrics HTTP/1.1\r\n\r\n", &m, None)
+                .unwrap()
+                .0,
             405
         );
         assert_eq!(respond(b"garbage\r\n\r\n", &m, None).unwrap().0, 400);
-        assert_eq!(respond(b"GET /metrics SPDY/3\r\n\r\n", &m, None).unwrap().0, 400);
+        assert_eq!(
+            respond(b"GET /metrics SPDY/3\r\n\r\n", &m, None).unwrap().0,
+            400
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::pipeline::chain::{Heartbeats, TaskUpdate};
 use crate::pipeline::{CaptureTask, ChainTask, Task};
 use crate::record::Recorder;
 use crate::stats::{OutputInfo, OutputKind, QueueStats, Role, StatsRegistry, StatsSegment};
-use crate::survive::InlineFallback;
+use crate::survive::{InlineFallback, LinkState};
 use crate::tap::{PortNames, TapPort, TapRegistry};
 use crate::worker::{Worker, WorkerSlots};
 use crate::xdp::shm::{self, QueueInfo, SegmentState};
@@ -97,6 +97,8 @@ impl StartError {
 pub struct Dataplane {
     /// The inline pair's kernel fallback and its hand-off to the keeper.
     fallback: Option<InlineFallback>,
+    /// Link-state propagation across the inline pair (`fallback.link_state`).
+    link_state: Option<LinkState>,
     /// The chain's control thread (command socket); stopped first.
     control: Option<ControlThread>,
     workers: Vec<Worker>,
@@ -612,9 +614,21 @@ impl Dataplane {
                 name: "tapline-links".into(),
                 source,
             })?;
+        let link_state = match &cfg.inline {
+            Some(pair) if cfg.fallback.link_state => Some(
+                LinkState::spawn([pair.side1.clone(), pair.side2.clone()]).map_err(|source| {
+                    StartError::Thread {
+                        name: "tapline-linkstate".into(),
+                        source,
+                    }
+                })?,
+            ),
+            _ => None,
+        };
         segment.set_state(SegmentState::Running);
         Ok(Dataplane {
             fallback,
+            link_state,
             control,
             workers,
             links,
@@ -653,6 +667,10 @@ impl Dataplane {
     pub fn stop(self) -> StatsRegistry {
         // The command socket first, so no chain change races the shutdown.
         let chain = self.control.and_then(ControlThread::stop);
+        if let Some(l) = self.link_state {
+            let n = l.stop();
+            info!(propagations = n, "link-state propagation stopped");
+        }
         // The kernel takes the inline traffic before the workers stop, so
         // nothing is left in their rings (fallback.on_exit = "keep").
         if let Some(f) = &self.fallback {

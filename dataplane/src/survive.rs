@@ -376,3 +376,109 @@ impl InlineFallback {
         }
     }
 }
+
+/// How often link-state propagation looks at the inline ports.
+const LINK_STATE_POLL: Duration = Duration::from_millis(50);
+/// How long a port set up again may take to get carrier before its lack of
+/// carrier counts as a failure again.
+const LINK_SETTLE: Duration = Duration::from_secs(2);
+
+/// Link-state propagation across the inline pair (`fallback.link_state`):
+/// when one inline port loses carrier, the other is set administratively
+/// down, so the routers on both sides see the failure and reroute instead
+/// of sending into a black hole; when the carrier returns, the port is set
+/// up again. Only a port this thread set down is set up again.
+#[derive(Debug)]
+pub struct LinkState {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    /// Ports set down, then up again (each counts one).
+    pub propagations: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LinkState {
+    /// Starts the thread for the pair `[inline-1, inline-2]`.
+    pub fn spawn(names: [String; 2]) -> std::io::Result<LinkState> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let propagations = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let handle = {
+            let stop = stop.clone();
+            let count = propagations.clone();
+            std::thread::Builder::new()
+                .name("tapline-linkstate".into())
+                .spawn(move || {
+                    // forced[i]: we set port i down because its partner lost
+                    // carrier.
+                    let mut forced = [false; 2];
+                    // A port set up again takes a moment to get carrier:
+                    // until it has, or the grace ends, it is not a failure.
+                    let mut settling: [Option<Instant>; 2] = [None; 2];
+                    while !stop.load(Ordering::Relaxed) {
+                        for i in 0..2 {
+                            let (me, other) = (&names[i], &names[1 - i]);
+                            if forced[i] {
+                                // Partner back: bring this one up.
+                                if netdev::carrier(other).unwrap_or(false) {
+                                    match netdev::set_admin_up(me, true) {
+                                        Ok(()) => {
+                                            forced[i] = false;
+                                            settling[i] = Some(Instant::now() + LINK_SETTLE);
+                                            count.fetch_add(1, Ordering::Relaxed);
+                                            info!(ifname = %me, partner = %other, "link-state propagation: partner has carrier again; set up");
+                                        }
+                                        Err(e) => warn!(ifname = %me, error = %e, "link-state propagation: cannot set the port up"),
+                                    }
+                                }
+                                continue;
+                            }
+                            // A port we forced down has no carrier either:
+                            // never propagate from it.
+                            if forced[1 - i] {
+                                continue;
+                            }
+                            let other_down = !netdev::carrier(other).unwrap_or(true);
+                            if let Some(until) = settling[1 - i] {
+                                if !other_down || Instant::now() >= until {
+                                    settling[1 - i] = None;
+                                }
+                                if !other_down || Instant::now() < until {
+                                    continue;
+                                }
+                            }
+                            if other_down && netdev::admin_up(me).unwrap_or(false) {
+                                match netdev::set_admin_up(me, false) {
+                                    Ok(()) => {
+                                        forced[i] = true;
+                                        count.fetch_add(1, Ordering::Relaxed);
+                                        warn!(ifname = %me, partner = %other, "link-state propagation: partner lost carrier; set down");
+                                    }
+                                    Err(e) => warn!(ifname = %me, error = %e, "link-state propagation: cannot set the port down"),
+                                }
+                            }
+                        }
+                        std::thread::sleep(LINK_STATE_POLL);
+                    }
+                    // Never leave a port down on exit.
+                    for (i, f) in forced.iter().enumerate() {
+                        if *f {
+                            let _ = netdev::set_admin_up(&names[i], true);
+                        }
+                    }
+                })?
+        };
+        Ok(LinkState {
+            stop,
+            handle: Some(handle),
+            propagations,
+        })
+    }
+
+    /// Stops the thread (setting up any port it set down).
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.propagations.load(Ordering::Relaxed)
+    }
+}

@@ -512,3 +512,74 @@ impl Rig {
         self._state.0.join("state")
     }
 }
+
+/// `flags` of `ifname` in `ns` contain `UP` (administratively up).
+fn admin_up(ns: &lab::Netns, ifname: &str) -> Result<bool> {
+    let out = lab::ip(&["-n", ns.name(), "-j", "link", "show", "dev", ifname])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v[0]["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "UP")))
+}
+
+fn wait_admin(ns: &lab::Netns, ifname: &str, up: bool) -> Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if admin_up(ns, ifname)? == up {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!(
+        "{ifname} not admin {} within 5 s",
+        if up { "up" } else { "down" }
+    )
+}
+
+#[test]
+fn link_state_propagates_across_the_inline_pair_both_ways() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let rig = Rig::inline("[fallback]\nlink_state = true\n")?;
+    let dp = DataplaneProcess::start(
+        &rig.lab.dut,
+        &rig.config,
+        &StartOptions {
+            expect_ready: true,
+            ..StartOptions::default()
+        },
+    )?;
+    let dut = &rig.lab.dut;
+    for (far_ns, far_if, near, other) in [
+        (rig.lab.gen(), ifs::GEN, ifs::INLINE_1, ifs::INLINE_2),
+        (rig.lab.sink(), ifs::SINK, ifs::INLINE_2, ifs::INLINE_1),
+    ] {
+        // The far end goes down: `near` loses carrier, `other` is set down.
+        lab::ip(&["-n", far_ns.name(), "link", "set", far_if, "down"])?;
+        let t = wait_admin(dut, other, false)?;
+        eprintln!("{near} lost carrier: {other} down after {t:?}");
+        ensure!(admin_up(dut, near)?, "{near} itself must stay admin up");
+        lab::ip(&["-n", far_ns.name(), "link", "set", far_if, "up"])?;
+        let t = wait_admin(dut, other, true)?;
+        eprintln!("{near} has carrier again: {other} up after {t:?}");
+        // Let `other` get its carrier back before the next round.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Traffic still crosses after both round trips.
+    std::thread::sleep(Duration::from_millis(200));
+    let flow = Flow::gen_to_sink(&rig.lab, 200)?;
+    let res = flow.run(Instant::now() + EXCHANGE_TIMEOUT)?;
+    check_delivery(&flow.name, &flow.frames, &res)?;
+    let fin = dp.stop()?;
+    let n = fin
+        .records()
+        .into_iter()
+        .find(|r| r["message"] == "link-state propagation stopped")
+        .and_then(|r| r["propagations"].as_u64());
+    ensure!(
+        n == Some(4),
+        "propagations counted: {n:?} (expected 2 down + 2 up)"
+    );
+    Ok(())
+}

@@ -345,6 +345,30 @@ pub fn if_flags(ifname: &str) -> io::Result<u32> {
     Ok(u32::from(flags as u16))
 }
 
+/// `SIOCSIFFLAGS`: sets (`up`) or clears the interface's `IFF_UP` (the
+/// administrative state, what `ip link set IF up|down` changes).
+pub fn set_if_up(ifname: &str, up: bool) -> io::Result<()> {
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut ifr = ifreq_for(ifname)?;
+    // SAFETY: as in `if_flags`: the kernel fills the flags of the named
+    // interface into the union.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+    // SAFETY: SIOCGIFFLAGS filled `ifru_flags`, a plain integer.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    let want = if up {
+        flags | libc::IFF_UP as libc::c_short
+    } else {
+        flags & !(libc::IFF_UP as libc::c_short)
+    };
+    if want == flags {
+        return Ok(());
+    }
+    ifr.ifr_ifru.ifru_flags = want;
+    // SAFETY: `ifr` names the interface and carries the new flags.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) })?;
+    Ok(())
+}
+
 /// `SIOCETHTOOL` `ETHTOOL_GCHANNELS`: (combined, rx) queue counts.
 pub fn ethtool_channels(ifname: &str) -> io::Result<(u32, u32)> {
     #[repr(C)]
