@@ -45,7 +45,8 @@ use crate::xdp::{inline_attach_mode, netdev, AttachMode, Interface, XdpError};
 /// How often a dataplane without a keeper tries to reach one.
 const KEEPER_RETRY: Duration = Duration::from_secs(1);
 /// How long a stopping dataplane lets its rings drain after handing the
-/// leases to the kernel (a few coarse-clock ticks).
+/// leases to the kernel (longer than the lease-renewal granularity, plus
+/// scheduling slack).
 const HANDOVER_DRAIN: Duration = Duration::from_millis(15);
 
 /// The fallback action a chain calls for: drop while a fail-closed hop is

@@ -583,3 +583,42 @@ fn link_state_propagates_across_the_inline_pair_both_ways() -> Result<()> {
     );
     Ok(())
 }
+
+/// An idle worker (blocked in poll(2) between quiet spells) keeps its
+/// lease: it wakes at least every stall_ms / 4 to renew it from the kernel's
+/// clock, so the frames after a quiet spell go through the worker, not the
+/// kernel. (Leases renewed from CLOCK_MONOTONIC_COARSE, which lags on a
+/// tickless idle system, could lapse here.) The lease is generous (200 ms)
+/// so that CPU starvation on a loaded test machine, which the fallback is
+/// right to act on, does not count as a failure.
+#[test]
+fn an_idle_worker_keeps_its_lease() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let rig = Rig::inline("[fallback]\nstall_ms = 200\n")?;
+    let _sidecar = rig.sidecar()?;
+    let dp = rig.dataplane()?;
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..5 {
+        let flow = Flow::gen_to_sink(&rig.lab, 20)?;
+        let res = flow.run(Instant::now() + EXCHANGE_TIMEOUT)?;
+        check_delivery(&flow.name, &flow.frames, &res)?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let fin = dp.stop()?;
+    let rec = fallback_record(&fin.lines).context("no kernel fallback counters")?;
+    let lapses = fin
+        .lines
+        .iter()
+        .filter(|l| l.contains("the worker took its queue back from the kernel fallback"))
+        .count();
+    ensure!(
+        rec["takeovers"] == 0
+            && rec["lease_expiries"] == 0
+            && rec["inline_1_forwarded"] == 0
+            && lapses == 0,
+        "an idle worker lost its lease: {rec}"
+    );
+    Ok(())
+}

@@ -587,13 +587,14 @@ impl ChainTask {
 
     /// Moves up to `batch` frames from every port along its route.
     pub fn poll(&mut self, batch: u32) -> PollOutcome {
-        // Renewed on every poll (a vDSO read of the coarse clock; the store
-        // happens once per clock tick): a worker that stops polling loses
-        // the queue to the kernel within `fallback.stall_ms`.
+        // Renewed on every poll (a vDSO clock read; the store happens at
+        // most once a millisecond): a worker that stops polling loses the
+        // queue to the kernel within `fallback.stall_ms`.
         if let Some(l) = self.lease.as_mut() {
-            if l.renew(fallback::coarse_now_ns()) {
+            if let Some(late_ns) = l.renew(fallback::monotonic_now_ns()) {
                 info!(
                     queue = self.queue,
+                    expired_for_us = late_ns / 1000,
                     "the worker took its queue back from the kernel fallback"
                 );
             }
