@@ -195,6 +195,9 @@ impl Stream {
     }
 }
 
+/// When a kill happened, when the restart began, when the cycle ended.
+type Marks = (Instant, Instant, Instant);
+
 fn wait_log(dp: &DataplaneProcess, needle: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -252,9 +255,9 @@ fn run_mode(
         Ok(dp)
     };
     let stop = AtomicBool::new(false);
-    let res = std::thread::scope(|s| -> Result<(Vec<(Instant, Instant, Instant)>, Stream)> {
+    let res = std::thread::scope(|s| -> Result<(Vec<Marks>, Stream)> {
         let h = s.spawn(|| stream(lab, cfg.rate_pps, &stop));
-        let out = (|| -> Result<Vec<(Instant, Instant, Instant)>> {
+        let out = (|| -> Result<Vec<Marks>> {
             let mut dp = start()?;
             std::thread::sleep(LEAD);
             let mut marks = Vec::new();
