@@ -23,16 +23,20 @@ pub fn to_proto(st: &KeeperStatus) -> Option<v1::KernelFallback> {
         ports: st
             .ports
             .iter()
-            .zip(&st.counters)
-            .map(|(p, c)| v1::FallbackPort {
-                role: p.role.clone(),
-                ifname: p.ifname.clone(),
-                attach: p.attach.clone(),
-                forwarded: c.forwarded,
-                dropped: c.dropped,
+            .enumerate()
+            .map(|(i, p)| {
+                let c = st.counters.get(i).copied().unwrap_or_default();
+                v1::FallbackPort {
+                    role: p.role.clone(),
+                    ifname: p.ifname.clone(),
+                    attach: p.attach.clone(),
+                    forwarded: c.forwarded,
+                    dropped: c.dropped,
+                }
             })
             .collect(),
         lease_expiries: st.counters.iter().map(|c| c.lease_expiries).sum(),
+        counters_readable: !st.counters.is_empty(),
         takeovers: st.takeovers,
         dataplane_connected: st.dataplane_connected,
     })

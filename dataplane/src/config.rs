@@ -356,7 +356,7 @@ impl Default for RawFallback {
 }
 
 /// Default `fallback.stall_ms` (see docs/config.md for how it was chosen).
-pub const DEFAULT_STALL_MS: u32 = 20;
+pub const DEFAULT_STALL_MS: u32 = 50;
 /// Bounds of `fallback.stall_ms`.
 const STALL_MS_MIN: u32 = 5;
 const STALL_MS_MAX: u32 = 1000;

@@ -81,11 +81,17 @@ impl Rig {
         })
     }
 
-    /// An inline lab (gen -> i1 [dut] i2 -> sink).
+    /// An inline lab (gen -> i1 [dut] i2 -> sink), with the default lease
+    /// unless `extra` sets `[fallback]`.
     fn inline(extra: &str) -> Result<Rig> {
         let lab = Lab::build(&unique_prefix(), Scenario::Inline)?;
-        let base = lab_config(None, Some((ifs::INLINE_1, ifs::INLINE_2)), "", "");
-        Rig::new(lab, &base, extra)
+        let extra = if extra.contains("[fallback]") {
+            extra.to_string()
+        } else {
+            format!("{extra}\n[fallback]\n")
+        };
+        let base = lab_config(None, Some((ifs::INLINE_1, ifs::INLINE_2)), "", &extra);
+        Rig::new(lab, &base, "")
     }
 
     fn sidecar(&self) -> Result<Sidecar> {

@@ -834,6 +834,7 @@ struct KernelFallbackJson {
     lease_expiries: u64,
     takeovers: u64,
     dataplane_connected: bool,
+    counters_readable: bool,
     ports: Vec<FallbackPortJson>,
 }
 
@@ -908,6 +909,7 @@ fn status_json(
             lease_expiries: k.lease_expiries,
             takeovers: k.takeovers,
             dataplane_connected: k.dataplane_connected,
+            counters_readable: k.counters_readable,
             ports: k
                 .ports
                 .into_iter()

@@ -267,7 +267,8 @@ pub struct KeeperStatus {
     pub queues: u32,
     /// The fallback action in force (`forward` or `drop`).
     pub action: String,
-    /// Per port, the kernel's counters.
+    /// Per port, the kernel's counters; empty when they cannot be read
+    /// (reading a map needs `bpf(2)`, which a seccomp profile may refuse).
     pub counters: Vec<PortFallbackCounters>,
     /// Takeovers counted by the workers (a worker took its queue back from
     /// the kernel).
@@ -347,8 +348,9 @@ impl Keeper {
                 .map(|a| a.as_str().to_string())
                 .unwrap_or_default();
             st.counters = (0..h.header.ports.len() as u32)
-                .map(|p| h.maps.port_counters(p).unwrap_or_default())
-                .collect();
+                .map(|p| h.maps.port_counters(p))
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_or_default();
             st.takeovers = h.maps.takeovers();
         }
         st
@@ -453,7 +455,9 @@ fn handle(conn: &OwnedFd, shared: &Mutex<Shared>) -> bool {
                 it.next().expect("counted"),
                 it.next().expect("counted"),
             );
-            match FallbackMaps::adopt(l, a, c) {
+            // No bpf(2) here: the sidecar's seccomp profile may refuse it,
+            // and holding the fds is what matters.
+            match FallbackMaps::adopt_unchecked(l, a, c, header.queues) {
                 Ok(maps) => {
                     info!(
                         pid = header.pid,

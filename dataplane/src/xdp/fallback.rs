@@ -225,6 +225,26 @@ impl FallbackMaps {
         })
     }
 
+    /// Holds maps handed over by a peer without any `bpf(2)` call (the
+    /// sidecar's seccomp profile may refuse it): the lease array is mapped
+    /// by its size from the bundle's header (`queues`), nothing is checked.
+    pub fn adopt_unchecked(
+        leases: OwnedFd,
+        actions: OwnedFd,
+        counters: OwnedFd,
+        queues: u32,
+    ) -> io::Result<Self> {
+        let len = (queues.max(1) * LEASE_VALUE_BYTES) as usize;
+        let mapping = Arc::new(sys::Mmap::shared_file(leases.as_fd(), len, true)?);
+        Ok(FallbackMaps {
+            leases,
+            actions,
+            counters,
+            queues: queues.max(1),
+            mapping,
+        })
+    }
+
     /// Sets the fallback action (one map update; in force for the next
     /// frame on every CPU).
     pub fn set_action(&self, action: FallbackAction) -> io::Result<()> {
