@@ -302,10 +302,13 @@ pub fn lab_config(
     );
     s += dataplane_keys;
     s += "\n";
-    s += extra;
-    if inline.is_some() && !extra.contains("[fallback]") {
-        s += &format!("\n[fallback]\nstall_ms = {LAB_STALL_MS}\n");
+    // Before `extra`, so a caller may still append keys to the last table
+    // of `extra`; `extra` starts with a table header (or is empty).
+    let headed = extra.trim().is_empty() || extra.trim_start().starts_with('[');
+    if inline.is_some() && !extra.contains("[fallback]") && headed {
+        s += &format!("[fallback]\nstall_ms = {LAB_STALL_MS}\n\n");
     }
+    s += extra;
     s
 }
 
