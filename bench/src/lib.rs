@@ -25,4 +25,5 @@ pub mod report;
 pub mod runner;
 pub mod search;
 pub mod sink;
+pub mod survive;
 pub mod traffic;

@@ -71,6 +71,23 @@ enum Cmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Survive: SIGKILLs and restarts of the dataplane under a paced
+    /// stream; gap and frames lost per event, with the kernel fallback kept
+    /// by the sidecar against detach-on-exit, in the same run.
+    Survive {
+        /// Kills (and restarts) per mode.
+        #[arg(long, default_value_t = 20)]
+        events: u32,
+        /// Offered rate, frames per second.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// fallback.stall_ms of the keep mode.
+        #[arg(long, default_value_t = tapline_dataplane::config::DEFAULT_STALL_MS)]
+        stall_ms: u32,
+        /// Directory for survive.{json,md}.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Failover: induced tool failures under paced traffic; detection to
     /// bypass time and frames lost per failure.
     Failover {
@@ -569,6 +586,29 @@ fn main() -> Result<()> {
             println!("{md}");
             if let Some(dir) = out {
                 report::write_results(&dir, "chain", &r, &md)?;
+            }
+        }
+        Cmd::Survive {
+            events,
+            rate,
+            stall_ms,
+            out,
+        } => {
+            let cfg = tapline_bench::survive::SurviveConfig {
+                events,
+                rate_pps: rate,
+                stall_ms,
+            };
+            let r = tapline_bench::survive::survive(&cfg, |mode, e| {
+                eprintln!(
+                    "{mode} {} {:>2}: largest gap {:.1} ms, {} frames lost",
+                    e.kind, e.index, e.largest_gap_ms, e.lost_frames
+                );
+            })?;
+            let md = tapline_bench::survive::survive_markdown(&r);
+            println!("{md}");
+            if let Some(dir) = out {
+                report::write_results(&dir, "survive", &r, &md)?;
             }
         }
         Cmd::Failover {
