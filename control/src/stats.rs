@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tapline_dataplane::stats::{DropReason, OutputDropReason};
 use tapline_dataplane::xdp::shm::{
-    HistogramValues, HopSnapshot, OutputKind, OutputSnapshot, QueueSnapshot, RecorderSnapshot,
-    Snapshot, TapSnapshot, WorkerSnapshot, DROP_SLOTS, HOP_RTT_BOUNDS_NS,
+    FallbackSnapshot, HistogramValues, HopSnapshot, OutputKind, OutputSnapshot, QueueSnapshot,
+    RecorderSnapshot, Snapshot, TapSnapshot, WorkerSnapshot, DROP_SLOTS, HOP_RTT_BOUNDS_NS,
 };
 use tapline_proto::v1;
 use tonic::Status;
@@ -792,6 +792,25 @@ pub fn build_stats(
         output_groups: output_groups(snap, prev_snap, secs),
         recorders: recorders(snap, prev_snap, secs),
         taps: taps(snap, prev_snap, secs),
+        kernel_fallback: snap.fallback.as_ref().map(fallback_stats),
+    }
+}
+
+/// The kernel fallback's counters of the segment.
+fn fallback_stats(f: &FallbackSnapshot) -> v1::FallbackStats {
+    v1::FallbackStats {
+        ports: ["inline-1", "inline-2"]
+            .iter()
+            .enumerate()
+            .map(|(p, role)| v1::FallbackPortStats {
+                role: role.to_string(),
+                forwarded: f.forwarded[p],
+                dropped: f.dropped[p],
+                lease_expiries: f.lease_expiries[p],
+            })
+            .collect(),
+        lease_expiries: f.lease_expiries.iter().sum(),
+        takeovers: f.takeovers,
     }
 }
 
@@ -871,6 +890,7 @@ pub(crate) mod tests {
             outputs: Vec::new(),
             recorders: Vec::new(),
             taps: Vec::new(),
+            fallback: None,
         };
         for (q, w) in s.queues.iter_mut().zip([0, 0, 1, 1, 0]) {
             q.info.worker = w;

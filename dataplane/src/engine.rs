@@ -623,6 +623,7 @@ impl Dataplane {
         self.segment.beat();
         if let Some(f) = self.fallback.as_mut() {
             f.maintain();
+            self.segment.set_fallback(&f.snapshot());
         }
         if self
             .beats
@@ -732,6 +733,7 @@ impl Dataplane {
                 takeovers = f.maps.takeovers(),
                 "kernel fallback counters"
             );
+            self.segment.set_fallback(&f.snapshot());
             f.finish();
         }
         for i in self.interfaces {

@@ -40,6 +40,7 @@ use crate::stats::Role;
 use crate::xdp::bpf::{self, XdpAttachment, XskMap};
 use crate::xdp::custody::{Header, KeeperClient, PortRecord};
 use crate::xdp::fallback::{self, FallbackAction, FallbackMaps, Lease, PortFallbackCounters};
+use crate::xdp::shm::FallbackSnapshot;
 use crate::xdp::{inline_attach_mode, netdev, AttachMode, Interface, XdpError};
 
 /// How often a dataplane without a keeper tries to reach one.
@@ -334,6 +335,18 @@ impl InlineFallback {
         }
         if Instant::now() >= self.next_attempt {
             self.deposit();
+        }
+    }
+
+    /// The kernel's counters and the takeovers, as the stats segment
+    /// publishes them.
+    pub fn snapshot(&self) -> FallbackSnapshot {
+        let c = self.counters();
+        FallbackSnapshot {
+            forwarded: c.map(|c| c.forwarded),
+            dropped: c.map(|c| c.dropped),
+            lease_expiries: c.map(|c| c.lease_expiries),
+            takeovers: self.maps.takeovers(),
         }
     }
 

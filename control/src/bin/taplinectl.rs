@@ -147,7 +147,9 @@ stdout is a terminal and appended otherwise. Stop with Ctrl-C or --count.
    \"taps\": [{\"id\", \"point\", \"filter\", \"started_at\": time|null,
      \"matched_packets\", \"sent_packets\", \"lost_packets\",
      \"rates\": {\"matched_packets_per_second\", \"sent_packets_per_second\",
-       \"lost_packets_per_second\"}|null}]}
+       \"lost_packets_per_second\"}|null}],
+   \"kernel_fallback\": {\"ports\": [{\"role\", \"forwarded\", \"dropped\",
+     \"lease_expiries\"}], \"lease_expiries\", \"takeovers\"}|null}
   COUNTERS = {\"rx_packets\", \"rx_bytes\", \"tx_packets\", \"tx_bytes\",
     \"dropped_packets\", \"dropped_packets_by_reason\": {reason: n}}
   OUTPUT = {\"packets\", \"bytes\", \"filtered_out_packets\", \"dropped_packets\",
@@ -164,7 +166,11 @@ stdout is a terminal and appended otherwise. Stop with Ctrl-C or --count.
 Histogram buckets are cumulative (each counts the samples at most its
 upper bound); the +Inf bucket is \"count\".
 Rates are null in a one-shot snapshot, in the first snapshot of a watch and
-after the epoch changed (rates_window_ms is 0 then).";
+after the epoch changed (rates_window_ms is 0 then).
+kernel_fallback holds the inline ports' kernel fallback counters as the
+dataplane copies them into the stats segment (null without an inline pair);
+they outlive a restart. While the dataplane is down, stats is unavailable:
+`status` shows the link keeper's figures.";
 
 const CHAIN_HELP: &str = "\
 The inline chain, as the dataplane reports it: the desired spec and its
@@ -983,6 +989,22 @@ struct StatsJson {
     output_groups: Vec<OutputGroupJson>,
     recorders: Vec<RecorderJson>,
     taps: Vec<TapStatsJson>,
+    kernel_fallback: Option<FallbackStatsJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct FallbackStatsJson {
+    ports: Vec<FallbackPortStatsJson>,
+    lease_expiries: u64,
+    takeovers: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct FallbackPortStatsJson {
+    role: String,
+    forwarded: u64,
+    dropped: u64,
+    lease_expiries: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -1435,6 +1457,20 @@ fn stats_json(s: pb::Stats, interval_ms: Option<u32>) -> StatsJson {
         output_groups: s.output_groups.into_iter().map(output_group_json).collect(),
         recorders: s.recorders.into_iter().map(recorder_json).collect(),
         taps: s.taps.into_iter().map(tap_stats_json).collect(),
+        kernel_fallback: s.kernel_fallback.map(|f| FallbackStatsJson {
+            ports: f
+                .ports
+                .into_iter()
+                .map(|p| FallbackPortStatsJson {
+                    role: p.role,
+                    forwarded: p.forwarded,
+                    dropped: p.dropped,
+                    lease_expiries: p.lease_expiries,
+                })
+                .collect(),
+            lease_expiries: f.lease_expiries,
+            takeovers: f.takeovers,
+        }),
     }
 }
 
@@ -1946,7 +1982,30 @@ fn render_stats(s: &StatsJson) -> String {
         out.push('\n');
         out.push_str(&render_tap_stats(&s.taps, watch));
     }
+    if let Some(f) = &s.kernel_fallback {
+        out.push('\n');
+        out.push_str(&render_fallback_stats(f));
+    }
     out
+}
+
+/// The kernel fallback's counters of `stats`, per inline port.
+fn render_fallback_stats(f: &FallbackStatsJson) -> String {
+    let mut t = Table::new(&[
+        "KERNEL FALLBACK",
+        ">FORWARDED",
+        ">DROPPED",
+        ">LEASE EXPIRIES",
+    ]);
+    for p in &f.ports {
+        t.row(vec![
+            p.role.clone(),
+            p.forwarded.to_string(),
+            p.dropped.to_string(),
+            p.lease_expiries.to_string(),
+        ]);
+    }
+    format!("{}takeovers: {}\n", t.render(), f.takeovers)
 }
 
 /// Drop reasons shown in the TOP DROP REASONS column.
@@ -3622,6 +3681,53 @@ mod tests {
         assert!(v["sampled_at"].is_null());
         let w = serde_json::to_value(stats_json(sample_stats(), Some(200))).unwrap();
         assert_eq!(w["interval_ms"], 200);
+    }
+
+    #[test]
+    fn stats_json_and_table_show_the_kernel_fallback() {
+        let none = serde_json::to_value(stats_json(sample_stats(), None)).unwrap();
+        assert!(none["kernel_fallback"].is_null(), "{none}");
+        assert!(!render_stats(&stats_json(sample_stats(), None)).contains("KERNEL FALLBACK"));
+        let mut s = sample_stats();
+        s.kernel_fallback = Some(pb::FallbackStats {
+            ports: vec![
+                pb::FallbackPortStats {
+                    role: "inline-1".into(),
+                    forwarded: 4000,
+                    dropped: 2,
+                    lease_expiries: 1,
+                },
+                pb::FallbackPortStats {
+                    role: "inline-2".into(),
+                    forwarded: 0,
+                    dropped: 0,
+                    lease_expiries: 0,
+                },
+            ],
+            lease_expiries: 1,
+            takeovers: 3,
+        });
+        let v = serde_json::to_value(stats_json(s.clone(), None)).unwrap();
+        let f = &v["kernel_fallback"];
+        assert_eq!(f["takeovers"], 3);
+        assert_eq!(f["lease_expiries"], 1);
+        assert_eq!(f["ports"][0]["role"], "inline-1");
+        assert_eq!(f["ports"][0]["forwarded"], 4000);
+        assert_eq!(f["ports"][0]["dropped"], 2);
+        assert_eq!(f["ports"][0]["lease_expiries"], 1);
+        assert_eq!(f["ports"][1]["forwarded"], 0);
+        let text = render_stats(&stats_json(s, None));
+        let at = text
+            .lines()
+            .position(|l| l.starts_with("KERNEL FALLBACK"))
+            .expect(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[at + 1].split_whitespace().collect::<Vec<_>>(),
+            ["inline-1", "4000", "2", "1"],
+            "{text}"
+        );
+        assert_eq!(lines[at + 3], "takeovers: 3", "{text}");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! latency summaries, the RTT histograms, and the queue and hop descriptions
 //! (which are rewritten at run time as tool ports and hops come and go).
 //!
-//! Layout version 3 (every block a whole number of 64-byte cache lines):
+//! Layout version 4 (every block a whole number of 64-byte cache lines;
+//! version 3 is the same without the trailing `FallbackCounters` block, and
+//! readers still read it, reporting no kernel fallback):
 //!
 //! ```text
 //! offset 0      SegmentHeader   (128 bytes)
@@ -45,6 +47,9 @@
 //!               RecorderCounters x max_recorders (576 bytes each: counters,
 //!                                             then seqlocked texts)
 //!               TapCounters     x max_taps   (256 bytes each)
+//!               FallbackCounters (64 bytes: the kernel fallback's per-CPU
+//!                                 counters, summed, copied by the main
+//!                                 thread with every heartbeat)
 //! ```
 //!
 //! Output slots are described once at start (groups, their members,
@@ -77,7 +82,10 @@ use super::sys::Mmap;
 /// `b"TAPLSTAT"` as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TAPLSTAT");
 /// Layout version; bumped on any incompatible change.
-pub const VERSION: u64 = 3;
+pub const VERSION: u64 = 4;
+/// The oldest layout version a reader still reads (version 3 lacks the
+/// [`FallbackCounters`] block).
+pub const MIN_READ_VERSION: u64 = 3;
 /// The file name inside `state_dir`.
 pub const FILE_NAME: &str = "stats.shm";
 /// Mode of the segment file: owner read-write, group read.
@@ -359,6 +367,34 @@ pub struct DataplaneDesc {
     version: [Counter; VERSION_WORDS],
     pid: Counter,
     _reserved: Counter,
+}
+
+/// The kernel fallback's counters (the per-CPU array map of the inline
+/// ports' XDP program, summed over CPUs), copied from the map by the
+/// dataplane's main thread with every heartbeat. `in_use` is 1 when the
+/// dataplane runs an inline pair with the kernel fallback.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct FallbackCounters {
+    pub in_use: Counter,
+    /// Frames the fallback forwarded to the other inline port, per port
+    /// (inline-1, inline-2: the port the frame arrived on).
+    pub forwarded: [Counter; 2],
+    /// Frames the fallback dropped (fail-closed), per port.
+    pub dropped: [Counter; 2],
+    /// Leases the kernel found expired, per port.
+    pub lease_expiries: [Counter; 2],
+    /// Takeovers: a worker renewing an expired lease (sum over queues).
+    pub takeovers: Counter,
+}
+
+/// The values of a [`FallbackCounters`] block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FallbackSnapshot {
+    pub forwarded: [u64; 2],
+    pub dropped: [u64; 2],
+    pub lease_expiries: [u64; 2],
+    pub takeovers: u64,
 }
 
 /// Words of a short string field in a [`QueueDesc`] (16 bytes).
@@ -864,6 +900,8 @@ struct Offsets {
     outputs: usize,
     recorders: usize,
     taps: usize,
+    /// `None` in a version 3 segment.
+    fallback: Option<usize>,
     len: usize,
 }
 
@@ -871,6 +909,11 @@ impl Offsets {
     /// Offsets of a layout within the bounds of [`Layout::out_of_bounds`]
     /// (so nothing overflows).
     fn new(l: &Layout) -> Offsets {
+        Self::of_version(l, VERSION)
+    }
+
+    /// Offsets of a segment of layout version `version` (3 or 4).
+    fn of_version(l: &Layout, version: u64) -> Offsets {
         let dataplane = size_of::<SegmentHeader>();
         let queue_descs = dataplane + size_of::<DataplaneDesc>();
         let queues = queue_descs + l.n_queues * size_of::<QueueDesc>();
@@ -883,7 +926,12 @@ impl Offsets {
         let outputs = output_descs + l.n_outputs * size_of::<OutputDesc>();
         let recorders = outputs + l.n_outputs * l.n_output_writers * size_of::<OutputCounters>();
         let taps = recorders + l.max_recorders * size_of::<RecorderCounters>();
-        let len = taps + l.max_taps * size_of::<TapCounters>();
+        let end = taps + l.max_taps * size_of::<TapCounters>();
+        let (fallback, len) = if version >= 4 {
+            (Some(end), end + size_of::<FallbackCounters>())
+        } else {
+            (None, end)
+        };
         Offsets {
             dataplane,
             queue_descs,
@@ -897,6 +945,7 @@ impl Offsets {
             outputs,
             recorders,
             taps,
+            fallback,
             len,
         }
     }
@@ -1010,6 +1059,10 @@ impl Mapped {
 
     fn tap(&self, i: usize) -> &TapCounters {
         self.nth(self.off.taps, i, self.layout.max_taps)
+    }
+
+    fn fallback(&self) -> Option<&FallbackCounters> {
+        self.off.fallback.map(|base| self.nth(base, 0, 1))
     }
 }
 
@@ -1208,6 +1261,21 @@ impl StatsSegment {
     pub fn set_state(&self, s: SegmentState) {
         self.m.header().state.set(s as u64);
         self.beat();
+    }
+
+    /// Publishes the kernel fallback's counters (main thread, with the
+    /// heartbeat).
+    pub fn set_fallback(&self, v: &FallbackSnapshot) {
+        let Some(f) = self.m.fallback() else {
+            return;
+        };
+        for p in 0..2 {
+            f.forwarded[p].set(v.forwarded[p]);
+            f.dropped[p].set(v.dropped[p]);
+            f.lease_expiries[p].set(v.lease_expiries[p]);
+        }
+        f.takeovers.set(v.takeovers);
+        f.in_use.set(1);
     }
 
     /// Publishes the `LINK_DOWN_*` bits of the configured ports.
@@ -1514,6 +1582,9 @@ pub struct Snapshot {
     pub recorders: Vec<RecorderSnapshot>,
     /// Taps running now.
     pub taps: Vec<TapSnapshot>,
+    /// The kernel fallback's counters as last copied by the dataplane;
+    /// `None` without an inline pair (or from a version 3 segment).
+    pub fallback: Option<FallbackSnapshot>,
 }
 
 impl Snapshot {
@@ -1713,6 +1784,15 @@ fn snapshot_of(m: &Mapped) -> Snapshot {
         taps: (0..m.layout.max_taps)
             .filter_map(|i| tap_snapshot(m, i))
             .collect(),
+        fallback: m
+            .fallback()
+            .filter(|f| f.in_use.get() == 1)
+            .map(|f| FallbackSnapshot {
+                forwarded: [f.forwarded[0].get(), f.forwarded[1].get()],
+                dropped: [f.dropped[0].get(), f.dropped[1].get()],
+                lease_expiries: [f.lease_expiries[0].get(), f.lease_expiries[1].get()],
+                takeovers: f.takeovers.get(),
+            }),
     }
 }
 
@@ -1723,7 +1803,7 @@ pub enum SegmentError {
     Open { path: PathBuf, source: io::Error },
     #[error("{path} is not a tapline stats segment (bad magic)")]
     BadMagic { path: PathBuf },
-    #[error("{path} has layout version {found}, this build reads {VERSION}: run matching dataplane and sidecar versions")]
+    #[error("{path} has layout version {found}, this build reads {MIN_READ_VERSION} to {VERSION}: run matching dataplane and sidecar versions")]
     Version { path: PathBuf, found: u64 },
     #[error("{path} is truncated ({len} bytes, the header describes {needed})")]
     Truncated {
@@ -1789,7 +1869,7 @@ impl SegmentReader {
         // store (and the rename made the file visible only after that).
         fence(Ordering::Acquire);
         let found = pre.version.get();
-        if found != VERSION {
+        if !(MIN_READ_VERSION..=VERSION).contains(&found) {
             return Err(SegmentError::Version { path, found });
         }
         if len < size_of::<SegmentHeader>() {
@@ -1831,7 +1911,7 @@ impl SegmentReader {
             max_recorders: recorders,
             max_taps: taps,
         };
-        let off = Offsets::new(&layout);
+        let off = Offsets::of_version(&layout, found);
         if off.len > len {
             return Err(truncated(path, off.len));
         }
@@ -2362,6 +2442,42 @@ mod tests {
     }
 
     #[test]
+    fn fallback_counters_round_trip_and_version_3_reads_without_them() {
+        let dir = tmpdir("fallback");
+        let seg = StatsSegment::create_with(&dir, &CHAIN, 1).unwrap();
+        // Not in use until the dataplane publishes them.
+        assert_eq!(SegmentReader::open(&dir).unwrap().snapshot().fallback, None);
+        let v = FallbackSnapshot {
+            forwarded: [4000, 17],
+            dropped: [3, 0],
+            lease_expiries: [2, 1],
+            takeovers: 2,
+        };
+        seg.set_fallback(&v);
+        assert_eq!(
+            SegmentReader::open(&dir).unwrap().snapshot().fallback,
+            Some(v)
+        );
+        // A version 3 segment: the same without the trailing block.
+        let path = dir.join(FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..16].copy_from_slice(&3u64.to_le_bytes());
+        bytes.truncate(bytes.len() - size_of::<FallbackCounters>());
+        drop(seg);
+        std::fs::write(&path, &bytes).unwrap();
+        let s = SegmentReader::open(&dir).unwrap().snapshot();
+        assert_eq!(s.fallback, None);
+        assert_eq!(s.epoch, 1);
+        // Version 4 with the block cut off is truncated.
+        bytes[8..16].copy_from_slice(&4u64.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            SegmentReader::open(&dir).unwrap_err(),
+            SegmentError::Truncated { .. }
+        ));
+    }
+
+    #[test]
     fn reader_rejects_foreign_old_and_truncated_files() {
         let dir = tmpdir("reject");
         let open_err = || SegmentReader::open(&dir).unwrap_err();
@@ -2380,7 +2496,7 @@ mod tests {
         assert!(matches!(e, SegmentError::Version { found: 1, .. }), "{e:?}");
         let msg = e.to_string();
         assert!(
-            msg.contains("layout version 1, this build reads 3"),
+            msg.contains("layout version 1, this build reads 3 to 4"),
             "{msg}"
         );
         // A version 2 magic and version with a file too short for the header.
