@@ -663,3 +663,119 @@ fn sigterm_and_restart_under_a_stream_lose_nothing() -> Result<()> {
     }
     Ok(())
 }
+
+/// `taplinectl --json stats`, or `None` while stats are unavailable.
+fn ctl_stats(rig: &Rig) -> Result<Option<serde_json::Value>> {
+    let args = ["--json", "stats"];
+    let out = wait_ctl(
+        spawn_ctl(&rig.ports.grpc_url(), None, &args)?,
+        &args,
+        Duration::from_secs(10),
+    )?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_slice(&out.stdout).with_context(
+        || String::from_utf8_lossy(&out.stdout).to_string(),
+    )?))
+}
+
+/// (inline-1 forwarded, inline-1 dropped, lease expiries, takeovers) of
+/// `kernel_fallback` in `taplinectl --json stats`; `None` until the
+/// dataplane's first heartbeat published them.
+fn ctl_fallback(v: &serde_json::Value) -> Result<Option<(u64, u64, u64, u64)>> {
+    let k = &v["kernel_fallback"];
+    if k.is_null() {
+        return Ok(None);
+    }
+    let p = &k["ports"][0];
+    ensure!(p["role"] == "inline-1", "kernel_fallback: {v}");
+    let n = |x: &serde_json::Value| x.as_u64().context("not a number");
+    Ok(Some((
+        n(&p["forwarded"])?,
+        n(&p["dropped"])?,
+        n(&k["lease_expiries"])?,
+        n(&k["takeovers"])?,
+    )))
+}
+
+/// Polls `taplinectl --json stats` until `done` holds for its kernel
+/// fallback counters (or the timeout passes) and returns them.
+fn wait_ctl_fallback(
+    rig: &Rig,
+    timeout: Duration,
+    done: impl Fn((u64, u64, u64, u64)) -> bool,
+) -> Result<(u64, u64, u64, u64)> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Some(v) = ctl_stats(rig)? {
+            if let Some(c) = ctl_fallback(&v)? {
+                if done(c) {
+                    return Ok(c);
+                }
+            }
+            last = Some(v);
+        }
+        if Instant::now() > deadline {
+            bail!("kernel fallback counters in taplinectl stats did not settle: {last:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_stats_segment_and_taplinectl_stats_count_every_frame_the_kernel_carried() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let rig = Rig::inline("")?;
+    let _sidecar = rig.sidecar()?;
+    let dp = rig.dataplane()?;
+    // Before the stall: whatever the kernel carried while the dataplane
+    // started (normally nothing).
+    let before = wait_ctl_fallback(&rig, Duration::from_secs(20), |_| true)?;
+    dp.signal(Signal::SIGSTOP)?;
+    // Well past the lease (stall_ms): the first frame finds it expired.
+    std::thread::sleep(Duration::from_millis(300));
+    let flow = Flow::gen_to_sink(&rig.lab, DEAD_FRAMES)?;
+    let res = flow.run(Instant::now() + EXCHANGE_TIMEOUT);
+    dp.signal(Signal::SIGCONT)?;
+    check_delivery(&flow.name, &flow.frames, &res?)?;
+    // The worker takes its queue back and the dataplane copies the
+    // kernel's counters into the segment with its next heartbeats.
+    let want = before.0 + DEAD_FRAMES as u64;
+    let (fwd, dropped, expiries, takeovers) =
+        wait_ctl_fallback(&rig, Duration::from_secs(20), |c| {
+            c.0 >= want && c.3 > before.3
+        })?;
+    eprintln!(
+        "before {before:?}; after: forwarded {fwd}, dropped {dropped}, expiries {expiries}, takeovers {takeovers}"
+    );
+    ensure!(
+        fwd == want,
+        "the kernel forwarded {} frames while {DEAD_FRAMES} were sent to a stopped worker",
+        fwd - before.0
+    );
+    ensure!(dropped == before.1, "the kernel dropped {dropped} frames");
+    ensure!(
+        expiries > before.2 && takeovers > before.3,
+        "expiry and takeover not counted: {expiries} expiries, {takeovers} takeovers"
+    );
+    // The segment holds the same numbers (nothing crosses any more).
+    let seg = tapline_dataplane::xdp::shm::SegmentReader::open(&rig.config_state_dir())?
+        .snapshot()
+        .fallback
+        .context("no kernel fallback block in the stats segment")?;
+    ensure!(
+        (
+            seg.forwarded[0],
+            seg.dropped[0],
+            seg.lease_expiries.iter().sum::<u64>(),
+            seg.takeovers
+        ) == (fwd, dropped, expiries, takeovers),
+        "segment {seg:?} != taplinectl stats"
+    );
+    dp.stop()?;
+    Ok(())
+}
