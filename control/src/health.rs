@@ -5,14 +5,17 @@
 //! |---|---|
 //! | `""` (overall) | the dataplane is live: segment state running and heartbeat younger than `control.dataplane_stale_ms` |
 //! | `passive-1` | live, `passive-1` configured, the dataplane has bound it, and its link is up (carrier) |
-//! | `inline` | live, the inline pair configured, the dataplane has bound both sides, and both links are up (carrier) |
+//! | `inline` | live, the inline pair configured, the dataplane has bound both sides, both links are up (carrier), and the link keeper has not seen the dataplane's connection close (the kernel fallback carries the link then) |
 //!
 //! Every name starts NOT_SERVING, before the first look at the segment. The
 //! same reporter backs the health service on both listeners.
 
+use std::sync::Arc;
 use tapline_dataplane::xdp::shm::{
     Snapshot, LINK_DOWN_INLINE_1, LINK_DOWN_INLINE_2, LINK_DOWN_PASSIVE_1,
 };
+
+use tapline_dataplane::xdp::custody::Keeper;
 use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 
@@ -80,6 +83,16 @@ pub fn health_view(
     }
 }
 
+/// `view`, with `inline` down when the link keeper saw the dataplane's
+/// connection close (`gone`): the kernel fallback carries the link and the
+/// chain is not inspecting, although the heartbeat is not stale yet.
+pub fn without_dataplane(view: HealthView, gone: bool) -> HealthView {
+    HealthView {
+        inline: view.inline && !gone,
+        ..view
+    }
+}
+
 fn serving(up: bool) -> ServingStatus {
     if up {
         ServingStatus::Serving
@@ -95,6 +108,9 @@ pub struct HealthDriver {
     reporter: HealthReporter,
     configured: Configured,
     last: HealthView,
+    /// The link keeper: `inline` goes NOT_SERVING as soon as it sees the
+    /// dataplane's connection close, before the heartbeat goes stale.
+    keeper: Option<Arc<Keeper>>,
 }
 
 impl HealthDriver {
@@ -111,7 +127,14 @@ impl HealthDriver {
             reporter,
             configured,
             last: HealthView::DOWN,
+            keeper: None,
         }
+    }
+
+    /// Consults `keeper` too (see [`without_dataplane`]).
+    pub fn with_keeper(mut self, keeper: Option<Arc<Keeper>>) -> HealthDriver {
+        self.keeper = keeper;
+        self
     }
 
     /// A health service backed by this driver's reporter (one per listener).
@@ -125,7 +148,8 @@ impl HealthDriver {
     }
 
     pub async fn update(&mut self, status: &DataplaneStatus, snapshot: Option<&Snapshot>) {
-        let view = health_view(status, snapshot, self.configured);
+        let gone = self.keeper.as_ref().is_some_and(|k| k.dataplane_gone());
+        let view = without_dataplane(health_view(status, snapshot, self.configured), gone);
         for ((name, up), (_, was)) in view.statuses().into_iter().zip(self.last.statuses()) {
             if up != was {
                 self.reporter.set_service_status(name, serving(up)).await;
@@ -197,6 +221,24 @@ mod tests {
         passive: true,
         inline: true,
     };
+
+    #[test]
+    fn a_dataplane_gone_from_the_keeper_takes_inline_down_only() {
+        let up = HealthView {
+            overall: true,
+            passive: true,
+            inline: true,
+        };
+        assert_eq!(without_dataplane(up, false), up);
+        assert_eq!(
+            without_dataplane(up, true),
+            HealthView {
+                inline: false,
+                ..up
+            }
+        );
+        assert_eq!(without_dataplane(HealthView::DOWN, true), HealthView::DOWN);
+    }
 
     #[test]
     fn health_follows_liveness_and_configuration() {

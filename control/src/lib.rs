@@ -214,7 +214,9 @@ impl Bound {
             passive: cfg.passive.is_some(),
             inline: cfg.inline.is_some(),
         };
-        let health_driver = HealthDriver::new(configured).await;
+        let health_driver = HealthDriver::new(configured)
+            .await
+            .with_keeper(keeper.clone());
         let reporter = health_driver.reporter();
         let grpc_health = health_driver.service();
         let probe_health = health_driver.service();

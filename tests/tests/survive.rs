@@ -729,7 +729,13 @@ fn the_stats_segment_and_taplinectl_stats_count_every_frame_the_kernel_carried()
     if !privileged()? {
         return Ok(());
     }
-    let rig = Rig::inline("")?;
+    let mut rig = Rig::inline("")?;
+    // The sidecar would call the dataplane down only after a minute: the
+    // health check below sees the keeper's view, not a stale heartbeat.
+    rig.config = rig
+        .config
+        .replace("[control]\n", "[control]\ndataplane_stale_ms = 60000\n");
+    std::fs::write(&rig.config_path, &rig.config)?;
     let _sidecar = rig.sidecar()?;
     let dp = rig.dataplane()?;
     // Before the stall: whatever the kernel carried while the dataplane
@@ -776,6 +782,39 @@ fn the_stats_segment_and_taplinectl_stats_count_every_frame_the_kernel_carried()
         ) == (fwd, dropped, expiries, takeovers),
         "segment {seg:?} != taplinectl stats"
     );
-    dp.stop()?;
+
+    // Health: `inline` goes NOT_SERVING as soon as the keeper sees the
+    // dataplane's connection close, long before its heartbeat is stale.
+    ensure!(wait_inline_health(&rig, "SERVING")?, "inline never SERVING");
+    dp.signal(Signal::SIGKILL)?;
+    drop(dp);
+    ensure!(
+        wait_inline_health(&rig, "NOT_SERVING")?,
+        "inline still SERVING 10 s after the dataplane was killed (stale delay 60 s)"
+    );
     Ok(())
+}
+
+/// Polls `taplinectl --json health` for up to 10 s until the `inline`
+/// service reports `want`; false if it never did.
+fn wait_inline_health(rig: &Rig, want: &str) -> Result<bool> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let args = ["--json", "health"];
+    loop {
+        let out = wait_ctl(
+            spawn_ctl(&rig.ports.grpc_url(), None, &args)?,
+            &args,
+            Duration::from_secs(10),
+        )?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| String::from_utf8_lossy(&out.stdout).to_string())?;
+        if v["services"]["inline"] == want {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            eprintln!("health: {v}");
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

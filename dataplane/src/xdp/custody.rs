@@ -356,6 +356,15 @@ impl Keeper {
         st
     }
 
+    /// Links are held but no dataplane is connected: the one that handed
+    /// them over closed its connection (it exited, crashed or was killed),
+    /// so the kernel carries the link and nothing inspects it. Cheap (no
+    /// `bpf(2)`): the sidecar asks with every health poll.
+    pub fn dataplane_gone(&self) -> bool {
+        let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        s.held.is_some() && s.connected == 0
+    }
+
     /// Stops the thread; the held fds close with it (and with them, if the
     /// dataplane is gone too, the XDP programs).
     pub fn stop(&self) {
