@@ -214,6 +214,7 @@ mod tests {
             outputs: vec![],
             recorders: vec![],
             taps: vec![],
+            fallback: None,
         }
     }
 

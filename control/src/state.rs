@@ -369,6 +369,7 @@ mod tests {
             outputs: vec![],
             recorders: vec![],
             taps: vec![],
+            fallback: None,
         }
     }
 

@@ -313,6 +313,16 @@ mod tests {
                 lost_packets: 1,
                 ..Default::default()
             }],
+            kernel_fallback: Some(FallbackStats {
+                ports: vec![FallbackPortStats {
+                    role: "inline-1".into(),
+                    forwarded: 4000,
+                    dropped: 1,
+                    lease_expiries: 2,
+                }],
+                lease_expiries: 2,
+                takeovers: u64::MAX,
+            }),
         };
 
         let bytes = stats.encode_to_vec();
