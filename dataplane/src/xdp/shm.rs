@@ -2077,6 +2077,10 @@ mod tests {
             (size_of::<HopDesc>(), align_of::<HopDesc>()),
             (size_of::<HopCounters>(), align_of::<HopCounters>()),
             (size_of::<HopLatency>(), align_of::<HopLatency>()),
+            (
+                size_of::<FallbackCounters>(),
+                align_of::<FallbackCounters>(),
+            ),
         ] {
             assert_eq!(align, 64);
             assert_eq!(size % 64, 0);
@@ -2095,6 +2099,7 @@ mod tests {
         assert_eq!(size_of::<HopDesc>(), 64);
         assert_eq!(size_of::<HopCounters>(), 192);
         assert_eq!(size_of::<HopLatency>(), 256);
+        assert_eq!(size_of::<FallbackCounters>(), 64);
         // The first header line is the version 1 header, word for word.
         assert_eq!(std::mem::offset_of!(SegmentHeader, version), 8);
         assert_eq!(std::mem::offset_of!(SegmentHeader, n_workers), 56);
@@ -2111,7 +2116,13 @@ mod tests {
         assert_eq!(o.hop_descs, o.latency + 2 * 64);
         assert_eq!(o.hops, o.hop_descs + 3 * 64);
         assert_eq!(o.hop_latency, o.hops + 3 * 2 * 192);
-        assert_eq!(o.len, o.hop_latency + 3 * 256);
+        assert_eq!(o.fallback, Some(o.hop_latency + 3 * 256));
+        assert_eq!(o.len, o.hop_latency + 3 * 256 + 64);
+        // Version 3: the same without the trailing fallback block.
+        let v3 = Offsets::of_version(&CHAIN, 3);
+        assert_eq!(v3.fallback, None);
+        assert_eq!(v3.len, o.len - 64);
+        assert_eq!(v3.taps, o.taps);
         for part in [
             o.dataplane,
             o.queue_descs,
@@ -2135,7 +2146,10 @@ mod tests {
             (o.hop_descs, o.hops, o.hop_latency),
             (o.output_descs, o.output_descs, o.output_descs)
         );
-        assert_eq!((o.outputs, o.recorders, o.taps), (o.len, o.len, o.len));
+        assert_eq!(
+            (o.outputs, o.recorders, o.taps, o.fallback),
+            (o.len - 64, o.len - 64, o.len - 64, Some(o.len - 64))
+        );
 
         // Hop blocks are indexed slot-major.
         let o = Offsets::new(&CHAIN);
