@@ -3262,6 +3262,22 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
+    fn server_text_is_escaped_in_tables_and_messages() {
+        let mut t = Table::new(&["HOP", "REASON"]);
+        t.row(vec![
+            "ids".into(),
+            "ok\n{\"level\":\"ERROR\"}\x1b[2J\x1b[31mred".into(),
+        ]);
+        let out = t.render();
+        assert!(!out.contains('\x1b'), "{out:?}");
+        assert_eq!(out.lines().count(), 2, "{out:?}");
+        assert!(out.contains("ok\\n{"), "{out:?}");
+        assert_eq!(one_line("a\u{202e}b\n c"), "a\\u{202e}b c");
+        assert_eq!(dash("\x07"), "\\u{7}");
+        assert_eq!(dash(""), "-");
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
