@@ -73,6 +73,9 @@ pub struct CommandSettings {
 #[derive(Debug)]
 pub struct ControlThread {
     stop: Arc<AtomicBool>,
+    /// Asks the thread to bind the command socket again and re-persist the
+    /// chain (the state directory was re-created).
+    republish: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<Option<ChainControl>>>,
     socket: PathBuf,
 }
@@ -114,6 +117,8 @@ impl ControlThread {
         let socket = cmd.state_dir.join(wire::SOCKET_NAME);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let republish = Arc::new(AtomicBool::new(false));
+        let again = republish.clone();
         let (jobs_tx, jobs) = crossbeam::channel::unbounded();
         let mut server = Server {
             control,
@@ -128,6 +133,18 @@ impl ControlThread {
             .name("tapline-ctl".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
+                    if again.swap(false, Ordering::Relaxed) {
+                        match listen(&server.cmd.state_dir) {
+                            Ok((l, path)) => {
+                                info!(path = %path.display(), "command socket listening again");
+                                server.listener = Some(l);
+                            }
+                            Err(e) => error!(error = %e, "cannot re-create the command socket"),
+                        }
+                        if let Some(c) = server.control.as_ref() {
+                            c.persist_again();
+                        }
+                    }
                     if let Some(c) = server.control.as_mut() {
                         c.tick();
                     }
@@ -146,9 +163,16 @@ impl ControlThread {
             })?;
         Ok(ControlThread {
             stop,
+            republish,
             handle: Some(handle),
             socket,
         })
+    }
+
+    /// Asks the thread to bind the command socket again and to persist the
+    /// chain again (after the state directory was re-created).
+    pub fn republish(&self) {
+        self.republish.store(true, Ordering::Relaxed);
     }
 
     /// Stops the thread (ending every tap with `DATAPLANE_STOPPED`) and

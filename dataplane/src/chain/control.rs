@@ -47,7 +47,7 @@ use tracing::{error, info, warn};
 
 use super::heartbeat::Health;
 use super::runtime::{ChainShared, HopShared, Layout, LayoutHop, PortId, Traffic};
-use super::spec::{self, ChainSpec, Environment, HopSpec, Issue, Persisted};
+use super::spec::{self, ChainSpec, HopSpec, Issue, Persisted};
 use crate::pipeline::chain::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use crate::stats::{Role, StatsSegment};
 use crate::tap::{HopPorts, TapPort, TapRegistry};
@@ -213,45 +213,11 @@ impl ChainControl {
         }
     }
 
-    /// Applies the chain at start: the one persisted in `state_dir` if there
-    /// is one (a restarted dataplane resumes where it was), else the
-    /// configuration's. An invalid chain is logged and recorded as rejected;
-    /// the dataplane then starts with an empty chain... unless a hop of it
-    /// merely lacks its interfaces, which is applied as DOWN (see module
-    /// docs).
-    pub fn start(&mut self, from_config: &ChainSpec) {
-        let (source, persisted) = match spec::load(&self.settings.state_dir) {
-            Ok(Some(p)) => ("persisted", p),
-            Ok(None) => (
-                "configuration",
-                Persisted::new(1, unix_ns(), from_config.clone()),
-            ),
-            Err(e) => {
-                error!(error = %e, "ignoring the persisted chain; using the configuration's");
-                (
-                    "configuration",
-                    Persisted::new(1, unix_ns(), from_config.clone()),
-                )
-            }
-        };
-        let (errors, _) = spec::validate(&persisted.spec, &self.env_for_start());
-        if !errors.is_empty() {
-            let msg = errors
-                .iter()
-                .map(Issue::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            error!(source, errors = %msg, "the initial chain is invalid; starting with an empty chain");
-            self.record_rejected(
-                &persisted.spec,
-                Some(persisted.generation),
-                "InvalidSpec",
-                &msg,
-                &errors,
-            );
-            self.desired = persisted;
-            return;
-        }
+    /// Applies the initial chain, chosen and validated by the engine's
+    /// preflight (the persisted one, else the configuration's, which is
+    /// then persisted). A hop whose interfaces cannot be bound comes up
+    /// DOWN and is retried (see module docs).
+    pub fn start(&mut self, source: &str, persisted: Persisted) {
         info!(
             source,
             generation = persisted.generation,
@@ -269,10 +235,16 @@ impl ChainControl {
         }
     }
 
-    /// At start, interfaces that are missing do not make the chain invalid:
-    /// the hop comes up DOWN and is retried.
-    fn env_for_start(&self) -> StartEnv<'_> {
-        StartEnv(&self.env)
+    /// Writes the desired chain again (the state directory was re-created
+    /// after it was deleted, with `chain.json` in it).
+    pub fn persist_again(&self) {
+        match self.persist(&self.desired) {
+            Ok(()) => info!(
+                generation = self.desired.generation,
+                "persisted chain re-written"
+            ),
+            Err(e) => error!(error = %e, "cannot re-write the persisted chain"),
+        }
     }
 
     fn persist(&self, p: &Persisted) -> std::io::Result<()> {
@@ -1010,20 +982,5 @@ fn bounded_rejection(
         reason: reason.into(),
         message,
         errors,
-    }
-}
-
-/// Validation at start: interfaces may be missing (the hop starts DOWN).
-struct StartEnv<'a>(&'a spec::Host);
-
-impl Environment for StartEnv<'_> {
-    fn queues(&self, name: &str) -> Option<u32> {
-        Some(self.0.queues(name).unwrap_or(self.0.inline_queues))
-    }
-    fn reserved(&self) -> Vec<(String, &'static str)> {
-        self.0.reserved()
-    }
-    fn inline_queues(&self) -> u32 {
-        self.0.inline_queues
     }
 }
