@@ -17,7 +17,8 @@ use tapline_proto::v1::dataplane_request::Request;
 use tapline_proto::v1::dataplane_response::Response;
 use tapline_proto::{limits, v1, wire};
 
-/// A machine with tool interfaces t1a..t4b, one queue each.
+/// A machine whose three-letter interfaces starting with `t` exist, with
+/// one queue each (`t0a` carries the default route).
 struct FakeEnv;
 
 impl Environment for FakeEnv {
@@ -29,6 +30,9 @@ impl Environment for FakeEnv {
     }
     fn inline_queues(&self) -> u32 {
         1
+    }
+    fn unfit(&self, name: &str) -> Option<String> {
+        (name == "t0a").then(|| "it carries the default route".to_string())
     }
 }
 
