@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use tapline_bench::progress::Progress;
 
 use tapline_bench::{
-    afpacket, chain_bench, demo, inline_bench, lab, measure, micro, passive_bench, report, search,
-    traffic,
+    afpacket, chain_bench, demo, filter_micro, inline_bench, lab, measure, micro, passive_bench,
+    report, search, traffic,
 };
 
 #[derive(Debug, Parser)]
@@ -167,6 +167,20 @@ enum Cmd {
         /// Run one loop and exit (what --callgrind runs under valgrind).
         #[arg(long, hide = true)]
         inner: bool,
+    },
+    /// Per-frame cost of the pcap-filter: ns/frame of matching (frame
+    /// parsed) and of parsing + matching, for typical filters over a mix
+    /// of 16 frames (IPv4/IPv6, tagged, ARP).
+    MicroFilter {
+        /// Frames per timed repetition (per filter).
+        #[arg(long, default_value_t = 5_000_000)]
+        frames: u64,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: u32,
+        /// Write micro-filter.json and micro-filter.md under this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// One paced run through a DUT on the inline lab: test frames with
     /// sequence numbers and timestamps from g0, an AF_XDP sink on s0;
@@ -670,6 +684,14 @@ fn main() -> Result<()> {
             println!("{md}");
             if let Some(dir) = out {
                 report::write_results(&dir, "micro", &r, &md)?;
+            }
+        }
+        Cmd::MicroFilter { frames, reps, out } => {
+            let r = filter_micro::run(frames, reps)?;
+            let md = filter_micro::markdown(&r);
+            println!("{md}");
+            if let Some(dir) = out {
+                report::write_results(&dir, "micro-filter", &r, &md)?;
             }
         }
         Cmd::Run {
