@@ -726,7 +726,11 @@ def main():
         wait_for("the dataplane container to exit", lambda: run(
             PODMAN + ["inspect", "--format", "{{.State.Status}}", dp]).stdout.strip() == "exited",
             timeout=30, interval=0.1)
-        _, body = metrics(sim, tapline_ip)
+        # tapline_dataplane_up goes to 0 once the dead dataplane's
+        # heartbeat in the stats segment is stale (about a second).
+        body = wait_for("tapline_dataplane_up 0 after the kill", lambda: (lambda b: b if
+                        "tapline_dataplane_up 0" in b else None)(metrics(sim, tapline_ip)[1]),
+                        timeout=30, interval=0.2)
         check("dataplane SIGKILLed: the sidecar still holds the links (tapline_fallback_links_held 1)",
               "tapline_fallback_links_held 1" in body and "tapline_dataplane_up 0" in body,
               "\n".join(l for l in body.splitlines() if l.startswith(("tapline_fallback_links", "tapline_dataplane_up"))))
@@ -812,6 +816,20 @@ def main():
             run(PODMAN + ["stop", "-t", "20", c])
             code = run(PODMAN + ["inspect", "--format", "{{.State.ExitCode}}", c]).stdout.strip()
             check(f"{c.split('-', 1)[1]} exits 0 on SIGTERM", code == "0", f"exit {code}\n{sim.container_logs(c)[-2000:]}")
+            if c == dp:
+                # on_exit = "keep" (the default): the wire crosses through
+                # the kernel after a clean exit too, until the pod goes.
+                ok7000, ok7001 = send_and_count(sim, N, "keep")
+                check(f"after the dataplane's SIGTERM (on_exit keep) the kernel fallback carries the wire: "
+                      f"{N} + {N} frames reach wire-b", ok7000 == N and ok7001 == N,
+                      f"7000: {ok7000}, 7001: {ok7001}")
+        # The Localhost seccomp profile answers EPERM to what it does not
+        # list: no system call of the dataplane (start, chain, keeper
+        # handover, SIGKILL and restart, SIGTERM) may have been refused.
+        refused = [l for l in sim.container_logs(dp).splitlines()
+                   if "os error 1)" in l or "Operation not permitted" in l]
+        check("no EPERM in the dataplane's log (the seccomp profile covers every path run)",
+              not refused, "\n".join(refused[:10]))
         return 0
     except Exception:
         traceback.print_exc()
