@@ -808,6 +808,41 @@ impl Lab {
         .with_context(|| format!("setting tool {k}'s link {} down", ifs::TOOL_A))
     }
 
+    /// Deletes the veth between the dut's `hop_a(k)` and tool `k`'s side
+    /// `a`, then creates it again under the same names (as a CNI plugin does
+    /// when a tool's pod is re-created): the dut's interface gets a new
+    /// ifindex. The tool's side is set up as at build time (VLAN offload
+    /// off, its bridge port or tc redirect, the clsact qdisc); returns once
+    /// the tool forwards again. veth labs only (a NIC cannot be re-created).
+    pub fn recreate_tool_link(&self, k: u8) -> Result<()> {
+        let tool = self.tool(k)?;
+        let hop_a = ifs::hop_a(k);
+        let tool_role = Role::new(&tool_ns(k), ifs::TOOL_A);
+        if self.external.nic(&tool_role).is_some()
+            || self.external.nic(&Role::new(NS_DUT, &hop_a)).is_some()
+        {
+            bail!("tool {k}'s link is a NIC: only a veth can be re-created");
+        }
+        let Scenario::Chain { tool: kind, .. } = self.scenario else {
+            bail!("not a chain lab");
+        };
+        ip(&["-n", self.dut.name(), "link", "del", "dev", &hop_a])?;
+        veth(&self.dut, &hop_a, tool, ifs::TOOL_A)?;
+        self.vlan_offload_off(&tool_role)?;
+        tc(tool, &["qdisc", "add", "dev", ifs::TOOL_A, "clsact"])?;
+        match kind {
+            ToolKind::Bridge => bridge_port(tool, ifs::TOOL_A)?,
+            ToolKind::Mirred => {
+                // The redirect into `a` named the old device: both again.
+                let _ = tc(tool, &["filter", "del", "dev", ifs::TOOL_B, "ingress"]);
+                for (from, to) in [(ifs::TOOL_A, ifs::TOOL_B), (ifs::TOOL_B, ifs::TOOL_A)] {
+                    mirred_redirect(tool, from, to)?;
+                }
+            }
+        }
+        self.wait_tool_forwarding(k)
+    }
+
     /// Drops, on ingress of tool `k`'s side `a` (so in the inline-1 ->
     /// inline-2 direction only), every IPv4/UDP frame whose `port` matches;
     /// everything else passes as before. Filters add up until
@@ -975,28 +1010,7 @@ fn install_tool(ns: &Netns, kind: ToolKind) -> Result<()> {
                 "0",
             ])?;
             for port in [ifs::TOOL_A, ifs::TOOL_B] {
-                ip(&[
-                    "-n",
-                    ns.name(),
-                    "link",
-                    "set",
-                    "dev",
-                    port,
-                    "master",
-                    ifs::TOOL_BRIDGE,
-                ])?;
-                ip(&[
-                    "-n",
-                    ns.name(),
-                    "link",
-                    "set",
-                    "dev",
-                    port,
-                    "type",
-                    "bridge_slave",
-                    "learning",
-                    "off",
-                ])?;
+                bridge_port(ns, port)?;
             }
             ns.up(ifs::TOOL_BRIDGE)
         }
@@ -1008,6 +1022,34 @@ fn install_tool(ns: &Netns, kind: ToolKind) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Makes `port` a port of the tool's bridge, without learning (see
+/// [`ToolKind::Bridge`]).
+fn bridge_port(ns: &Netns, port: &str) -> Result<()> {
+    ip(&[
+        "-n",
+        ns.name(),
+        "link",
+        "set",
+        "dev",
+        port,
+        "master",
+        ifs::TOOL_BRIDGE,
+    ])?;
+    ip(&[
+        "-n",
+        ns.name(),
+        "link",
+        "set",
+        "dev",
+        port,
+        "type",
+        "bridge_slave",
+        "learning",
+        "off",
+    ])
+    .map(drop)
 }
 
 /// Whether `ifname` in `ns` has carrier (`LOWER_UP`, which `ip` reads from

@@ -84,9 +84,7 @@ pub fn hop_spec(name: &str, a: &str, b: &str) -> v1::HopSpec {
 
 /// A client of the dataplane's command socket (`<state_dir>/control.sock`).
 ///
-/// Each call uses its own connection: the control thread serves one
-/// connection at a time and, while one is open, waits on it instead of
-/// following hop events.
+/// Each call uses its own connection, as the sidecar does.
 #[derive(Debug, Clone)]
 pub struct Control {
     state_dir: PathBuf,

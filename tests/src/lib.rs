@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod chain;
 pub mod passive;
 pub mod sidecar;
