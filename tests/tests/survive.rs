@@ -420,7 +420,12 @@ fn with_only_fail_open_hops_everything_crosses_while_the_dataplane_is_dead() -> 
         )?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .with_context(|| String::from_utf8_lossy(&out.stdout).to_string())?;
-        if v["health"]["inline"] == "NOT_SERVING" || Instant::now() > deadline {
+        // `inline` goes NOT_SERVING at once (the keeper saw the connection
+        // close); the state follows the stale heartbeat.
+        let settled = v["health"]["inline"] == "NOT_SERVING"
+            && v["dataplane_state"] != "running"
+            && v["kernel_fallback"]["carrying"] == true;
+        if settled || Instant::now() > deadline {
             break v;
         }
         std::thread::sleep(Duration::from_millis(200));
