@@ -1142,6 +1142,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn stats_carry_the_kernel_fallback_counters_per_port() {
+        let cur = sample(snapshot(9, 10), Instant::now());
+        let st = build_stats(&cur, None, &Selector::default(), &[]);
+        assert_eq!(st.kernel_fallback, None);
+        let mut s = snapshot(9, 10);
+        s.fallback = Some(FallbackSnapshot {
+            forwarded: [500, 7],
+            dropped: [1, 2],
+            lease_expiries: [3, 4],
+            takeovers: 5,
+        });
+        let st = build_stats(&sample(s, Instant::now()), None, &Selector::default(), &[]);
+        let f = st.kernel_fallback.expect("kernel_fallback");
+        assert_eq!(f.lease_expiries, 7);
+        assert_eq!(f.takeovers, 5);
+        let ports: Vec<(&str, u64, u64, u64)> = f
+            .ports
+            .iter()
+            .map(|p| (p.role.as_str(), p.forwarded, p.dropped, p.lease_expiries))
+            .collect();
+        assert_eq!(ports, [("inline-1", 500, 1, 3), ("inline-2", 7, 2, 4)]);
+    }
+
+    #[test]
     fn stats_sum_queues_and_name_drop_reasons() {
         let cur = sample(snapshot(9, 10), Instant::now());
         let st = build_stats(&cur, None, &Selector::default(), &[3]);
