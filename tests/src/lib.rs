@@ -17,7 +17,7 @@ pub mod sidecar;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use tapline_bench::lab::{self, ifs, Lab, Netns};
+use tapline_lab::{self as lab, ifs, Lab, Netns};
 use tapline_bench::runner::{lab_config, DataplaneProcess, Finished, StartOptions};
 use tapline_bench::traffic::{build_frame, is_ours, FrameKind, MAX_FRAME, MIN_FRAME};
 use tapline_dataplane::xdp::RawSocket;

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tapline_bench::lab::{ifs, Lab};
+use tapline_lab::{ifs, Lab};
 use tapline_bench::traffic::is_ours;
 use tapline_dataplane::xdp::shm::{OutputSnapshot, SegmentReader};
 use tapline_dataplane::xdp::RawSocket;

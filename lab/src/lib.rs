@@ -59,6 +59,8 @@
 //! of its labs with [`return_all_nics`]; `tapline-bench` does so on SIGINT
 //! and SIGTERM.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -1049,7 +1051,7 @@ fn wait_until(timeout: Duration, mut check: impl FnMut() -> Result<Vec<String>>)
 /// Which UDP port a [`Lab::tool_drop_udp_port`] filter matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UdpPort {
-    /// The source port. [`crate::traffic::build_frame`] gives each flow its
+    /// The source port. `tapline_bench::traffic::build_frame` gives each flow its
     /// own source port, so this selects one flow.
     Src(u16),
     /// The destination port (`build_frame` uses the same one for every
@@ -2071,7 +2073,7 @@ pub fn rx_packets(ns: &Netns, ifname: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traffic::{build_frame, FrameKind};
+    use tapline_bench::traffic::{build_frame, FrameKind};
 
     /// Runs a classic BPF program over `frame` with the subset of opcodes
     /// `udp_port_drop_program` uses; out-of-bounds loads end the program
