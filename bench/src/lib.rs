@@ -11,6 +11,7 @@
 pub mod afpacket;
 pub mod chain_bench;
 pub mod demo;
+pub mod filter_micro;
 pub mod inline_bench;
 pub mod measure;
 pub mod micro;
@@ -23,6 +24,7 @@ pub mod report;
 pub mod runner;
 pub mod search;
 pub mod sink;
+pub mod survive;
 pub mod traffic;
 
 /// The lab moved to its own crate, `tapline-lab`; `tapline_bench::lab`

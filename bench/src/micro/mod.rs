@@ -60,7 +60,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use tapline_dataplane::chain::heartbeat::Timing;
 use tapline_dataplane::chain::runtime::PortId;
@@ -141,6 +141,10 @@ pub enum MicroPath {
     Bridge,
     /// Both directions every round (a frame counts once, whichever way).
     BridgeBidir,
+    /// The bridge one way with the queue's kernel-fallback lease renewed
+    /// on every poll, as the engine runs it (needs CAP_BPF for the maps).
+    #[serde(rename = "bridge-lease")]
+    BridgeLease,
     /// Passive capture with one consumer that counts frames and bytes.
     Capture,
     /// inline-1 -> tool 1 -> inline-2, heartbeats on.
@@ -155,9 +159,10 @@ pub enum MicroPath {
 }
 
 impl MicroPath {
-    pub const ALL: [MicroPath; 6] = [
+    pub const ALL: [MicroPath; 7] = [
         MicroPath::Bridge,
         MicroPath::BridgeBidir,
+        MicroPath::BridgeLease,
         MicroPath::Capture,
         MicroPath::Chain1,
         MicroPath::Chain2,
@@ -170,6 +175,7 @@ impl MicroPath {
         match self {
             MicroPath::Bridge => "bridge",
             MicroPath::BridgeBidir => "bridge-bidir",
+            MicroPath::BridgeLease => "bridge-lease",
             MicroPath::Capture => "capture",
             MicroPath::Chain1 => "chain-1",
             MicroPath::Chain2 => "chain-2",
@@ -181,7 +187,10 @@ impl MicroPath {
     /// chain task with no hop).
     pub fn hops(self) -> Option<u32> {
         match self {
-            MicroPath::Bridge | MicroPath::BridgeBidir | MicroPath::Capture => None,
+            MicroPath::Bridge
+            | MicroPath::BridgeBidir
+            | MicroPath::BridgeLease
+            | MicroPath::Capture => None,
             MicroPath::Chain1 => Some(1),
             MicroPath::Chain2 => Some(2),
             MicroPath::Chain4 => Some(4),
@@ -195,6 +204,7 @@ impl MicroPath {
             MicroPath::Capture => "*micro::measured_capture_poll*",
             MicroPath::Bridge
             | MicroPath::BridgeBidir
+            | MicroPath::BridgeLease
             | MicroPath::Chain1
             | MicroPath::Chain2
             | MicroPath::Chain4 => "*micro::measured_chain_poll*",
@@ -204,7 +214,9 @@ impl MicroPath {
     /// The function holding the whole driver loop (fake kernel included).
     fn loop_symbol(self) -> &'static str {
         match self {
-            MicroPath::Bridge | MicroPath::BridgeBidir => "*micro::bridge_loop*",
+            MicroPath::Bridge | MicroPath::BridgeBidir | MicroPath::BridgeLease => {
+                "*micro::bridge_loop*"
+            }
             MicroPath::Capture => "*micro::capture_loop*",
             MicroPath::Chain1 | MicroPath::Chain2 | MicroPath::Chain4 => "*micro::chain_loop*",
         }
@@ -221,6 +233,7 @@ impl std::str::FromStr for PathSel {
         Ok(PathSel(match s {
             "bridge" => &[MicroPath::Bridge],
             "bridge-bidir" => &[MicroPath::BridgeBidir],
+            "bridge-lease" => &[MicroPath::BridgeLease],
             "capture" => &[MicroPath::Capture],
             "chain-1" => &[MicroPath::Chain1],
             "chain-2" => &[MicroPath::Chain2],
@@ -228,7 +241,7 @@ impl std::str::FromStr for PathSel {
             "chain" => &MicroPath::CHAINS,
             "all" => &MicroPath::ALL,
             other => bail!(
-                "unknown path {other:?}: use bridge, bridge-bidir, capture, chain-1, chain-2, \
+                "unknown path {other:?}: use bridge, bridge-bidir, bridge-lease, capture, chain-1, chain-2, \
                  chain-4, chain (the three chains) or all"
             ),
         }))
@@ -310,7 +323,7 @@ impl PathResult {
     pub fn poll_ir_per_step(&self) -> Option<f64> {
         let steps = match self.path {
             MicroPath::Capture => return None,
-            MicroPath::Bridge | MicroPath::BridgeBidir => 1,
+            MicroPath::Bridge | MicroPath::BridgeBidir | MicroPath::BridgeLease => 1,
             _ => self.hops? + 1,
         };
         Some(self.poll_ir_per_frame? / f64::from(steps))
@@ -370,12 +383,24 @@ pub fn measured_capture_poll(t: &mut CaptureTask, batch: u32) -> PollOutcome {
 
 /// Drives a bridge until `frames` frames went through (each way counts).
 #[inline(never)]
-fn bridge_loop(frames: u64, batch: u32, both_ways: bool) -> Result<LoopRun> {
+fn bridge_loop(frames: u64, batch: u32, both_ways: bool, lease: bool) -> Result<LoopRun> {
     let (a, mut ka) = XskSocket::in_memory(sizes());
     let (b, mut kb) = XskSocket::in_memory(sizes());
     let (umem, pool) = new_umem()?;
     let segment = tapline_dataplane::stats::StatsSegment::in_memory(2, 0);
     let mut task = ChainTask::in_memory([a, b], pool, umem, segment);
+    // The real lease map (a BPF_F_MMAPABLE array): the store the worker
+    // does goes to the kernel's memory, as in production.
+    let _maps = if lease {
+        use tapline_dataplane::xdp::fallback::{FallbackAction, FallbackMaps};
+        let maps = FallbackMaps::create(1, FallbackAction::Forward)
+            .context("creating the fallback maps (the bridge-lease path needs CAP_BPF)")?;
+        let stall_ns = u64::from(tapline_dataplane::config::DEFAULT_STALL_MS) * 1_000_000;
+        task = task.with_lease(maps.lease(0, stall_ns, Arc::default()));
+        Some(maps)
+    } else {
+        None
+    };
     let mut bufs = [
         SideBufs::with_capacity(batch as usize),
         SideBufs::with_capacity(batch as usize),

@@ -10,7 +10,7 @@ pub fn markdown(r: &MicroResult) -> String {
         .iter()
         .map(|p| {
             let verdict = match (p.path, p.poll_ir_per_frame) {
-                (MicroPath::Bridge | MicroPath::BridgeBidir, Some(ir)) => {
+                (MicroPath::Bridge | MicroPath::BridgeBidir | MicroPath::BridgeLease, Some(ir)) => {
                     if ir <= r.target_ir_per_bridged_frame {
                         format!("met (<= {})", r.target_ir_per_bridged_frame)
                     } else {

@@ -16,8 +16,9 @@ use super::{
 /// Runs one path's loop once (what the callgrind child does).
 pub fn run_once(path: MicroPath, frames: u64, batch: u32) -> Result<LoopRun> {
     match path {
-        MicroPath::Bridge => bridge_loop(frames, batch, false),
-        MicroPath::BridgeBidir => bridge_loop(frames, batch, true),
+        MicroPath::Bridge => bridge_loop(frames, batch, false, false),
+        MicroPath::BridgeBidir => bridge_loop(frames, batch, true, false),
+        MicroPath::BridgeLease => bridge_loop(frames, batch, false, true),
         MicroPath::Capture => capture_loop(frames, batch, false),
         MicroPath::Chain1 | MicroPath::Chain2 | MicroPath::Chain4 => {
             let hops = path.hops().expect("a chain path has hops");

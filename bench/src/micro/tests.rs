@@ -13,7 +13,7 @@ use super::*;
 #[test]
 fn bridge_one_way_forwards_every_frame() {
     // 5000 is not a multiple of the batch: the last round is partial.
-    let r = bridge_loop(5000, 64, false).unwrap();
+    let r = bridge_loop(5000, 64, false, false).unwrap();
     assert_eq!(r.frames, 5000);
     assert_eq!(r.polls, 5000_u64.div_ceil(64));
 }
@@ -21,7 +21,7 @@ fn bridge_one_way_forwards_every_frame() {
 #[test]
 fn bridge_both_ways_forwards_every_frame() {
     // More frames than the UMEM holds, so every chunk is reused.
-    let r = bridge_loop(20_000, 64, true).unwrap();
+    let r = bridge_loop(20_000, 64, true, false).unwrap();
     assert_eq!(r.frames, 20_000);
     assert_eq!(r.polls, 20_000_u64.div_ceil(128));
 }
