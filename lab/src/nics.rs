@@ -116,7 +116,7 @@ pub(crate) fn check_ifname(name: &str) -> Result<()> {
 }
 
 /// The links of `scenario` (sensors aside), each as its two ends, in the
-/// order [`Lab::build_with`] makes them.
+/// order [`Lab::build_with`](crate::Lab::build_with) makes them.
 pub(crate) fn links(scenario: Scenario) -> Vec<[Role; 2]> {
     let mut links = Vec::new();
     if scenario.has_inline() {
@@ -228,7 +228,7 @@ impl Nics {
     /// Checks the roles against `scenario` and returns its links that get
     /// NICs: every role must be an end of one of its links, or of a
     /// sensor's in a scenario with a passive side (taken when
-    /// [`Lab::add_sensors`] adds it), and every link must have both ends
+    /// [`Lab::add_sensors`](crate::Lab::add_sensors) adds it), and every link must have both ends
     /// given or neither.
     pub fn plan(&self, scenario: Scenario) -> Result<Vec<[Role; 2]>> {
         let fixed = links(scenario);
@@ -283,15 +283,15 @@ pub(crate) fn half_link_error(nics: &Nics, link: &[Role; 2]) -> anyhow::Error {
     )
 }
 
-/// The NICs [`Lab::build`] uses (`tapline-bench --iface`).
+/// The NICs [`Lab::build`](crate::Lab::build) uses (`tapline-bench --iface`).
 pub(crate) static EXTERNAL: Mutex<Nics> = Mutex::new(Nics {
     by_role: BTreeMap::new(),
 });
 /// Every NIC a lab of this process took, for result files.
 pub(crate) static NICS_USED: Mutex<Vec<NicInfo>> = Mutex::new(Vec::new());
 
-/// Sets the NICs every later [`Lab::build`] of this process cables its
-/// links with (the global `--iface` options). [`Lab::build_with`] takes
+/// Sets the NICs every later [`Lab::build`](crate::Lab::build) of this process cables its
+/// links with (the global `--iface` options). [`Lab::build_with`](crate::Lab::build_with) takes
 /// them explicitly instead.
 pub fn set_external(nics: Nics) {
     *EXTERNAL.lock().unwrap_or_else(|e| e.into_inner()) = nics;

@@ -20,7 +20,7 @@ pub const STAG_OFFLOADS: [&str; 2] = ["tx-vlan-stag-hw-insert", "rx-vlan-stag-hw
 
 /// A built lab. Dropping it returns the NICs it holds and removes every
 /// namespace (and so every veth); when a NIC cannot be returned, the
-/// namespaces and the lab's record stay for [`teardown`].
+/// namespaces and the lab's record stay for [`teardown`](crate::teardown).
 #[derive(Debug)]
 pub struct Lab {
     pub prefix: String,
@@ -48,7 +48,7 @@ pub struct Lab {
 
 impl Lab {
     /// Builds `scenario` under `prefix`, on the NICs set with
-    /// [`set_external`] (none: veth pairs only). A chain's tools forward
+    /// [`set_external`](crate::set_external) (none: veth pairs only). A chain's tools forward
     /// when this returns.
     pub fn build(prefix: &str, scenario: Scenario) -> Result<Lab> {
         Lab::build_with(prefix, scenario, &external())
@@ -127,7 +127,7 @@ impl Lab {
     }
 
     /// Keeps the namespaces, and the NICs in them, after this value is
-    /// dropped; [`teardown`] removes them (and returns the NICs) later.
+    /// dropped; [`teardown`](crate::teardown) removes them (and returns the NICs) later.
     pub fn persist(mut self) {
         self.held.persist();
         self.keep_namespaces();

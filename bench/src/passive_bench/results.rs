@@ -55,7 +55,7 @@ pub struct CaptureSample {
 #[derive(Debug, Clone, Serialize)]
 pub struct CaptureSummary {
     pub dut: CaptureDut,
-    /// [`MEASURED`] or [`SKIPPED`].
+    /// [`MEASURED`](super::MEASURED) or [`SKIPPED`](super::SKIPPED).
     pub status: String,
     pub version: Option<String>,
     pub median_written_pps: Option<f64>,
@@ -70,7 +70,7 @@ pub struct CaptureSummary {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ratio {
     pub name: String,
-    /// [`MEASURED`] or [`SKIPPED`] (a peer that is not installed).
+    /// [`MEASURED`](super::MEASURED) or [`SKIPPED`](super::SKIPPED) (a peer that is not installed).
     pub status: String,
     /// median(ours) / median(peer).
     pub of_medians: Option<f64>,
@@ -198,7 +198,7 @@ pub struct ZeroDropTrial {
     pub dut: ZeroDropDut,
     pub rep: u32,
     pub purpose: TrialPurpose,
-    /// The paced rate aimed at, frames per second ([`PROBE_PPS`] for the
+    /// The paced rate aimed at, frames per second ([`PROBE_PPS`](super::PROBE_PPS) for the
     /// probe: effectively unpaced).
     pub target_pps: u64,
     /// Frames the generator sent (completed by the kernel on t0).
@@ -234,7 +234,7 @@ pub struct ZeroDropTrial {
 }
 
 impl ZeroDropTrial {
-    /// The trial as [`search::search`] judges it: received = sent - lost.
+    /// The trial as [`search::search`](crate::search::search) judges it: received = sent - lost.
     pub fn search_trial(&self) -> Trial {
         Trial {
             rate_pps: self.target_pps,
@@ -294,7 +294,7 @@ impl ZeroDropSample {
 #[derive(Debug, Clone, Serialize)]
 pub struct ZeroDropSummary {
     pub dut: ZeroDropDut,
-    /// [`MEASURED`] or [`SKIPPED`].
+    /// [`MEASURED`](super::MEASURED) or [`SKIPPED`](super::SKIPPED).
     pub status: String,
     pub version: Option<String>,
     /// Median of the repetitions' zero-drop rates (a repetition below the
@@ -328,7 +328,7 @@ pub struct PassiveResult {
     pub machine: Machine,
     pub config: PassiveConfig,
     pub generator: String,
-    /// Version line of each DUT's program (tapline always), or [`SKIPPED`].
+    /// Version line of each DUT's program (tapline always), or [`SKIPPED`](super::SKIPPED).
     pub versions: BTreeMap<String, String>,
     pub capture_samples: Vec<CaptureSample>,
     pub capture_summary: Vec<CaptureSummary>,

@@ -53,7 +53,7 @@ pub struct DutRun {
     pub resolution_pps: u64,
     pub ndr: SearchResult,
     pub pdr: SearchResult,
-    /// At each of [`LATENCY_SHARES`] of the NDR; empty when the NDR search
+    /// At each of [`LATENCY_SHARES`](super::LATENCY_SHARES) of the NDR; empty when the NDR search
     /// found no rate.
     pub latency: Vec<LatencyPoint>,
 }
@@ -95,7 +95,7 @@ pub struct DutSummary {
     /// order; `None`: the search found no rate (even the lowest failed).
     pub ndr_pps: Vec<Option<u64>>,
     pub pdr_pps: Vec<Option<u64>>,
-    /// Medians over the repetitions (see [`median_rate`]).
+    /// Medians over the repetitions (see [`median_rate`](super::median_rate)).
     pub median_ndr_pps: Option<f64>,
     pub median_pdr_pps: Option<f64>,
     /// Some repetition's search passed at its highest rate: that rate is a
@@ -110,7 +110,7 @@ pub struct DutSummary {
     /// trials), or of the resolution when no failing rate is known. `None`
     /// when no repetition's search found such a rate.
     pub ndr_bracket_pps: Option<f64>,
-    /// At each of [`LATENCY_SHARES`] that some repetition measured.
+    /// At each of [`LATENCY_SHARES`](super::LATENCY_SHARES) that some repetition measured.
     pub latency: Vec<LatencySummary>,
 }
 
