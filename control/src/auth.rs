@@ -549,16 +549,6 @@ impl Authorizer {
             role: self.anonymous,
             method: AuthMethod::Anonymous,
         };
-        if !self.grantable(needed) {
-            return Err((
-                anonymous,
-                Status::unauthenticated(format!(
-                    "no credential grants role {needed}, so these calls are disabled; set \
-                     control.token_file (a token with group {needed}), control.admin_token_file or \
-                     control.client_roles in tapline-control's configuration"
-                )),
-            ));
-        }
         if let Some(value) = authorization {
             // RFC 6750 section 2.1 / RFC 7235 section 2.1: the scheme is
             // case-insensitive, followed by one or more spaces.
@@ -577,6 +567,14 @@ impl Authorizer {
             };
             return match self.creds.table().lookup(credentials) {
                 Some(id) => Ok(id),
+                None if !self.grantable(needed) => Err((
+                    Identity {
+                        name: "unknown-token".into(),
+                        role: None,
+                        method: AuthMethod::BearerToken,
+                    },
+                    self.disabled(needed),
+                )),
                 None => Err((
                     Identity {
                         name: "unknown-token".into(),
@@ -593,6 +591,9 @@ impl Authorizer {
         if self.anonymous.is_some_and(|r| r >= needed) {
             return Ok(anonymous);
         }
+        if !self.grantable(needed) {
+            return Err((anonymous, self.disabled(needed)));
+        }
         Err((
             anonymous,
             Status::unauthenticated(format!(
@@ -602,10 +603,31 @@ impl Authorizer {
         ))
     }
 
+    /// The refusal of a call that no configured credential could make.
+    fn disabled(&self, needed: Role) -> Status {
+        Status::unauthenticated(format!(
+            "no credential grants role {needed}, so these calls are disabled; {}",
+            Self::enable_hint(needed)
+        ))
+    }
+
+    fn enable_hint(needed: Role) -> String {
+        format!(
+            "set control.token_file (a token with group {needed}), control.admin_token_file or \
+             control.client_roles in tapline-control's configuration"
+        )
+    }
+
     /// Whether `id` may call `path`, which needs `needed`.
     pub fn authorize(&self, id: &Identity, path: &str, needed: Role) -> Result<(), Status> {
         match id.role {
             Some(r) if r >= needed => Ok(()),
+            Some(r) if !self.grantable(needed) => Err(Status::permission_denied(format!(
+                "{} (role {r}) may not call {path}: it needs role {needed}, which no \
+                 credential grants; {}",
+                id.name,
+                Self::enable_hint(needed)
+            ))),
             Some(r) => Err(Status::permission_denied(format!(
                 "{} (role {r}) may not call {path}: it needs role {needed}",
                 id.name

@@ -172,3 +172,111 @@ async fn health_and_status_exit_4_while_not_serving() {
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The real binary: `--log-format json` lines carry `target` and typed
+/// fields, and audit lines reach stdout, one JSON object per line, without
+/// the token that was sent.
+#[test]
+fn the_binary_logs_json_with_targets_and_audits_on_stdout() {
+    use std::io::{BufRead, BufReader};
+    let dir = tmpdir("binary-audit");
+    let tokens = dir.join("tokens.csv");
+    std::fs::write(&tokens, "viewer-secret-0123,grafana,1,view\n").unwrap();
+    let cfg = dir.join("tapline.toml");
+    // A free port: bind, read, close (the sidecar binds it right after).
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (g, h, m) = (port(), port(), port());
+    std::fs::write(
+        &cfg,
+        format!(
+            "[interfaces]\npassive-1 = \"p1\"\n[dataplane]\nstate_dir = \"{}\"\n[control]\n\
+             grpc_listen = \"127.0.0.1:{g}\"\nhealth_listen = \"127.0.0.1:{h}\"\n\
+             metrics_listen = \"127.0.0.1:{m}\"\ntoken_file = \"{}\"\n",
+            dir.display(),
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tapline-control"))
+        .args(["--config", cfg.to_str().unwrap(), "--log-format", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed if the test fails half-way.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    let mut child = Reap(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let serving: serde_json::Value = loop {
+        let l = lines.next().expect("a log line").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&l).expect("JSON");
+        if v["message"] == "tapline-control serving" {
+            break v;
+        }
+    };
+    assert_eq!(serving["target"], "tapline_control", "{serving}");
+    assert_eq!(serving["token_identities"], 1, "{serving}");
+    assert_eq!(serving["grpc_tls"], false, "{serving}");
+    assert_eq!(serving["grpc"], format!("127.0.0.1:{g}"), "{serving}");
+    let token = dir.join("view.token");
+    std::fs::write(&token, "viewer-secret-0123\n").unwrap();
+    let spec = dir.join("spec.json");
+    std::fs::write(&spec, r#"{"hops": []}"#).unwrap();
+    let o = Command::new(TAPLINECTL)
+        .args([
+            "--endpoint",
+            &format!("http://127.0.0.1:{g}"),
+            "--token-file",
+            token.to_str().unwrap(),
+            "chain",
+            "set",
+            "-f",
+            spec.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(77), "{o:?}");
+    let audit: serde_json::Value = loop {
+        let l = lines.next().expect("the audit line").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&l).expect("JSON");
+        if v["log_type"] == "audit" {
+            assert!(!l.contains("viewer-secret"), "{l}");
+            break v;
+        }
+    };
+    assert_eq!(audit["method"], "/tapline.v1.Admin/SetChain");
+    assert_eq!(
+        audit["identity"],
+        serde_json::json!({"name": "grafana", "role": "view", "auth": "bearer_token"})
+    );
+    assert_eq!(audit["code"], "PERMISSION_DENIED");
+    assert_eq!(audit["request"], serde_json::Value::Null);
+    assert_eq!(audit["generation"], serde_json::Value::Null);
+    // SIGTERM: exits 0.
+    nix_kill(pid);
+    assert!(child.0.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn nix_kill(pid: u32) {
+    let s = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(s.success());
+}
