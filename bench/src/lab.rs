@@ -300,6 +300,9 @@ impl std::str::FromStr for ToolKind {
     }
 }
 
+/// 802.1ad (S-tag) offloads, by their `ethtool -k` names.
+pub const STAG_OFFLOADS: [&str; 2] = ["tx-vlan-stag-hw-insert", "rx-vlan-stag-hw-parse"];
+
 /// What a scenario builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -654,14 +657,21 @@ impl Lab {
         }
     }
 
-    /// Turns VLAN tag offload off on `role`. A veth always allows it; a
+    /// Turns VLAN tag offload off on `role`: 802.1Q (`txvlan`, `rxvlan`)
+    /// and 802.1ad S-tags (`tx-vlan-stag-hw-insert`,
+    /// `rx-vlan-stag-hw-parse`), or the tool strips outer S-tags of QinQ
+    /// frames into metadata that XDP never sees. A veth always allows it; a
     /// NIC whose driver does not (`EOPNOTSUPP`, fixed offloads) only gets a
     /// warning: the benchmarks still run, tagged frames just arrive with
     /// the tag in metadata there.
     fn vlan_offload_off(&self, role: &Role) -> Result<()> {
         let ns = Netns::existing(&role.netns_name(&self.prefix));
         let result = ns.enter(|| {
-            sys::ethtool_clear_flags(&role.ifname, sys::ETH_FLAG_TXVLAN | sys::ETH_FLAG_RXVLAN)
+            sys::ethtool_clear_flags(&role.ifname, sys::ETH_FLAG_TXVLAN | sys::ETH_FLAG_RXVLAN)?;
+            for feature in STAG_OFFLOADS {
+                sys::ethtool_set_feature(&role.ifname, feature, false)?;
+            }
+            Ok::<(), std::io::Error>(())
         })?;
         match (result, self.external.nic(role)) {
             (Ok(()), _) => Ok(()),

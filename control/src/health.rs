@@ -4,13 +4,15 @@
 //! | name | SERVING when |
 //! |---|---|
 //! | `""` (overall) | the dataplane is live: segment state running and heartbeat younger than `control.dataplane_stale_ms` |
-//! | `passive-1` | live, `passive-1` configured, and the dataplane has bound it |
-//! | `inline` | live, the inline pair configured, and the dataplane has bound both sides |
+//! | `passive-1` | live, `passive-1` configured, the dataplane has bound it, and its link is up (carrier) |
+//! | `inline` | live, the inline pair configured, the dataplane has bound both sides, and both links are up (carrier) |
 //!
 //! Every name starts NOT_SERVING, before the first look at the segment. The
 //! same reporter backs the health service on both listeners.
 
-use tapline_dataplane::xdp::shm::Snapshot;
+use tapline_dataplane::xdp::shm::{
+    Snapshot, LINK_DOWN_INLINE_1, LINK_DOWN_INLINE_2, LINK_DOWN_PASSIVE_1,
+};
 use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 
@@ -66,10 +68,15 @@ pub fn health_view(
         return HealthView::DOWN;
     }
     let has = |role: &str| snapshot.is_some_and(|s| s.queues.iter().any(|q| q.info.role == role));
+    // A port without carrier forwards nothing: inline traffic is cut.
+    let up = |bits: u64| snapshot.is_some_and(|s| s.links_down & bits == 0);
     HealthView {
         overall: true,
-        passive: configured.passive && has("passive-1"),
-        inline: configured.inline && has("inline-1") && has("inline-2"),
+        passive: configured.passive && has("passive-1") && up(LINK_DOWN_PASSIVE_1),
+        inline: configured.inline
+            && has("inline-1")
+            && has("inline-2")
+            && up(LINK_DOWN_INLINE_1 | LINK_DOWN_INLINE_2),
     }
 }
 
@@ -176,6 +183,7 @@ mod tests {
             started_unix_ns: 0,
             heartbeat_unix_ns: 0,
             state: SegmentState::Running as u64,
+            links_down: 0,
             queues: roles.iter().map(|r| queue(r)).collect(),
             workers: vec![],
             hops: vec![],
@@ -230,6 +238,14 @@ mod tests {
         assert!(v.overall && v.passive && !v.inline);
         let s = snap(&["inline-1"]);
         assert!(!health_view(&DataplaneStatus::Running, Some(&s), ALL).inline);
+        // A port without carrier takes its role down, not the rest.
+        let mut s = snap(&["inline-1", "inline-2", "passive-1"]);
+        s.links_down = LINK_DOWN_INLINE_2;
+        let v = health_view(&DataplaneStatus::Running, Some(&s), ALL);
+        assert!(v.overall && v.passive && !v.inline);
+        s.links_down = LINK_DOWN_PASSIVE_1;
+        let v = health_view(&DataplaneStatus::Running, Some(&s), ALL);
+        assert!(v.overall && !v.passive && v.inline);
     }
 
     async fn check(svc: &HealthService, name: &str) -> Result<i32, tonic::Code> {

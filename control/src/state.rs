@@ -362,6 +362,7 @@ mod tests {
             started_unix_ns: 1,
             heartbeat_unix_ns,
             state: state as u64,
+            links_down: 0,
             queues: vec![],
             workers: vec![],
             hops: vec![],

@@ -858,6 +858,7 @@ pub(crate) mod tests {
             started_unix_ns: 1_800_000_000_500_000_000,
             heartbeat_unix_ns: 1_800_000_100_000_000_000,
             state: SegmentState::Running as u64,
+            links_down: 0,
             queues: vec![
                 queue("inline-1", "i1", 0, rx),
                 queue("inline-2", "i2", 0, rx * 2),

@@ -218,6 +218,8 @@ struct RawChain {
     default_on_failure: String,
     #[serde(default = "default_drain_ms")]
     drain_ms: u32,
+    #[serde(default)]
+    allowed_interfaces: Vec<String>,
 }
 
 impl Default for RawChain {
@@ -248,6 +250,8 @@ struct RawOutputGroup {
     filter: String,
     #[serde(default)]
     snaplen: u32,
+    #[serde(default)]
+    allowed_interfaces: Vec<String>,
 }
 
 /// A size: bytes as an integer, or a string with a unit ("512MiB", "1G").
@@ -487,6 +491,9 @@ pub struct OutputGroup {
     pub filter: Option<Filter>,
     /// Bytes transmitted of each frame; 0: whole frames.
     pub snaplen: u32,
+    /// Members fit despite a default route or a routable address
+    /// (`allowed_interfaces`; see [`crate::xdp::netdev::unfit_reason`]).
+    pub allowed: Vec<String>,
 }
 
 /// A recorder: its filter stage and its disk side.
@@ -517,6 +524,9 @@ pub struct Config {
     /// How long a removed hop's tool is given to return the frames inside it
     /// before its ports are closed.
     pub chain_drain_ms: u32,
+    /// `[chain] allowed_interfaces`: tool ports allowed despite a default
+    /// route or a routable address.
+    pub chain_allowed: Vec<String>,
     pub heartbeat: Timing,
     /// Caps of live taps (`[tap]`).
     pub tap: TapSettings,
@@ -551,11 +561,11 @@ fn err(field: &str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
-    /// Reads and validates `path`.
+    /// Reads and validates `path`: a regular file of at most
+    /// [`MAX_CONFIG_BYTES`], opened without blocking (a FIFO or a device
+    /// is refused, never read).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text)
+        Self::parse(&read_bounded(path)?)
     }
 
     /// Parses and validates TOML text.
@@ -563,6 +573,77 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         validate(raw)
     }
+}
+
+/// Largest configuration file read (far above any real one).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a configuration file, refusing anything but a regular file of at
+/// most [`MAX_CONFIG_BYTES`]. `O_NONBLOCK` keeps the open of a FIFO from
+/// waiting for a writer; the size is checked both on the inode and while
+/// reading (a file that grows meanwhile).
+pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let cannot = |e: std::io::Error| err("config", format!("cannot read {}: {e}", path.display()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = f.metadata().map_err(cannot)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let kind = if ft.is_dir() {
+            "directory"
+        } else if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_char_device() {
+            "character device"
+        } else if ft.is_block_device() {
+            "block device"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        };
+        return Err(err(
+            "config",
+            format!(
+                "{} is not a regular file (a {kind}): pass the path of a TOML file",
+                path.display()
+            ),
+        ));
+    }
+    let too_big = || {
+        err(
+            "config",
+            format!(
+                "{} is larger than {MAX_CONFIG_BYTES} bytes: pass the tapline TOML file, not something else",
+                path.display()
+            ),
+        )
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        err(
+            "config",
+            format!(
+                "{} is not UTF-8 text (invalid byte at offset {}): pass a TOML file",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
 }
 
 /// Folds a TOML error into one line with its position.
@@ -1082,6 +1163,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         log_stats_interval_s: d.log_stats_interval_s,
         chain,
         chain_drain_ms: ch.drain_ms,
+        chain_allowed: check_allowed("chain.allowed_interfaces", ch.allowed_interfaces)?,
         heartbeat,
         tap,
         control,
@@ -1274,11 +1356,20 @@ fn validate_groups(
         out.push(OutputGroup {
             filter: check_filter(&at("filter"), &g.filter)?,
             snaplen: check_snaplen(&at("snaplen"), g.snaplen)?,
+            allowed: check_allowed(&at("allowed_interfaces"), g.allowed_interfaces)?,
             name: g.name,
             members: g.members,
         });
     }
     Ok(out)
+}
+
+/// An `allowed_interfaces` list: valid interface names.
+fn check_allowed(field: &str, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for (i, n) in names.iter().enumerate() {
+        check_ifname(&format!("{field}[{i}]"), n)?;
+    }
+    Ok(names)
 }
 
 /// Parses "64MiB", "1G", "512k", "1048576" (binary units: k = KiB).

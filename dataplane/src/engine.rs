@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use tracing::{debug, error, info, warn};
 
-use crate::caps::{self, Cap, CapSet};
 use crate::chain::control::{
     ChainControl, CommandSettings, ControlSettings, ControlThread, QueueHandle, ToolSlots,
 };
 use crate::chain::heartbeat::TagKey;
 use crate::chain::runtime::ChainShared;
-use crate::chain::spec::{self, MAX_HOPS};
+use crate::chain::spec::MAX_HOPS;
 use crate::config::Config;
 use crate::pipeline::capture::{GroupOutput, RecorderOutput};
 use crate::pipeline::chain::{Heartbeats, TaskUpdate};
@@ -22,7 +21,11 @@ use crate::stats::{OutputInfo, OutputKind, QueueStats, Role, StatsRegistry, Stat
 use crate::tap::{PortNames, TapPort, TapRegistry};
 use crate::worker::{Worker, WorkerSlots};
 use crate::xdp::shm::{self, QueueInfo, SegmentState};
-use crate::xdp::{self, Interface, Member, PortMode, QueueGroup, XdpError};
+use crate::xdp::{Interface, Member, PortMode, QueueGroup, XdpError};
+
+use crate::links::{LinkMonitor, LinkThread};
+use crate::preflight::{chain_host, lock_state_dir};
+pub use crate::preflight::{max_mtu, preflight, InitialChain, Preflight, LOCK_FILE};
 
 /// Exit codes of `tapline-dataplane` (sysexits.h).
 pub mod exit {
@@ -62,6 +65,28 @@ pub enum StartError {
         share: u32,
         min: u32,
     },
+    #[error("output_group[{group_index}].members[{member_index}]: {reason} (group {group:?})")]
+    UnfitMember {
+        group: String,
+        group_index: usize,
+        member_index: usize,
+        reason: String,
+    },
+    #[error("{0}")]
+    InvalidChain(String),
+    #[error("{0}")]
+    Memory(String),
+    #[error("interface {ifname:?} ({role}) has MTU {mtu}, but an xdp.frame_size of {frame_size} holds frames of at most {max_mtu} bytes of MTU (with two VLAN tags): lower the MTU of {ifname} to {max_mtu} or less, or raise xdp.frame_size (4096 holds an MTU of {max_mtu_4k})")]
+    Mtu {
+        ifname: String,
+        role: String,
+        mtu: u32,
+        frame_size: u32,
+        max_mtu: u32,
+        max_mtu_4k: u32,
+    },
+    #[error("{0}")]
+    StateDirLocked(String),
     #[error("{0}")]
     Capabilities(String),
     #[error("{0}")]
@@ -82,7 +107,12 @@ impl StartError {
             | StartError::QueueMismatch { .. }
             | StartError::MissingMember { .. }
             | StartError::MemberQueues { .. }
-            | StartError::MemberShare { .. } => exit::CONFIG,
+            | StartError::MemberShare { .. }
+            | StartError::UnfitMember { .. }
+            | StartError::InvalidChain(_)
+            | StartError::Memory(_)
+            | StartError::Mtu { .. } => exit::CONFIG,
+            StartError::StateDirLocked(_) => exit::OSERR,
             StartError::Xdp(XdpError::NoSuchInterface { .. }) => exit::CONFIG,
             StartError::Capabilities(_) => exit::NOPERM,
             StartError::Xdp(e) if e.is_permission() => exit::NOPERM,
@@ -107,70 +137,18 @@ pub struct Dataplane {
     segment: Arc<StatsSegment>,
     // Dropped last: detaches XDP and releases promiscuous mode.
     interfaces: Vec<Interface>,
+    /// `state_dir/lock`, held while the dataplane runs.
+    lock: std::sync::Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
+    /// Heartbeats so far (the state directory is looked at every
+    /// [`STATE_DIR_CHECK_BEATS`]).
+    beats: std::sync::atomic::AtomicU64,
+    /// Set once the state directory was taken by another dataplane while
+    /// it was gone: then it is left alone.
+    state_dir_lost: AtomicBool,
 }
 
-fn configured(cfg: &Config) -> Vec<(Role, &str)> {
-    let mut v = Vec::new();
-    if let Some(p) = &cfg.passive {
-        v.push((Role::Passive1, p.as_str()));
-    }
-    if let Some(pair) = &cfg.inline {
-        v.push((Role::Inline1, pair.side1.as_str()));
-        v.push((Role::Inline2, pair.side2.as_str()));
-    }
-    v
-}
-
-/// Checks, without changing anything, that the configured interfaces exist,
-/// the inline queue counts match and the process holds the capabilities.
-pub fn preflight(cfg: &Config) -> Result<(), StartError> {
-    for (role, ifname) in configured(cfg) {
-        if xdp::netdev::ifindex(ifname).is_err() {
-            return Err(StartError::MissingInterface {
-                role,
-                ifname: ifname.to_string(),
-            });
-        }
-    }
-    for g in &cfg.output_groups {
-        for m in &g.members {
-            if xdp::netdev::ifindex(m).is_err() {
-                return Err(StartError::MissingMember {
-                    group: g.name.clone(),
-                    ifname: m.clone(),
-                });
-            }
-        }
-    }
-    if let Some(pair) = &cfg.inline {
-        let q1 = xdp::netdev::rx_queue_count(&pair.side1).unwrap_or(1);
-        let q2 = xdp::netdev::rx_queue_count(&pair.side2).unwrap_or(1);
-        if q1 != q2 {
-            return Err(StartError::QueueMismatch {
-                side1: pair.side1.clone(),
-                q1,
-                side2: pair.side2.clone(),
-                q2,
-            });
-        }
-    }
-    match CapSet::current() {
-        Ok(set) => {
-            let missing = set.missing_required();
-            if !missing.is_empty() {
-                return Err(StartError::Capabilities(caps::describe_missing(&missing)));
-            }
-            if !set.has(Cap::IpcLock) {
-                warn!(
-                    "CAP_IPC_LOCK is missing (needed to {}): UMEM registration is limited by RLIMIT_MEMLOCK",
-                    caps::ipc_lock_purpose()
-                );
-            }
-        }
-        Err(e) => warn!(error = %e, "cannot read capabilities; continuing"),
-    }
-    Ok(())
-}
+/// Heartbeats between two looks at the state directory (about a second).
+const STATE_DIR_CHECK_BEATS: u64 = 10;
 
 /// Raises RLIMIT_MEMLOCK where allowed. Failing is normal without
 /// CAP_SYS_RESOURCE (EPERM) and not fatal: with CAP_IPC_LOCK the UMEM is not
@@ -225,7 +203,10 @@ impl Dataplane {
     /// queue and starts the workers. On error everything attached so far is
     /// released again.
     pub fn start(cfg: &Config) -> Result<Dataplane, StartError> {
-        preflight(cfg)?;
+        let pre = preflight(cfg)?;
+        // Before anything visible changes: the state directory of another
+        // running dataplane is left alone.
+        let lock = lock_state_dir(&cfg.state_dir)?;
         raise_memlock();
         let inline = match &cfg.inline {
             Some(pair) => Some((
@@ -304,7 +285,7 @@ impl Dataplane {
         // Live taps: every task's ports get a `TapPort` of this registry.
         let taps = TapRegistry::new(cfg.tap.clone(), &segment, cfg.geometry.frame_size);
         describe_outputs(&segment, cfg, &members);
-        let links = LinkMonitor::new(&members);
+        let links = LinkMonitor::new(&members, cfg, segment.clone());
         let mut recorders = Vec::new();
         for (i, r) in cfg.recorders.iter().enumerate() {
             let slot = segment.recorder_slot(i);
@@ -525,7 +506,7 @@ impl Dataplane {
         // The chain: the initial one is applied before start() returns, so
         // traffic never passes a configured fail-closed tool unchecked.
         let chain = match &cfg.inline {
-            Some(pair) => {
+            Some(_) => {
                 let settings = ControlSettings {
                     state_dir: cfg.state_dir.clone(),
                     xdp_mode: cfg.xdp_mode,
@@ -534,22 +515,7 @@ impl Dataplane {
                     drain: std::time::Duration::from_millis(u64::from(cfg.chain_drain_ms)),
                     allowed_uids: cfg.command_uids.clone(),
                 };
-                let mut reserved = vec![
-                    (pair.side1.clone(), Role::Inline1.as_str()),
-                    (pair.side2.clone(), Role::Inline2.as_str()),
-                ];
-                if let Some(p) = &cfg.passive {
-                    reserved.push((p.clone(), Role::Passive1.as_str()));
-                }
-                for g in &cfg.output_groups {
-                    for m in &g.members {
-                        reserved.push((m.clone(), "an output group member"));
-                    }
-                }
-                let env = spec::Host {
-                    reserved,
-                    inline_queues: inline_queues as u32,
-                };
+                let env = chain_host(cfg, inline_queues as u32);
                 let mut control = ChainControl::new(
                     settings,
                     env,
@@ -561,7 +527,8 @@ impl Dataplane {
                     taps.clone(),
                     max_hops,
                 );
-                control.start(&cfg.chain);
+                let initial = pre.chain.clone().expect("validated with the inline pair");
+                control.start(initial.source, initial.persisted);
                 Some(control)
             }
             None => None,
@@ -608,12 +575,72 @@ impl Dataplane {
             stats,
             segment,
             interfaces,
+            lock: std::sync::Mutex::new(lock),
+            beats: std::sync::atomic::AtomicU64::new(0),
+            state_dir_lost: AtomicBool::new(false),
         })
     }
 
     /// Refreshes the segment's heartbeat; call a few times a second.
+    /// About once a second it also checks that the state directory still
+    /// holds this dataplane's segment, and re-creates it otherwise.
     pub fn heartbeat(&self) {
         self.segment.beat();
+        if self
+            .beats
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(STATE_DIR_CHECK_BEATS)
+        {
+            self.restore_state_dir();
+        }
+    }
+
+    /// Re-creates a deleted (or emptied) state directory: the lock, the
+    /// stats segment (same counters, same epoch), the command socket and
+    /// the persisted chain, so the sidecar sees the dataplane again
+    /// without a restart. Retried every second while it fails; given up
+    /// (logged once) if another dataplane took the directory meanwhile.
+    fn restore_state_dir(&self) {
+        if self.segment.is_published() || self.state_dir_lost.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(dir) = self
+            .segment
+            .path()
+            .and_then(|p| p.parent())
+            .map(|p| p.to_path_buf())
+        else {
+            return;
+        };
+        warn!(state_dir = %dir.display(), "the stats segment is gone from state_dir (deleted or emptied): re-creating it with the lock, the command socket and the persisted chain");
+        {
+            let mut lock = self.lock.lock().expect("state lock");
+            let ours = lock.as_ref().and_then(|l| l.metadata().ok());
+            let on_disk = std::fs::metadata(dir.join(LOCK_FILE)).ok();
+            let still_ours = matches!((&ours, &on_disk), (Some(a), Some(b)) if {
+                use std::os::unix::fs::MetadataExt;
+                (a.dev(), a.ino()) == (b.dev(), b.ino())
+            });
+            if !still_ours {
+                match lock_state_dir(&dir) {
+                    Ok(Some(l)) => *lock = Some(l),
+                    Ok(None) => return,
+                    Err(e) => {
+                        error!("{e}; this dataplane keeps forwarding but no longer publishes its state there");
+                        self.state_dir_lost.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.segment.republish() {
+            warn!(state_dir = %dir.display(), error = %e, "cannot re-publish the stats segment; retrying every second");
+            return;
+        }
+        if let Some(c) = &self.control {
+            c.republish();
+        }
+        info!(path = %dir.join(shm::FILE_NAME).display(), "stats segment re-published");
     }
 
     pub fn segment(&self) -> &Arc<StatsSegment> {
@@ -653,6 +680,8 @@ impl Dataplane {
         }
         // The file stays, so the sidecar can still read the final counters.
         self.segment.set_state(SegmentState::Stopped);
+        // Last: the state directory is free for the next dataplane.
+        drop(self.lock);
         self.stats
     }
 }
@@ -702,69 +731,5 @@ fn describe_outputs(segment: &StatsSegment, cfg: &Config, members: &[(usize, Int
                 snaplen: r.settings.snaplen,
             },
         );
-    }
-}
-
-/// How often the link monitor looks at the members' links.
-const LINK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Watches the output members' links (admin state and carrier) and keeps
-/// one flag per member for the capture tasks: a member whose link is down
-/// gets no frames (its share is dropped and counted) until it is up again.
-#[derive(Debug)]
-struct LinkMonitor {
-    names: Vec<String>,
-    flags: Vec<Arc<AtomicBool>>,
-}
-
-/// The running monitor thread.
-#[derive(Debug)]
-struct LinkThread(std::thread::JoinHandle<()>);
-
-impl LinkThread {
-    fn join(self) {
-        let _ = self.0.join();
-    }
-}
-
-impl LinkMonitor {
-    fn new(members: &[(usize, Interface)]) -> LinkMonitor {
-        let names: Vec<String> = members.iter().map(|(_, m)| m.name.clone()).collect();
-        let flags = names
-            .iter()
-            .map(|n| Arc::new(AtomicBool::new(xdp::netdev::link_up(n).unwrap_or(true))))
-            .collect();
-        LinkMonitor { names, flags }
-    }
-
-    /// Starts the thread (none without members).
-    fn spawn(self, stop: Arc<AtomicBool>) -> std::io::Result<Option<LinkThread>> {
-        if self.names.is_empty() {
-            return Ok(None);
-        }
-        for (n, f) in self.names.iter().zip(&self.flags) {
-            if !f.load(Ordering::Relaxed) {
-                warn!(ifname = %n, "output member link is down: its share of the traffic is dropped until it comes up");
-            }
-        }
-        let h = std::thread::Builder::new()
-            .name("tapline-links".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(LINK_POLL);
-                    for (n, f) in self.names.iter().zip(&self.flags) {
-                        // Gone (deleted): as good as down.
-                        let up = xdp::netdev::link_up(n).unwrap_or_default();
-                        if f.swap(up, Ordering::Relaxed) != up {
-                            if up {
-                                info!(ifname = %n, "output member link is up");
-                            } else {
-                                warn!(ifname = %n, "output member link is down: its share of the traffic is dropped until it comes up");
-                            }
-                        }
-                    }
-                }
-            })?;
-        Ok(Some(LinkThread(h)))
     }
 }

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     };
     if args.check {
         return match tapline_dataplane::engine::preflight(&cfg) {
-            Ok(()) => {
+            Ok(_) => {
                 info!(config = %args.config.display(), "configuration is valid");
                 ExitCode::SUCCESS
             }

@@ -93,3 +93,71 @@ fn help_lists_the_contract_flags() {
         assert!(text.contains(flag), "{flag} missing from --help");
     }
 }
+
+/// Runs the dataplane on `path` and returns (exit code, output), failing
+/// the test if it has not exited within `limit` (a config read that hangs).
+fn run_bounded(path: &std::path::Path, limit: std::time::Duration) -> (i32, String) {
+    let mut child = dataplane()
+        .arg("--config")
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "tapline-dataplane --config {} did not exit within {limit:?}",
+                path.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn config_reads_are_bounded_and_never_hang() {
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+    let dir = std::env::temp_dir().join(format!("tapline-cli-{}-bounded", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An endless character device, a FIFO nobody writes to, a directory
+    // and a regular file far larger than any configuration.
+    let fifo = dir.join("fifo.toml");
+    let _ = std::fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let big = dir.join("big.toml");
+    let mut text = String::from("[interfaces]\npassive-1 = \"x\"\n");
+    while text.len() < 2 << 20 {
+        text.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&big, text).unwrap();
+    let cases: [(&std::path::Path, &str); 4] = [
+        (std::path::Path::new("/dev/zero"), "not a regular file"),
+        (&fifo, "not a regular file"),
+        (&dir, "not a regular file"),
+        (&big, "larger than"),
+    ];
+    for (path, says) in cases {
+        let (code, text) = run_bounded(path, LIMIT);
+        assert_eq!(code, 64, "--config {}: exit {code}: {text}", path.display());
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "expected one line, got {text:?}");
+        assert!(
+            lines[0].contains(says) && lines[0].contains(&*path.to_string_lossy()),
+            "--config {}: {:?} does not say {says:?} and name the file",
+            path.display(),
+            lines[0]
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

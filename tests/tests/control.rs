@@ -691,6 +691,42 @@ fn health_follows_the_dataplane_on_both_ports() -> Result<()> {
     rt.block_on(wait_health(&chans, ServingStatus::Serving, SETTLE_TIMEOUT))?;
     assert_ctl("SERVING")?;
 
+    // inline-1 loses carrier (its far end goes down): `inline` only is
+    // NOT_SERVING, and SERVING again once the carrier is back.
+    let lab = rig.lab.as_ref().context("the full rig has a lab")?;
+    let inline_only_down = |h: &BTreeMap<&'static str, ServingStatus>| {
+        h.iter().all(|(name, s)| {
+            *s == if *name == "inline" {
+                ServingStatus::NotServing
+            } else {
+                ServingStatus::Serving
+            }
+        })
+    };
+    lab.gen().set_link(ifs::GEN, false)?;
+    rt.block_on(async {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let mut all = true;
+            let mut seen = Vec::new();
+            for ch in chans {
+                let h = health_of(ch).await?;
+                all &= inline_only_down(&h);
+                seen.push(h);
+            }
+            if all {
+                return anyhow::Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "inline-1 without carrier: health {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })?;
+    lab.gen().set_link(ifs::GEN, true)?;
+    rt.block_on(wait_health(&chans, ServingStatus::Serving, SETTLE_TIMEOUT))?;
+
     // SIGKILL: no goodbye; the heartbeat goes stale.
     dp.signal(Signal::SIGKILL)?;
     let killed_at = Instant::now();

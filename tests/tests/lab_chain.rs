@@ -300,3 +300,35 @@ fn lab_up_chain_is_idempotent_and_lab_down_removes_every_namespace() -> Result<(
     ensure!(left.is_empty(), "namespaces left after lab down: {left:?}");
     Ok(())
 }
+
+#[test]
+fn tool_interfaces_have_every_vlan_tag_offload_off() -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let lab = Lab::build(&unique_prefix(), Scenario::chain(1, ToolKind::Bridge)?)?;
+    let tool = lab.tool(1)?;
+    for side in [ifs::TOOL_A, ifs::TOOL_B] {
+        let (flags, features) = tool.enter(|| {
+            let flags = tapline_dataplane::xdp::sys::ethtool_flags(side)?;
+            let features = lab::STAG_OFFLOADS
+                .iter()
+                .map(|f| tapline_dataplane::xdp::sys::ethtool_feature(side, f))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            Ok::<_, std::io::Error>((flags, features))
+        })??;
+        let tags = tapline_dataplane::xdp::sys::ETH_FLAG_TXVLAN
+            | tapline_dataplane::xdp::sys::ETH_FLAG_RXVLAN;
+        ensure!(
+            flags & tags == 0,
+            "tool side {side}: 802.1Q offload on ({flags:#x})"
+        );
+        for (name, on) in lab::STAG_OFFLOADS.iter().zip(features) {
+            ensure!(
+                on == Some(false),
+                "tool side {side}: {name} is {on:?}, expected off"
+            );
+        }
+    }
+    Ok(())
+}

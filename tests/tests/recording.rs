@@ -141,6 +141,17 @@ fn recorded_files_hold_exactly_the_frames_sent_rotated_by_size() -> Result<()> {
         "a .part file was left behind"
     );
     let files = completed(&fast.0, "rec")?;
+    // Captured traffic is never world-readable: 0640 at most (the umask
+    // may take the group bit too).
+    for f in &files {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(f)?.permissions());
+        ensure!(
+            mode & 0o777 & !0o640 == 0,
+            "{} has mode {:o}: more open than 0640",
+            f.display(),
+            mode & 0o777
+        );
+    }
     let expected_files = (total_bytes(&frames) + 16 * frames.len() as u64) / (64 << 10);
     ensure!(
         files.len() as u64 >= expected_files,

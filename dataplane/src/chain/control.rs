@@ -47,7 +47,7 @@ use tracing::{debug, error, info, warn};
 
 use super::heartbeat::Health;
 use super::runtime::{ChainShared, HopShared, Layout, LayoutHop, PortId, Traffic};
-use super::spec::{self, ChainSpec, Environment, HopSpec, Issue, Persisted};
+use super::spec::{self, ChainSpec, HopSpec, Issue, Persisted};
 use crate::pipeline::chain::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use crate::stats::{Role, StatsSegment};
 use crate::tap::{self, HopPorts, PortNames, TapPlan, TapPort, TapRegistry};
@@ -209,45 +209,11 @@ impl ChainControl {
         }
     }
 
-    /// Applies the chain at start: the one persisted in `state_dir` if there
-    /// is one (a restarted dataplane resumes where it was), else the
-    /// configuration's. An invalid chain is logged and recorded as rejected;
-    /// the dataplane then starts with an empty chain... unless a hop of it
-    /// merely lacks its interfaces, which is applied as DOWN (see module
-    /// docs).
-    pub fn start(&mut self, from_config: &ChainSpec) {
-        let (source, persisted) = match spec::load(&self.settings.state_dir) {
-            Ok(Some(p)) => ("persisted", p),
-            Ok(None) => (
-                "configuration",
-                Persisted::new(1, unix_ns(), from_config.clone()),
-            ),
-            Err(e) => {
-                error!(error = %e, "ignoring the persisted chain; using the configuration's");
-                (
-                    "configuration",
-                    Persisted::new(1, unix_ns(), from_config.clone()),
-                )
-            }
-        };
-        let (errors, _) = spec::validate(&persisted.spec, &self.env_for_start());
-        if !errors.is_empty() {
-            let msg = errors
-                .iter()
-                .map(Issue::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            error!(source, errors = %msg, "the initial chain is invalid; starting with an empty chain");
-            self.record_rejected(
-                &persisted.spec,
-                Some(persisted.generation),
-                "InvalidSpec",
-                &msg,
-                &errors,
-            );
-            self.desired = persisted;
-            return;
-        }
+    /// Applies the initial chain, chosen and validated by the engine's
+    /// preflight (the persisted one, else the configuration's, which is
+    /// then persisted). A hop whose interfaces cannot be bound comes up
+    /// DOWN and is retried (see module docs).
+    pub fn start(&mut self, source: &str, persisted: Persisted) {
         info!(
             source,
             generation = persisted.generation,
@@ -265,10 +231,16 @@ impl ChainControl {
         }
     }
 
-    /// At start, interfaces that are missing do not make the chain invalid:
-    /// the hop comes up DOWN and is retried.
-    fn env_for_start(&self) -> StartEnv<'_> {
-        StartEnv(&self.env)
+    /// Writes the desired chain again (the state directory was re-created
+    /// after it was deleted, with `chain.json` in it).
+    pub fn persist_again(&self) {
+        match self.persist(&self.desired) {
+            Ok(()) => info!(
+                generation = self.desired.generation,
+                "persisted chain re-written"
+            ),
+            Err(e) => error!(error = %e, "cannot re-write the persisted chain"),
+        }
     }
 
     fn persist(&self, p: &Persisted) -> std::io::Result<()> {
@@ -860,21 +832,6 @@ impl ChainControl {
     }
 }
 
-/// Validation at start: interfaces may be missing (the hop starts DOWN).
-struct StartEnv<'a>(&'a spec::Host);
-
-impl Environment for StartEnv<'_> {
-    fn queues(&self, name: &str) -> Option<u32> {
-        Some(self.0.queues(name).unwrap_or(self.0.inline_queues))
-    }
-    fn reserved(&self) -> Vec<(String, &'static str)> {
-        self.0.reserved()
-    }
-    fn inline_queues(&self) -> u32 {
-        self.0.inline_queues
-    }
-}
-
 /// What the command socket needs besides the chain.
 #[derive(Debug, Clone)]
 pub struct CommandSettings {
@@ -890,6 +847,9 @@ pub struct CommandSettings {
 #[derive(Debug)]
 pub struct ControlThread {
     stop: Arc<AtomicBool>,
+    /// Asks the thread to bind the command socket again and re-persist the
+    /// chain (the state directory was re-created).
+    republish: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<Option<ChainControl>>>,
     socket: PathBuf,
 }
@@ -918,7 +878,7 @@ impl ControlThread {
         control: Option<ChainControl>,
         cmd: CommandSettings,
     ) -> std::io::Result<ControlThread> {
-        let listener = match listen(&cmd.state_dir) {
+        let mut listener = match listen(&cmd.state_dir) {
             Ok((l, path)) => {
                 info!(path = %path.display(), "command socket listening");
                 Some(l)
@@ -931,6 +891,8 @@ impl ControlThread {
         let socket = cmd.state_dir.join(wire::SOCKET_NAME);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let republish = Arc::new(AtomicBool::new(false));
+        let again = republish.clone();
         let mut server = Server {
             control,
             cmd,
@@ -941,6 +903,18 @@ impl ControlThread {
             .name("tapline-ctl".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
+                    if again.swap(false, Ordering::Relaxed) {
+                        match listen(&server.cmd.state_dir) {
+                            Ok((l, path)) => {
+                                info!(path = %path.display(), "command socket listening again");
+                                listener = Some(l);
+                            }
+                            Err(e) => error!(error = %e, "cannot re-create the command socket"),
+                        }
+                        if let Some(c) = server.control.as_ref() {
+                            c.persist_again();
+                        }
+                    }
                     if let Some(c) = server.control.as_mut() {
                         c.tick();
                     }
@@ -962,9 +936,16 @@ impl ControlThread {
             })?;
         Ok(ControlThread {
             stop,
+            republish,
             handle: Some(handle),
             socket,
         })
+    }
+
+    /// Asks the thread to bind the command socket again and to persist the
+    /// chain again (after the state directory was re-created).
+    pub fn republish(&self) {
+        self.republish.store(true, Ordering::Relaxed);
     }
 
     /// Stops the thread (ending every tap with `DATAPLANE_STOPPED`) and

@@ -16,6 +16,10 @@ pub const MAX_NAME_LEN: usize = 32;
 pub const MAX_IFNAME_LEN: usize = 15;
 /// File of the persisted chain inside `state_dir`.
 pub const FILE_NAME: &str = "chain.json";
+/// Mode of the file: only the dataplane reads it.
+pub const FILE_MODE: u32 = 0o600;
+/// Largest persisted chain read (a chain of `MAX_HOPS` hops is a few KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// What happens to a hop's traffic while the hop is down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -178,6 +182,10 @@ pub trait Environment {
     fn reserved(&self) -> Vec<(String, &'static str)>;
     /// Queues of inline-1 (and inline-2): every tool port needs as many.
     fn inline_queues(&self) -> u32;
+    /// Why interface `name` (which exists) is not fit to be a tool port
+    /// (loopback, the default route's interface, a routable address;
+    /// see [`crate::xdp::netdev::unfit_reason`]), `None` when it is.
+    fn unfit(&self, name: &str) -> Option<String>;
 }
 
 /// The real machine: interfaces of this network namespace.
@@ -185,6 +193,9 @@ pub trait Environment {
 pub struct Host {
     pub reserved: Vec<(String, &'static str)>,
     pub inline_queues: u32,
+    /// `[chain] allowed_interfaces`: fit as tool ports despite a default
+    /// route or a routable address.
+    pub allowed: Vec<String>,
 }
 
 impl Environment for Host {
@@ -199,6 +210,10 @@ impl Environment for Host {
 
     fn inline_queues(&self) -> u32 {
         self.inline_queues
+    }
+
+    fn unfit(&self, name: &str) -> Option<String> {
+        crate::xdp::netdev::unfit_reason(name, &self.allowed)
     }
 }
 
@@ -271,6 +286,10 @@ pub fn validate(spec: &ChainSpec, env: &dyn Environment) -> (Vec<Issue>, Vec<Iss
                     field,
                     format!("interface {ifname:?} not found in the dataplane's network namespace: check the tool's network attachment"),
                 )),
+                Some(_) if env.unfit(ifname).is_some() => errors.push(Issue::new(
+                    field,
+                    env.unfit(ifname).unwrap_or_default(),
+                )),
                 Some(q) if q != want_queues => errors.push(Issue::new(
                     field,
                     format!("interface {ifname:?} has {q} queues but inline-1 has {want_queues}: tool queues are paired one to one with inline queues; set equal channel counts (ethtool -L {ifname} combined {want_queues})"),
@@ -314,12 +333,26 @@ pub fn path(state_dir: &Path) -> PathBuf {
 
 /// Reads the persisted chain; `Ok(None)` when there is none.
 pub fn load(state_dir: &Path) -> Result<Option<Persisted>, String> {
+    use std::io::Read;
     let p = path(state_dir);
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
+    let f = match std::fs::File::open(&p) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
     };
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} is not a regular file of at most {MAX_FILE_BYTES} bytes",
+            p.display()
+        ));
+    }
+    let mut text = String::new();
+    f.take(MAX_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
     let v: Persisted = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a valid chain file: {e}", p.display()))?;
     if v.format != FORMAT {
@@ -341,7 +374,15 @@ pub fn save(state_dir: &Path, v: &Persisted) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(v).map_err(std::io::Error::other)?;
     text.push('\n');
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        // A temporary file left by an older build may be more open.
+        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
@@ -357,7 +398,7 @@ mod tests {
     impl Environment for FakeEnv {
         fn queues(&self, name: &str) -> Option<u32> {
             match name {
-                "t1a" | "t1b" | "t2a" | "t2b" => Some(1),
+                "t1a" | "t1b" | "t2a" | "t2b" | "lo" => Some(1),
                 "mq" => Some(4),
                 _ => None,
             }
@@ -367,6 +408,9 @@ mod tests {
         }
         fn inline_queues(&self) -> u32 {
             1
+        }
+        fn unfit(&self, name: &str) -> Option<String> {
+            (name == "lo").then(|| format!("interface {name:?} is a loopback interface"))
         }
     }
 
@@ -429,6 +473,20 @@ mod tests {
     }
 
     #[test]
+    fn unfit_interfaces_are_refused() {
+        let spec = ChainSpec {
+            hops: vec![hop("ids", "lo", "t1b")],
+            default_on_failure: FailureAction::Drop,
+        };
+        let e = errors(&spec);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("hops[0].a: interface \"lo\" is a loopback"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn unknown_enum_values_are_issues() {
         let mut p = ChainSpec::default().to_proto();
         p.default_on_failure = 9;
@@ -454,6 +512,10 @@ mod tests {
         assert!(!dir.join(format!(".{FILE_NAME}.tmp")).exists());
         std::fs::write(path(&dir), "{ not json").unwrap();
         assert!(load(&dir).unwrap_err().contains("not a valid chain file"));
+        std::fs::write(path(&dir), vec![b' '; MAX_FILE_BYTES as usize + 1]).unwrap();
+        assert!(load(&dir)
+            .unwrap_err()
+            .contains("not a regular file of at most"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -16,6 +16,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -230,7 +231,13 @@ impl Janitor {
 
     fn copy_to(&self, src: &Path, tmp: &Path, modified: SystemTime) -> Result<Moved, DiskError> {
         let mut from = File::open(src).ctx("opening", src)?;
-        let mut to = File::create(tmp).ctx("creating", tmp)?;
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(super::FILE_MODE)
+            .open(tmp)
+            .ctx("creating", tmp)?;
         let mut buf = vec![0u8; COPY_CHUNK];
         loop {
             if self.stopping() {

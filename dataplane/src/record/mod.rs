@@ -51,6 +51,10 @@ use crossbeam::channel::{self, Sender};
 use crossbeam::queue::ArrayQueue;
 
 pub use self::producer::{RecordProducer, MAX_BLOCK_AGE_NS};
+
+/// Mode of the pcap files (before the umask): owner read-write, group
+/// read; captured traffic is never world-readable.
+pub const FILE_MODE: u32 = 0o640;
 use crate::pcap::{self, RECORD_HEADER_LEN};
 use crate::stats::{RecorderCounters, Slot};
 use crate::xdp::shm::OUTPUT_NAME_BYTES;

@@ -15,6 +15,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -286,6 +287,7 @@ impl Writer {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(super::FILE_MODE)
             .open(&part)
             .ctx("creating", &part)?;
         let header = pcap::file_header_bytes(self.shared.snaplen);

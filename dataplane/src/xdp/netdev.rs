@@ -1,4 +1,6 @@
-//! Interface lookups: index, queue count, link state.
+//! Interface lookups: index, queue count, link state, MTU, and whether an
+//! interface is fit to be a tool port (not loopback, no default route, no
+//! routable address).
 
 use std::io;
 
@@ -37,4 +39,149 @@ pub fn link_up(ifname: &str) -> io::Result<bool> {
     let f = sys::if_flags(ifname)?;
     let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
     Ok(f & want == want)
+}
+
+/// True when `ifname` is administratively up (`IFF_UP`) and has carrier
+/// as its driver reports it (`/sys/class/net/IF/carrier`, which follows
+/// `netif_carrier_ok` at once). `IFF_RUNNING` (the operational state) is
+/// the fallback where sysfs is not this namespace's: it is updated by the
+/// kernel's link watch, later, and flickers when XDP is attached to a veth.
+pub fn has_carrier(ifname: &str) -> io::Result<bool> {
+    let f = sys::if_flags(ifname)?;
+    if f & libc::IFF_UP as u32 == 0 {
+        return Ok(false);
+    }
+    if ifname.contains(['/', '.']) {
+        return link_up(ifname);
+    }
+    match std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")) {
+        Ok(t) => Ok(t.trim() == "1"),
+        Err(_) => link_up(ifname),
+    }
+}
+
+/// The interface's MTU.
+pub fn mtu(ifname: &str) -> io::Result<u32> {
+    sys::if_mtu(ifname)
+}
+
+/// True for a loopback interface (`IFF_LOOPBACK`).
+pub fn is_loopback(ifname: &str) -> io::Result<bool> {
+    Ok(sys::if_flags(ifname)? & libc::IFF_LOOPBACK as u32 != 0)
+}
+
+/// Interfaces that carry a default route of the main table (IPv4 from
+/// `/proc/net/route`, IPv6 from `/proc/net/ipv6_route`; both list this
+/// network namespace's routes). Unreadable files count as no route.
+pub fn default_route_interfaces() -> Vec<String> {
+    let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    parse_default_routes(&v4, &v6)
+}
+
+/// The devices of the default routes in the text of `/proc/net/route` and
+/// `/proc/net/ipv6_route`.
+fn parse_default_routes(v4: &str, v6: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+    for l in v4.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
+            out.push(f[0].to_string());
+        }
+    }
+    // dest prefix_len src src_len next_hop metric refcnt use flags device
+    /// `RTF_REJECT`: the unreachable default routes the kernel keeps on
+    /// `lo` are no way out.
+    const RTF_REJECT: u32 = 0x0200;
+    for l in v6.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let flags = f.get(8).and_then(|v| u32::from_str_radix(v, 16).ok());
+        if f.len() > 9
+            && f[0].bytes().all(|b| b == b'0')
+            && f[1] == "00"
+            && flags.is_some_and(|v| v & RTF_REJECT == 0)
+        {
+            out.push(f[9].to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The first routable (not link-local, not loopback) address of `ifname`:
+/// IPv4 outside 169.254.0.0/16, IPv6 outside fe80::/10.
+pub fn routable_address(ifname: &str) -> Option<std::net::IpAddr> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    for a in addrs.filter(|a| a.interface_name == ifname) {
+        let Some(sa) = a.address else { continue };
+        if let Some(v4) = sa.as_sockaddr_in() {
+            let ip = v4.ip();
+            if !ip.is_link_local() && !ip.is_loopback() && !ip.is_unspecified() {
+                return Some(ip.into());
+            }
+        } else if let Some(v6) = sa.as_sockaddr_in6() {
+            let ip = v6.ip();
+            let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
+            if !link_local && !ip.is_loopback() && !ip.is_unspecified() {
+                return Some(ip.into());
+            }
+        }
+    }
+    None
+}
+
+/// Why `ifname` must not be a tool port or an output member, or `None`
+/// when it is fit. Loopback is never fit; the interface of a default route
+/// and one with a routable address (the pod's own network) are fit only
+/// when `allowed` (the configuration's `allowed_interfaces`) names them.
+pub fn unfit_reason(ifname: &str, allowed: &[String]) -> Option<String> {
+    if is_loopback(ifname).unwrap_or(false) {
+        return Some(format!(
+            "interface {ifname:?} is a loopback interface: a tool port needs an interface of its own"
+        ));
+    }
+    if allowed.iter().any(|a| a == ifname) {
+        return None;
+    }
+    if default_route_interfaces().iter().any(|r| r == ifname) {
+        return Some(format!(
+            "interface {ifname:?} carries the default route (the pod's own network): use an interface of the tool's attachment, or list it in allowed_interfaces if it really is one"
+        ));
+    }
+    if let Some(ip) = routable_address(ifname) {
+        return Some(format!(
+            "interface {ifname:?} has the routable address {ip} (not link-local): use an interface of the tool's attachment, or list it in allowed_interfaces if it really is one"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_routes_of_both_families_are_found_and_reject_routes_ignored() {
+        let v4 = "\
+Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+net1\t00000A0A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+";
+        let v6 = "\
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth1
+fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     net2
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
+        assert_eq!(parse_default_routes(v4, v6), vec!["eth0", "eth1"]);
+        assert!(parse_default_routes("", "").is_empty());
+    }
+
+    #[test]
+    fn loopback_is_never_fit() {
+        let reason = unfit_reason("lo", &["lo".to_string()]).unwrap_or_default();
+        assert!(reason.contains("loopback"), "{reason:?}");
+    }
 }

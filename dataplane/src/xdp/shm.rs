@@ -22,7 +22,7 @@
 //!                         (same words and offsets as version 1)
 //!                 line 1: max_hops, n_hop_writers, n_outputs,
 //!                         n_output_writers, max_recorders, max_taps,
-//!                         2 reserved words
+//!                         links_down, 1 reserved word
 //! 128           DataplaneDesc   (64 bytes: version string, pid)
 //! 192           QueueDesc       x n_queues   (128 bytes each: seq, role,
 //!                                             ifname, queue, mode, worker, hop)
@@ -67,7 +67,7 @@ use std::io;
 use std::mem::{align_of, size_of};
 use std::ops::Deref;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -80,6 +80,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"TAPLSTAT");
 pub const VERSION: u64 = 3;
 /// The file name inside `state_dir`.
 pub const FILE_NAME: &str = "stats.shm";
+/// Mode of the segment file: owner read-write, group read.
+pub const FILE_MODE: u32 = 0o640;
 
 /// One monotonically increasing counter with a single writer.
 #[repr(transparent)]
@@ -301,7 +303,13 @@ pub enum SegmentState {
 }
 
 /// Reserved words at the end of the header's second line.
-const HEADER_RESERVED_WORDS: usize = 2;
+const HEADER_RESERVED_WORDS: usize = 1;
+
+/// Bits of [`SegmentHeader::links_down`]: the port has no carrier (or is
+/// administratively down, or gone).
+pub const LINK_DOWN_INLINE_1: u64 = 1 << 0;
+pub const LINK_DOWN_INLINE_2: u64 = 1 << 1;
+pub const LINK_DOWN_PASSIVE_1: u64 = 1 << 2;
 
 /// The segment header. Its first cache line is word for word the version 1
 /// header, so any reader can tell the version of any segment.
@@ -334,6 +342,10 @@ pub struct SegmentHeader {
     pub max_recorders: Counter,
     /// Tap blocks ([`TapCounters`]): the most taps running at once.
     pub max_taps: Counter,
+    /// `LINK_DOWN_*` bits of the configured ports whose link is down
+    /// (written by the link monitor; 0 in segments of older builds, which
+    /// had a reserved word here).
+    pub links_down: Counter,
     _reserved: [Counter; HEADER_RESERVED_WORDS],
 }
 
@@ -1005,6 +1017,8 @@ impl Mapped {
 #[derive(Debug)]
 pub struct StatsSegment {
     m: Mapped,
+    /// (device, inode) of the published file, `None` in memory.
+    file_id: std::sync::Mutex<Option<(u64, u64)>>,
     /// Where the file is, `None` for an in-memory segment.
     path: Option<PathBuf>,
 }
@@ -1030,8 +1044,9 @@ impl StatsSegment {
     }
 
     /// Creates `dir/stats.shm` with the sizes of `layout`, atomically
-    /// replacing any previous one, readable by everyone (it holds counters,
-    /// not traffic). Sizes above the bounds readers accept (65536 queues,
+    /// replacing any previous one, with mode [`FILE_MODE`]: readable by the
+    /// dataplane's group (the sidecar runs with the same group), never by
+    /// everyone (it describes tap filters and recorder paths). Sizes above the bounds readers accept (65536 queues,
     /// 4096 workers, 1024 hops, 4096 hop writers) are `InvalidInput`.
     pub fn create_with(dir: &Path, layout: &Layout, epoch: u64) -> io::Result<Arc<StatsSegment>> {
         if let Some((field, value, max)) = layout.out_of_bounds() {
@@ -1048,16 +1063,20 @@ impl StatsSegment {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o644)
+            .mode(FILE_MODE)
             .open(&tmp)?;
+        // Whatever the umask: group readers need the group bit.
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
         file.set_len(off.len as u64)?;
         let map = Mmap::shared_file(file.as_fd(), off.len, true)?;
+        let meta = file.metadata()?;
         let seg = StatsSegment {
             m: Mapped {
                 map,
                 layout: *layout,
                 off,
             },
+            file_id: std::sync::Mutex::new(Some((meta.dev(), meta.ino()))),
             path: Some(path.clone()),
         };
         seg.init(epoch);
@@ -1087,6 +1106,7 @@ impl StatsSegment {
                 layout: *layout,
                 off,
             },
+            file_id: std::sync::Mutex::new(None),
             path: None,
         };
         seg.init(0);
@@ -1121,6 +1141,56 @@ impl StatsSegment {
         self.path.as_deref()
     }
 
+    /// False when the segment has a file and `stats.shm` in its directory
+    /// is gone or is another file (the state directory was deleted or
+    /// emptied): readers cannot see this segment any more.
+    pub fn is_published(&self) -> bool {
+        let (Some(path), Some(id)) = (&self.path, *self.file_id.lock().expect("file id")) else {
+            return true;
+        };
+        std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == id)
+    }
+
+    /// Publishes the segment again under its path, after the file was
+    /// deleted: a new file gets the current contents, is mapped in place
+    /// of the old one (same addresses, so every slot handed out stays
+    /// valid) and renamed into place. The epoch stays: counters continue.
+    /// Increments made between the copy and the remap (a few microseconds)
+    /// are lost; counters never go backwards for a reader of the new file.
+    pub fn republish(&self) -> io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+        let words = self.m.map.len() / size_of::<Counter>();
+        // SAFETY: the mapping is `words` whole `Counter`s (every block is
+        // a multiple of 64 bytes, see `Offsets`), page-aligned, and lives
+        // as long as `self`; it is read here with atomic loads only.
+        let counters: &[Counter] =
+            unsafe { std::slice::from_raw_parts(self.m.map.as_ptr().cast::<Counter>(), words) };
+        let mut bytes = Vec::with_capacity(self.m.map.len());
+        for c in counters {
+            bytes.extend_from_slice(&c.get().to_le_bytes());
+        }
+        std::io::Write::write_all(&mut file, &bytes)?;
+        self.m.map.remap_shared_file(file.as_fd())?;
+        let meta = file.metadata()?;
+        std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        *self.file_id.lock().expect("file id") = Some((meta.dev(), meta.ino()));
+        Ok(())
+    }
+
     pub fn header(&self) -> &SegmentHeader {
         self.m.header()
     }
@@ -1138,6 +1208,11 @@ impl StatsSegment {
     pub fn set_state(&self, s: SegmentState) {
         self.m.header().state.set(s as u64);
         self.beat();
+    }
+
+    /// Publishes the `LINK_DOWN_*` bits of the configured ports.
+    pub fn set_links_down(&self, bits: u64) {
+        self.m.header().links_down.set(bits);
     }
 
     /// (Re)writes the description of queue slot `i`; readers see the old or
@@ -1427,6 +1502,8 @@ pub struct Snapshot {
     pub started_unix_ns: u64,
     pub heartbeat_unix_ns: u64,
     pub state: u64,
+    /// `LINK_DOWN_*` bits: configured ports without carrier.
+    pub links_down: u64,
     /// Used queue slots, in slot order (unused slots are left out).
     pub queues: Vec<QueueSnapshot>,
     pub workers: Vec<WorkerSnapshot>,
@@ -1610,6 +1687,7 @@ fn snapshot_of(m: &Mapped) -> Snapshot {
         started_unix_ns: h.started_unix_ns.get(),
         heartbeat_unix_ns: h.heartbeat_unix_ns.get(),
         state: h.state.get(),
+        links_down: h.links_down.get(),
         queues: (0..m.layout.n_queues)
             .filter_map(|i| queue_snapshot(m, i))
             .collect(),

@@ -166,6 +166,33 @@ impl Mmap {
         Self::from_result(p, len)
     }
 
+    /// Maps `fd` (a file at least as long as this mapping) over this shared
+    /// file mapping, in place (`MAP_FIXED`): the address range stays
+    /// mapped throughout, so every reference into it stays valid and from
+    /// then on reads and writes the new file's pages. Used to re-publish
+    /// the stats segment under a new file when the old one was deleted.
+    pub fn remap_shared_file(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        // SAFETY: MAP_FIXED over exactly our own mapping (same address,
+        // length and protection), never over anything else: the range is
+        // replaced atomically by the kernel and never unmapped in between,
+        // so concurrent users (atomic loads and stores only, see
+        // `shm::Counter`) keep valid memory; `fd` is a file the caller sized.
+        let p = unsafe {
+            libc::mmap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Anonymous private memory, populated (used for the UMEM area).
     pub fn anonymous(len: usize) -> io::Result<Mmap> {
         // SAFETY: a fresh anonymous mapping touches no existing memory.
@@ -341,6 +368,18 @@ pub fn if_flags(ifname: &str) -> io::Result<u32> {
     Ok(u32::from(flags as u16))
 }
 
+/// `SIOCGIFMTU`: the interface's MTU (bytes above the Ethernet header).
+pub fn if_mtu(ifname: &str) -> io::Result<u32> {
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut ifr = ifreq_for(ifname)?;
+    // SAFETY: `ifr` is a valid ifreq naming the interface; the kernel writes
+    // the MTU into its union.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) })?;
+    // SAFETY: SIOCGIFMTU filled `ifru_mtu`, a plain integer.
+    let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
+    Ok(mtu.max(0) as u32)
+}
+
 /// `SIOCETHTOOL` `ETHTOOL_GCHANNELS`: (combined, rx) queue counts.
 pub fn ethtool_channels(ifname: &str) -> io::Result<(u32, u32)> {
     #[repr(C)]
@@ -415,6 +454,108 @@ pub fn ethtool_set_flags(ifname: &str, mask: u32, value: u32) -> io::Result<()> 
 /// offload).
 pub fn ethtool_clear_flags(ifname: &str, clear: u32) -> io::Result<()> {
     ethtool_set_flags(ifname, clear, 0)
+}
+
+/// `SIOCETHTOOL` with a command buffer of whole words (any ethtool struct
+/// with a trailing array); the kernel reads and writes it in place.
+fn ethtool_buf(ifname: &str, buf: &mut [u64]) -> io::Result<()> {
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut ifr = ifreq_for(ifname)?;
+    ifr.ifr_ifru.ifru_data = buf.as_mut_ptr().cast();
+    // SAFETY: `ifr` is a valid ifreq whose data pointer points to `buf`,
+    // writable for its whole length during the call; every command sent
+    // here sizes its trailing array to fit in `buf`.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })?;
+    Ok(())
+}
+
+/// Little-endian halves of the words: ethtool structs are arrays of u32.
+fn u32_at(buf: &[u64], i: usize) -> u32 {
+    let w = buf[i / 2];
+    if i.is_multiple_of(2) {
+        w as u32
+    } else {
+        (w >> 32) as u32
+    }
+}
+
+fn set_u32(buf: &mut [u64], i: usize, v: u32) {
+    let w = &mut buf[i / 2];
+    if i.is_multiple_of(2) {
+        *w = (*w & !0xffff_ffff) | u64::from(v);
+    } else {
+        *w = (*w & 0xffff_ffff) | (u64::from(v) << 32);
+    }
+}
+
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_GFEATURES: u32 = 0x3a;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
+const ETH_SS_FEATURES: u32 = 4;
+const ETH_GSTRING_LEN: usize = 32;
+
+/// The bit of the netdev feature called `name` (as `ethtool -k` lists it,
+/// e.g. `tx-vlan-stag-hw-insert`), and the number of feature bits.
+fn ethtool_feature_bit(ifname: &str, name: &str) -> io::Result<(Option<usize>, usize)> {
+    // ethtool_sset_info: cmd, reserved, sset_mask (u64), data[1].
+    let mut info = [0u64; 3];
+    set_u32(&mut info, 0, ETHTOOL_GSSET_INFO);
+    info[1] = 1 << ETH_SS_FEATURES;
+    ethtool_buf(ifname, &mut info)?;
+    let count = if info[1] & (1 << ETH_SS_FEATURES) != 0 {
+        u32_at(&info, 4) as usize
+    } else {
+        0
+    };
+    // ethtool_gstrings: cmd, string_set, len, then len x 32 bytes.
+    let mut strings = vec![0u64; 2 + count * ETH_GSTRING_LEN / 8];
+    set_u32(&mut strings, 0, ETHTOOL_GSTRINGS);
+    set_u32(&mut strings, 1, ETH_SS_FEATURES);
+    set_u32(&mut strings, 2, count as u32);
+    ethtool_buf(ifname, &mut strings)?;
+    let bytes: Vec<u8> = strings.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let table = &bytes[12..12 + count * ETH_GSTRING_LEN];
+    let bit = table.chunks(ETH_GSTRING_LEN).position(|s| {
+        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+        &s[..end] == name.as_bytes()
+    });
+    Ok((bit, count))
+}
+
+/// Whether feature `name` is active on `ifname`; `None` when the
+/// interface does not know the feature.
+pub fn ethtool_feature(ifname: &str, name: &str) -> io::Result<Option<bool>> {
+    let (Some(bit), count) = ethtool_feature_bit(ifname, name)? else {
+        return Ok(None);
+    };
+    let blocks = count.div_ceil(32);
+    // ethtool_gfeatures: cmd, size, then blocks of (available, requested,
+    // active, never_changed).
+    let mut buf = vec![0u64; 1 + blocks * 2];
+    set_u32(&mut buf, 0, ETHTOOL_GFEATURES);
+    set_u32(&mut buf, 1, blocks as u32);
+    ethtool_buf(ifname, &mut buf)?;
+    let active = u32_at(&buf, 2 + (bit / 32) * 4 + 2);
+    Ok(Some(active & (1 << (bit % 32)) != 0))
+}
+
+/// Requests feature `name` on or off (`ethtool -K IF NAME on|off`). An
+/// interface without the feature is left alone.
+pub fn ethtool_set_feature(ifname: &str, name: &str, on: bool) -> io::Result<()> {
+    let (Some(bit), count) = ethtool_feature_bit(ifname, name)? else {
+        return Ok(());
+    };
+    let blocks = count.div_ceil(32);
+    // ethtool_sfeatures: cmd, size, then blocks of (valid, requested).
+    let mut buf = vec![0u64; 1 + blocks];
+    set_u32(&mut buf, 0, ETHTOOL_SFEATURES);
+    set_u32(&mut buf, 1, blocks as u32);
+    let mask = 1u32 << (bit % 32);
+    set_u32(&mut buf, 2 + (bit / 32) * 2, mask);
+    set_u32(&mut buf, 3 + (bit / 32) * 2, if on { mask } else { 0 });
+    ethtool_buf(ifname, &mut buf)?;
+    Ok(())
 }
 
 /// `sendto(2)` on a bound AF_PACKET socket (no address).
