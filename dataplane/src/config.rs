@@ -922,12 +922,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format!("{} must be from 100 to 60000", c.dataplane_stale_ms),
         ));
     }
-    let any_token =
-        c.token_file.is_some() || c.observer_token_file.is_some() || c.admin_token_file.is_some();
+    // Unset: reads stay open as long as no reading credential is
+    // configured (the behaviour before roles existed, where only
+    // observer_token_file closed the Observer).
+    let read_credentials =
+        c.token_file.is_some() || c.observer_token_file.is_some() || c.tls_client_ca_file.is_some();
     let anonymous_role = match c.anonymous_role.as_deref() {
-        // Unset: reads stay open as long as no token is configured at all
-        // (the behaviour before roles existed).
-        None => (!any_token && c.tls_client_ca_file.is_none()).then_some(Role::View),
+        None => (!read_credentials).then_some(Role::View),
         Some("none") => None,
         Some(v) => match Role::parse(v) {
             Some(Role::View) => Some(Role::View),
@@ -1540,6 +1541,67 @@ mod tests {
         assert_eq!(c.control.metrics_listen.port(), 9090);
         assert_eq!(c.control.admin_token_file, None);
         assert_eq!(c.control.dataplane_stale_ms, 1000);
+        assert_eq!(c.control.anonymous_role, Some(Role::View));
+        assert_eq!(c.control.tls, None);
+    }
+
+    #[test]
+    fn control_identities_and_tls_keys() {
+        let parse = |control: &str| {
+            Config::parse(&format!(
+                "[interfaces]\npassive-1 = \"p1\"\n[control]\n{control}"
+            ))
+        };
+        // As before roles: admin_token_file alone leaves reads open; any
+        // reading credential closes them unless said otherwise.
+        let anon = |control: &str| parse(control).unwrap().control.anonymous_role;
+        assert_eq!(anon("admin_token_file = \"/a\"\n"), Some(Role::View));
+        assert_eq!(anon("observer_token_file = \"/o\"\n"), None);
+        assert_eq!(anon("token_file = \"/t\"\n"), None);
+        assert_eq!(
+            anon("token_file = \"/t\"\nanonymous_role = \"view\"\n"),
+            Some(Role::View)
+        );
+        assert_eq!(anon("anonymous_role = \"none\"\n"), None);
+        let c = parse(
+            "tls_cert_file = \"/c\"\ntls_key_file = \"/k\"\ntls_client_ca_file = \"/ca\"\n\
+             tls_client_auth = \"optional\"\n[control.client_roles]\n\"spiffe://x/y\" = \"edit\"\n",
+        )
+        .unwrap();
+        let tls = c.control.tls.unwrap();
+        assert!(!tls.client_auth_required);
+        assert_eq!(
+            tls.client_roles,
+            vec![("spiffe://x/y".to_string(), Role::Edit)]
+        );
+        assert_eq!(c.control.anonymous_role, None, "a client CA closes reads");
+        for (control, field) in [
+            ("anonymous_role = \"edit\"\n", "control.anonymous_role"),
+            ("tls_cert_file = \"/c\"\n", "control.tls_key_file"),
+            ("tls_key_file = \"/k\"\n", "control.tls_cert_file"),
+            (
+                "tls_client_ca_file = \"/ca\"\n",
+                "control.tls_client_ca_file",
+            ),
+            ("token_file = \"tokens.csv\"\n", "control.token_file"),
+            (
+                "tls_cert_file = \"/c\"\ntls_key_file = \"/k\"\ntls_client_auth = \"require\"\n",
+                "control.tls_client_auth",
+            ),
+            (
+                "tls_cert_file = \"/c\"\ntls_key_file = \"/k\"\ntls_client_ca_file = \"/ca\"\n\
+                 tls_client_auth = \"maybe\"\n",
+                "control.tls_client_auth",
+            ),
+            (
+                "tls_cert_file = \"/c\"\ntls_key_file = \"/k\"\ntls_client_ca_file = \"/ca\"\n\
+                 [control.client_roles]\nops = \"root\"\n",
+                "control.client_roles.\"ops\"",
+            ),
+        ] {
+            let e = parse(control).unwrap_err();
+            assert_eq!(e.field, field, "{control}: {e}");
+        }
     }
 
     #[test]
