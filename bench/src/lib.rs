@@ -11,6 +11,7 @@
 pub mod afpacket;
 pub mod chain_bench;
 pub mod demo;
+pub mod filter_micro;
 pub mod inline_bench;
 pub mod lab;
 pub mod measure;
@@ -24,4 +25,5 @@ pub mod report;
 pub mod runner;
 pub mod search;
 pub mod sink;
+pub mod survive;
 pub mod traffic;

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use tapline_bench::progress::Progress;
 
 use tapline_bench::{
-    afpacket, chain_bench, demo, inline_bench, lab, measure, micro, passive_bench, report, search,
-    traffic,
+    afpacket, chain_bench, demo, filter_micro, inline_bench, lab, measure, micro, passive_bench,
+    report, search, traffic,
 };
 
 #[derive(Debug, Parser)]
@@ -68,6 +68,23 @@ enum Cmd {
         #[arg(long, default_value = "mirred")]
         tool: String,
         /// Directory for chain.{json,md}.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Survive: SIGKILLs and restarts of the dataplane under a paced
+    /// stream; gap and frames lost per event, with the kernel fallback kept
+    /// by the sidecar against detach-on-exit, in the same run.
+    Survive {
+        /// Kills (and restarts) per mode.
+        #[arg(long, default_value_t = 20)]
+        events: u32,
+        /// Offered rate, frames per second.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// fallback.stall_ms of the keep mode.
+        #[arg(long, default_value_t = tapline_dataplane::config::DEFAULT_STALL_MS)]
+        stall_ms: u32,
+        /// Directory for survive.{json,md}.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
@@ -168,6 +185,20 @@ enum Cmd {
         /// Run one loop and exit (what --callgrind runs under valgrind).
         #[arg(long, hide = true)]
         inner: bool,
+    },
+    /// Per-frame cost of the pcap-filter: ns/frame of matching (frame
+    /// parsed) and of parsing + matching, for typical filters over a mix
+    /// of 16 frames (IPv4/IPv6, tagged, ARP).
+    MicroFilter {
+        /// Frames per timed repetition (per filter).
+        #[arg(long, default_value_t = 5_000_000)]
+        frames: u64,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: u32,
+        /// Write micro-filter.json and micro-filter.md under this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// One paced run through a DUT on the inline lab: test frames with
     /// sequence numbers and timestamps from g0, an AF_XDP sink on s0;
@@ -560,6 +591,29 @@ fn main() -> Result<()> {
                 report::write_results(&dir, "chain", &r, &md)?;
             }
         }
+        Cmd::Survive {
+            events,
+            rate,
+            stall_ms,
+            out,
+        } => {
+            let cfg = tapline_bench::survive::SurviveConfig {
+                events,
+                rate_pps: rate,
+                stall_ms,
+            };
+            let r = tapline_bench::survive::survive(&cfg, |mode, e| {
+                eprintln!(
+                    "{mode} {} {:>2}: largest gap {:.1} ms, {} frames lost",
+                    e.kind, e.index, e.largest_gap_ms, e.lost_frames
+                );
+            })?;
+            let md = tapline_bench::survive::survive_markdown(&r);
+            println!("{md}");
+            if let Some(dir) = out {
+                report::write_results(&dir, "survive", &r, &md)?;
+            }
+        }
         Cmd::Failover {
             failures,
             rate,
@@ -673,6 +727,14 @@ fn main() -> Result<()> {
             println!("{md}");
             if let Some(dir) = out {
                 report::write_results(&dir, "micro", &r, &md)?;
+            }
+        }
+        Cmd::MicroFilter { frames, reps, out } => {
+            let r = filter_micro::run(frames, reps)?;
+            let md = filter_micro::markdown(&r);
+            println!("{md}");
+            if let Some(dir) = out {
+                report::write_results(&dir, "micro-filter", &r, &md)?;
             }
         }
         Cmd::Run {

@@ -137,6 +137,10 @@ pub enum MicroPath {
     Bridge,
     /// Both directions every round (a frame counts once, whichever way).
     BridgeBidir,
+    /// The bridge one way with the queue's kernel-fallback lease renewed
+    /// on every poll, as the engine runs it (needs CAP_BPF for the maps).
+    #[serde(rename = "bridge-lease")]
+    BridgeLease,
     /// Passive capture with one consumer that counts frames and bytes.
     Capture,
     /// inline-1 -> tool 1 -> inline-2, heartbeats on.
@@ -151,9 +155,10 @@ pub enum MicroPath {
 }
 
 impl MicroPath {
-    pub const ALL: [MicroPath; 6] = [
+    pub const ALL: [MicroPath; 7] = [
         MicroPath::Bridge,
         MicroPath::BridgeBidir,
+        MicroPath::BridgeLease,
         MicroPath::Capture,
         MicroPath::Chain1,
         MicroPath::Chain2,
@@ -166,6 +171,7 @@ impl MicroPath {
         match self {
             MicroPath::Bridge => "bridge",
             MicroPath::BridgeBidir => "bridge-bidir",
+            MicroPath::BridgeLease => "bridge-lease",
             MicroPath::Capture => "capture",
             MicroPath::Chain1 => "chain-1",
             MicroPath::Chain2 => "chain-2",
@@ -177,7 +183,10 @@ impl MicroPath {
     /// chain task with no hop).
     pub fn hops(self) -> Option<u32> {
         match self {
-            MicroPath::Bridge | MicroPath::BridgeBidir | MicroPath::Capture => None,
+            MicroPath::Bridge
+            | MicroPath::BridgeBidir
+            | MicroPath::BridgeLease
+            | MicroPath::Capture => None,
             MicroPath::Chain1 => Some(1),
             MicroPath::Chain2 => Some(2),
             MicroPath::Chain4 => Some(4),
@@ -191,6 +200,7 @@ impl MicroPath {
             MicroPath::Capture => "*micro::measured_capture_poll*",
             MicroPath::Bridge
             | MicroPath::BridgeBidir
+            | MicroPath::BridgeLease
             | MicroPath::Chain1
             | MicroPath::Chain2
             | MicroPath::Chain4 => "*micro::measured_chain_poll*",
@@ -200,7 +210,9 @@ impl MicroPath {
     /// The function holding the whole driver loop (fake kernel included).
     fn loop_symbol(self) -> &'static str {
         match self {
-            MicroPath::Bridge | MicroPath::BridgeBidir => "*micro::bridge_loop*",
+            MicroPath::Bridge | MicroPath::BridgeBidir | MicroPath::BridgeLease => {
+                "*micro::bridge_loop*"
+            }
             MicroPath::Capture => "*micro::capture_loop*",
             MicroPath::Chain1 | MicroPath::Chain2 | MicroPath::Chain4 => "*micro::chain_loop*",
         }
@@ -217,6 +229,7 @@ impl std::str::FromStr for PathSel {
         Ok(PathSel(match s {
             "bridge" => &[MicroPath::Bridge],
             "bridge-bidir" => &[MicroPath::BridgeBidir],
+            "bridge-lease" => &[MicroPath::BridgeLease],
             "capture" => &[MicroPath::Capture],
             "chain-1" => &[MicroPath::Chain1],
             "chain-2" => &[MicroPath::Chain2],
@@ -224,7 +237,7 @@ impl std::str::FromStr for PathSel {
             "chain" => &MicroPath::CHAINS,
             "all" => &MicroPath::ALL,
             other => bail!(
-                "unknown path {other:?}: use bridge, bridge-bidir, capture, chain-1, chain-2, \
+                "unknown path {other:?}: use bridge, bridge-bidir, bridge-lease, capture, chain-1, chain-2, \
                  chain-4, chain (the three chains) or all"
             ),
         }))
@@ -306,7 +319,7 @@ impl PathResult {
     pub fn poll_ir_per_step(&self) -> Option<f64> {
         let steps = match self.path {
             MicroPath::Capture => return None,
-            MicroPath::Bridge | MicroPath::BridgeBidir => 1,
+            MicroPath::Bridge | MicroPath::BridgeBidir | MicroPath::BridgeLease => 1,
             _ => self.hops? + 1,
         };
         Some(self.poll_ir_per_frame? / f64::from(steps))
@@ -482,12 +495,24 @@ fn kernel_transmit(k: &mut FakeKernel, b: &mut SideBufs) -> Result<usize> {
 
 /// Drives a bridge until `frames` frames went through (each way counts).
 #[inline(never)]
-fn bridge_loop(frames: u64, batch: u32, both_ways: bool) -> Result<LoopRun> {
+fn bridge_loop(frames: u64, batch: u32, both_ways: bool, lease: bool) -> Result<LoopRun> {
     let (a, mut ka) = XskSocket::in_memory(sizes());
     let (b, mut kb) = XskSocket::in_memory(sizes());
     let (umem, pool) = new_umem()?;
     let segment = tapline_dataplane::stats::StatsSegment::in_memory(2, 0);
     let mut task = ChainTask::in_memory([a, b], pool, umem, segment);
+    // The real lease map (a BPF_F_MMAPABLE array): the store the worker
+    // does goes to the kernel's memory, as in production.
+    let _maps = if lease {
+        use tapline_dataplane::xdp::fallback::{FallbackAction, FallbackMaps};
+        let maps = FallbackMaps::create(1, FallbackAction::Forward)
+            .context("creating the fallback maps (the bridge-lease path needs CAP_BPF)")?;
+        let stall_ns = u64::from(tapline_dataplane::config::DEFAULT_STALL_MS) * 1_000_000;
+        task = task.with_lease(maps.lease(0, stall_ns, Arc::default()));
+        Some(maps)
+    } else {
+        None
+    };
     let mut bufs = [
         SideBufs::with_capacity(batch as usize),
         SideBufs::with_capacity(batch as usize),
@@ -993,8 +1018,9 @@ fn chain_run(hops: u32, frames: u64, batch: u32) -> Result<LoopRun> {
 /// Runs one path's loop once (what the callgrind child does).
 pub fn run_once(path: MicroPath, frames: u64, batch: u32) -> Result<LoopRun> {
     match path {
-        MicroPath::Bridge => bridge_loop(frames, batch, false),
-        MicroPath::BridgeBidir => bridge_loop(frames, batch, true),
+        MicroPath::Bridge => bridge_loop(frames, batch, false, false),
+        MicroPath::BridgeBidir => bridge_loop(frames, batch, true, false),
+        MicroPath::BridgeLease => bridge_loop(frames, batch, false, true),
         MicroPath::Capture => capture_loop(frames, batch, false),
         MicroPath::Chain1 | MicroPath::Chain2 | MicroPath::Chain4 => {
             let hops = path.hops().expect("a chain path has hops");
@@ -1197,7 +1223,7 @@ pub fn markdown(r: &MicroResult) -> String {
         .iter()
         .map(|p| {
             let verdict = match (p.path, p.poll_ir_per_frame) {
-                (MicroPath::Bridge | MicroPath::BridgeBidir, Some(ir)) => {
+                (MicroPath::Bridge | MicroPath::BridgeBidir | MicroPath::BridgeLease, Some(ir)) => {
                     if ir <= r.target_ir_per_bridged_frame {
                         format!("met (<= {})", r.target_ir_per_bridged_frame)
                     } else {
@@ -1299,7 +1325,7 @@ mod tests {
     #[test]
     fn bridge_one_way_forwards_every_frame() {
         // 5000 is not a multiple of the batch: the last round is partial.
-        let r = bridge_loop(5000, 64, false).unwrap();
+        let r = bridge_loop(5000, 64, false, false).unwrap();
         assert_eq!(r.frames, 5000);
         assert_eq!(r.polls, 5000_u64.div_ceil(64));
     }
@@ -1307,7 +1333,7 @@ mod tests {
     #[test]
     fn bridge_both_ways_forwards_every_frame() {
         // More frames than the UMEM holds, so every chunk is reused.
-        let r = bridge_loop(20_000, 64, true).unwrap();
+        let r = bridge_loop(20_000, 64, true, false).unwrap();
         assert_eq!(r.frames, 20_000);
         assert_eq!(r.polls, 20_000_u64.div_ceil(128));
     }

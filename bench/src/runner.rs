@@ -302,9 +302,25 @@ pub fn lab_config(
     );
     s += dataplane_keys;
     s += "\n";
+    // Before `extra`, so a caller may still append keys to the last table
+    // of `extra`; `extra` starts with a table header (or is empty).
+    let headed = extra.trim().is_empty() || extra.trim_start().starts_with('[');
+    if inline.is_some() && !extra.contains("[fallback]") && headed {
+        s += &format!("[fallback]\nstall_ms = {LAB_STALL_MS}\n\n");
+    }
     s += extra;
     s
 }
+
+/// `fallback.stall_ms` of lab runs that do not set `[fallback]` themselves.
+/// Labs run on shared, often oversubscribed machines, where a healthy
+/// worker can wait for a CPU longer than the default lease (measured here:
+/// up to ~370 ms at a load of 11 on 2 vCPUs); its traffic would then take
+/// the kernel fallback now and then, which is right in production but
+/// would make every test and benchmark that counts what crossed the
+/// worker (or a tool) depend on the machine's load. Runs about the
+/// fallback set their own lease.
+pub const LAB_STALL_MS: u32 = 1000;
 
 /// The XDP mode the dataplane reported for `role` in its ready line
 /// (`ports: ["inline-1=i1:q0:native-copy", ...]`).

@@ -213,6 +213,7 @@ pub fn build_info(
         control_uptime_ms: control_uptime.as_millis() as u64,
         interfaces,
         workers,
+        kernel_fallback: None,
     }
 }
 

@@ -28,6 +28,7 @@ pub mod audit;
 pub mod auth;
 pub mod dataplane;
 pub mod details;
+pub mod fallback;
 pub mod health;
 pub mod info;
 pub mod metrics;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tapline_dataplane::config::{Config, ConfigError};
+use tapline_dataplane::xdp::custody::Keeper;
 use tapline_proto::v1::admin_server::AdminServer;
 use tapline_proto::v1::observer_server::ObserverServer;
 use tokio::net::TcpListener;
@@ -206,6 +208,9 @@ impl Bound {
             addrs,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        // The link keeper: holds the inline ports' BPF links so the kernel
+        // fallback outlives the dataplane (but not this pod).
+        let keeper = start_keeper(&cfg);
 
         let configured = Configured {
             passive: cfg.passive.is_some(),
@@ -237,11 +242,10 @@ impl Bound {
         };
         let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
-        let observer = ObserverServer::new(observer::ObserverService::new(
-            monitor.clone(),
-            cfg.clone(),
-            stop_rx.clone(),
-        ));
+        let observer = ObserverServer::new(
+            observer::ObserverService::new(monitor.clone(), cfg.clone(), stop_rx.clone())
+                .with_keeper(keeper.clone()),
+        );
         let dataplane = dataplane::DataplaneClient::new(&cfg.state_dir);
         let command_socket = dataplane.socket_path().display().to_string();
         // Served even when nothing grants edit or admin, refusing every
@@ -310,7 +314,12 @@ impl Bound {
                 .add_service(HealthServer::new(probe_health))
                 .serve_with_incoming_shutdown(health, stopped(stop_rx.clone())),
         );
-        let mut metrics_task = tokio::spawn(metrics::serve(metrics, monitor, stop_rx.clone()));
+        let mut metrics_task = tokio::spawn(metrics::serve(
+            metrics,
+            monitor,
+            keeper.clone(),
+            stop_rx.clone(),
+        ));
         info!(
             grpc = %addrs[0],
             health = %addrs[1],
@@ -374,12 +383,29 @@ impl Bound {
             health_task.abort();
             metrics_task.abort();
         }
+        if let Some(k) = keeper {
+            k.stop();
+        }
         match early {
             Some(e) => Err(e),
             None => {
                 info!("stopped");
                 Ok(())
             }
+        }
+    }
+}
+
+/// Starts the link keeper when an inline pair is configured. A keeper
+/// that cannot start is logged, not fatal: the dataplane then keeps its
+/// links itself and they go down with it.
+fn start_keeper(cfg: &Config) -> Option<Arc<Keeper>> {
+    cfg.inline.as_ref()?;
+    match Keeper::spawn(&cfg.state_dir, cfg.command_uids.clone()) {
+        Ok(k) => Some(Arc::new(k)),
+        Err(e) => {
+            warn!(state_dir = %cfg.state_dir.display(), error = %e, "cannot start the link keeper: the inline link goes down whenever the dataplane does; make dataplane.state_dir writable");
+            None
         }
     }
 }

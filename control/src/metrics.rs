@@ -37,6 +37,7 @@ use crate::stats::{
     api_mode, drop_reason_name, drops_by_reason, group_members, output_drop_reason_name,
     output_drops_by_reason, recorder_stage,
 };
+use tapline_dataplane::xdp::custody::Keeper;
 
 /// `Content-Type` of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -697,7 +698,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 64;
 
 /// The response to a request head (`None` while it is incomplete).
-fn respond(head: &[u8], monitor: &Monitor) -> Option<(u16, &'static str, String, bool)> {
+fn respond(
+    head: &[u8],
+    monitor: &Monitor,
+    keeper: Option<&Keeper>,
+) -> Option<(u16, &'static str, String, bool)> {
     let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
     let text = String::from_utf8_lossy(&head[..end]);
     let line = text.lines().next().unwrap_or_default();
@@ -723,20 +728,24 @@ fn respond(head: &[u8], monitor: &Monitor) -> Option<(u16, &'static str, String,
         ));
     }
     let live = monitor.sample().ok();
-    Some((
-        200,
-        "OK",
-        render(live.as_ref().map(|s| &s.snapshot)),
-        head_only,
-    ))
+    let mut body = render(live.as_ref().map(|s| &s.snapshot));
+    // The kernel fallback counts while the dataplane is down too.
+    if let Some(k) = keeper {
+        body.push_str(&crate::fallback::render_metrics(&k.status()));
+    }
+    Some((200, "OK", body, head_only))
 }
 
-async fn handle(mut stream: TcpStream, monitor: Monitor) -> std::io::Result<()> {
+async fn handle(
+    mut stream: TcpStream,
+    monitor: Monitor,
+    keeper: Option<Arc<Keeper>>,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
         loop {
-            if let Some(a) = respond(&head, &monitor) {
+            if let Some(a) = respond(&head, &monitor, keeper.as_deref()) {
                 return Ok(a);
             }
             if head.len() >= MAX_REQUEST_BYTES {
@@ -780,7 +789,12 @@ async fn handle(mut stream: TcpStream, monitor: Monitor) -> std::io::Result<()> 
 /// Serves `/metrics` on `listener` until `shutdown` turns true. One request
 /// per connection (`Connection: close`), which is what Prometheus expects
 /// of a simple exporter.
-pub async fn serve(listener: TcpListener, monitor: Monitor, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    monitor: Monitor,
+    keeper: Option<Arc<Keeper>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -800,8 +814,9 @@ pub async fn serve(listener: TcpListener, monitor: Monitor, mut shutdown: watch:
             () = stopping(&mut shutdown) => return,
         };
         let monitor = monitor.clone();
+        let keeper = keeper.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, monitor).await {
+            if let Err(e) = handle(stream, monitor, keeper).await {
                 debug!(%peer, error = %e, "metrics: connection ended with an error");
             }
             drop(permit);
@@ -1011,23 +1026,34 @@ mod tests {
             },
             Duration::from_secs(1),
         );
-        assert!(respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n", &m).is_none());
+        assert!(respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n", &m, None).is_none());
         let (code, _, body, head_only) =
-            respond(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", &m).unwrap();
+            respond(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", &m, None).unwrap();
         assert_eq!((code, head_only), (200, false));
         assert!(body.contains("tapline_dataplane_up 0"));
-        assert!(respond(b"HEAD /metrics HTTP/1.0\r\n\r\n", &m).unwrap().3);
-        assert_eq!(respond(b"GET / HTTP/1.1\r\n\r\n", &m).unwrap().0, 404);
+        assert!(
+            respond(b"HEAD /metrics HTTP/1.0\r\n\r\n", &m, None)
+                .unwrap()
+                .3
+        );
+        assert_eq!(respond(b"GET / HTTP/1.1\r\n\r\n", &m, None).unwrap().0, 404);
         assert_eq!(
-            respond(b"GET /metricsx HTTP/1.1\r\n\r\n", &m).unwrap().0,
+            respond(b"GET /metricsx HTTP/1.1\r\n\r\n", &m, None)
+                .unwrap()
+                .0,
             404
         );
         assert_eq!(
-            respond(b"POST /metrics HTTP/1.1\r\n\r\n", &m).unwrap().0,
+            respond(b"POST /metrics HTTP/1.1\r\n\r\n", &m, None)
+                .unwrap()
+                .0,
             405
         );
-        assert_eq!(respond(b"garbage\r\n\r\n", &m).unwrap().0, 400);
-        assert_eq!(respond(b"GET /metrics SPDY/3\r\n\r\n", &m).unwrap().0, 400);
+        assert_eq!(respond(b"garbage\r\n\r\n", &m, None).unwrap().0, 400);
+        assert_eq!(
+            respond(b"GET /metrics SPDY/3\r\n\r\n", &m, None).unwrap().0,
+            400
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use tapline_dataplane::xdp::custody::Keeper;
+
 use crate::dataplane::DataplaneClient;
 use crate::info::{build_info, probe_netdev};
 use crate::state::{stopping, Monitor, Unavailable};
@@ -55,6 +57,7 @@ pub struct ObserverService {
     dataplane: DataplaneClient,
     started: Instant,
     shutdown: watch::Receiver<bool>,
+    keeper: Option<Arc<Keeper>>,
 }
 
 impl ObserverService {
@@ -67,7 +70,14 @@ impl ObserverService {
             cfg,
             started: Instant::now(),
             shutdown,
+            keeper: None,
         }
+    }
+
+    /// The link keeper, whose view of the kernel fallback `GetInfo` shows.
+    pub fn with_keeper(mut self, keeper: Option<Arc<Keeper>>) -> Self {
+        self.keeper = keeper;
+        self
     }
 }
 
@@ -80,11 +90,14 @@ impl Observer for ObserverService {
         let cfg = self.cfg.clone();
         let obs = self.monitor.current();
         let uptime = self.started.elapsed();
-        // sysfs reads are file I/O: off the runtime's threads.
+        let keeper = self.keeper.clone();
+        // sysfs reads and map lookups are syscalls: off the runtime's threads.
         let info = tokio::task::spawn_blocking(move || {
-            build_info(&cfg, &obs, unix_ns(), uptime, |ifname| {
+            let mut info = build_info(&cfg, &obs, unix_ns(), uptime, |ifname| {
                 probe_netdev(std::path::Path::new(SYSFS_NET), ifname)
-            })
+            });
+            info.kernel_fallback = keeper.and_then(|k| crate::fallback::to_proto(&k.status()));
+            info
         })
         .await
         .map_err(|e| Status::internal(format!("building the answer failed: {e}")))?;

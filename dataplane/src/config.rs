@@ -46,6 +46,8 @@ struct RawConfig {
     #[serde(default)]
     control: RawControl,
     #[serde(default)]
+    fallback: RawFallback,
+    #[serde(default)]
     output_group: Vec<RawOutputGroup>,
     #[serde(default)]
     recorder: Vec<RawRecorder>,
@@ -346,6 +348,93 @@ fn default_tap_queue_packets() -> usize {
     crate::tap::DEFAULT_QUEUE_PACKETS
 }
 
+fn default_stall_ms() -> u32 {
+    DEFAULT_STALL_MS
+}
+fn default_on_exit() -> String {
+    "keep".into()
+}
+
+/// `[fallback]`: the inline pair's kernel fallback.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFallback {
+    #[serde(default = "default_stall_ms")]
+    stall_ms: u32,
+    #[serde(default = "default_on_exit")]
+    on_exit: String,
+    #[serde(default)]
+    link_state: bool,
+}
+
+impl Default for RawFallback {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+/// Default `fallback.stall_ms` (see docs/config.md for how it was chosen).
+pub const DEFAULT_STALL_MS: u32 = 50;
+/// Bounds of `fallback.stall_ms`.
+const STALL_MS_MIN: u32 = 5;
+const STALL_MS_MAX: u32 = 1000;
+
+/// What happens to the inline ports' programs when the dataplane exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExit {
+    /// The sidecar keeps the links: the kernel fallback carries the wire.
+    Keep,
+    /// The programs go with the process (the link goes dark).
+    Detach,
+}
+
+impl OnExit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnExit::Keep => "keep",
+            OnExit::Detach => "detach",
+        }
+    }
+}
+
+/// The inline pair's kernel fallback (`[fallback]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackConfig {
+    /// A worker that has not polled for this long loses its queues to the
+    /// kernel fallback.
+    pub stall_ms: u32,
+    pub on_exit: OnExit,
+    /// inline-1 losing carrier sets inline-2 down, and back.
+    pub link_state: bool,
+}
+
+fn validate_fallback(f: RawFallback) -> Result<FallbackConfig, ConfigError> {
+    if !(STALL_MS_MIN..=STALL_MS_MAX).contains(&f.stall_ms) {
+        return Err(err(
+            "fallback.stall_ms",
+            format!(
+                "{} must be from {STALL_MS_MIN} to {STALL_MS_MAX}",
+                f.stall_ms
+            ),
+        ));
+    }
+    let on_exit = match f.on_exit.as_str() {
+        "keep" => OnExit::Keep,
+        "detach" => OnExit::Detach,
+        other => {
+            return Err(err(
+                "fallback.on_exit",
+                format!("{other:?} is not one of \"keep\" (the sidecar keeps the kernel fallback forwarding) or \"detach\""),
+            ))
+        }
+    };
+    Ok(FallbackConfig {
+        stall_ms: f.stall_ms,
+        on_exit,
+        link_state: f.link_state,
+    })
+}
+
 /// `[tap]`: caps of live taps (`Admin.Tap`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -531,6 +620,8 @@ pub struct Config {
     /// Caps of live taps (`[tap]`).
     pub tap: TapSettings,
     pub control: ControlConfig,
+    /// The inline pair's kernel fallback (`[fallback]`).
+    pub fallback: FallbackConfig,
     /// Passive output groups (`[[output_group]]`), in order.
     pub output_groups: Vec<OutputGroup>,
     /// Recorders (`[[recorder]]`), in order.
@@ -1137,6 +1228,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .collect();
     let output_groups = validate_groups(raw.output_group, passive.is_some(), &reserved)?;
     let recorders = validate_recorders(raw.recorder, passive.is_some())?;
+    let fallback = validate_fallback(raw.fallback)?;
 
     Ok(Config {
         passive,
@@ -1168,6 +1260,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         heartbeat,
         tap,
         control,
+        fallback,
         output_groups,
         recorders,
     })

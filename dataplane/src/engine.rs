@@ -18,6 +18,7 @@ use crate::pipeline::chain::{Heartbeats, TaskUpdate};
 use crate::pipeline::{CaptureTask, ChainTask, Task};
 use crate::record::Recorder;
 use crate::stats::{OutputInfo, OutputKind, QueueStats, Role, StatsRegistry, StatsSegment};
+use crate::survive::{InlineFallback, LinkState};
 use crate::tap::{PortNames, TapPort, TapRegistry};
 use crate::worker::{Worker, WorkerSlots};
 use crate::xdp::shm::{self, QueueInfo, SegmentState};
@@ -124,6 +125,10 @@ impl StartError {
 /// A running dataplane. [`Dataplane::stop`] shuts it down in order.
 #[derive(Debug)]
 pub struct Dataplane {
+    /// The inline pair's kernel fallback and its hand-off to the keeper.
+    fallback: Option<InlineFallback>,
+    /// Link-state propagation across the inline pair (`fallback.link_state`).
+    link_state: Option<LinkState>,
     /// The chain's control thread (command socket); stopped first.
     control: Option<ControlThread>,
     workers: Vec<Worker>,
@@ -208,11 +213,15 @@ impl Dataplane {
         // running dataplane is left alone.
         let lock = lock_state_dir(&cfg.state_dir)?;
         raise_memlock();
+        // The inline ports carry the kernel fallback (taken over from the
+        // link keeper when a previous dataplane left it running).
+        let mut fallback = None;
         let inline = match &cfg.inline {
-            Some(pair) => Some((
-                Interface::open(&pair.side1, cfg.xdp_mode, cfg.promiscuous)?,
-                Interface::open(&pair.side2, cfg.xdp_mode, cfg.promiscuous)?,
-            )),
+            Some(pair) => {
+                let (fb, [i1, i2]) = InlineFallback::open(cfg, pair)?;
+                fallback = Some(fb);
+                Some((i1, i2))
+            }
             None => None,
         };
         let passive = match &cfg.passive {
@@ -372,22 +381,26 @@ impl Dataplane {
                     });
                     let heartbeats = (q == 0)
                         .then(|| Heartbeats::new(cfg.heartbeat, key.clone(), events_tx.clone()));
+                    let lease = fallback.as_ref().and_then(|f| f.lease(q));
                     tasks.push((
                         format!("chain-q{q}"),
-                        Task::Chain(ChainTask::new(
-                            q,
-                            group,
-                            [c1, c2],
-                            [
-                                TapPort::new(taps.clone(), &i1.name, q),
-                                TapPort::new(taps.clone(), &i2.name, q),
-                            ],
-                            segment.clone(),
-                            chain_shared.clone(),
-                            key.clone(),
-                            Some(urx),
-                            heartbeats,
-                        )),
+                        Task::Chain(
+                            ChainTask::new(
+                                q,
+                                group,
+                                [c1, c2],
+                                [
+                                    TapPort::new(taps.clone(), &i1.name, q),
+                                    TapPort::new(taps.clone(), &i2.name, q),
+                                ],
+                                segment.clone(),
+                                chain_shared.clone(),
+                                key.clone(),
+                                Some(urx),
+                                heartbeats,
+                            )
+                            .with_lease(lease),
+                        ),
                     ));
                 }
                 Plan::Capture(q) => {
@@ -527,6 +540,9 @@ impl Dataplane {
                     taps.clone(),
                     max_hops,
                 );
+                if let Some(fb) = &fallback {
+                    control.set_fallback(fb.maps.clone());
+                }
                 let initial = pre.chain.clone().expect("validated with the inline pair");
                 control.start(initial.source, initial.persisted);
                 Some(control)
@@ -565,8 +581,21 @@ impl Dataplane {
                 name: "tapline-links".into(),
                 source,
             })?;
+        let link_state = match &cfg.inline {
+            Some(pair) if cfg.fallback.link_state => Some(
+                LinkState::spawn([pair.side1.clone(), pair.side2.clone()]).map_err(|source| {
+                    StartError::Thread {
+                        name: "tapline-linkstate".into(),
+                        source,
+                    }
+                })?,
+            ),
+            _ => None,
+        };
         segment.set_state(SegmentState::Running);
         Ok(Dataplane {
+            fallback,
+            link_state,
             control,
             workers,
             links,
@@ -581,11 +610,20 @@ impl Dataplane {
         })
     }
 
-    /// Refreshes the segment's heartbeat; call a few times a second.
-    /// About once a second it also checks that the state directory still
-    /// holds this dataplane's segment, and re-creates it otherwise.
-    pub fn heartbeat(&self) {
+    /// The inline pair's kernel fallback, if an inline pair is configured.
+    pub fn fallback(&self) -> Option<&InlineFallback> {
+        self.fallback.as_ref()
+    }
+
+    /// Refreshes the segment's heartbeat and keeps the link keeper holding
+    /// the inline links; call a few times a second. About once a second it
+    /// also checks that the state directory still holds this dataplane's
+    /// segment, and re-creates it otherwise.
+    pub fn heartbeat(&mut self) {
         self.segment.beat();
+        if let Some(f) = self.fallback.as_mut() {
+            f.maintain();
+        }
         if self
             .beats
             .fetch_add(1, Ordering::Relaxed)
@@ -656,6 +694,15 @@ impl Dataplane {
     pub fn stop(self) -> StatsRegistry {
         // The command socket first, so no chain change races the shutdown.
         let chain = self.control.and_then(ControlThread::stop);
+        if let Some(l) = self.link_state {
+            let n = l.stop();
+            info!(propagations = n, "link-state propagation stopped");
+        }
+        // The kernel takes the inline traffic before the workers stop, so
+        // nothing is left in their rings (fallback.on_exit = "keep").
+        if let Some(f) = &self.fallback {
+            f.hand_over();
+        }
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers {
             // Dropping the returned tasks closes their sockets; capture
@@ -674,8 +721,21 @@ impl Dataplane {
         }
         // Then the tools' interfaces (detaching their XDP programs).
         drop(chain);
+        if let Some(f) = self.fallback {
+            let c = f.counters();
+            info!(
+                inline_1_forwarded = c[0].forwarded,
+                inline_1_dropped = c[0].dropped,
+                inline_2_forwarded = c[1].forwarded,
+                inline_2_dropped = c[1].dropped,
+                lease_expiries = c[0].lease_expiries + c[1].lease_expiries,
+                takeovers = f.maps.takeovers(),
+                "kernel fallback counters"
+            );
+            f.finish();
+        }
         for i in self.interfaces {
-            info!(ifname = %i.name, "detaching XDP program");
+            info!(ifname = %i.name, "closing XDP program (the link keeper may keep it attached)");
             drop(i);
         }
         // The file stays, so the sidecar can still read the final counters.

@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod preflight;
 pub mod record;
 pub mod stats;
+pub mod survive;
 pub mod tap;
 pub mod worker;
 #[allow(unsafe_code)]

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         }
     }
 
-    let dp = match Dataplane::start(&cfg) {
+    let mut dp = match Dataplane::start(&cfg) {
         Ok(dp) => dp,
         Err(e) => {
             error!("{e}");

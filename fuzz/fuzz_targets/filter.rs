@@ -3,8 +3,10 @@
 //! `taplinectl` flag), and `Packet::parse` / `Filter::matches` take whatever
 //! arrives on the wire, so: any text compiles or yields a `FilterError`
 //! whose column points inside the expression (or one past its end) and
-//! whose caret renders; a filter that compiles matches any bytes without a
-//! panic, gives the same answer twice, and compiles again from `expr()`;
+//! whose caret renders; a filter that compiles (libpcap or `lenient:` mode,
+//! byte offsets and arithmetic included) matches any bytes without a
+//! panic, gives the same answer twice, and compiles again from `expr()`
+//! into the same mode;
 //! and the parsed packet keeps its invariants.
 //!
 //! Input layout: the expression, a 0 byte, the frame. Without a 0 byte the
@@ -38,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
             let m = filter.matches(frame);
             assert_eq!(m, filter.matches_packet(&p));
             let again = Filter::compile(filter.expr()).expect("recompiles");
+            assert_eq!(again.mode(), filter.mode());
             assert_eq!(again.matches(frame), m);
         }
         Err(e) => {

@@ -919,6 +919,33 @@ struct StatusJson {
     health: BTreeMap<String, String>,
     interfaces: Vec<InterfaceJson>,
     workers: Vec<WorkerInfoJson>,
+    /// The inline pair's kernel fallback; absent when the sidecar holds no
+    /// inline links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_fallback: Option<KernelFallbackJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct KernelFallbackJson {
+    links_held: bool,
+    carrying: bool,
+    kernel_queues: u32,
+    queues: u32,
+    action: String,
+    lease_expiries: u64,
+    takeovers: u64,
+    dataplane_connected: bool,
+    counters_readable: bool,
+    ports: Vec<FallbackPortJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct FallbackPortJson {
+    role: String,
+    ifname: String,
+    attach: String,
+    forwarded: u64,
+    dropped: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -974,6 +1001,28 @@ fn status_json(
         control_uptime_ms: info.control_uptime_ms,
         stats_epoch: info.stats_epoch,
         health,
+        kernel_fallback: info.kernel_fallback.map(|k| KernelFallbackJson {
+            links_held: k.links_held,
+            carrying: k.carrying,
+            kernel_queues: k.kernel_queues,
+            queues: k.queues,
+            action: k.action,
+            lease_expiries: k.lease_expiries,
+            takeovers: k.takeovers,
+            dataplane_connected: k.dataplane_connected,
+            counters_readable: k.counters_readable,
+            ports: k
+                .ports
+                .into_iter()
+                .map(|p| FallbackPortJson {
+                    role: p.role,
+                    ifname: p.ifname,
+                    attach: p.attach,
+                    forwarded: p.forwarded,
+                    dropped: p.dropped,
+                })
+                .collect(),
+        }),
         interfaces: info
             .interfaces
             .into_iter()
@@ -1750,6 +1799,33 @@ fn render_status(s: &StatusJson) -> String {
         })
         .collect();
     let _ = writeln!(out, "health: {}", health.join(", "));
+    if let Some(k) = &s.kernel_fallback {
+        let state = if k.carrying {
+            format!(
+                "CARRYING the inline link ({} of {} queues, action {}): the chain is not inspecting",
+                k.kernel_queues, k.queues, k.action
+            )
+        } else {
+            format!("standby (action {})", k.action)
+        };
+        let ports: Vec<String> = k
+            .ports
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} forwarded {} dropped {}",
+                    p.role, p.ifname, p.attach, p.forwarded, p.dropped
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "kernel fallback: {state}; lease expiries {}, takeovers {}; {}",
+            k.lease_expiries,
+            k.takeovers,
+            ports.join("; ")
+        );
+    }
     if !s.interfaces.is_empty() {
         out.push('\n');
         let mut t = Table::new(&[

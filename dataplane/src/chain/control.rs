@@ -51,6 +51,7 @@ use super::spec::{self, ChainSpec, HopSpec, Issue, Persisted};
 use crate::pipeline::chain::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use crate::stats::{Role, StatsSegment};
 use crate::tap::{self, HopPorts, PortNames, TapPlan, TapPort, TapRegistry};
+use crate::xdp::fallback::FallbackMaps;
 use crate::xdp::shm::{unix_ns, HopInfo, QueueInfo};
 use crate::xdp::{BindMode, Geometry, Interface, PortMode, Umem, XdpMode, XskParams, XskSocket};
 
@@ -158,6 +159,8 @@ pub struct ChainControl {
     next_port: PortId,
     next_nonce: u32,
     last_retry: Instant,
+    /// The inline ports' kernel fallback: its action follows the chain.
+    fallback: Option<Arc<FallbackMaps>>,
 }
 
 fn ts(unix_ns: u64) -> Option<prost_types::Timestamp> {
@@ -206,6 +209,29 @@ impl ChainControl {
             next_port: 2,
             next_nonce: (unix_ns() as u32) | 1,
             last_retry: Instant::now(),
+            fallback: None,
+        }
+    }
+
+    /// Makes the kernel fallback's action follow the chain.
+    pub fn set_fallback(&mut self, maps: Arc<FallbackMaps>) {
+        self.fallback = Some(maps);
+    }
+
+    /// Sets the kernel fallback's action for the applied chain: drop while
+    /// a fail-closed hop is in it and not bypassed, else forward.
+    fn sync_fallback(&self) {
+        let Some(maps) = &self.fallback else { return };
+        let action = crate::survive::action_for(
+            self.hops
+                .iter()
+                .map(|h| (h.shared.on_failure(), h.shared.manual_bypass())),
+        );
+        if maps.action().ok() != Some(action) {
+            match maps.set_action(action) {
+                Ok(()) => info!(action = %action, "kernel fallback action set for the chain"),
+                Err(e) => error!(error = %e, "cannot set the kernel fallback action"),
+            }
         }
     }
 
@@ -512,6 +538,7 @@ impl ChainControl {
             took_ms = t0.elapsed().as_millis() as u64,
             "chain applied"
         );
+        self.sync_fallback();
         Ok(())
     }
 
@@ -817,6 +844,7 @@ impl ChainControl {
                 r.reason.clone()
             };
             info!(hop = %h.spec.name, bypass = r.bypass, reason = %h.message, "manual bypass changed");
+            self.sync_fallback();
         }
         v1::dataplane_response::Response::SetHopBypass(v1::SetHopBypassResponse {
             hop: Some(self.hop_status(&self.hops[i])),

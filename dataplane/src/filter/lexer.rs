@@ -13,7 +13,29 @@ pub(super) enum TokKind {
     Not,
     LParen,
     RParen,
+    /// `/`: a prefix length, or division in arithmetic.
     Slash,
+    LBracket,
+    RBracket,
+    /// `:` inside brackets (`tcp[0:2]`); elsewhere it is part of a word.
+    Colon,
+    Plus,
+    /// `-` not inside a word (`80-90` and `tcp-syn` are words).
+    Minus,
+    Star,
+    Percent,
+    Amp,
+    Pipe,
+    Caret,
+    Shl,
+    Shr,
+    /// `=` or `==`.
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -35,14 +57,16 @@ impl Token<'_> {
     }
 }
 
-fn is_word_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '_')
+fn is_word_char(c: char, in_brackets: bool) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') || (c == ':' && !in_brackets)
 }
 
 pub(super) fn lex(src: &str) -> Result<Vec<Token<'_>>, Error> {
     let mut tokens = Vec::new();
     let mut chars = src.char_indices().peekable();
     let mut col = 0;
+    // Open '[': inside, ':' separates offset and size.
+    let mut brackets = 0usize;
     while let Some((start, c)) = chars.next() {
         col += 1;
         let tok_col = col;
@@ -52,38 +76,62 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token<'_>>, Error> {
             col: tok_col,
             escaped: false,
         };
+        let next = chars.peek().map(|&(_, n)| n);
+        // Two-character operators.
+        let two = match (c, next) {
+            ('&', Some('&')) => Some(TokKind::And),
+            ('|', Some('|')) => Some(TokKind::Or),
+            ('<', Some('<')) => Some(TokKind::Shl),
+            ('>', Some('>')) => Some(TokKind::Shr),
+            ('<', Some('=')) => Some(TokKind::Le),
+            ('>', Some('=')) => Some(TokKind::Ge),
+            ('=', Some('=')) => Some(TokKind::Eq),
+            ('!', Some('=')) => Some(TokKind::Ne),
+            _ => None,
+        };
+        if let Some(kind) = two {
+            chars.next();
+            col += 1;
+            tokens.push(single(kind, 2));
+            continue;
+        }
+        let one = match c {
+            '(' => Some(TokKind::LParen),
+            ')' => Some(TokKind::RParen),
+            '/' => Some(TokKind::Slash),
+            '!' => Some(TokKind::Not),
+            '[' => Some(TokKind::LBracket),
+            ']' => Some(TokKind::RBracket),
+            ':' if brackets > 0 => Some(TokKind::Colon),
+            '+' => Some(TokKind::Plus),
+            '-' => Some(TokKind::Minus),
+            '*' => Some(TokKind::Star),
+            '%' => Some(TokKind::Percent),
+            '&' => Some(TokKind::Amp),
+            '|' => Some(TokKind::Pipe),
+            '^' => Some(TokKind::Caret),
+            '=' => Some(TokKind::Eq),
+            '<' => Some(TokKind::Lt),
+            '>' => Some(TokKind::Gt),
+            _ => None,
+        };
+        if let Some(kind) = one {
+            match kind {
+                TokKind::LBracket => brackets += 1,
+                TokKind::RBracket => brackets = brackets.saturating_sub(1),
+                _ => {}
+            }
+            tokens.push(single(kind, 1));
+            continue;
+        }
         match c {
             c if c.is_whitespace() => {}
-            '(' => tokens.push(single(TokKind::LParen, 1)),
-            ')' => tokens.push(single(TokKind::RParen, 1)),
-            '/' => tokens.push(single(TokKind::Slash, 1)),
-            '!' if chars.peek().map(|&(_, c)| c) != Some('=') => {
-                tokens.push(single(TokKind::Not, 1));
-            }
-            '&' | '|' => {
-                if chars.peek().map(|&(_, n)| n) == Some(c) {
-                    chars.next();
-                    col += 1;
-                    let kind = if c == '&' { TokKind::And } else { TokKind::Or };
-                    tokens.push(single(kind, 2));
-                } else {
-                    let word = if c == '&' {
-                        "'and' or '&&'"
-                    } else {
-                        "'or' or '||'"
-                    };
-                    return Err(Error::new(
-                        tok_col,
-                        format!("unexpected character '{c}' (use {word})"),
-                    ));
-                }
-            }
-            c if is_word_char(c) || c == '\\' => {
+            c if (is_word_char(c, brackets > 0) && c != '-') || c == '\\' => {
                 let escaped = c == '\\';
                 let text_start = if escaped { start + 1 } else { start };
                 let mut end = start + c.len_utf8();
                 while let Some(&(i, n)) = chars.peek() {
-                    if !is_word_char(n) {
+                    if !is_word_char(n, brackets > 0) {
                         break;
                     }
                     chars.next();
@@ -107,18 +155,6 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token<'_>>, Error> {
                     col: tok_col,
                     escaped,
                 });
-            }
-            '[' | ']' => {
-                return Err(Error::new(
-                    tok_col,
-                    "byte-offset expressions such as 'ip[9]' are not supported".into(),
-                ))
-            }
-            '=' | '<' | '>' | '!' => {
-                return Err(Error::new(
-                    tok_col,
-                    format!("unexpected character '{c}' (comparisons are not supported)"),
-                ))
             }
             _ => {
                 return Err(Error::new(
@@ -179,10 +215,44 @@ mod tests {
 
     #[test]
     fn bad_characters() {
-        assert_eq!(lex("tcp & udp").unwrap_err().column, 5);
-        assert_eq!(lex("ip[9] = 6").unwrap_err().column, 3);
-        assert_eq!(lex("len != 6").unwrap_err().column, 5);
-        assert_eq!(lex("tcp | udp").unwrap_err().column, 5);
         assert_eq!(lex("ip proto \\ 6").unwrap_err().column, 10);
+        assert_eq!(lex("host é").unwrap_err().column, 6);
+        assert_eq!(lex("tcp port 80 ; udp").unwrap_err().column, 13);
+    }
+
+    #[test]
+    fn operators_brackets_and_words_with_dashes() {
+        use TokKind::*;
+        assert_eq!(
+            kinds("tcp[13:1]&tcp-syn!=0 or ip[2:2]-20>=len<<1"),
+            vec![
+                (Word, "tcp", 1),
+                (LBracket, "[", 4),
+                (Word, "13", 5),
+                (Colon, ":", 7),
+                (Word, "1", 8),
+                (RBracket, "]", 9),
+                (Amp, "&", 10),
+                (Word, "tcp-syn", 11),
+                (Ne, "!=", 18),
+                (Word, "0", 20),
+                (Or, "or", 22),
+                (Word, "ip", 25),
+                (LBracket, "[", 27),
+                (Word, "2", 28),
+                (Colon, ":", 29),
+                (Word, "2", 30),
+                (RBracket, "]", 31),
+                (Minus, "-", 32),
+                (Word, "20", 33),
+                (Ge, ">=", 35),
+                (Word, "len", 37),
+                (Shl, "<<", 40),
+                (Word, "1", 42),
+            ]
+        );
+        // Outside brackets ':' belongs to IPv6 and MAC addresses.
+        assert_eq!(kinds("host ::1")[1], (Word, "::1", 6));
+        assert_eq!(kinds("portrange 80-90")[1], (Word, "80-90", 11));
     }
 }

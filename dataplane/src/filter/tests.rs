@@ -10,7 +10,10 @@ const SCTP: u8 = 132;
 const C: [u8; 4] = [10, 0, 0, 1]; // client
 const S: [u8; 4] = [192, 168, 1, 10]; // server
 
+/// These tests describe the lenient mode (the `lenient:` prefix); the
+/// libpcap mode is proven against tcpdump in `tests/filter_tcpdump.rs`.
 fn f(expr: &str) -> Filter {
+    let expr = &format!("lenient: {expr}");
     match Filter::compile(expr) {
         Ok(f) => f,
         Err(e) => panic!("{expr:?} does not compile: {e}\n{}", e.caret()),
@@ -52,15 +55,21 @@ fn empty_matches_everything() {
     for e in ["", "   ", "\t\n"] {
         let filter = f(e);
         assert!(filter.is_match_all());
-        assert_eq!(filter.expr(), e);
+        assert!(filter.expr().ends_with(e));
         assert!(filter.matches(&[]));
         assert!(filter.matches(&tcp4(1, 2)));
     }
     assert!(Filter::default().is_match_all());
     assert!(!f("tcp").is_match_all());
-    assert_eq!(f("  tcp ").expr(), "  tcp ");
-    let parsed: Filter = "udp".parse().unwrap();
+    assert_eq!(Filter::compile("  tcp ").unwrap().expr(), "  tcp ");
+    let parsed: Filter = "lenient: udp".parse().unwrap();
     assert_eq!(parsed, f("udp"));
+    assert_eq!(parsed.mode(), Mode::Lenient);
+    assert_eq!(Filter::compile("udp").unwrap().mode(), Mode::Libpcap);
+    assert_eq!(
+        Filter::compile("LIBPCAP: udp").unwrap().mode(),
+        Mode::Libpcap
+    );
 }
 
 #[test]
@@ -451,178 +460,87 @@ fn huge_expressions_do_not_overflow_the_stack() {
 
 /// (expression, column, message) for every kind of error.
 const ERRORS: &[(&str, usize, &str)] = &[
-    // unknown keyword
     ("tcp and prot 6", 9, "unknown keyword 'prot'"),
     ("host 1.1.1.1 or prot 6", 17, "unknown keyword 'prot'"),
     ("tcpp", 1, "unknown keyword 'tcpp'"),
-    // unsupported keyword
-    (
-        "gateway 1.2.3.4",
-        1,
-        "'gateway' is a pcap-filter keyword tapline does not support (it needs host name resolution)",
-    ),
-    // unbalanced parentheses
+    ("gateway 1.2.3.4", 1, "'gateway' is a pcap-filter keyword tapline does not support (it needs host name resolution)"),
     ("(tcp or udp", 1, "unmatched '(': it is never closed"),
-    (
-        "tcp and (udp or (icmp)",
-        9,
-        "unmatched '(': it is never closed",
-    ),
+    ("tcp and (udp or (icmp)", 9, "unmatched '(': it is never closed"),
     ("tcp)", 4, "unmatched ')'"),
     ("(tcp)) or udp", 6, "unmatched ')'"),
-    // missing operand
-    (
-        "tcp port 8 and",
-        15,
-        "expected a primitive after 'and', found end of expression",
-    ),
-    (
-        "tcp or not",
-        11,
-        "expected a primitive after 'not', found end of expression",
-    ),
+    ("tcp port 8 and", 15, "expected a primitive after 'and', found end of expression"),
+    ("tcp or not", 11, "expected a primitive after 'not', found end of expression"),
     ("()", 2, "expected a primitive after '(', found ')'"),
     ("tcp and or udp", 9, "expected a primitive after 'and', found 'or'"),
     ("and tcp", 1, "expected a primitive, found 'and'"),
-    // missing operator
     ("tcp udp", 5, "expected 'and' or 'or' before keyword 'udp'"),
-    (
-        "(tcp udp)",
-        6,
-        "expected 'and', 'or' or ')' before keyword 'udp'",
-    ),
-    // missing or misplaced id
-    (
-        "host",
-        5,
-        "expected an address after 'host', found end of expression",
-    ),
-    (
-        "src port tcp",
-        10,
-        "expected a port after 'port', found keyword 'tcp'",
-    ),
-    (
-        "ether src",
-        10,
-        "expected a MAC address after 'src', found end of expression",
-    ),
-    (
-        "ether",
-        6,
-        "expected 'host', 'src', 'dst', 'proto', 'broadcast' or 'multicast' after 'ether', found end of expression",
-    ),
-    (
-        "80",
-        1,
-        "'80' needs a qualifier such as 'host', 'net' or 'port' in front",
-    ),
-    (
-        "tcp and 80",
-        9,
-        "'80' needs a qualifier such as 'host', 'net' or 'port' in front",
-    ),
-    // bad addresses
-    ("host 1.2.3.256", 6, "bad address '1.2.3.256'"),
-    (
-        "host example",
-        6,
-        "bad address 'example' (host names are not resolved; use an IPv4 or IPv6 address)",
-    ),
-    (
-        "host 1.2.3.4 or foo.example.com",
-        17,
-        "bad address 'foo.example.com' (host names are not resolved; use an IPv4 or IPv6 address)",
-    ),
+    ("(tcp udp)", 6, "expected 'and', 'or' or ')' before keyword 'udp'"),
+    ("host", 5, "expected an address after 'host', found end of expression"),
+    ("src port tcp", 10, "expected a port after 'port', found keyword 'tcp'"),
+    ("ether src", 10, "expected a MAC address after 'src', found end of expression"),
+    ("ether", 6, "expected 'host', 'src', 'dst', 'proto', 'broadcast', 'multicast' or '[' after 'ether', found end of expression"),
+    ("80", 1, "'80' needs a qualifier such as 'host', 'net' or 'port' in front"),
+    ("tcp and 80", 9, "'80' needs a qualifier such as 'host', 'net' or 'port' in front"),
+    ("host 1.2.3.256", 6, "bad IPv4 address '1.2.3.256'"),
+    ("host example", 6, "'example' is a name: tapline does not resolve host or network names; use an IPv4 or IPv6 address"),
+    ("host 1.2.3.4 or foo.example.com", 17, "'foo.example.com' is a name: tapline does not resolve host or network names; use an IPv4 or IPv6 address"),
     ("host 2001:db8:::1", 6, "bad IPv6 address '2001:db8:::1'"),
-    (
-        "ip6 host 1.2.3.4",
-        10,
-        "'1.2.3.4' is an IPv4 address; 'ip6' needs an IPv6 one",
-    ),
-    (
-        "ip net 2001:db8::/32",
-        8,
-        "'2001:db8::' is an IPv6 address; 'ip' needs an IPv4 one",
-    ),
+    ("ip6 host 1.2.3.4", 10, "'1.2.3.4' is an IPv4 address; 'ip6' needs an IPv6 one"),
+    ("ip net 2001:db8::/32", 8, "'2001:db8::' is an IPv6 address; 'ip' needs an IPv4 one"),
     ("ether host 1:2:3", 12, "bad MAC address '1:2:3'"),
-    (
-        "host 10.0.0.0/8",
-        14,
-        "a host has no prefix length or mask; use 'net'",
-    ),
-    // bad networks
-    (
-        "net 10.0.0.0/33",
-        14,
-        "bad prefix length '33' (0 to 32 for IPv4)",
-    ),
-    (
-        "net 2001:db8::/129",
-        16,
-        "bad prefix length '129' (0 to 128 for IPv6)",
-    ),
-    (
-        "net 10.1.2.3/8",
-        5,
-        "'10.1.2.3/8' has bits set outside the mask (the network is 10.0.0.0/8)",
-    ),
-    (
-        "net 2001:db8::1/32",
-        5,
-        "'2001:db8::1/32' has bits set outside the prefix (the network is 2001:db8::/32)",
-    ),
-    (
-        "net 10.0.0.0 mask 255.0.0",
-        19,
-        "bad netmask '255.0.0'",
-    ),
-    (
-        "net 10.0.0.0/",
-        14,
-        "expected a prefix length after '/', found end of expression",
-    ),
-    ("net 10.0.0.300", 5, "bad IPv4 network '10.0.0.300'"),
-    // bad ports
+    ("host 10.0.0.0/8", 14, "a host has no prefix length or mask; use 'net'"),
+    ("net 10.0.0.0/33", 14, "bad prefix length '33' (0 to 32 for IPv4)"),
+    ("net 2001:db8::/129", 16, "bad prefix length '129' (0 to 128 for IPv6)"),
+    ("net 10.1.2.3/8", 5, "'10.1.2.3/8' has bits set outside the mask (the network is 10.0.0.0/8)"),
+    ("net 2001:db8::1/32", 5, "'2001:db8::1/32' has bits set outside the prefix (the network is 2001:db8::/32)"),
+    ("net 10.0.0.0/", 14, "expected a prefix length after '/', found end of expression"),
+    ("net 10.0.0.300", 5, "bad IPv4 address '10.0.0.300'"),
     ("port 70000", 6, "bad port '70000' (0 to 65535)"),
     ("port htp", 6, "unknown port name 'htp'"),
     ("port 80-90", 6, "'80-90' is a range; use 'portrange 80-90'"),
-    (
-        "portrange 90-80",
-        11,
-        "bad port range '90-80': 90 is greater than 80",
-    ),
     ("portrange 1-70000", 13, "bad port '70000' (0 to 65535)"),
-    (
-        "portrange 80",
-        11,
-        "expected a port range such as '6000-6010', found '80'",
-    ),
-    // qualifiers that do not fit
+    ("portrange 80", 11, "expected a port range such as '6000-6010', found '80'"),
     ("tcp host 1.2.3.4", 1, "'tcp' cannot qualify 'host'"),
-    (
-        "udp src 1.2.3.4",
-        1,
-        "'udp' with a direction needs 'port' or 'portrange' (e.g. 'udp src port 80')",
-    ),
+    ("udp src 1.2.3.4", 1, "'udp' with a direction needs 'port' or 'portrange' (e.g. 'udp src port 80')"),
     ("ip port 80", 1, "'ip' cannot qualify 'port'"),
     ("ether net 10/8", 1, "'ether' cannot qualify 'net'"),
     ("src proto 6", 1, "a direction cannot qualify 'proto'"),
     ("tcp multicast", 1, "'tcp' cannot qualify 'multicast'"),
-    // other bad numbers
     ("vlan 5000", 6, "bad VLAN ID '5000' (0 to 4095)"),
     ("less 1x", 6, "bad length '1x'"),
     ("ip proto 256", 10, "bad protocol number '256' (0 to 255)"),
     ("ip proto foo", 10, "unknown protocol name 'foo'"),
-    // characters
-    ("tcp & udp", 5, "unexpected character '&' (use 'and' or '&&')"),
-    (
-        "ip[9] = 6",
-        3,
-        "byte-offset expressions such as 'ip[9]' are not supported",
-    ),
-    ("host 1.2.3.4 % 2", 14, "unexpected character '%'"),
+    ("tcp & udp", 5, "expected 'and' or 'or' before '&'"),
+    ("host 1.2.3.4 % 2", 14, "expected 'and' or 'or' before '%'"),
 ];
+
+#[test]
+fn libpcap_syntax_people_paste() {
+    let syn = eth(MAC_B, MAC_A, &[], ETHERTYPE_IPV4, &{
+        let mut l4 = l4(TCP, 1, 80);
+        l4[13] = 0x02;
+        ipv4(C, S, TCP, 0, &l4)
+    });
+    let g = |e: &str| Filter::compile(e).unwrap_or_else(|err| panic!("{e}: {err}"));
+    assert!(g("tcp[tcpflags] & tcp-syn != 0").matches(&syn));
+    assert!(!g("tcp[tcpflags] & tcp-ack != 0").matches(&syn));
+    assert!(g("portrange 90-80").matches(&syn));
+    assert!(g("tcp port 0120").matches(&syn)); // octal 80
+    assert!(g("port http").matches(&syn));
+    assert!(!g("port http").matches(&udp4(1, 80)));
+    assert!(g("ether proto \\ip and len >= 54").matches(&syn));
+    let e = err("host example.com");
+    assert_eq!(e.column, 6);
+    assert!(e.message.contains("does not resolve"), "{}", e.message);
+    assert_eq!(err("udp port http").message, "port 'http' is tcp");
+    // libpcap: a tag moves what follows; without `vlan` no looking through.
+    let tagged = v4(&[100], TCP, C, 1, S, 80);
+    assert!(!g("tcp port 80").matches(&tagged));
+    assert!(g("vlan 100 and tcp port 80").matches(&tagged));
+    assert!(g("lenient: tcp port 80").matches(&tagged));
+    // A load beyond the frame rejects it, even under `not`.
+    assert!(!g("not tcp[100] = 1").matches(&syn));
+}
 
 #[test]
 fn errors_point_at_the_offending_token() {
@@ -653,4 +571,72 @@ fn caret_draws_under_the_column() {
     let e = err("tcp\tudp");
     assert_eq!(e.column, 5);
     assert_eq!(e.caret(), "  tcp udp\n      ^");
+}
+
+/// The defects of issue 19, each against libpcap's behaviour (the default
+/// mode); `tests/filter_tcpdump.rs` checks the same against tcpdump itself.
+#[test]
+fn libpcap_behaviour_for_the_defects_of_issue_19() {
+    let g = |e: &str| Filter::compile(e).unwrap_or_else(|err| panic!("{e}: {err}"));
+    // Named ports check their protocol.
+    assert!(!g("port ntp").matches(&tcp4(1, 123)));
+    assert!(g("port ntp").matches(&udp4(1, 123)));
+    assert!(!g("port http").matches(&v4(&[], SCTP, C, 1, S, 80)));
+    assert!(g("port domain").matches(&v4(&[], SCTP, C, 1, S, 53)));
+    // A tiny first fragment keeps its ports when the 4 port bytes are
+    // there; a later fragment never matches ports.
+    let tiny = eth(
+        MAC_B,
+        MAC_A,
+        &[],
+        ETHERTYPE_IPV4,
+        &ipv4(C, S, TCP, 0x2000, &l4(TCP, 1, 80)[..4]),
+    );
+    assert!(g("tcp port 80").matches(&tiny));
+    assert!(g("tcp").matches(&tiny));
+    let later = eth(
+        MAC_B,
+        MAC_A,
+        &[],
+        ETHERTYPE_IPV4,
+        &ipv4(C, S, TCP, 185, &l4(TCP, 1, 80)),
+    );
+    assert!(!g("tcp port 80").matches(&later));
+    assert!(g("tcp and host 10.0.0.1").matches(&later));
+    // `ip multicast` is destination >= 224.0.0.0.
+    let bcast = v4(&[], UDP, C, 1, [255, 255, 255, 255], 2);
+    assert!(g("ip multicast").matches(&bcast));
+    assert!(g("ip broadcast").matches(&bcast));
+    assert!(!g("ip broadcast").matches(&udp4(1, 2)));
+    // IHL < 5 or a wrong version: libpcap's fixed offsets still apply.
+    let mut ihl4 = udp4(1, 2);
+    ihl4[14] = 0x44;
+    assert!(g("ip and host 10.0.0.1").matches(&ihl4));
+    let mut v6_in_v4 = udp4(1, 2);
+    v6_in_v4[14] = 0x65;
+    assert!(g("udp").matches(&v6_in_v4));
+    // ARP that is not Ethernet/IPv4: the addresses at their fixed offsets.
+    let mut arp_other = arp(C, S);
+    arp_other[15] = 6; // hardware type 6
+    assert!(g("arp host 10.0.0.1").matches(&arp_other));
+    // A load beyond the frame rejects it.
+    let whole = tcp4(1, 80);
+    assert!(g("tcp port 80").matches(&whole));
+    assert!(!g("tcp port 80").matches(&whole[..37]));
+    assert!(!g("not tcp port 80").matches(&whole[..37]));
+    // Refused before, accepted now.
+    for e in [
+        "tcp[tcpflags] & tcp-syn != 0",
+        "igmp",
+        "ip broadcast",
+        "portrange 90-80",
+        "ether proto \\ip",
+        "ip6 multicast",
+        "len > 100",
+    ] {
+        g(e);
+    }
+    // `021` is octal, as in libpcap.
+    assert!(g("tcp port 021").matches(&tcp4(1, 17)));
+    assert!(!g("tcp port 021").matches(&tcp4(1, 21)));
 }

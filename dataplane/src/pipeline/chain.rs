@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender, TrySendError};
 use hdrhistogram::Histogram;
+use tracing::info;
 
 use crate::chain::heartbeat::{self, Beat, Dir, Health, Judge, Outcome, TagKey, Timing};
 use crate::chain::runtime::{ChainShared, Layout, PortId, Route, INLINE_1, INLINE_2};
@@ -42,6 +43,7 @@ use crate::stats::{
     StatsSegment,
 };
 use crate::tap::TapPort;
+use crate::xdp::fallback::{self, Lease};
 use crate::xdp::shm::{unix_ns, LatencyValues};
 use crate::xdp::socket::{RxQueue, TxQueue};
 use crate::xdp::{
@@ -200,6 +202,9 @@ pub struct ChainTask {
     key: TagKey,
     /// Scratch: outcomes of one judging pass.
     outcomes: Vec<Outcome>,
+    /// This queue's lease on the inline ports (the kernel fallback takes
+    /// over when it is not renewed).
+    lease: Option<Lease>,
 }
 
 impl ChainTask {
@@ -301,6 +306,7 @@ impl ChainTask {
             heartbeats: None,
             key,
             outcomes: Vec::new(),
+            lease: None,
         };
         t.rebuild_routes();
         t
@@ -573,8 +579,26 @@ impl ChainTask {
         }
     }
 
+    /// Gives the task its queue's lease (see [`crate::xdp::fallback`]).
+    pub fn with_lease(mut self, lease: Option<Lease>) -> ChainTask {
+        self.lease = lease;
+        self
+    }
+
     /// Moves up to `batch` frames from every port along its route.
     pub fn poll(&mut self, batch: u32) -> PollOutcome {
+        // Renewed on every poll (a vDSO clock read; the store happens at
+        // most once a millisecond): a worker that stops polling loses the
+        // queue to the kernel within `fallback.stall_ms`.
+        if let Some(l) = self.lease.as_mut() {
+            if let Some(late_ns) = l.renew(fallback::monotonic_now_ns()) {
+                info!(
+                    queue = self.queue,
+                    expired_for_us = late_ns / 1000,
+                    "the worker took its queue back from the kernel fallback"
+                );
+            }
+        }
         if let Some(u) = self.updates.as_ref().and_then(|rx| rx.try_recv().ok()) {
             self.apply(u);
         }
@@ -785,7 +809,11 @@ impl ChainTask {
     /// Longest the worker may sleep in poll(2): heartbeats must go out on
     /// time, so 1 ms while hops exist.
     pub fn max_wait_ms(&self) -> Option<u32> {
-        (self.heartbeats.is_some() && !self.layout.hops.is_empty()).then_some(1)
+        let hb = (self.heartbeats.is_some() && !self.layout.hops.is_empty()).then_some(1);
+        match (hb, self.lease.as_ref().map(Lease::max_wait_ms)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether the poll fds changed since the worker last asked (ports were

@@ -17,6 +17,7 @@ use super::sys;
 use super::{AttachMode, XdpError};
 
 const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
 const BPF_PROG_LOAD: libc::c_int = 5;
@@ -46,7 +47,7 @@ pub struct BpfInsn {
 }
 
 impl BpfInsn {
-    const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
+    pub(crate) const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
         BpfInsn {
             code,
             regs: (src << 4) | (dst & 0x0f),
@@ -143,10 +144,63 @@ fn name16(s: &str) -> [u8; 16] {
     out
 }
 
+/// `BPF_MAP_CREATE` of a map with 4-byte keys.
+pub fn create_map(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    name: &str,
+) -> io::Result<OwnedFd> {
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags,
+        map_name: name16(name),
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the BPF_MAP_CREATE prefix of `union bpf_attr` and
+    // holds no pointers.
+    let fd = unsafe { sys::bpf(BPF_MAP_CREATE, &mut attr) }?;
+    Ok(sys::own_fd(fd))
+}
+
+/// `BPF_MAP_UPDATE_ELEM` with a 4-byte key. `V` must be the map's value
+/// type (its size is the map's value size).
+pub fn update_elem<V: sys::Pod>(map: BorrowedFd<'_>, key: &u32, value: &V) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key as *const u32 as u64,
+        value: value as *const V as u64,
+        ..Default::default()
+    };
+    // SAFETY: `key` and `value` outlive the call; the kernel reads the map's
+    // key and value sizes from them, which the caller matches.
+    unsafe { sys::bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+}
+
+/// `BPF_MAP_LOOKUP_ELEM` with a 4-byte key into `out`, which must hold the
+/// map's whole value (for a per-CPU map: one value per possible CPU).
+pub fn lookup_elem<V: sys::Pod>(map: BorrowedFd<'_>, key: &u32, out: &mut [V]) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key as *const u32 as u64,
+        value: out.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `key` and `out` outlive the call; `out` is writable and, as
+    // the caller guarantees, at least as large as what the kernel writes;
+    // `Pod` makes any bytes a valid `V`.
+    unsafe { sys::bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }.map(drop)
+}
+
 /// An `XSKMAP`: rx queue index -> AF_XDP socket.
 #[derive(Debug)]
 pub struct XskMap {
-    fd: OwnedFd,
+    pub(crate) fd: OwnedFd,
 }
 
 impl XskMap {
@@ -208,15 +262,41 @@ impl XskMap {
 pub struct XdpAttachment {
     // Field order matters for drop: the link goes first, then the program,
     // then the map.
-    _link: OwnedFd,
+    pub(crate) link: OwnedFd,
     _prog: OwnedFd,
     pub map: XskMap,
     pub mode: AttachMode,
 }
 
+impl XdpAttachment {
+    /// The BPF link (to hand a duplicate to the link keeper).
+    pub fn link(&self) -> BorrowedFd<'_> {
+        self.link.as_fd()
+    }
+
+    /// An attachment over an existing link (already running `prog`).
+    pub fn from_link(link: OwnedFd, prog: OwnedFd, map: XskMap, mode: AttachMode) -> Self {
+        XdpAttachment {
+            link,
+            _prog: prog,
+            map,
+            mode,
+        }
+    }
+}
+
 /// Loads the redirect program for `map`.
 pub fn load_program(map: &XskMap, ifname: &str) -> Result<OwnedFd, XdpError> {
-    let insns = redirect_program(map.fd.as_raw_fd());
+    load_insns(
+        &redirect_program(map.fd.as_raw_fd()),
+        "tapline_redir",
+        ifname,
+    )
+}
+
+/// Loads an XDP program from raw instructions, with the verifier's log in
+/// the error when it is rejected.
+pub fn load_insns(insns: &[BpfInsn], name: &str, ifname: &str) -> Result<OwnedFd, XdpError> {
     let license = c"Dual MIT/GPL";
     const LOG_BYTES: usize = 4096;
     let mut log = vec![0u8; LOG_BYTES];
@@ -228,7 +308,7 @@ pub fn load_program(map: &XskMap, ifname: &str) -> Result<OwnedFd, XdpError> {
         log_level: 1,
         log_size: LOG_BYTES as u32,
         log_buf: log.as_mut_ptr() as u64,
-        prog_name: name16("tapline_redir"),
+        prog_name: name16(name),
         expected_attach_type: BPF_XDP,
         ..Default::default()
     };
@@ -265,6 +345,18 @@ pub fn attach(
         Ok(p) => p,
         Err(e) => return Err((map, e)),
     };
+    attach_prog(prog, map, ifindex, ifname, mode)
+}
+
+/// Attaches the loaded `prog` (which uses `map`) to `ifindex` in `mode`
+/// with a new BPF link.
+pub fn attach_prog(
+    prog: OwnedFd,
+    map: XskMap,
+    ifindex: u32,
+    ifname: &str,
+    mode: AttachMode,
+) -> Result<XdpAttachment, (XskMap, XdpError)> {
     let mut attr = LinkCreateAttr {
         prog_fd: prog.as_fd().as_raw_fd() as u32,
         target_ifindex: ifindex,
@@ -277,7 +369,7 @@ pub fn attach(
     // SAFETY: the BPF_LINK_CREATE prefix of `union bpf_attr`; no pointers.
     match unsafe { sys::bpf(BPF_LINK_CREATE, &mut attr) } {
         Ok(fd) => Ok(XdpAttachment {
-            _link: sys::own_fd(fd),
+            link: sys::own_fd(fd),
             _prog: prog,
             map,
             mode,

@@ -36,6 +36,8 @@
 
 pub mod afpacket;
 pub mod bpf;
+pub mod custody;
+pub mod fallback;
 pub mod netdev;
 pub mod ring;
 pub mod shm;
@@ -252,6 +254,83 @@ impl Interface {
             None
         };
         info!(ifname = name, ifindex, queues, attach = %attachment.mode, promisc = promisc.is_some(), "XDP program attached");
+        Ok(Interface {
+            name: name.to_string(),
+            ifindex,
+            queues,
+            attachment,
+            _promisc: promisc,
+        })
+    }
+}
+
+/// Drivers whose `ndo_xdp_xmit` takes native `XDP_REDIRECT` traffic with
+/// nothing else set up. Redirecting natively into a veth delivers nothing
+/// unless the veth's far end has NAPI (an XDP program or GRO), which
+/// bridge-CNI and macvlan links in a pod do not have: every driver not
+/// listed here gets the fallback program in generic mode.
+pub const NATIVE_REDIRECT_DRIVERS: &[&str] = &[
+    "i40e",
+    "ice",
+    "ixgbe",
+    "igb",
+    "igc",
+    "mlx5_core",
+    "mlx4_en",
+    "bnxt_en",
+    "ena",
+    "sfc",
+    "nfp",
+    "qede",
+];
+
+/// The attach mode of an inline port whose fallback redirects to
+/// `peer` (the other inline port): native only where the peer's driver
+/// transmits natively redirected frames (see [`NATIVE_REDIRECT_DRIVERS`]),
+/// unless the operator forced a mode. Returns the mode and why.
+pub fn inline_attach_mode(requested: XdpMode, peer: &str) -> (AttachMode, String) {
+    match requested {
+        XdpMode::Generic => (AttachMode::Generic, "xdp.mode is generic".into()),
+        XdpMode::NativeCopy | XdpMode::NativeZeroCopy => {
+            (AttachMode::Native, "xdp.mode forces native".into())
+        }
+        XdpMode::Auto => {
+            let driver = sys::ethtool_driver(peer).unwrap_or_default();
+            if NATIVE_REDIRECT_DRIVERS.contains(&driver.as_str()) {
+                (
+                    AttachMode::Native,
+                    format!("peer {peer} ({driver}) transmits native XDP redirects"),
+                )
+            } else {
+                let d = if driver.is_empty() {
+                    "unknown"
+                } else {
+                    &driver
+                };
+                (
+                    AttachMode::Generic,
+                    format!("peer {peer} ({d}) may drop native XDP redirects (veth without NAPI on its far end); generic redirect works with any driver"),
+                )
+            }
+        }
+    }
+}
+
+impl Interface {
+    /// An interface whose program the caller attached (the inline ports'
+    /// fallback program), with promiscuous membership if `promisc`.
+    pub fn from_attachment(
+        name: &str,
+        ifindex: u32,
+        queues: u32,
+        attachment: XdpAttachment,
+        promisc: bool,
+    ) -> Result<Interface, XdpError> {
+        let promisc = if promisc {
+            Some(PromiscGuard::enable(ifindex, name)?)
+        } else {
+            None
+        };
         Ok(Interface {
             name: name.to_string(),
             ifindex,

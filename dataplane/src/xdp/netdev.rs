@@ -41,6 +41,21 @@ pub fn link_up(ifname: &str) -> io::Result<bool> {
     Ok(f & want == want)
 }
 
+/// Whether `ifname` has carrier (`IFF_RUNNING`; admin state aside).
+pub fn carrier(ifname: &str) -> io::Result<bool> {
+    Ok(sys::if_flags(ifname)? & libc::IFF_RUNNING as u32 != 0)
+}
+
+/// Whether `ifname` is administratively up (`IFF_UP`).
+pub fn admin_up(ifname: &str) -> io::Result<bool> {
+    Ok(sys::if_flags(ifname)? & libc::IFF_UP as u32 != 0)
+}
+
+/// Sets `ifname` administratively up or down.
+pub fn set_admin_up(ifname: &str, up: bool) -> io::Result<()> {
+    sys::set_if_up(ifname, up)
+}
+
 /// True when `ifname` is administratively up (`IFF_UP`) and has carrier
 /// as its driver reports it (`/sys/class/net/IF/carrier`, which follows
 /// `netif_carrier_ok` at once). `IFF_RUNNING` (the operational state) is

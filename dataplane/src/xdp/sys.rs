@@ -32,6 +32,10 @@ unsafe impl Pod for libc::xdp_statistics {}
 unsafe impl Pod for libc::xdp_options {}
 // SAFETY: as above.
 unsafe impl Pod for libc::packet_mreq {}
+// SAFETY: plain integers: every bit pattern is valid.
+unsafe impl Pod for u32 {}
+// SAFETY: as above.
+unsafe impl Pod for u64 {}
 
 /// Zero value of a POD type.
 pub fn zeroed<T: Pod>() -> T {
@@ -368,6 +372,30 @@ pub fn if_flags(ifname: &str) -> io::Result<u32> {
     Ok(u32::from(flags as u16))
 }
 
+/// `SIOCSIFFLAGS`: sets (`up`) or clears the interface's `IFF_UP` (the
+/// administrative state, what `ip link set IF up|down` changes).
+pub fn set_if_up(ifname: &str, up: bool) -> io::Result<()> {
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut ifr = ifreq_for(ifname)?;
+    // SAFETY: as in `if_flags`: the kernel fills the flags of the named
+    // interface into the union.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+    // SAFETY: SIOCGIFFLAGS filled `ifru_flags`, a plain integer.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    let want = if up {
+        flags | libc::IFF_UP as libc::c_short
+    } else {
+        flags & !(libc::IFF_UP as libc::c_short)
+    };
+    if want == flags {
+        return Ok(());
+    }
+    ifr.ifr_ifru.ifru_flags = want;
+    // SAFETY: `ifr` names the interface and carries the new flags.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) })?;
+    Ok(())
+}
+
 /// `SIOCGIFMTU`: the interface's MTU (bytes above the Ethernet header).
 pub fn if_mtu(ifname: &str) -> io::Result<u32> {
     let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
@@ -407,6 +435,49 @@ pub fn ethtool_channels(ifname: &str) -> io::Result<(u32, u32)> {
     // `ethtool_channels` that outlives the call.
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })?;
     Ok((ch.combined_count, ch.rx_count))
+}
+
+/// `SIOCETHTOOL` `ETHTOOL_GDRVINFO`: the interface's driver name (`veth`,
+/// `i40e`, `mlx5_core`, ...).
+pub fn ethtool_driver(ifname: &str) -> io::Result<String> {
+    #[repr(C)]
+    struct EthtoolDrvinfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        n_priv_flags: u32,
+        n_stats: u32,
+        testinfo_len: u32,
+        eedump_len: u32,
+        regdump_len: u32,
+    }
+    const ETHTOOL_GDRVINFO: u32 = 0x03;
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        n_priv_flags: 0,
+        n_stats: 0,
+        testinfo_len: 0,
+        eedump_len: 0,
+        regdump_len: 0,
+    };
+    let mut ifr = ifreq_for(ifname)?;
+    ifr.ifr_ifru.ifru_data = (&mut info as *mut EthtoolDrvinfo).cast();
+    // SAFETY: `ifr` is a valid ifreq whose data pointer points to a writable
+    // `ethtool_drvinfo` that outlives the call.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })?;
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
 /// `ETH_FLAG_TXVLAN` / `ETH_FLAG_RXVLAN` of the legacy ethtool flags.
