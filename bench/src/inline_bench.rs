@@ -402,7 +402,7 @@ pub(crate) fn tear_down(r: Running, ns: &Netns) -> Result<Option<serde_json::Val
                 .into_iter()
                 .map(|(port, mut v)| {
                     if let Some(o) = v.as_object_mut() {
-                        for k in ["timestamp", "level", "message", "port"] {
+                        for k in ["timestamp", "level", "target", "message", "port"] {
                             o.remove(k);
                         }
                     }

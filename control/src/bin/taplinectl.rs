@@ -3544,7 +3544,8 @@ mod tests {
             "http://10.0.0.1:50051"
         );
         assert_eq!(endpoint_url("http://h:1").unwrap(), "http://h:1");
-        let e = endpoint_url("https://h:1").unwrap_err();
+        assert_eq!(endpoint_url("https://h:1").unwrap(), "https://h:1");
+        let e = endpoint_url("ftp://h:1").unwrap_err();
         assert_eq!(e.code, exit::USAGE);
     }
 
