@@ -869,7 +869,7 @@ mod tests {
         for d in [Dut::Tapline, Dut::LinuxBridge, Dut::TcMirred, Dut::AfPacket] {
             assert_eq!(d.missing(), None, "{}", d.name());
         }
-        assert_eq!(Dut::ALL.into_iter().filter(|d| d.is_tapline()).count(), 3);
+        assert_eq!(Dut::ALL.into_iter().filter(|d| d.is_tapline()).count(), 4);
     }
 
     #[test]
