@@ -1245,8 +1245,30 @@ mod tests {
             chain_snapshot(1, 10),
             outputs_snapshot(1, 10),
         ];
+        // The page as served with the link keeper: the fallback families
+        // follow the dataplane's.
+        let keeper =
+            crate::fallback::render_metrics(&tapline_dataplane::xdp::custody::KeeperStatus {
+                holding: true,
+                ports: vec![tapline_dataplane::xdp::custody::PortRecord {
+                    role: "inline-1".into(),
+                    ifname: "i1".into(),
+                    ifindex: 3,
+                    attach: "generic".into(),
+                }],
+                dataplane_connected: false,
+                kernel_queues: 1,
+                queues: 1,
+                action: "forward".into(),
+                counters: vec![tapline_dataplane::xdp::fallback::PortFallbackCounters {
+                    forwarded: 7,
+                    dropped: 0,
+                    lease_expiries: 2,
+                }],
+                takeovers: 3,
+            });
         for (i, s) in snaps.iter().enumerate() {
-            let text = render(Some(s));
+            let text = render(Some(s)) + &keeper;
             let mut child = std::process::Command::new(&promtool)
                 .args(["check", "metrics"])
                 .stdin(std::process::Stdio::piped())
