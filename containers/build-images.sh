@@ -124,11 +124,19 @@ fi
 
 for name in dataplane control; do
     image="localhost/tapline-$name:$version"
+    # A rebuild moves the tag; the image it leaves untagged is removed so
+    # repeated builds (CI re-runs, development) do not pile up in the
+    # storage (kept if a container still uses it).
+    old_id=$(buildah images --quiet --no-trunc "$image" 2>/dev/null | head -1 || true)
     buildah bud --quiet --format oci --layers=false --pull=never \
         --timestamp "$epoch" \
         --build-arg VERSION="$version" --build-arg REVISION="$revision" \
         --build-arg SOURCE="$source_url" --build-arg CREATED="$created" \
         -f "$build/$name/Containerfile" -t "$image" "$build/$name" >/dev/null
+    new_id=$(buildah images --quiet --no-trunc "$image" | head -1)
+    if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+        buildah rmi "$old_id" >/dev/null 2>&1 || true
+    fi
 done
 
 # The file capabilities must have survived into the committed image.

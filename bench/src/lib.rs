@@ -1,6 +1,6 @@
-//! tapline-bench as a library: lab topologies in network namespaces, traffic
-//! tools, the runner that starts `tapline-dataplane` in a lab, benchmarks
-//! and the demo. Used by the `tapline-bench` binary and by the integration
+//! tapline-bench as a library: traffic tools, the runner that starts
+//! `tapline-dataplane` in a lab (the lab itself is the `tapline-lab`
+//! crate), benchmarks and the demo. Used by the `tapline-bench` binary and by the integration
 //! tests in `tests/`.
 //!
 //! No `unsafe` here: raw sockets and AF_XDP come from the dataplane's `xdp`
@@ -13,7 +13,6 @@ pub mod chain_bench;
 pub mod demo;
 pub mod filter_micro;
 pub mod inline_bench;
-pub mod lab;
 pub mod measure;
 pub mod micro;
 pub mod observe;
@@ -27,3 +26,7 @@ pub mod search;
 pub mod sink;
 pub mod survive;
 pub mod traffic;
+
+/// The lab moved to its own crate, `tapline-lab`; `tapline_bench::lab`
+/// stays as its name here so callers written against it keep compiling.
+pub use tapline_lab as lab;

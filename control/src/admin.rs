@@ -20,14 +20,15 @@
 use std::net::SocketAddr;
 
 use tapline_dataplane::filter::Filter;
-use tapline_proto::v1;
 use tapline_proto::v1::admin_server::Admin;
+use tapline_proto::{limits, v1};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
-use tracing::{debug, info};
+use tonic::{Code, Request, Response, Status};
+use tracing::{debug, info, warn};
 
 use crate::dataplane::{DataplaneClient, TapConnection};
+use crate::details;
 
 /// Messages a tap's gRPC stream buffers for a slow client before batches
 /// are dropped (and counted as lost).
@@ -60,8 +61,32 @@ impl AdminService {
     }
 }
 
+/// The INVALID_ARGUMENT of requests over the bounds of
+/// [`tapline_proto::limits`], with the fields in the status details as the
+/// dataplane's validation reports them.
+fn over_bounds(violations: &[limits::Violation]) -> Status {
+    let validation = v1::ValidationResult {
+        valid: false,
+        errors: violations
+            .iter()
+            .map(|v| v1::ValidationIssue {
+                field: v.field.clone(),
+                message: v.message.clone(),
+            })
+            .collect(),
+        warnings: Vec::new(),
+    };
+    let msg = violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    details::with_validation(Code::InvalidArgument, msg, &validation)
+}
+
 /// Checks what the sidecar can check without the dataplane.
 fn check_tap(req: &v1::TapRequest) -> Result<(), Status> {
+    limits::check_tap(req).map_err(|v| over_bounds(&[v]))?;
     if req.point.as_ref().is_none_or(|p| p.location.is_none()) {
         return Err(Status::invalid_argument(
             "point is required: a port (\"passive-1\", \"inline-1\", \"inline-2\") or a hop side",
@@ -185,9 +210,15 @@ fn peer(addr: Option<SocketAddr>) -> String {
     addr.map_or_else(|| "unknown".to_string(), |a| a.to_string())
 }
 
-/// The status's message without line breaks, for a log field.
+/// The status's message without line breaks or control characters, and
+/// bounded, for a log field.
 fn refusal(s: &Status) -> String {
-    s.message().split_whitespace().collect::<Vec<_>>().join(" ")
+    let one_line = s.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    limits::escape(&limits::truncate(
+        &one_line,
+        limits::MAX_STORED_MESSAGE_BYTES,
+    ))
+    .into_owned()
 }
 
 #[tonic::async_trait]
@@ -208,6 +239,14 @@ impl Admin for AdminService {
             info!(%peer, dry_run, code = ?s.code(), "chain change refused: no spec");
             return Err(s);
         };
+        if let Some(spec) = req.spec.as_ref() {
+            let over = limits::check_spec(spec);
+            if !over.is_empty() {
+                let s = over_bounds(&over);
+                info!(%peer, dry_run, hops, code = ?s.code(), reason = %refusal(&s), "chain change refused");
+                return Err(s);
+            }
+        }
         match self.dataplane.set_chain(req).await {
             Ok(r) => {
                 let valid = r.validation.as_ref().is_some_and(|v| v.valid);
@@ -237,6 +276,18 @@ impl Admin for AdminService {
                 }
                 Ok(Response::new(r))
             }
+            Err(s) if crate::dataplane::outcome_unknown(&s) => {
+                warn!(
+                    %peer,
+                    dry_run,
+                    ?expected_generation,
+                    hops,
+                    code = ?s.code(),
+                    reason = %refusal(&s),
+                    "chain change sent, but its answer was lost: it may have been applied"
+                );
+                Err(s)
+            }
             Err(s) => {
                 info!(
                     %peer,
@@ -258,6 +309,11 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::SetHopBypassResponse>, Status> {
         let peer = peer(request.remote_addr());
         let req = request.into_inner();
+        if let Err(v) = limits::check_set_hop_bypass(&req) {
+            let s = over_bounds(&[v]);
+            info!(%peer, bypass = req.bypass, code = ?s.code(), reason = %refusal(&s), "manual bypass change refused");
+            return Err(s);
+        }
         let (hop, bypass) = (req.hop.clone(), req.bypass);
         match self.dataplane.set_hop_bypass(req).await {
             Ok(r) => {
@@ -298,7 +354,7 @@ impl Admin for AdminService {
                 return Err(s);
             }
         };
-        info!(%peer, filter, "tap started");
+        info!(%peer, filter = %limits::escape(&filter), "tap started");
         let (tx, rx) = mpsc::channel(TAP_CHANNEL_MESSAGES);
         tokio::spawn(relay(conn, tx, self.shutdown.clone(), peer));
         Ok(Response::new(ReceiverStream::new(rx)))

@@ -207,6 +207,11 @@ impl DataplaneClient {
     fn failure(&self, e: &CallError, mutating: bool) -> Status {
         let path = self.path.display();
         match e {
+            // The request went out: a mutation may have been applied
+            // although its answer is unreadable.
+            CallError::Malformed(why) if mutating => Status::internal(format!(
+                "dataplane command socket {path}: {why}; {OUTCOME_UNKNOWN}"
+            )),
             CallError::Malformed(why) => Status::internal(format!(
                 "dataplane command socket {path}: {why}; are tapline-control and \
                  tapline-dataplane the same version?"
@@ -215,8 +220,7 @@ impl DataplaneClient {
             // although no answer came back.
             CallError::Timeout(_) | CallError::Truncated | CallError::Io(_) if mutating => {
                 Status::unavailable(format!(
-                    "dataplane command socket {path} unreachable: {e}; the change may have \
-                     been applied: read the chain before retrying"
+                    "dataplane command socket {path} unreachable: {e}; {OUTCOME_UNKNOWN}"
                 ))
             }
             _ => Status::unavailable(format!(
@@ -225,6 +229,16 @@ impl DataplaneClient {
             )),
         }
     }
+}
+
+/// The end of the message of a change whose answer was lost: it may have
+/// been applied (see [`outcome_unknown`]).
+const OUTCOME_UNKNOWN: &str = "the change may have been applied: read the chain before retrying";
+
+/// Whether `s` reports a change whose outcome is unknown (sent, but its
+/// answer was lost or unreadable), as opposed to one the dataplane refused.
+pub fn outcome_unknown(s: &Status) -> bool {
+    s.message().ends_with(OUTCOME_UNKNOWN)
 }
 
 /// Reads one framed response; `None` when the dataplane closed the

@@ -58,10 +58,13 @@ impl Selector {
         let Some(sel) = sel else {
             return Ok(Selector::default());
         };
+        tapline_proto::limits::check_selector(field, sel)
+            .map_err(|v| Status::invalid_argument(v.to_string()))?;
         for (i, role) in sel.roles.iter().enumerate() {
             if !KNOWN_ROLES.contains(&role.as_str()) {
                 return Err(Status::invalid_argument(format!(
-                    "{field}.roles[{i}]: {role:?} is not a port role; use one of {}",
+                    "{field}.roles[{i}]: {} is not a port role; use one of {}",
+                    tapline_proto::limits::quote(role),
                     KNOWN_ROLES.join(", ")
                 )));
             }

@@ -29,6 +29,7 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/tapline.v1.rs"));
 }
 
+pub mod limits;
 pub mod wire;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of package `tapline.v1`

@@ -27,11 +27,16 @@ pub fn encode_frame<M: Message>(msg: &M) -> Vec<u8> {
 /// The body length announced by a 4-byte prefix, checked against
 /// [`MAX_FRAME`].
 pub fn decode_len(prefix: [u8; 4]) -> io::Result<usize> {
+    decode_len_max(prefix, MAX_FRAME)
+}
+
+/// The body length announced by a 4-byte prefix, checked against `max`.
+pub fn decode_len_max(prefix: [u8; 4], max: usize) -> io::Result<usize> {
     let len = u32::from_le_bytes(prefix) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("command frame of {len} bytes is larger than the limit of {MAX_FRAME}"),
+            format!("command frame of {len} bytes is larger than the limit of {max}"),
         ));
     }
     Ok(len)
@@ -46,13 +51,22 @@ pub fn write_frame<M: Message, W: Write>(w: &mut W, msg: &M) -> io::Result<()> {
 /// Reads one framed message. `Ok(None)` when the peer closed the connection
 /// cleanly before a new frame.
 pub fn read_frame<M: Message + Default, R: Read>(r: &mut R) -> io::Result<Option<M>> {
+    read_frame_max(r, MAX_FRAME)
+}
+
+/// [`read_frame`] with a smaller limit than [`MAX_FRAME`] (the dataplane
+/// reads requests with [`crate::limits::MAX_REQUEST_FRAME`]).
+pub fn read_frame_max<M: Message + Default, R: Read>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Option<M>> {
     let mut prefix = [0u8; 4];
     match r.read_exact(&mut prefix) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = decode_len(prefix)?;
+    let len = decode_len_max(prefix, max)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
     M::decode(body.as_slice()).map(Some).map_err(|e| {

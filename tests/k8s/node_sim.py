@@ -258,7 +258,12 @@ for port in (7000, 7001):
     s.bind(("0.0.0.0", port)); s.setblocking(False); socks[s] = port
 counts = {7000: 0, 7001: 0}
 deadline = time.monotonic() + float(sys.argv[1])
+# Optional: stop once nothing arrived for this long after the first frame.
+idle = float(sys.argv[2]) if len(sys.argv) > 2 else None
+last = None
 while time.monotonic() < deadline:
+    if idle is not None and last is not None and time.monotonic() - last > idle:
+        break
     r, _, _ = select.select(list(socks), [], [], 0.1)
     for s in r:
         while True:
@@ -267,6 +272,7 @@ while time.monotonic() < deadline:
             except BlockingIOError:
                 break
             counts[socks[s]] += 1
+            last = time.monotonic()
 print(json.dumps(counts), flush=True)
 """
 
@@ -504,6 +510,9 @@ def send_and_count(sim, n, tag):
     return c[7000] if 7000 in c else c["7000"], c[7001] if 7001 in c else c["7001"]
 
 
+fallback_figures = {}
+
+
 def main():
     if os.geteuid() != 0:
         if os.environ.get("TAPLINE_SKIP_PRIVILEGED") == "1":
@@ -698,6 +707,78 @@ def main():
         check("fan-out: all 256 SPAN frames reach the sensor, split over both members",
               fan["net1"] + fan["net2"] == 256 and fan["net1"] > 0 and fan["net2"] > 0, json.dumps(fan))
 
+        # ---- the dataplane container is SIGKILLed while traffic crosses:
+        # the sidecar's link keeper holds the inline ports' BPF links, so
+        # the kernel fallback forwards inline-1 <-> inline-2 (skipping every
+        # hop) until the restarted container takes its queues back.
+        check("the dataplane handed its inline links to the sidecar's keeper",
+              "the link keeper holds the inline links" in sim.container_logs(dp))
+        STREAM = 2000
+        recv = subprocess.Popen(["ip", "netns", "exec", sim.ns["wire-b"], sys.executable, "-c",
+                                 RECEIVER, "90", "3"], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        stream = subprocess.Popen(["ip", "netns", "exec", sim.ns["wire-a"], sys.executable, "-c",
+                                   SENDER, WIRE_B_IP, "7000", str(STREAM), "stream"])
+        time.sleep(1.0)
+        t_kill = time.monotonic()
+        run(PODMAN + ["kill", "--signal", "KILL", dp])
+        streaming = stream.poll() is None
+        wait_for("the dataplane container to exit", lambda: run(
+            PODMAN + ["inspect", "--format", "{{.State.Status}}", dp]).stdout.strip() == "exited",
+            timeout=30, interval=0.1)
+        # tapline_dataplane_up goes to 0 once the dead dataplane's
+        # heartbeat in the stats segment is stale (about a second).
+        body = wait_for("tapline_dataplane_up 0 after the kill", lambda: (lambda b: b if
+                        "tapline_dataplane_up 0" in b else None)(metrics(sim, tapline_ip)[1]),
+                        timeout=30, interval=0.2)
+        check("dataplane SIGKILLed: the sidecar still holds the links (tapline_fallback_links_held 1)",
+              "tapline_fallback_links_held 1" in body and "tapline_dataplane_up 0" in body,
+              "\n".join(l for l in body.splitlines() if l.startswith(("tapline_fallback_links", "tapline_dataplane_up"))))
+        # UDP/7001 is what Suricata drops: through the fallback it crosses.
+        ns_exec(sim.ns["wire-a"], [sys.executable, "-c", SENDER, WIRE_B_IP, "7001", str(N), "fallback"])
+        stream.wait(timeout=60)
+        out, _ = recv.communicate(timeout=60)
+        c = json.loads(out)
+        got_stream, got_fb = c["7000"], c["7001"]
+        check(f"dataplane SIGKILLed while {STREAM} frames stream: the kill came mid-stream",
+              streaming, f"{time.monotonic() - t_kill:.1f} s after the kill the stream ended")
+        check(f"kernel fallback: all {N} UDP/7001 frames sent while the dataplane is down reach wire-b "
+              "(the hop is skipped, so Suricata's drop rule does not apply)", got_fb == N, f"{got_fb} arrived")
+        check(f"kernel fallback: the stream crossed the kill, {got_stream} of {STREAM} frames arrived "
+              f"({STREAM - got_stream} lost; bound 10%)", got_stream >= STREAM * 9 // 10, str(got_stream))
+        fallback_figures.update(stream_lost=STREAM - got_stream, fallback_frames=got_fb)
+
+        # The kubelet restarts the container (restartPolicy Always).
+        t_start = time.monotonic()
+        run(PODMAN + ["start", dp])
+        wait_for("gRPC health SERVING after the restart",
+                 lambda: grpc_health(sim, tapline_ip, "") == "SERVING", timeout=90, interval=0.2)
+        fallback_figures["restart_to_serving_s"] = round(time.monotonic() - t_start, 2)
+        check("restarted dataplane borrowed the links from the keeper",
+              "link keeper lends the inline links to a starting dataplane" in sim.container_logs(ctl))
+        for attempt in range(1, 7):
+            wait_for("hop ids up through Suricata after the restart",
+                     lambda: (lambda h: h if h.get("ids", {}).get("state") == "up" else None)(
+                         hop_state(sim, ctl)[0]), timeout=90, interval=0.5)
+            _, before = metrics(sim, tapline_ip)
+            ok7000, drop7001 = send_and_count(sim, N, f"back{attempt}")
+            _, after = metrics(sim, tapline_ip)
+            bypassed = metric_sum(after, "tapline_hop_bypassed_packets_total", hop="ids") - \
+                metric_sum(before, "tapline_hop_bypassed_packets_total", hop="ids")
+            if bypassed == 0:
+                break
+            log(f"window {attempt} after the restart: the hop went down under CPU contention "
+                f"({bypassed:.0f} bypassed); again")
+        check("restarted dataplane took the wire back: the chain runs through Suricata again "
+              f"({N} UDP/7000 cross, 0 UDP/7001)", bypassed == 0 and ok7000 == N and drop7001 == 0,
+              f"7000: {ok7000}, 7001: {drop7001}, bypassed {bypassed}")
+        check("the workers took their queues back from the kernel fallback (dataplane log)",
+              "took its queue back from the kernel fallback" in sim.container_logs(dp))
+        st = proc_status(sim.container_pid(dp))
+        check("restarted dataplane process: same 4 capabilities, no_new_privs, seccomp filter",
+              int(st["CapEff"], 16) == DATAPLANE_CAPS and st["NoNewPrivs"] == "1" and st["Seccomp"] == "2")
+        log(f"fallback figures: {json.dumps(fallback_figures)}")
+
         # ---- Suricata dies: the hop is bypassed, traffic keeps flowing.
         suricata.send_signal(signal.SIGKILL)
         suricata.wait()
@@ -735,6 +816,20 @@ def main():
             run(PODMAN + ["stop", "-t", "20", c])
             code = run(PODMAN + ["inspect", "--format", "{{.State.ExitCode}}", c]).stdout.strip()
             check(f"{c.split('-', 1)[1]} exits 0 on SIGTERM", code == "0", f"exit {code}\n{sim.container_logs(c)[-2000:]}")
+            if c == dp:
+                # on_exit = "keep" (the default): the wire crosses through
+                # the kernel after a clean exit too, until the pod goes.
+                ok7000, ok7001 = send_and_count(sim, N, "keep")
+                check(f"after the dataplane's SIGTERM (on_exit keep) the kernel fallback carries the wire: "
+                      f"{N} + {N} frames reach wire-b", ok7000 == N and ok7001 == N,
+                      f"7000: {ok7000}, 7001: {ok7001}")
+        # The Localhost seccomp profile answers EPERM to what it does not
+        # list: no system call of the dataplane (start, chain, keeper
+        # handover, SIGKILL and restart, SIGTERM) may have been refused.
+        refused = [l for l in sim.container_logs(dp).splitlines()
+                   if "os error 1)" in l or "Operation not permitted" in l]
+        check("no EPERM in the dataplane's log (the seccomp profile covers every path run)",
+              not refused, "\n".join(refused[:10]))
         return 0
     except Exception:
         traceback.print_exc()

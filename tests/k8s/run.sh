@@ -17,11 +17,19 @@ step() { echo "== k8s: $1 ($(date -u +%T))"; }
 t0=$(date +%s)
 
 step "python tools in $venv"
-if [ ! -x "$venv/bin/checkov" ] || [ ! -x "$venv/bin/kubernetes-validate" ]; then
+# Reused only when a previous install of exactly these requirements
+# completed (the stamp is written last) and its interpreter still runs: an
+# interrupted install or a changed list installs again, into the same venv.
+reqs=('kubernetes-validate>=1.37,<2' 'checkov>=3.2,<4' 'grpcio-health-checking>=1.60' 'PyYAML>=6')
+stamp="$venv/.tapline-requirements"
+if [ "$(cat "$stamp" 2>/dev/null)" != "${reqs[*]}" ] || ! "$venv/bin/python" -c 'import checkov, kubernetes_validate, grpc_health, yaml' 2>/dev/null; then
     py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+    rm -f "$stamp"
     "$py" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        'kubernetes-validate>=1.37,<2' 'checkov>=3.2,<4' 'grpcio-health-checking>=1.60' 'PyYAML>=6'
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${reqs[@]}"
+    printf '%s' "${reqs[*]}" > "$stamp"
+else
+    echo "== k8s: reusing $venv"
 fi
 t1=$(date +%s)
 

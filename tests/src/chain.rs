@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use tapline_bench::lab::{ifs, Lab, Netns};
 use tapline_bench::traffic::{build_frame, is_ours, FrameKind, MAX_FRAME, MIN_FRAME};
 use tapline_dataplane::stats::DropReason;
 use tapline_dataplane::xdp::shm::{SegmentReader, Snapshot};
 use tapline_dataplane::xdp::RawSocket;
+use tapline_lab::{ifs, Lab, Netns};
 use tapline_proto::v1;
 use tapline_proto::v1::dataplane_request::Request;
 use tapline_proto::v1::dataplane_response::Response;
@@ -84,9 +84,7 @@ pub fn hop_spec(name: &str, a: &str, b: &str) -> v1::HopSpec {
 
 /// A client of the dataplane's command socket (`<state_dir>/control.sock`).
 ///
-/// Each call uses its own connection: the control thread serves one
-/// connection at a time and, while one is open, waits on it instead of
-/// following hop events.
+/// Each call uses its own connection, as the sidecar does.
 #[derive(Debug, Clone)]
 pub struct Control {
     state_dir: PathBuf,

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod chain;
 pub mod passive;
 pub mod sidecar;
@@ -17,10 +18,10 @@ pub mod sidecar;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use tapline_bench::lab::{self, ifs, Lab, Netns};
 use tapline_bench::runner::{lab_config, DataplaneProcess, Finished, StartOptions};
 use tapline_bench::traffic::{build_frame, is_ours, FrameKind, MAX_FRAME, MIN_FRAME};
 use tapline_dataplane::xdp::RawSocket;
+use tapline_lab::{self as lab, ifs, Lab, Netns};
 
 /// Sender id (in the source MAC) of frames sent from `g0` (gen namespace).
 pub const SENDER_GEN: u8 = 1;

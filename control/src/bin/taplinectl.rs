@@ -451,7 +451,16 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Makes `s` fit on one line.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    esc(&s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// A server's text made inert for a terminal: control characters (ESC
+/// included), line separators and bidirectional overrides are printed as
+/// escapes (`\n`, `\u{1b}`), so a hop's reason or a message can neither
+/// forge a line nor repaint the screen. Every text from the server goes
+/// through this (or through a [`Table`], which applies it to every cell).
+fn esc(s: &str) -> String {
+    tapline_proto::limits::escape(s).into_owned()
 }
 
 /// Where the CLI talks to, and with which token.
@@ -761,9 +770,10 @@ impl Table {
         }
     }
 
+    /// Adds a row; every cell is escaped (see [`esc`]).
     fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.headers.len());
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|c| esc(c)).collect());
     }
 
     fn render(&self) -> String {
@@ -1880,7 +1890,7 @@ fn dash(s: &str) -> String {
     if s.is_empty() {
         "-".into()
     } else {
-        s.to_string()
+        esc(s)
     }
 }
 
@@ -2399,11 +2409,11 @@ fn render_chain(c: &ChainJson) -> String {
             r.rejected_at
                 .as_deref()
                 .map_or(String::new(), |t| format!(" at {t}")),
-            r.reason,
-            r.message
+            esc(&r.reason),
+            esc(&r.message)
         );
         for e in &r.errors {
-            let _ = writeln!(out, "  {}: {}", dash(&e.field), e.message);
+            let _ = writeln!(out, "  {}: {}", dash(&e.field), esc(&e.message));
         }
     }
     out
@@ -3256,7 +3266,7 @@ async fn tap(cli: &Cli, args: &TapArgs) -> Result<(), Failure> {
             if e.message.is_empty() {
                 eprintln!("tap ended: {reason}");
             } else {
-                eprintln!("tap ended: {reason}: {}", e.message);
+                eprintln!("tap ended: {reason}: {}", esc(&e.message));
             }
         }
         TapStop::Count => eprintln!("tap ended: {captured} packets captured (-c)"),
@@ -3431,7 +3441,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if !f.message.is_empty() {
-                eprintln!("error: {}", f.message);
+                // Line by line: some messages (a filter's caret) span lines.
+                let lines: Vec<String> = f.message.lines().map(esc).collect();
+                eprintln!("error: {}", lines.join("\n"));
             }
             ExitCode::from(f.code)
         }
@@ -3442,6 +3454,22 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn server_text_is_escaped_in_tables_and_messages() {
+        let mut t = Table::new(&["HOP", "REASON"]);
+        t.row(vec![
+            "ids".into(),
+            "ok\n{\"level\":\"ERROR\"}\x1b[2J\x1b[31mred".into(),
+        ]);
+        let out = t.render();
+        assert!(!out.contains('\x1b'), "{out:?}");
+        assert_eq!(out.lines().count(), 2, "{out:?}");
+        assert!(out.contains("ok\\n{"), "{out:?}");
+        assert_eq!(one_line("a\u{202e}b\n c"), "a\\u{202e}b c");
+        assert_eq!(dash("\x07"), "\\u{7}");
+        assert_eq!(dash(""), "-");
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -23,34 +23,34 @@
 //!
 //! # The command socket
 //!
-//! [`ControlThread`] serves `state_dir/control.sock` whether or not an
-//! inline pair is configured (without one, chain requests fail with
-//! FAILED_PRECONDITION). Connections are taken one at a time; a tap
-//! request ([`crate::tap`]) is checked here (point, filter, caps), then its
-//! connection is handed to a thread of its own (`tapline-tap-N`) that
-//! streams the tap, so a running tap never holds up chain commands. A tap
-//! on a hop side ends when a chain change removes that hop.
+//! [`ControlThread`] (in [`super::command`]) serves `state_dir/control.sock`
+//! whether or not an inline pair is configured (without one, chain requests
+//! fail with FAILED_PRECONDITION): connections are served concurrently,
+//! each under a deadline, and their requests come to [`ChainControl::handle`]
+//! one at a time on the control thread.
+//!
+//! # Bounds
+//!
+//! Every request is checked against [`tapline_proto::limits`] before
+//! anything else (INVALID_ARGUMENT naming the field), and everything kept
+//! (the last rejected update, a hop's reason) is bounded, so the chain's
+//! answers always fit in a command frame.
 
-use std::io::ErrorKind;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
-use tapline_proto::v1;
-use tapline_proto::wire;
-use tracing::{debug, error, info, warn};
+use tapline_proto::{limits, v1};
+use tracing::{error, info, warn};
 
 use super::heartbeat::Health;
 use super::runtime::{ChainShared, HopShared, Layout, LayoutHop, PortId, Traffic};
 use super::spec::{self, ChainSpec, HopSpec, Issue, Persisted};
 use crate::pipeline::chain::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use crate::stats::{Role, StatsSegment};
-use crate::tap::{self, HopPorts, PortNames, TapPlan, TapPort, TapRegistry};
+use crate::tap::{HopPorts, TapPort, TapRegistry};
 use crate::xdp::fallback::FallbackMaps;
 use crate::xdp::shm::{unix_ns, HopInfo, QueueInfo};
 use crate::xdp::{BindMode, Geometry, Interface, PortMode, Umem, XdpMode, XskParams, XskSocket};
@@ -60,15 +60,17 @@ use crate::xdp::{BindMode, Geometry, Interface, PortMode, Umem, XdpMode, XskPara
 const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often unbound hops are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
-/// How long a stopping dataplane waits for its tap threads to send their
-/// `ended` message (they notice within a few milliseconds unless their
-/// client stopped reading).
-const TAP_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Validation issues kept with a rejected update (a spec within the
+/// bounds has at most three per hop and one for the hop count).
+const MAX_STORED_ISSUES: usize = limits::MAX_HOPS * 3 + 2;
+
+pub use super::command::{CommandSettings, ControlThread};
 
 /// gRPC status codes used in `DataplaneError.code`.
-mod code {
+pub(crate) mod code {
     pub const INVALID_ARGUMENT: i32 = 3;
     pub const NOT_FOUND: i32 = 5;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const FAILED_PRECONDITION: i32 = 9;
     pub const INTERNAL: i32 = 13;
 }
@@ -159,6 +161,7 @@ pub struct ChainControl {
     next_port: PortId,
     next_nonce: u32,
     last_retry: Instant,
+    last_iface_check: Instant,
     /// The inline ports' kernel fallback: its action follows the chain.
     fallback: Option<Arc<FallbackMaps>>,
 }
@@ -170,7 +173,7 @@ fn ts(unix_ns: u64) -> Option<prost_types::Timestamp> {
     })
 }
 
-fn error(code: i32, message: impl Into<String>) -> v1::dataplane_response::Response {
+pub(crate) fn error(code: i32, message: impl Into<String>) -> v1::dataplane_response::Response {
     v1::dataplane_response::Response::Error(v1::DataplaneError {
         code,
         message: message.into(),
@@ -209,6 +212,7 @@ impl ChainControl {
             next_port: 2,
             next_nonce: (unix_ns() as u32) | 1,
             last_retry: Instant::now(),
+            last_iface_check: Instant::now(),
             fallback: None,
         }
     }
@@ -281,14 +285,13 @@ impl ChainControl {
         message: &str,
         errors: &[Issue],
     ) {
-        self.last_rejected = Some(v1::RejectedUpdate {
-            spec: Some(s.to_proto()),
+        self.last_rejected = Some(bounded_rejection(
+            s.to_proto(),
             generation,
-            rejected_at: ts(unix_ns()),
-            reason: reason.into(),
-            message: message.into(),
-            errors: errors.iter().map(Issue::to_proto).collect(),
-        });
+            reason,
+            message,
+            errors.iter().map(Issue::to_proto).collect(),
+        ));
     }
 
     fn alloc_port(&mut self) -> PortId {
@@ -728,6 +731,48 @@ impl ChainControl {
         let Some(p) = r.spec else {
             return error(code::INVALID_ARGUMENT, "spec is required");
         };
+        // Bounds first: an oversized spec is neither validated nor kept
+        // whole (only a bounded summary of it, in `last_rejected`).
+        let over = limits::check_spec(&p);
+        if !over.is_empty() {
+            let msg = over
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let validation = v1::ValidationResult {
+                valid: false,
+                errors: over
+                    .iter()
+                    .map(|v| v1::ValidationIssue {
+                        field: v.field.clone(),
+                        message: v.message.clone(),
+                    })
+                    .collect(),
+                warnings: Vec::new(),
+            };
+            if r.dry_run {
+                return Response::SetChain(v1::SetChainResponse {
+                    validation: Some(validation),
+                    accepted: false,
+                    generation: self.desired.generation,
+                    chain: Some(self.chain()),
+                });
+            }
+            warn!(errors = %msg, "chain update rejected: over the request bounds");
+            self.last_rejected = Some(bounded_rejection(
+                p,
+                None,
+                "InvalidSpec",
+                &msg,
+                validation.errors.clone(),
+            ));
+            return Response::Error(v1::DataplaneError {
+                code: code::INVALID_ARGUMENT,
+                message: format!("invalid chain spec: {msg}"),
+                validation: Some(validation),
+            });
+        }
         if let Some(expected) = r.expected_generation {
             if expected != self.desired.generation {
                 return error(
@@ -765,15 +810,14 @@ impl ChainControl {
                 .map(Issue::to_string)
                 .collect::<Vec<_>>()
                 .join("; ");
-            warn!(errors = %msg, "chain update rejected");
-            self.last_rejected = Some(v1::RejectedUpdate {
-                spec: Some(p),
-                generation: None,
-                rejected_at: ts(unix_ns()),
-                reason: "InvalidSpec".into(),
-                message: msg.clone(),
-                errors: validation.errors.clone(),
-            });
+            warn!(errors = %limits::escape(&msg), "chain update rejected");
+            self.last_rejected = Some(bounded_rejection(
+                p,
+                None,
+                "InvalidSpec",
+                &msg,
+                validation.errors.clone(),
+            ));
             return Response::Error(v1::DataplaneError {
                 code: code::INVALID_ARGUMENT,
                 message: format!("invalid chain spec: {msg}"),
@@ -807,6 +851,9 @@ impl ChainControl {
     }
 
     fn set_hop_bypass(&mut self, r: v1::SetHopBypassRequest) -> v1::dataplane_response::Response {
+        if let Err(v) = limits::check_set_hop_bypass(&r) {
+            return error(code::INVALID_ARGUMENT, v.to_string());
+        }
         let Some(i) = self.hops.iter().position(|h| h.spec.name == r.hop) else {
             return error(
                 code::NOT_FOUND,
@@ -843,7 +890,7 @@ impl ChainControl {
             } else {
                 r.reason.clone()
             };
-            info!(hop = %h.spec.name, bypass = r.bypass, reason = %h.message, "manual bypass changed");
+            info!(hop = %h.spec.name, bypass = r.bypass, reason = %limits::escape(&h.message), "manual bypass changed");
             self.sync_fallback();
         }
         v1::dataplane_response::Response::SetHopBypass(v1::SetHopBypassResponse {
@@ -851,315 +898,117 @@ impl ChainControl {
         })
     }
 
-    /// Processes pending hop events and retries; called by the thread loop.
+    /// Processes pending hop events, notices replaced tool interfaces and
+    /// retries unbound hops; called by the thread loop.
     pub fn tick(&mut self) {
         while let Ok(ev) = self.events.try_recv() {
             self.on_event(ev);
         }
+        self.unbind_replaced();
         self.retry_unbound();
     }
-}
 
-/// What the command socket needs besides the chain.
-#[derive(Debug, Clone)]
-pub struct CommandSettings {
-    pub state_dir: PathBuf,
-    /// Uids besides our own allowed on the command socket.
-    pub allowed_uids: Vec<u32>,
-    /// The configured ports (tap points by role).
-    pub ports: PortNames,
-    pub taps: Arc<TapRegistry>,
-}
-
-/// The running control thread.
-#[derive(Debug)]
-pub struct ControlThread {
-    stop: Arc<AtomicBool>,
-    /// Asks the thread to bind the command socket again and re-persist the
-    /// chain (the state directory was re-created).
-    republish: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<Option<ChainControl>>>,
-    socket: PathBuf,
-}
-
-/// Binds the command socket in `state_dir` (replacing a stale one) and
-/// restricts it to its owner and group.
-fn listen(state_dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
-    let path = state_dir.join(wire::SOCKET_NAME);
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let l = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
-    l.set_nonblocking(true)?;
-    Ok((l, path))
-}
-
-impl ControlThread {
-    /// Starts the thread: command socket, and with a chain (`control`, when
-    /// an inline pair is configured) hop events and retries. If the socket
-    /// cannot be created the dataplane still runs (the error is logged):
-    /// the sidecar then cannot change the chain or tap.
-    pub fn spawn(
-        control: Option<ChainControl>,
-        cmd: CommandSettings,
-    ) -> std::io::Result<ControlThread> {
-        let mut listener = match listen(&cmd.state_dir) {
-            Ok((l, path)) => {
-                info!(path = %path.display(), "command socket listening");
-                Some(l)
-            }
-            Err(e) => {
-                error!(state_dir = %cmd.state_dir.display(), error = %e, "cannot create the command socket: the chain cannot be read or changed and nothing can be tapped through the API; make dataplane.state_dir writable");
-                None
-            }
-        };
-        let socket = cmd.state_dir.join(wire::SOCKET_NAME);
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let republish = Arc::new(AtomicBool::new(false));
-        let again = republish.clone();
-        let mut server = Server {
-            control,
-            cmd,
-            tap_threads: Vec::new(),
-            next_tap_thread: 0,
-        };
-        let handle = std::thread::Builder::new()
-            .name("tapline-ctl".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    if again.swap(false, Ordering::Relaxed) {
-                        match listen(&server.cmd.state_dir) {
-                            Ok((l, path)) => {
-                                info!(path = %path.display(), "command socket listening again");
-                                listener = Some(l);
-                            }
-                            Err(e) => error!(error = %e, "cannot re-create the command socket"),
-                        }
-                        if let Some(c) = server.control.as_ref() {
-                            c.persist_again();
-                        }
-                    }
-                    if let Some(c) = server.control.as_mut() {
-                        c.tick();
-                    }
-                    server.reap_taps();
-                    match listener.as_ref().map(UnixListener::accept) {
-                        Some(Ok((stream, _))) => server.serve(stream),
-                        Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(10))
-                        }
-                        Some(Err(e)) => {
-                            warn!(error = %e, "command socket accept failed");
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                        None => std::thread::sleep(Duration::from_millis(50)),
-                    }
-                }
-                server.stop_taps();
-                server.control
-            })?;
-        Ok(ControlThread {
-            stop,
-            republish,
-            handle: Some(handle),
-            socket,
-        })
-    }
-
-    /// Asks the thread to bind the command socket again and to persist the
-    /// chain again (after the state directory was re-created).
-    pub fn republish(&self) {
-        self.republish.store(true, Ordering::Relaxed);
-    }
-
-    /// Stops the thread (ending every tap with `DATAPLANE_STOPPED`) and
-    /// returns the chain's owner, if any (whose drop closes the tool
-    /// interfaces, after the workers are stopped).
-    pub fn stop(mut self) -> Option<ChainControl> {
-        self.stop.store(true, Ordering::Relaxed);
-        let c = self.handle.take().and_then(|h| h.join().ok()).flatten();
-        let _ = std::fs::remove_file(&self.socket);
-        c
-    }
-}
-
-/// The command socket's side of the control thread.
-#[derive(Debug)]
-struct Server {
-    control: Option<ChainControl>,
-    cmd: CommandSettings,
-    tap_threads: Vec<std::thread::JoinHandle<()>>,
-    next_tap_thread: u64,
-}
-
-impl Server {
-    /// Serves one connection: requests until the peer closes it or errs,
-    /// or until a tap takes it over.
-    fn serve(&mut self, stream: UnixStream) {
-        let uid =
-            match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-            {
-                Ok(c) => c.uid(),
-                Err(e) => {
-                    warn!(error = %e, "command connection without peer credentials; closing it");
-                    return;
-                }
-            };
-        let me = nix::unistd::geteuid().as_raw();
-        if uid != me && !self.cmd.allowed_uids.contains(&uid) {
-            warn!(
-                peer_uid = uid,
-                own_uid = me,
-                "command connection from another uid refused (see dataplane.command_uids)"
-            );
+    /// Unbinds the hops whose tool interface disappeared or was re-created
+    /// (its name now has another ifindex): their sockets and XDP program
+    /// belong to a device that is gone, so nothing would ever arrive on
+    /// them again. The hop is then DOWN ("PortUnavailable", its failure
+    /// action applies) and [`ChainControl::retry_unbound`] binds it again on
+    /// the new device once it exists; heartbeats then bring it UP after the
+    /// hold time. Checked every [`RETRY_EVERY`].
+    fn unbind_replaced(&mut self) {
+        if self.last_iface_check.elapsed() < RETRY_EVERY {
             return;
         }
-        if stream.set_nonblocking(false).is_err()
-            || stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .is_err()
-        {
+        self.last_iface_check = Instant::now();
+        let mut retire: Vec<PortId> = Vec::new();
+        let mut closed: Vec<[Interface; 2]> = Vec::new();
+        for h in &mut self.hops {
+            let Some(ifaces) = h.ifaces.as_ref() else {
+                continue;
+            };
+            let why = ifaces
+                .iter()
+                .find_map(|i| match crate::xdp::netdev::ifindex(&i.name) {
+                    Ok(now) if now == i.ifindex => None,
+                    Ok(now) => Some(format!(
+                        "interface {:?} was re-created (ifindex {} is now {now})",
+                        i.name, i.ifindex
+                    )),
+                    Err(_) => Some(format!(
+                        "interface {:?} (ifindex {}) disappeared",
+                        i.name, i.ifindex
+                    )),
+                });
+            let Some(why) = why else { continue };
+            warn!(hop = %h.spec.name, detail = %why, "a hop's tool interface was replaced: unbinding the hop (it is down, its failure action applies); it is bound again when the interface is back");
+            if let Some(p) = h.ports.take() {
+                retire.extend(p);
+            }
+            closed.extend(h.ifaces.take());
+            h.last_transition_unix_ns = unix_ns();
+            h.reason = "PortUnavailable".into();
+            h.message = why.clone();
+            h.port_error = Some(why);
+        }
+        if closed.is_empty() {
             return;
         }
-        let mut stream = stream;
-        loop {
-            let req: v1::DataplaneRequest = match wire::read_frame(&mut stream) {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(e) => {
-                    if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut {
-                        debug!(error = %e, "command connection closed");
-                    }
-                    return;
-                }
-            };
-            let resp = match req.request {
-                Some(v1::dataplane_request::Request::Tap(t)) => match self.plan_tap(&t) {
-                    Ok(plan) => match self.cmd.taps.start(&plan) {
-                        Ok(tap) => {
-                            self.run_tap(stream, tap, plan);
-                            return;
-                        }
-                        Err(e) => tap_refused(&plan.point.label, &e),
-                    },
-                    Err(e) => tap_refused("", &e),
-                },
-                _ => match self.control.as_mut() {
-                    Some(c) => c.handle(req),
-                    None => v1::DataplaneResponse {
-                        response: Some(error(
-                            code::FAILED_PRECONDITION,
-                            "no inline pair is configured ([interfaces] inline-1 and \
-                             inline-2): this dataplane has no chain",
-                        )),
-                    },
-                },
-            };
-            if let Err(e) = wire::write_frame(&mut stream, &resp) {
-                debug!(error = %e, "command reply not delivered");
-                return;
-            }
-            if let Some(c) = self.control.as_mut() {
-                c.tick();
-            }
+        match self.install(
+            self.hops_layout(self.layout.generation),
+            Vec::new(),
+            &retire,
+        ) {
+            // The tasks hand the retired sockets back: closed before the
+            // interfaces they were bound to.
+            Ok(acks) => drop(acks),
+            Err(e) => error!(error = %e, "retiring the ports of a replaced tool interface failed"),
         }
+        drop(closed);
+        // Retry at once rather than a second later.
+        self.last_retry = Instant::now()
+            .checked_sub(RETRY_EVERY)
+            .unwrap_or_else(Instant::now);
     }
+}
 
-    fn plan_tap(&self, req: &v1::TapRequest) -> Result<TapPlan, tap::TapError> {
-        let hops = self
-            .control
-            .as_ref()
-            .map(ChainControl::hop_ports)
-            .unwrap_or_default();
-        TapPlan::new(req, self.cmd.taps.settings(), &self.cmd.ports, &hops)
+/// A rejected update as kept in `ChainStatus.last_rejected`: bounded
+/// whatever was sent (at most [`limits::MAX_HOPS`] hops with their fields
+/// cut to their bounds and escaped, a message of at most
+/// [`limits::MAX_STORED_MESSAGE_BYTES`], at most [`MAX_STORED_ISSUES`]
+/// issues), so every answer that carries it fits in a command frame.
+fn bounded_rejection(
+    mut spec: v1::ChainSpec,
+    generation: Option<u64>,
+    reason: &str,
+    message: &str,
+    mut errors: Vec<v1::ValidationIssue>,
+) -> v1::RejectedUpdate {
+    let cut = |s: &str, max: usize| limits::truncate(&limits::escape(s), max).into_owned();
+    let hops = spec.hops.len();
+    spec.hops.truncate(limits::MAX_HOPS);
+    for h in &mut spec.hops {
+        h.name = cut(&h.name, limits::MAX_HOP_NAME_BYTES);
+        h.a = cut(&h.a, limits::MAX_IFNAME_BYTES);
+        h.b = cut(&h.b, limits::MAX_IFNAME_BYTES);
     }
-
-    /// Hands the connection to a new tap thread.
-    fn run_tap(&mut self, mut stream: UnixStream, tap: Arc<tap::Tap>, plan: TapPlan) {
-        let registry = self.cmd.taps.clone();
-        let n = self.next_tap_thread;
-        self.next_tap_thread += 1;
-        info!(
-            tap = tap.id(),
-            point = %plan.point.label,
-            ifname = %plan.point.ifname,
-            filter = %plan.filter_expr,
-            snaplen = plan.snaplen,
-            sample_one_in = plan.sample_one_in,
-            max_packets = plan.max_packets,
-            max_duration_ms = plan.max_duration.as_millis() as u64,
-            "tap started"
+    let mut message = cut(message, limits::MAX_STORED_MESSAGE_BYTES);
+    if hops > limits::MAX_HOPS {
+        message = format!(
+            "{message} (the first {} of {hops} hops are kept here)",
+            limits::MAX_HOPS
         );
-        let spawned = std::thread::Builder::new()
-            .name(format!("tapline-tap-{n}"))
-            .spawn({
-                let tap = tap.clone();
-                let registry = registry.clone();
-                move || {
-                    // Writes may wait for the client; nothing is read but
-                    // its close (checked without waiting).
-                    let _ = stream.set_read_timeout(None);
-                    let _ = stream.set_write_timeout(Some(tap::WRITE_TIMEOUT));
-                    let out = tap::stream(&registry, &tap, &plan, &mut stream);
-                    info!(
-                        tap = tap.id(),
-                        point = %plan.point.label,
-                        reason = out.reason.map_or("client closed the stream", |r| r.as_str_name()),
-                        matched = out.matched,
-                        sent = out.sent,
-                        lost = out.lost,
-                        "tap ended"
-                    );
-                }
-            });
-        match spawned {
-            Ok(h) => self.tap_threads.push(h),
-            Err(e) => {
-                // The connection is dropped with the closure: the client
-                // sees it closed without an answer.
-                error!(tap = tap.id(), error = %e, "cannot start a tap thread; tap refused");
-                registry.remove(&tap);
-                registry.release(&tap);
-            }
-        }
     }
-
-    /// Joins the tap threads that are done.
-    fn reap_taps(&mut self) {
-        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tap_threads)
-            .into_iter()
-            .partition(|h| h.is_finished());
-        self.tap_threads = running;
-        for h in done {
-            let _ = h.join();
-        }
+    errors.truncate(MAX_STORED_ISSUES);
+    for e in &mut errors {
+        e.field = cut(&e.field, limits::QUOTE_BYTES * 2);
+        e.message = cut(&e.message, limits::MAX_STORED_MESSAGE_BYTES / 4);
     }
-
-    /// Ends every tap and waits (a bounded time) for their threads.
-    fn stop_taps(&mut self) {
-        self.cmd.taps.shutdown();
-        let deadline = Instant::now() + TAP_STOP_TIMEOUT;
-        while !self.tap_threads.is_empty() && Instant::now() < deadline {
-            self.reap_taps();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if !self.tap_threads.is_empty() {
-            warn!(
-                taps = self.tap_threads.len(),
-                "tap threads still writing to their clients at shutdown; leaving them"
-            );
-        }
-    }
-}
-
-/// The answer to a tap request that does not start.
-fn tap_refused(point: &str, e: &tap::TapError) -> v1::DataplaneResponse {
-    info!(point, error = %e, "tap refused");
-    v1::DataplaneResponse {
-        response: Some(error(e.code(), e.to_string())),
+    v1::RejectedUpdate {
+        spec: Some(spec),
+        generation,
+        rejected_at: ts(unix_ns()),
+        reason: reason.into(),
+        message,
+        errors,
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! The forwarding itself is [`crate::pipeline::chain::ChainTask`].
 
+pub mod command;
 pub mod control;
 pub mod heartbeat;
 pub mod runtime;

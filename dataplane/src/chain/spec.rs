@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use tapline_proto::v1;
 
 /// Most hops a chain may have.
-pub const MAX_HOPS: usize = 8;
+pub const MAX_HOPS: usize = tapline_proto::limits::MAX_HOPS;
 /// Longest hop name, in bytes (it is stored in the stats segment).
-pub const MAX_NAME_LEN: usize = 32;
+pub const MAX_NAME_LEN: usize = tapline_proto::limits::MAX_HOP_NAME_BYTES;
 /// Longest Linux interface name (IFNAMSIZ - 1).
-pub const MAX_IFNAME_LEN: usize = 15;
+pub const MAX_IFNAME_LEN: usize = tapline_proto::limits::MAX_IFNAME_BYTES;
 /// File of the persisted chain inside `state_dir`.
 pub const FILE_NAME: &str = "chain.json";
 /// Mode of the file: only the dataplane reads it.
