@@ -40,6 +40,10 @@ pub enum Dut {
     /// at 100 ms and `/metrics` scraped every second: the cost of
     /// observation, against `Tapline` in the same run.
     TaplineObserved,
+    /// The same over TLS with client certificates: the sidecar serves
+    /// mTLS and `taplinectl stats --watch` holds an mTLS connection (the
+    /// cost of encrypted observation, against `Tapline` in the same run).
+    TaplineObservedMtls,
     /// Linux bridge, `bridge-nf-call-iptables = 0`.
     LinuxBridge,
     /// `tc` ingress u32 match-all + `mirred egress redirect`.
@@ -57,10 +61,11 @@ pub enum Dut {
 
 impl Dut {
     /// Every DUT, in the order the CLI lists them.
-    pub const ALL: [Dut; 8] = [
+    pub const ALL: [Dut; 9] = [
         Dut::Tapline,
         Dut::TaplineGeneric,
         Dut::TaplineObserved,
+        Dut::TaplineObservedMtls,
         Dut::LinuxBridge,
         Dut::TcMirred,
         Dut::AfPacket,
@@ -74,6 +79,7 @@ impl Dut {
             Dut::Tapline => "tapline",
             Dut::TaplineGeneric => "tapline-generic",
             Dut::TaplineObserved => "tapline-observed",
+            Dut::TaplineObservedMtls => "tapline-observed-mtls",
             Dut::LinuxBridge => "linux-bridge",
             Dut::TcMirred => "tc-mirred",
             Dut::AfPacket => "af-packet",
@@ -103,6 +109,7 @@ impl Dut {
             Dut::Tapline
             | Dut::TaplineGeneric
             | Dut::TaplineObserved
+            | Dut::TaplineObservedMtls
             | Dut::LinuxBridge
             | Dut::TcMirred
             | Dut::AfPacket => return None,
@@ -117,7 +124,7 @@ impl Dut {
     pub fn is_tapline(self) -> bool {
         matches!(
             self,
-            Dut::Tapline | Dut::TaplineGeneric | Dut::TaplineObserved
+            Dut::Tapline | Dut::TaplineGeneric | Dut::TaplineObserved | Dut::TaplineObservedMtls
         )
     }
 }
@@ -286,7 +293,7 @@ pub(crate) fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running>
         bail!("{}: {reason}", dut.name());
     }
     match dut {
-        Dut::Tapline | Dut::TaplineGeneric | Dut::TaplineObserved => {
+        Dut::Tapline | Dut::TaplineGeneric | Dut::TaplineObserved | Dut::TaplineObservedMtls => {
             let mode = if dut == Dut::TaplineGeneric {
                 "generic"
             } else {
@@ -312,13 +319,16 @@ pub(crate) fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running>
                 },
             )?;
             let obtained = crate::runner::obtained_mode(&p.lines(), "inline-1").unwrap_or_default();
-            let observers = if dut == Dut::TaplineObserved {
+            let observers = if matches!(dut, Dut::TaplineObserved | Dut::TaplineObservedMtls) {
                 let base = OBSERVE_PORT_BASE + (std::process::id() % 1000) as u16 * 3;
                 Some(Box::new(Observers::start(
                     &config,
                     p.state_dir(),
                     base,
-                    ObserveRates::default(),
+                    ObserveRates {
+                        mtls: dut == Dut::TaplineObservedMtls,
+                        ..ObserveRates::default()
+                    },
                 )?))
             } else {
                 None
@@ -392,7 +402,7 @@ pub(crate) fn tear_down(r: Running, ns: &Netns) -> Result<Option<serde_json::Val
                 .into_iter()
                 .map(|(port, mut v)| {
                     if let Some(o) = v.as_object_mut() {
-                        for k in ["timestamp", "level", "message", "port"] {
+                        for k in ["timestamp", "level", "target", "message", "port"] {
                             o.remove(k);
                         }
                     }
@@ -594,7 +604,10 @@ fn summarize(cfg: &BenchConfig, samples: &[Sample]) -> (Vec<Summary>, Vec<Ratio>
                 .filter(|d| !d.is_tapline())
                 .map(move |peer| (ours, peer))
         })
-        .chain([(Dut::TaplineObserved, Dut::Tapline)]);
+        .chain([
+            (Dut::TaplineObserved, Dut::Tapline),
+            (Dut::TaplineObservedMtls, Dut::Tapline),
+        ]);
     for (ours, peer) in pairs {
         for &frame_len in &cfg.frame_lens {
             if let (Some(a), Some(b)) = (get(ours, frame_len), get(peer, frame_len)) {
@@ -856,7 +869,7 @@ mod tests {
         for d in [Dut::Tapline, Dut::LinuxBridge, Dut::TcMirred, Dut::AfPacket] {
             assert_eq!(d.missing(), None, "{}", d.name());
         }
-        assert_eq!(Dut::ALL.into_iter().filter(|d| d.is_tapline()).count(), 3);
+        assert_eq!(Dut::ALL.into_iter().filter(|d| d.is_tapline()).count(), 4);
     }
 
     #[test]

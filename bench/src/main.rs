@@ -133,6 +133,7 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         flows: u16,
         /// DUTs, comma separated: tapline, tapline-generic, tapline-observed,
+        /// tapline-observed-mtls (the same observation over mTLS),
         /// linux-bridge, tc-mirred, af-packet (tapline-bench's AF_PACKET
         /// forwarder), testpmd (DPDK, net_af_xdp), suricata (af-packet IPS).
         /// testpmd and suricata are skipped when not installed.
@@ -220,7 +221,8 @@ enum Cmd {
         /// UDP flows in the generated traffic.
         #[arg(long, default_value_t = 64)]
         flows: u16,
-        /// tapline, tapline-generic, tapline-observed, linux-bridge,
+        /// tapline, tapline-generic, tapline-observed, tapline-observed-mtls,
+        /// linux-bridge,
         /// tc-mirred, af-packet, testpmd or suricata.
         #[arg(long, default_value = "tapline")]
         dut: String,
@@ -241,6 +243,7 @@ enum Cmd {
     /// tapline to each peer and the targets.
     Ndr {
         /// DUTs, comma separated: tapline, tapline-generic, tapline-observed,
+        /// tapline-observed-mtls (the same observation over mTLS),
         /// linux-bridge, tc-mirred, af-packet, testpmd, suricata (peers that
         /// are not installed are skipped).
         #[arg(long, default_value = "tapline", value_delimiter = ',')]

@@ -20,6 +20,9 @@ use crate::runner::{workspace_binary, STATE_DIR_PLACEHOLDER};
 pub struct ObserveRates {
     pub watch_interval: Duration,
     pub scrape_interval: Duration,
+    /// Serve the API over mTLS (a CA, server and client certificates made
+    /// for the run) and watch over it.
+    pub mtls: bool,
 }
 
 impl Default for ObserveRates {
@@ -28,6 +31,7 @@ impl Default for ObserveRates {
         ObserveRates {
             watch_interval: Duration::from_millis(100),
             scrape_interval: Duration::from_secs(1),
+            mtls: false,
         }
     }
 }
@@ -53,6 +57,66 @@ fn scrape(addr: SocketAddr) -> Result<String> {
     Ok(body)
 }
 
+/// Writes a CA, a server certificate for `localhost` and a client
+/// certificate (CN `bench-watch`, mapped to role view) under `dir`; returns
+/// the sidecar's `[control]` keys and taplinectl's options.
+fn mtls_files(dir: &Path) -> Result<(String, Vec<String>)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "tapline-bench CA");
+    let ca_key = KeyPair::generate()?;
+    let ca = p.self_signed(&ca_key)?;
+    let issue = |cn: &str, server: bool| -> Result<(String, String)> {
+        let mut p = CertificateParams::new(if server {
+            vec!["localhost".to_string()]
+        } else {
+            vec![]
+        })?;
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if server {
+            p.subject_alt_names
+                .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        } else {
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let key = KeyPair::generate()?;
+        let cert = p.signed_by(&key, &ca, &ca_key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (sc, sk) = issue("tapline-control", true)?;
+    let (cc, ck) = issue("bench-watch", false)?;
+    let write = |name: &str, content: &str| -> Result<String> {
+        let p = dir.join(name);
+        std::fs::write(&p, content)?;
+        Ok(p.to_string_lossy().into_owned())
+    };
+    let (ca_file, scert, skey) = (
+        write("bench-ca.crt", &ca.pem())?,
+        write("bench-server.crt", &sc)?,
+        write("bench-server.key", &sk)?,
+    );
+    let (ccert, ckey) = (
+        write("bench-client.crt", &cc)?,
+        write("bench-client.key", &ck)?,
+    );
+    let keys = format!(
+        "tls_cert_file = \"{scert}\"\ntls_key_file = \"{skey}\"\ntls_client_ca_file = \"{ca_file}\"\n[control.client_roles]\n\"bench-watch\" = \"view\"\n"
+    );
+    let args = vec![
+        "--ca".into(),
+        ca_file,
+        "--cert".into(),
+        ccert,
+        "--key".into(),
+        ckey,
+        "--tls-server-name".into(),
+        "localhost".into(),
+    ];
+    Ok((keys, args))
+}
+
 impl Observers {
     /// Starts the sidecar (root namespace: it only reads the stats segment
     /// in `state_dir`) on loopback ports derived from `port_base`, then the
@@ -67,8 +131,13 @@ impl Observers {
         let grpc: SocketAddr = ([127, 0, 0, 1], port_base).into();
         let health: SocketAddr = ([127, 0, 0, 1], port_base + 1).into();
         let metrics: SocketAddr = ([127, 0, 0, 1], port_base + 2).into();
+        let (tls_keys, tls_args) = if rates.mtls {
+            mtls_files(state_dir)?
+        } else {
+            (String::new(), Vec::new())
+        };
         let config = format!(
-            "{}\n[control]\ngrpc_listen = \"{grpc}\"\nhealth_listen = \"{health}\"\nmetrics_listen = \"{metrics}\"\n",
+            "{}\n[control]\ngrpc_listen = \"{grpc}\"\nhealth_listen = \"{health}\"\nmetrics_listen = \"{metrics}\"\n{tls_keys}",
             dataplane_config.replace(STATE_DIR_PLACEHOLDER, &state_dir.to_string_lossy())
         );
         let config_path = state_dir.join("control.toml");
@@ -88,10 +157,12 @@ impl Observers {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let scheme = if rates.mtls { "https" } else { "http" };
         let watch = Command::new(workspace_binary("taplinectl")?)
+            .args(&tls_args)
             .args([
                 "--endpoint",
-                &format!("http://{grpc}"),
+                &format!("{scheme}://{grpc}"),
                 "--json",
                 "stats",
                 "--watch",

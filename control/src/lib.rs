@@ -2,10 +2,12 @@
 //! stats segment in `state_dir` (a shared emptyDir), forwards chain
 //! requests to the dataplane's command socket there, and serves
 //!
-//! - gRPC on `control.grpc_listen`: `tapline.v1.Observer` (behind a bearer
-//!   token when `control.observer_token_file` is set), `tapline.v1.Admin`
-//!   (always behind the token of `control.admin_token_file`; without one it
-//!   refuses every call), `grpc.health.v1.Health` and server reflection;
+//! - gRPC on `control.grpc_listen` (plaintext, or TLS and mTLS with
+//!   `control.tls_*`, see [`tls`]): `tapline.v1.Observer` (role `view`),
+//!   `tapline.v1.Admin` (`edit` for chain changes, `admin` for taps; see
+//!   [`auth`]), `grpc.health.v1.Health` and server reflection (v1 and
+//!   v1alpha), the last two without credentials. Changes and taps are
+//!   written to the audit trail on stdout ([`audit`]);
 //! - gRPC on `control.health_listen`: only `grpc.health.v1.Health`, for
 //!   kubelet probes;
 //! - HTTP `/metrics` on `control.metrics_listen` (Prometheus text format).
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod dataplane;
 pub mod details;
@@ -32,6 +35,7 @@ pub mod metrics;
 pub mod observer;
 pub mod state;
 pub mod stats;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,8 +52,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::health_server::HealthServer;
 use tracing::{info, warn};
 
-use crate::auth::{BearerAuth, Token};
+use crate::audit::{AuditLog, AuditedAdmin};
+use crate::auth::{AuthLayer, Authorizer, Credentials};
 use crate::health::{Configured, HealthDriver};
+use crate::tls::TlsState;
 
 pub use crate::metrics::render as render_metrics;
 
@@ -60,6 +66,9 @@ pub mod exit {
     /// A listener could not be bound, or a server failed.
     pub const OSERR: u8 = 71;
 }
+
+/// How often token files and TLS files are checked for a change.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a stopping server waits for open calls to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -95,39 +104,15 @@ impl ServeError {
     }
 }
 
-/// Bearer tokens of the services that have one.
-#[derive(Debug, Clone, Default)]
-pub struct Tokens {
-    /// `control.observer_token_file`; `None` leaves Observer open.
-    pub observer: Option<Token>,
-    /// `control.admin_token_file`; `None` makes Admin refuse every call.
-    pub admin: Option<Token>,
-}
-
-impl Tokens {
-    /// Reads the configured token files; an unreadable or empty one is a
-    /// configuration error naming its key.
-    pub fn load(cfg: &Config) -> Result<Tokens, ConfigError> {
-        let load = |field, path: &Option<std::path::PathBuf>| {
-            path.as_deref().map(|p| Token::load(field, p)).transpose()
-        };
-        Ok(Tokens {
-            observer: load(
-                "control.observer_token_file",
-                &cfg.control.observer_token_file,
-            )?,
-            admin: load("control.admin_token_file", &cfg.control.admin_token_file)?,
-        })
-    }
-}
-
 /// The sidecar with its listeners bound, ready to [`run`](Bound::run).
 /// Binding first lets a caller learn the ports (a configuration may ask
 /// for port 0) before serving.
 #[derive(Debug)]
 pub struct Bound {
     cfg: Arc<Config>,
-    tokens: Tokens,
+    creds: Arc<Credentials>,
+    tls: Option<Arc<TlsState>>,
+    audit: AuditLog,
     grpc: TcpIncoming,
     health: TcpIncoming,
     metrics: TcpListener,
@@ -151,10 +136,17 @@ fn bind_grpc(
 }
 
 impl Bound {
-    /// Reads the token files and binds the three listeners. Call inside a
-    /// tokio runtime.
+    /// Reads the token and TLS files and binds the three listeners. Call
+    /// inside a tokio runtime.
     pub async fn bind(cfg: Config) -> Result<Bound, ServeError> {
-        let tokens = Tokens::load(&cfg)?;
+        let creds = Arc::new(Credentials::load(&cfg)?);
+        let tls = cfg
+            .control
+            .tls
+            .as_ref()
+            .map(TlsState::load)
+            .transpose()?
+            .map(Arc::new);
         let c = &cfg.control;
         let (grpc, grpc_addr) = bind_grpc("control.grpc_listen", c.grpc_listen)?;
         let (health, health_addr) = bind_grpc("control.health_listen", c.health_listen)?;
@@ -169,12 +161,20 @@ impl Bound {
         let metrics_addr = metrics.local_addr().map_err(metrics_err)?;
         Ok(Bound {
             cfg: Arc::new(cfg),
-            tokens,
+            creds,
+            tls,
+            audit: AuditLog::stdout(),
             grpc,
             health,
             metrics,
             addrs: [grpc_addr, health_addr, metrics_addr],
         })
+    }
+
+    /// Sends the audit trail to `log` instead of stdout.
+    pub fn with_audit(mut self, log: AuditLog) -> Bound {
+        self.audit = log;
+        self
     }
 
     /// The address of the gRPC listener (`control.grpc_listen`).
@@ -199,7 +199,9 @@ impl Bound {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let Bound {
             cfg,
-            tokens,
+            creds,
+            tls,
+            audit,
             grpc,
             health,
             metrics,
@@ -224,35 +226,74 @@ impl Bound {
         let (monitor, poller) =
             state::spawn_poller(cfg.state_dir.clone(), stale, health_driver, stop_rx.clone());
 
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tapline_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name("tapline.v1.Observer")
-            .with_service_name("tapline.v1.Admin")
-            .with_service_name("grpc.health.v1.Health")
-            .with_service_name("grpc.reflection.v1.ServerReflection")
-            .build_v1()
-            .map_err(|e| ServeError::Serve {
-                what: "reflection",
-                source: Box::new(e),
-            })?;
-        let observer = ObserverServer::with_interceptor(
+        // Both versions: grpcurl 1.8, Python's grpcio-reflection and older
+        // tools speak only v1alpha; grpcurl 1.9 and buf try v1 first.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(tapline_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("tapline.v1.Observer")
+                .with_service_name("tapline.v1.Admin")
+                .with_service_name("grpc.health.v1.Health")
+                .with_service_name("grpc.reflection.v1.ServerReflection")
+                .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+        };
+        let reflection_err = |e| ServeError::Serve {
+            what: "reflection",
+            source: Box::new(e),
+        };
+        let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
+        let observer = ObserverServer::new(
             observer::ObserverService::new(monitor.clone(), cfg.clone(), stop_rx.clone())
                 .with_keeper(keeper.clone()),
-            BearerAuth::new("tapline.v1.Observer", tokens.observer.clone()),
         );
         let dataplane = dataplane::DataplaneClient::new(&cfg.state_dir);
         let command_socket = dataplane.socket_path().display().to_string();
-        // Served even without a token, refusing every call: a client is told
-        // what to configure instead of getting UNIMPLEMENTED.
-        let admin = AdminServer::with_interceptor(
+        // Served even when nothing grants edit or admin, refusing every
+        // call: a client is told what to configure instead of getting
+        // UNIMPLEMENTED.
+        let admin = AdminServer::new(AuditedAdmin::new(
             admin::AdminService::new(dataplane).with_shutdown(stop_rx.clone()),
-            BearerAuth::privileged(
-                "tapline.v1.Admin",
-                tokens.admin.clone(),
-                "control.admin_token_file",
-            ),
-        );
+            audit.clone(),
+        ));
+        let anonymous = cfg.control.anonymous_role;
+        let cert_roles = cfg
+            .control
+            .tls
+            .as_ref()
+            .map(|t| t.client_roles.clone())
+            .unwrap_or_default();
+        let authz = Arc::new(Authorizer::new(
+            creds.clone(),
+            anonymous,
+            cert_roles,
+            audit.clone(),
+        ));
+        let reloader = {
+            let (creds, tls, mut stop) = (creds.clone(), tls.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RELOAD_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = state::stopping(&mut stop) => return,
+                    }
+                    // File reads: off the runtime's threads.
+                    let (c, t) = (creds.clone(), tls.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        c.reload();
+                        if let Some(t) = t {
+                            t.reload();
+                        }
+                    })
+                    .await;
+                }
+            })
+        };
+        let grpc_tls = tls.is_some();
+        let grpc = tls::incoming(grpc, tls, stop_rx.clone());
 
         let stopped = |mut rx: watch::Receiver<bool>| async move { state::stopping(&mut rx).await };
         let server = || {
@@ -262,8 +303,10 @@ impl Bound {
         };
         let mut grpc_task = tokio::spawn(
             server()
+                .layer(AuthLayer::new(authz))
                 .add_service(HealthServer::new(grpc_health))
-                .add_service(reflection)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
                 .add_service(observer)
                 .add_service(admin)
                 .serve_with_incoming_shutdown(grpc, stopped(stop_rx.clone())),
@@ -285,13 +328,12 @@ impl Bound {
             metrics = %addrs[2],
             state_dir = %cfg.state_dir.display(),
             command_socket,
-            observer_auth = if tokens.observer.is_some() { "bearer token" } else { "open" },
-            admin_auth = if tokens.admin.is_some() { "bearer token" } else { "disabled" },
+            grpc_tls,
+            client_certs = cfg.control.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()),
+            token_identities = creds.count(),
+            anonymous_role = anonymous.map(|r| r.as_str()),
             "tapline-control serving"
         );
-        if tokens.admin.is_none() {
-            info!("control.admin_token_file is not set: the Admin service refuses every call");
-        }
 
         let failure =
             |what: &'static str,
@@ -332,6 +374,7 @@ impl Bound {
                 let _ = (&mut metrics_task).await;
             }
             let _ = poller.await;
+            let _ = reloader.await;
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
             warn!(

@@ -2,9 +2,13 @@
 //! on `GET /metrics` by a minimal HTTP/1.1 responder.
 //!
 //! Counters are exported per queue with the labels `port` (the role),
-//! `ifname`, `queue` and `mode`, plus `hop` on tool ports (an absent label
-//! and an empty one are the same to Prometheus, so the family has one label
-//! set); sum over `queue` for a port's totals. Chain hops have their own
+//! `ifname` and `queue`, plus `hop` on tool ports (an absent label and an
+//! empty one are the same to Prometheus, so the family has one label set);
+//! sum over `queue` for a port's totals. The XDP mode a queue obtained is an
+//! attribute, not an identity: it is the `mode` label of
+//! `tapline_port_queue_info` (value 1), so a mode change does not start new
+//! counter series (join with `* on (port, ifname, queue) group_left(mode)`).
+//! `tapline_build_info` names the versions of both processes. Chain hops have their own
 //! families, labelled `hop`, with the heartbeat round-trip time as a
 //! histogram. Passive output groups are labelled `group`, their members
 //! `group`, `member` and `ifname`; recorders `recorder`; live taps `tap_id`
@@ -332,6 +336,22 @@ const KERNEL_COUNTERS: [QueueCounter; 6] = [
 pub fn render(live: Option<&Snapshot>) -> String {
     let mut w = Writer { out: String::new() };
     w.family(
+        "tapline_build_info",
+        "gauge",
+        "Always 1; labels: the version of tapline-control and of the running dataplane (empty while none is live).",
+    );
+    w.sample(
+        "tapline_build_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            (
+                "dataplane_version",
+                live.map_or("", |s| s.dataplane_version.as_str()),
+            ),
+        ],
+        1,
+    );
+    w.family(
         "tapline_dataplane_up",
         "gauge",
         "1 while the dataplane runs with a fresh heartbeat, else 0 (and no other tapline_ series are exported).",
@@ -361,7 +381,6 @@ pub fn render(live: Option<&Snapshot>) -> String {
                 ("port", q.info.role.clone()),
                 ("ifname", q.info.ifname.clone()),
                 ("queue", q.info.queue.to_string()),
-                ("mode", api_mode(&q.info.mode)),
             ];
             if !q.info.hop.is_empty() {
                 l.push(("hop", q.info.hop.clone()));
@@ -369,6 +388,19 @@ pub fn render(live: Option<&Snapshot>) -> String {
             l
         })
         .collect();
+
+    let name = "tapline_port_queue_info";
+    w.family(
+        name,
+        "gauge",
+        "Always 1 for each queue of each port; label mode: the XDP attach and bind mode the queue obtained (native-zerocopy, native-copy, generic-copy).",
+    );
+    for (q, l) in snap.queues.iter().zip(&queue_labels) {
+        let mode = api_mode(&q.info.mode);
+        let mut labels = label_refs(l);
+        labels.push(("mode", &mode));
+        w.sample(name, &labels, 1);
+    }
 
     for (name, help, get) in PORT_COUNTERS {
         w.family(name, "counter", help);
@@ -433,12 +465,13 @@ pub fn render(live: Option<&Snapshot>) -> String {
     }
 
     // Percentiles over the dataplane's latest window (not cumulative), hence
-    // gauges; a window without batches exports nothing.
+    // gauges, labelled `percentile` (a `quantile` label is reserved for
+    // summaries); a window without batches exports nothing.
     let name = "tapline_worker_batch_duration_seconds";
     w.family(
         name,
         "gauge",
-        "Time to process one batch, percentiles over the dataplane's latest window.",
+        "Time to process one batch, percentiles (label percentile: 0.5, 0.9, 0.99, 0.999) over the dataplane's latest window.",
     );
     let windows: Vec<_> = snap
         .workers
@@ -453,7 +486,7 @@ pub fn render(live: Option<&Snapshot>) -> String {
             ("0.99", l.p99_ns),
             ("0.999", l.p999_ns),
         ] {
-            w.sample(name, &[("worker", id), ("quantile", q)], seconds(ns));
+            w.sample(name, &[("worker", id), ("percentile", q)], seconds(ns));
         }
     }
     let name = "tapline_worker_batch_duration_seconds_max";
@@ -496,15 +529,25 @@ fn render_hops(w: &mut Writer, hops: &[HopSnapshot]) {
         }
     }
 
-    let name = "tapline_hop_heartbeats_total";
+    let name = "tapline_hop_heartbeats_sent_total";
     w.family(
         name,
         "counter",
-        "Heartbeat frames sent through the hop's tool (result=\"sent\"), and how they ended: \"returned\" within their deadline, \"late\" after it, \"lost\" never. sent = returned + late + lost + the ones in flight.",
+        "Heartbeat frames sent through the hop's tool.",
+    );
+    for h in hops {
+        w.sample(name, &[("hop", &h.name)], h.heartbeats_sent);
+    }
+    // Outcomes only, so that sum by (hop) counts every ended heartbeat
+    // once: sent = sum(results) + the ones in flight.
+    let name = "tapline_hop_heartbeat_results_total";
+    w.family(
+        name,
+        "counter",
+        "How the hop's heartbeat frames ended: result=\"returned\" within their deadline, \"late\" after it, \"lost\" never. tapline_hop_heartbeats_sent_total = the sum over result + the ones in flight.",
     );
     for h in hops {
         for (result, n) in [
-            ("sent", h.heartbeats_sent),
             ("returned", h.heartbeats_returned),
             ("late", h.heartbeats_late),
             ("lost", h.heartbeats_lost),
@@ -845,8 +888,16 @@ mod tests {
         let text = render(None);
         assert_eq!(
             check_format(&text),
-            BTreeSet::from(["tapline_dataplane_up".to_string()])
+            BTreeSet::from([
+                "tapline_build_info".to_string(),
+                "tapline_dataplane_up".to_string()
+            ])
         );
+        assert!(text.lines().any(|l| l
+            == format!(
+                "tapline_build_info{{version=\"{}\",dataplane_version=\"\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )));
         assert!(
             text.lines().any(|l| l == "tapline_dataplane_up 0"),
             "{text}"
@@ -912,16 +963,16 @@ mod tests {
             "{text}"
         );
         assert!(has(
-            "tapline_port_rx_packets_total{port=\"inline-1\",ifname=\"i1\",queue=\"1\",mode=\"native-zerocopy\"} 30"
+            "tapline_port_rx_packets_total{port=\"inline-1\",ifname=\"i1\",queue=\"1\"} 30"
         ));
         assert!(has(
-            "tapline_port_rx_bytes_total{port=\"passive-1\",ifname=\"p1\",queue=\"0\",mode=\"native-zerocopy\"} 5000"
+            "tapline_port_rx_bytes_total{port=\"passive-1\",ifname=\"p1\",queue=\"0\"} 5000"
         ));
         assert!(has(
-            "tapline_port_dropped_packets_total{port=\"inline-2\",ifname=\"i2\",queue=\"0\",mode=\"native-zerocopy\",reason=\"tx_ring_full\"} 2"
+            "tapline_port_dropped_packets_total{port=\"inline-2\",ifname=\"i2\",queue=\"0\",reason=\"tx_ring_full\"} 2"
         ));
         assert!(has(
-            "tapline_xdp_kernel_rx_ring_full_total{port=\"inline-1\",ifname=\"i1\",queue=\"0\",mode=\"native-zerocopy\"} 4"
+            "tapline_xdp_kernel_rx_ring_full_total{port=\"inline-1\",ifname=\"i1\",queue=\"0\"} 4"
         ));
         assert!(has("tapline_worker_batches_total{worker=\"1\"} 20"));
         assert!(has(
@@ -932,11 +983,11 @@ mod tests {
         ));
         assert!(has("tapline_worker_idle_waits_total{worker=\"0\"} 5"));
         assert!(
-            has("tapline_worker_batch_duration_seconds{worker=\"0\",quantile=\"0.5\"} 0.0000015"),
+            has("tapline_worker_batch_duration_seconds{worker=\"0\",percentile=\"0.5\"} 0.0000015"),
             "{text}"
         );
         assert!(has(
-            "tapline_worker_batch_duration_seconds{worker=\"1\",quantile=\"0.999\"} 0.000009"
+            "tapline_worker_batch_duration_seconds{worker=\"1\",percentile=\"0.999\"} 0.000009"
         ));
         assert!(has(
             "tapline_worker_batch_duration_seconds_max{worker=\"1\"} 0.000012"
@@ -1017,7 +1068,8 @@ mod tests {
             "tapline_hop_bypassed_packets_total",
             "tapline_hop_bypassed_bytes_total",
             "tapline_hop_dropped_packets_total",
-            "tapline_hop_heartbeats_total",
+            "tapline_hop_heartbeats_sent_total",
+            "tapline_hop_heartbeat_results_total",
             "tapline_hop_round_trip_seconds_bucket",
             "tapline_hop_round_trip_seconds_sum",
             "tapline_hop_round_trip_seconds_count",
@@ -1034,10 +1086,10 @@ mod tests {
             "tapline_hop_dropped_packets_total{hop=\"ids\",reason=\"hop_down\"} 10",
             "tapline_hop_dropped_packets_total{hop=\"ids\",reason=\"heartbeat_invalid\"} 2",
             "tapline_hop_dropped_packets_total{hop=\"ids\",reason=\"tx_ring_full\"} 0",
-            "tapline_hop_heartbeats_total{hop=\"ids\",result=\"sent\"} 40",
-            "tapline_hop_heartbeats_total{hop=\"ids\",result=\"returned\"} 30",
-            "tapline_hop_heartbeats_total{hop=\"ids\",result=\"late\"} 10",
-            "tapline_hop_heartbeats_total{hop=\"ids\",result=\"lost\"} 1",
+            "tapline_hop_heartbeats_sent_total{hop=\"ids\"} 40",
+            "tapline_hop_heartbeat_results_total{hop=\"ids\",result=\"returned\"} 30",
+            "tapline_hop_heartbeat_results_total{hop=\"ids\",result=\"late\"} 10",
+            "tapline_hop_heartbeat_results_total{hop=\"ids\",result=\"lost\"} 1",
             "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"0.00001\"} 10",
             "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"0.00005\"} 10",
             "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"0.0001\"} 20",
@@ -1046,10 +1098,10 @@ mod tests {
             "tapline_hop_round_trip_seconds_bucket{hop=\"ids\",le=\"+Inf\"} 21",
             "tapline_hop_round_trip_seconds_sum{hop=\"ids\"} 2.0006",
             "tapline_hop_round_trip_seconds_count{hop=\"ids\"} 21",
-            "tapline_port_rx_packets_total{port=\"tool-a\",ifname=\"t1a\",queue=\"0\",mode=\"native-zerocopy\",hop=\"ids\"} 70",
-            "tapline_port_dropped_packets_total{port=\"tool-b\",ifname=\"t2b\",queue=\"0\",mode=\"native-zerocopy\",hop=\"waf\",reason=\"hop_down\"} 0",
+            "tapline_port_rx_packets_total{port=\"tool-a\",ifname=\"t1a\",queue=\"0\",hop=\"ids\"} 70",
+            "tapline_port_dropped_packets_total{port=\"tool-b\",ifname=\"t2b\",queue=\"0\",hop=\"waf\",reason=\"hop_down\"} 0",
             // Other ports keep their labels.
-            "tapline_port_rx_packets_total{port=\"inline-1\",ifname=\"i1\",queue=\"1\",mode=\"native-zerocopy\"} 30",
+            "tapline_port_rx_packets_total{port=\"inline-1\",ifname=\"i1\",queue=\"1\"} 30",
         ] {
             assert!(has(line), "{line} missing:\n{text}");
         }
@@ -1180,5 +1232,82 @@ mod tests {
         assert!(!text.contains("tapline_recorder_last_disk_error_timestamp_seconds{"));
         assert!(!text.contains("tapline_recorder_accepted_packets_total{"));
         assert!(text.contains("tapline_recorder_packets_written_total{recorder=\"disk\"} 40"));
+    }
+
+    /// `promtool check metrics` (Prometheus's own linter, Debian package
+    /// `prometheus`) finds nothing in any sample exposition; and a mode
+    /// change leaves every counter series as it was.
+    #[test]
+    fn promtool_finds_nothing_and_modes_are_attributes() {
+        let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+        let snaps = [
+            snapshot(1, 10),
+            chain_snapshot(1, 10),
+            outputs_snapshot(1, 10),
+        ];
+        // The page as served with the link keeper: the fallback families
+        // follow the dataplane's.
+        let keeper =
+            crate::fallback::render_metrics(&tapline_dataplane::xdp::custody::KeeperStatus {
+                holding: true,
+                ports: vec![tapline_dataplane::xdp::custody::PortRecord {
+                    role: "inline-1".into(),
+                    ifname: "i1".into(),
+                    ifindex: 3,
+                    attach: "generic".into(),
+                }],
+                dataplane_connected: false,
+                kernel_queues: 1,
+                queues: 1,
+                action: "forward".into(),
+                counters: vec![tapline_dataplane::xdp::fallback::PortFallbackCounters {
+                    forwarded: 7,
+                    dropped: 0,
+                    lease_expiries: 2,
+                }],
+                takeovers: 3,
+            });
+        for (i, s) in snaps.iter().enumerate() {
+            let text = render(Some(s)) + &keeper;
+            let mut child = std::process::Command::new(&promtool)
+                .args(["check", "metrics"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("running {promtool}: {e}; install Debian's prometheus package (.ci/run does)")
+                });
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+                "snapshot {i}: promtool: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // Same counters, another mode: only the _info series differ.
+        let a = snapshot(1, 10);
+        let mut b = a.clone();
+        for q in &mut b.queues {
+            q.info.mode = "generic-copy".into();
+        }
+        let counters = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#') && !l.starts_with("tapline_port_queue_info"))
+                .map(str::to_string)
+                .collect()
+        };
+        let (ta, tb) = (render(Some(&a)), render(Some(&b)));
+        assert_eq!(counters(&ta), counters(&tb));
+        assert_ne!(ta, tb);
+        assert!(ta.contains("tapline_port_queue_info{port=\"inline-1\",ifname=\"i1\",queue=\"1\",mode=\"native-zerocopy\"} 1"), "{ta}");
     }
 }

@@ -282,7 +282,7 @@ async fn admin_without_a_token_file_refuses_every_call() {
             .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "{token:?}: {e:?}");
         assert!(
-            e.message().contains("set control.admin_token_file"),
+            e.message().contains("control.admin_token_file"),
             "{}",
             e.message()
         );
@@ -315,7 +315,7 @@ async fn admin_without_a_token_file_refuses_every_call() {
     .unwrap();
     let spec = spec.to_string_lossy().into_owned();
     let line = fails(&ctl(sidecar.grpc, &["chain", "set", "-f", &spec]).await, 77);
-    assert!(line.contains("requires a token"), "{line}");
+    assert!(line.contains("no credential grants role edit"), "{line}");
     assert!(line.contains("control.admin_token_file"), "{line}");
     let line = fails(&ctl(sidecar.grpc, &["chain", "bypass", "ids"]).await, 77);
     assert!(line.contains("control.admin_token_file"), "{line}");
@@ -335,13 +335,18 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     let ch = sidecar.channel().await;
     let mut admin = AdminClient::new(ch.clone());
 
-    // No token, a wrong one, or the Observer's: refused before forwarding.
-    for token in [None, Some("nope"), Some(OBSERVER_TOKEN)] {
+    // No token, a wrong one (UNAUTHENTICATED), or the Observer's (role
+    // view: PERMISSION_DENIED): refused before forwarding.
+    for (token, code) in [
+        (None, Code::Unauthenticated),
+        (Some("nope"), Code::Unauthenticated),
+        (Some(OBSERVER_TOKEN), Code::PermissionDenied),
+    ] {
         let e = admin
             .set_chain(with_token(set_chain(&["ids", "fw"]), token))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Code::Unauthenticated, "{token:?}");
+        assert_eq!(e.code(), code, "{token:?}");
         assert!(!e.message().contains("nope"), "{}", e.message());
         let e = admin
             .set_hop_bypass(with_token(
@@ -354,7 +359,7 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
             ))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Code::Unauthenticated, "{token:?}");
+        assert_eq!(e.code(), code, "{token:?}");
     }
     assert_eq!(fake.seen(), 0);
 
@@ -494,7 +499,8 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
         .await,
         77,
     );
-    assert!(line.contains("the token was rejected"), "{line}");
+    assert!(line.contains("permission denied"), "{line}");
+    assert!(line.contains("needs role edit"), "{line}");
     let o = ctl(
         sidecar.grpc,
         &[

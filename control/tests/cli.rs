@@ -141,7 +141,34 @@ fn taplinectl_usage_errors_exit_2() {
         &run(TAPLINECTL, &["--endpoint", "https://127.0.0.1:1", "health"]),
         2,
     );
-    assert!(line.contains("only http://"), "{line}");
+    assert!(line.contains("needs --ca"), "{line}");
+    let line = one_error_line(
+        &run(TAPLINECTL, &["--endpoint", "ftp://127.0.0.1:1", "health"]),
+        2,
+    );
+    assert!(line.contains("use http://HOST:PORT or https://"), "{line}");
+    let line = one_error_line(
+        &run(
+            TAPLINECTL,
+            &["--endpoint", "http://127.0.0.1:1", "--ca", "/x", "health"],
+        ),
+        2,
+    );
+    assert!(line.contains("need an https:// endpoint"), "{line}");
+    let line = one_error_line(
+        &run(
+            TAPLINECTL,
+            &[
+                "--endpoint",
+                "https://127.0.0.1:1",
+                "--ca",
+                "/nonexistent/ca",
+                "health",
+            ],
+        ),
+        2,
+    );
+    assert!(line.contains("cannot read --ca /nonexistent/ca"), "{line}");
     let dir = std::env::temp_dir().join(format!("taplinectl-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let spec = dir.join("spec.json");

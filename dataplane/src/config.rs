@@ -183,6 +183,20 @@ struct RawControl {
     admin_token_file: Option<PathBuf>,
     #[serde(default)]
     observer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    anonymous_role: Option<String>,
+    #[serde(default)]
+    tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    tls_key_file: Option<PathBuf>,
+    #[serde(default)]
+    tls_client_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    tls_client_auth: Option<String>,
+    #[serde(default)]
+    client_roles: std::collections::BTreeMap<String, String>,
     #[serde(default = "default_stale_ms")]
     dataplane_stale_ms: u32,
 }
@@ -475,6 +489,61 @@ pub struct WorkerConfig {
     pub kernel_stats_interval_ms: u32,
 }
 
+/// A role of the control API; a higher role includes the lower ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads: info, stats, chain, watches.
+    View,
+    /// Chain changes: `SetChain`, `SetHopBypass`.
+    Edit,
+    /// Everything, including `Tap` (packet contents).
+    Admin,
+}
+
+impl Role {
+    /// The role's name as written in configuration and token files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::View => "view",
+            Role::Edit => "edit",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses `view`, `edit` or `admin`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "view" => Some(Role::View),
+            "edit" => Some(Role::Edit),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// TLS of the gRPC API port (`control.tls_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain of the server (leaf first).
+    pub cert_file: PathBuf,
+    /// PEM private key of the server (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA bundle that client certificates are verified against; `None`:
+    /// no client certificates (server-side TLS only).
+    pub client_ca_file: Option<PathBuf>,
+    /// With a CA: refuse handshakes without a client certificate.
+    pub client_auth_required: bool,
+    /// Client certificate subject (a SAN URI such as a SPIFFE ID, or the
+    /// subject CN) -> role.
+    pub client_roles: Vec<(String, Role)>,
+}
+
 /// Settings of the control sidecar (`[control]`; the dataplane ignores them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlConfig {
@@ -486,8 +555,15 @@ pub struct ControlConfig {
     pub metrics_listen: std::net::SocketAddr,
     /// Bearer token required by the `Admin` service (file content, trimmed).
     pub admin_token_file: Option<PathBuf>,
-    /// Bearer token required by the `Observer` service; none: open.
+    /// Legacy: a file holding one bearer token with role `view`.
     pub observer_token_file: Option<PathBuf>,
+    /// Static token file (Kubernetes style: `token,user,uid,"groups"`; the
+    /// role is a group named `view`, `edit` or `admin`).
+    pub token_file: Option<PathBuf>,
+    /// The role of a call without credentials (`None`: no role).
+    pub anonymous_role: Option<Role>,
+    /// TLS on `grpc_listen`; `None`: plaintext.
+    pub tls: Option<TlsSettings>,
     /// A dataplane heartbeat older than this counts as down.
     pub dataplane_stale_ms: u32,
 }
@@ -917,6 +993,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     for (field, f) in [
         ("control.admin_token_file", &c.admin_token_file),
         ("control.observer_token_file", &c.observer_token_file),
+        ("control.token_file", &c.token_file),
+        ("control.tls_cert_file", &c.tls_cert_file),
+        ("control.tls_key_file", &c.tls_key_file),
+        ("control.tls_client_ca_file", &c.tls_client_ca_file),
     ] {
         if let Some(p) = f {
             if !p.is_absolute() {
@@ -933,12 +1013,112 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format!("{} must be from 100 to 60000", c.dataplane_stale_ms),
         ));
     }
+    // Unset: reads stay open as long as no reading credential is
+    // configured (the behaviour before roles existed, where only
+    // observer_token_file closed the Observer).
+    let read_credentials =
+        c.token_file.is_some() || c.observer_token_file.is_some() || c.tls_client_ca_file.is_some();
+    let anonymous_role = match c.anonymous_role.as_deref() {
+        None => (!read_credentials).then_some(Role::View),
+        Some("none") => None,
+        Some(v) => match Role::parse(v) {
+            Some(Role::View) => Some(Role::View),
+            _ => {
+                return Err(err(
+                    "control.anonymous_role",
+                    format!(
+                        "{v:?} is not allowed: use \"none\" or \"view\" (changes and taps always need credentials)"
+                    ),
+                ))
+            }
+        },
+    };
+    let tls = match (c.tls_cert_file, c.tls_key_file) {
+        (None, None) => {
+            for (field, set) in [
+                ("control.tls_client_ca_file", c.tls_client_ca_file.is_some()),
+                ("control.tls_client_auth", c.tls_client_auth.is_some()),
+                ("control.client_roles", !c.client_roles.is_empty()),
+            ] {
+                if set {
+                    return Err(err(
+                        field,
+                        "needs TLS: set control.tls_cert_file and control.tls_key_file too",
+                    ));
+                }
+            }
+            None
+        }
+        (Some(_), None) => {
+            return Err(err(
+                "control.tls_key_file",
+                "is required with control.tls_cert_file",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "control.tls_cert_file",
+                "is required with control.tls_key_file",
+            ))
+        }
+        (Some(cert_file), Some(key_file)) => {
+            let client_auth_required = match c.tls_client_auth.as_deref() {
+                None | Some("require") => true,
+                Some("optional") => false,
+                Some(v) => {
+                    return Err(err(
+                        "control.tls_client_auth",
+                        format!("{v:?} is not \"require\" or \"optional\""),
+                    ))
+                }
+            };
+            if c.tls_client_ca_file.is_none() {
+                for (field, set) in [
+                    ("control.tls_client_auth", c.tls_client_auth.is_some()),
+                    ("control.client_roles", !c.client_roles.is_empty()),
+                ] {
+                    if set {
+                        return Err(err(
+                            field,
+                            "needs client certificates: set control.tls_client_ca_file too",
+                        ));
+                    }
+                }
+            }
+            let mut client_roles = Vec::new();
+            for (subject, role) in c.client_roles {
+                if subject.is_empty() || subject.chars().any(char::is_control) {
+                    return Err(err(
+                        "control.client_roles",
+                        format!("{subject:?} is not a subject (a CN or a SAN URI)"),
+                    ));
+                }
+                let Some(r) = Role::parse(&role) else {
+                    return Err(err(
+                        &format!("control.client_roles.{subject:?}"),
+                        format!("{role:?} is not a role: use \"view\", \"edit\" or \"admin\""),
+                    ));
+                };
+                client_roles.push((subject, r));
+            }
+            Some(TlsSettings {
+                cert_file,
+                key_file,
+                client_ca_file: c.tls_client_ca_file,
+                client_auth_required,
+                client_roles,
+            })
+        }
+    };
     let control = ControlConfig {
         grpc_listen,
         health_listen,
         metrics_listen,
         admin_token_file: c.admin_token_file,
         observer_token_file: c.observer_token_file,
+        token_file: c.token_file,
+        anonymous_role,
+        tls,
         dataplane_stale_ms: c.dataplane_stale_ms,
     };
 
@@ -1454,6 +1634,67 @@ mod tests {
         assert_eq!(c.control.metrics_listen.port(), 9090);
         assert_eq!(c.control.admin_token_file, None);
         assert_eq!(c.control.dataplane_stale_ms, 1000);
+        assert_eq!(c.control.anonymous_role, Some(Role::View));
+        assert_eq!(c.control.tls, None);
+    }
+
+    #[test]
+    fn control_identities_and_tls_keys() {
+        let parse = |control: &str| {
+            Config::parse(&format!(
+                "[interfaces]\npassive-1 = \"p1\"\n[control]\n{control}"
+            ))
+        };
+        // As before roles: admin_token_file alone leaves reads open; any
+        // reading credential closes them unless said otherwise.
+        let anon = |control: &str| parse(control).unwrap().control.anonymous_role;
+        assert_eq!(anon("admin_token_file = \"/a\"\n"), Some(Role::View));
+        assert_eq!(anon("observer_token_file = \"/o\"\n"), None);
+        assert_eq!(anon("token_file = \"/t\"\n"), None);
+        assert_eq!(
+            anon("token_file = \"/t\"\nanonymous_role = \"view\"\n"),
+            Some(Role::View)
+        );
+        assert_eq!(anon("anonymous_role = \"none\"\n"), None);
+        let c = parse(
+            "tls_cert_file = \"/c\"\ntls_key_file = \"/k\"\ntls_client_ca_file = \"/ca\"\n\
+             tls_client_auth = \"optional\"\n[control.client_roles]\n\"spiffe://x/y\" = \"edit\"\n",
+        )
+        .unwrap();
+        let tls = c.control.tls.unwrap();
+        assert!(!tls.client_auth_required);
+        assert_eq!(
+            tls.client_roles,
+            vec![("spiffe://x/y".to_string(), Role::Edit)]
+        );
+        assert_eq!(c.control.anonymous_role, None, "a client CA closes reads");
+        for (control, field) in [
+            ("anonymous_role = \"edit\"\n", "control.anonymous_role"),
+            ("tls_cert_file = \"/c\"\n", "control.tls_key_file"),
+            ("tls_key_file = \"/k\"\n", "control.tls_cert_file"),
+            (
+                "tls_client_ca_file = \"/ca\"\n",
+                "control.tls_client_ca_file",
+            ),
+            ("token_file = \"tokens.csv\"\n", "control.token_file"),
+            (
+                "tls_cert_file = \"/c\"\ntls_key_file = \"/k\"\ntls_client_auth = \"require\"\n",
+                "control.tls_client_auth",
+            ),
+            (
+                "tls_cert_file = \"/c\"\ntls_key_file = \"/k\"\ntls_client_ca_file = \"/ca\"\n\
+                 tls_client_auth = \"maybe\"\n",
+                "control.tls_client_auth",
+            ),
+            (
+                "tls_cert_file = \"/c\"\ntls_key_file = \"/k\"\ntls_client_ca_file = \"/ca\"\n\
+                 [control.client_roles]\nops = \"root\"\n",
+                "control.client_roles.\"ops\"",
+            ),
+        ] {
+            let e = parse(control).unwrap_err();
+            assert_eq!(e.field, field, "{control}: {e}");
+        }
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub fn init(format: LogFormat, level: &str) {
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // JSON lines name their module (`target`), so a collector can
+        // route them; fields are JSON values (numbers, booleans, strings).
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_target(true)
+            .try_init(),
     };
 }

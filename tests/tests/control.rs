@@ -165,6 +165,20 @@ fn ctl_ok(out: &Output, what: &str) -> Result<String> {
     Ok(String::from_utf8(out.stdout.clone())?)
 }
 
+/// `taplinectl` exited with `code` (4: answered, not SERVING); its stdout.
+fn ctl_exit(out: &Output, code: i32, what: &str) -> Result<String> {
+    ensure!(
+        out.status.code() == Some(code),
+        "taplinectl {what}: expected exit {code}, got {} ({})",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout.clone())?)
+}
+
+/// taplinectl's exit code for a health that is not SERVING.
+const EXIT_NOT_SERVING: i32 = 4;
+
 /// `taplinectl --json` succeeded; its stdout as JSON.
 fn ctl_json(out: &Output, what: &str) -> Result<serde_json::Value> {
     let text = ctl_ok(out, what)?;
@@ -625,12 +639,19 @@ fn health_follows_the_dataplane_on_both_ports() -> Result<()> {
         ))
     })?;
     let chans = [&grpc, &health];
-    let ctl_health = |url: &str| -> Result<serde_json::Value> {
-        ctl_json(&ctl(url, &["--json", "health"])?, "health --json")
+    // Like grpc_health_probe: exit 0 only when SERVING, 4 otherwise.
+    let ctl_health = |url: &str, code: i32| -> Result<serde_json::Value> {
+        let text = ctl_exit(&ctl(url, &["--json", "health"])?, code, "health --json")?;
+        Ok(serde_json::from_str(&text)?)
     };
     let assert_ctl = |want: &str| -> Result<()> {
+        let code = if want == "SERVING" {
+            0
+        } else {
+            EXIT_NOT_SERVING
+        };
         for url in [rig.ports.grpc_url(), rig.ports.health_url()] {
-            let v = ctl_health(&url)?;
+            let v = ctl_health(&url, code)?;
             for name in HEALTH_NAMES {
                 ensure!(
                     v["services"][name] == want,
@@ -654,7 +675,7 @@ fn health_follows_the_dataplane_on_both_ports() -> Result<()> {
         anyhow::Ok(())
     })?;
     assert_ctl("NOT_SERVING")?;
-    let human = ctl_ok(&rig.ctl(&["health"])?, "health")?;
+    let human = ctl_exit(&rig.ctl(&["health"])?, EXIT_NOT_SERVING, "health")?;
     ensure!(
         human.lines().filter(|l| l.ends_with("NOT_SERVING")).count() == 3,
         "{human}"
@@ -824,13 +845,19 @@ fn observer_wants_the_token_and_health_does_not() -> Result<()> {
         &token_path.to_string_lossy(),
         "status",
     ])?;
-    let v = ctl_json(&out, "status with the token")?;
+    // No dataplane: printed, then exit 4 (not SERVING).
+    let v: serde_json::Value =
+        serde_json::from_str(&ctl_exit(&out, EXIT_NOT_SERVING, "status with the token")?)?;
     ensure!(
         v["control_version"].as_str().is_some_and(|s| !s.is_empty()),
         "{v}"
     );
     ensure!(v["dataplane_state"] == "unknown", "no dataplane here: {v}");
-    ctl_ok(&rig.ctl(&["health"])?, "health without a token")?;
+    ctl_exit(
+        &rig.ctl(&["health"])?,
+        EXIT_NOT_SERVING,
+        "health without a token",
+    )?;
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use tapline_proto::v1 as pb;
 use tonic::codegen::InterceptedService;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -40,6 +40,9 @@ mod exit {
     pub const UNREACHABLE: u8 = 69;
     /// EX_NOPERM: the server wants a token, or rejected the one given.
     pub const UNAUTHENTICATED: u8 = 77;
+    /// `health` and `status`: the server answered, but its overall health
+    /// is not SERVING (grpc_health_probe's "unhealthy" code).
+    pub const NOT_SERVING: u8 = 4;
 }
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
@@ -55,10 +58,19 @@ Exit codes:
   0   success
   1   the server answered with an error (including UNIMPLEMENTED: a verb this
       build of tapline-control does not serve) or refused a change
-  2   usage: bad arguments, endpoint, token file or input file
+  2   usage: bad arguments, endpoint, token file, TLS file or input file
+  4   health and status: the server answered, but the overall health (service
+      name \"\") is not SERVING
   69  tapline-control cannot be reached (connection refused, timeout, lost
       connection)
-  77  UNAUTHENTICATED or PERMISSION_DENIED: no token, or the token was rejected
+  77  UNAUTHENTICATED or PERMISSION_DENIED: no credentials, credentials that
+      were rejected, or an identity whose role is too low for the verb
+
+Identity: one for every verb. --token-file (a file holding the bearer token)
+and/or, over https://, a client certificate (--cert, --key) for mTLS; --ca
+is the CA bundle that verifies the server. Every option can come from the
+environment instead: TAPLINE_ENDPOINT, TAPLINE_TOKEN_FILE, TAPLINE_CA,
+TAPLINE_CERT, TAPLINE_KEY, TAPLINE_TLS_SERVER_NAME (the command line wins).
 
 Errors are one line on stderr. --json output only ever gains keys: scripts
 must ignore keys they do not know. Enum values are lower-case snake_case
@@ -238,8 +250,10 @@ Prints the hop's status after the change. --json prints
 const HEALTH_HELP: &str = "\
 Checks grpc.health.v1.Health for the service names \"\" (overall),
 \"passive-1\" and \"inline\". Works without a token, and against the
-health-only port (--endpoint http://HOST:8086) as well. Exits 0 whenever
-the server answered, whatever the statuses.
+health-only port (--endpoint http://HOST:8086) as well. Exits 0 when the
+overall status (service name \"\") is SERVING, 4 when the server answered
+with another status (like grpc_health_probe), and with the usual codes when
+it could not be asked. `status` exits 4 in the same case, after printing.
 
 --json prints {\"endpoint\": URL, \"services\": {\"\": STATUS, \"inline\": STATUS,
   \"passive-1\": STATUS}}, STATUS being \"SERVING\", \"NOT_SERVING\", \"UNKNOWN\"
@@ -250,14 +264,51 @@ or \"SERVICE_UNKNOWN\" (the server does not know the name).";
 #[derive(Debug, Parser)]
 #[command(name = "taplinectl", version, after_help = EXIT_CODES_HELP)]
 struct Cli {
-    /// gRPC endpoint of tapline-control (http://HOST:PORT; "HOST:PORT" is
-    /// taken as http).
-    #[arg(long, global = true, value_name = "URL", default_value = DEFAULT_ENDPOINT)]
+    /// gRPC endpoint of tapline-control (http://HOST:PORT, or
+    /// https://HOST:PORT with --ca; "HOST:PORT" is taken as http).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        default_value = DEFAULT_ENDPOINT,
+        env = "TAPLINE_ENDPOINT"
+    )]
     endpoint: String,
-    /// File holding the bearer token for the Observer and Admin services
-    /// (its content, trimmed, is sent as `authorization: Bearer TOKEN`).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// File holding the bearer token of your identity, used for every
+    /// verb (its content, trimmed, is sent as `authorization: Bearer
+    /// TOKEN`).
+    #[arg(long, global = true, value_name = "FILE", env = "TAPLINE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// PEM CA bundle that verifies tapline-control's certificate (https://).
+    #[arg(long, global = true, value_name = "FILE", env = "TAPLINE_CA")]
+    ca: Option<PathBuf>,
+    /// PEM client certificate for mTLS (with --key).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "TAPLINE_CERT",
+        requires = "key"
+    )]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "TAPLINE_KEY",
+        requires = "cert"
+    )]
+    key: Option<PathBuf>,
+    /// The name to verify in the server's certificate, when it differs from
+    /// the endpoint's host (e.g. connecting by IP).
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "TAPLINE_TLS_SERVER_NAME"
+    )]
+    tls_server_name: Option<String>,
     /// Print JSON instead of tables (shape in each verb's --help).
     #[arg(long, global = true)]
     json: bool,
@@ -437,11 +488,15 @@ impl Target {
             format!(" (server: {msg})")
         };
         match s.code() {
-            Code::Unauthenticated | Code::PermissionDenied => {
+            Code::PermissionDenied => Failure::new(
+                exit::UNAUTHENTICATED,
+                format!("permission denied: your identity's role does not allow {what}{detail}"),
+            ),
+            Code::Unauthenticated => {
                 let text = if self.token.is_some() {
                     "the token was rejected: check --token-file"
                 } else {
-                    "tapline-control requires a token: pass --token-file"
+                    "tapline-control requires credentials: pass --token-file (or a client certificate)"
                 };
                 Failure::new(exit::UNAUTHENTICATED, format!("{text}{detail}"))
             }
@@ -533,12 +588,53 @@ fn endpoint_url(raw: &str) -> Result<String, Failure> {
     } else {
         format!("http://{raw}")
     };
-    if !url.starts_with("http://") {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(Failure::usage(format!(
-            "--endpoint {raw}: only http:// endpoints are supported (tapline-control serves plaintext gRPC)"
+            "--endpoint {raw}: use http://HOST:PORT or https://HOST:PORT"
         )));
     }
     Ok(url)
+}
+
+/// Reads a PEM file named by option `opt`.
+fn read_pem(opt: &str, path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| {
+        Failure::usage(format!(
+            "cannot read {opt} {}: {}",
+            path.display(),
+            root_cause(&e)
+        ))
+    })
+}
+
+/// The TLS settings of an https:// endpoint; `None` for http://.
+fn client_tls(cli: &Cli, url: &str) -> Result<Option<ClientTlsConfig>, Failure> {
+    let tls_opts = cli.ca.is_some() || cli.cert.is_some() || cli.tls_server_name.is_some();
+    if url.starts_with("http://") {
+        if tls_opts {
+            return Err(Failure::usage(format!(
+                "--ca, --cert and --tls-server-name need an https:// endpoint, not {url}"
+            )));
+        }
+        return Ok(None);
+    }
+    let Some(ca) = &cli.ca else {
+        return Err(Failure::usage(
+            "an https:// endpoint needs --ca (the CA bundle that signed tapline-control's certificate)",
+        ));
+    };
+    let mut tls =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem("--ca", ca)?));
+    if let (Some(cert), Some(key)) = (&cli.cert, &cli.key) {
+        tls = tls.identity(Identity::from_pem(
+            read_pem("--cert", cert)?,
+            read_pem("--key", key)?,
+        ));
+    }
+    if let Some(name) = &cli.tls_server_name {
+        tls = tls.domain_name(name.clone());
+    }
+    Ok(Some(tls))
 }
 
 /// Reads and trims the token file.
@@ -576,9 +672,14 @@ impl Session {
     async fn connect(cli: &Cli) -> Result<Session, Failure> {
         let url = endpoint_url(&cli.endpoint)?;
         let token = cli.token_file.as_deref().map(read_token).transpose()?;
-        let endpoint = Endpoint::from_shared(url.clone())
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| Failure::usage(format!("--endpoint {url}: {}", root_cause(&e))))?
             .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(tls) = client_tls(cli, &url)? {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| Failure::usage(format!("TLS options: {}", root_cause(&e))))?;
+        }
         let channel = endpoint.connect().await.map_err(|e| {
             Failure::new(
                 exit::UNREACHABLE,
@@ -2389,11 +2490,27 @@ async fn status(cli: &Cli) -> Result<(), Failure> {
         .map_err(|e| s.target.failure("tapline.v1.Observer/GetInfo", &e))?
         .into_inner();
     let health = s.health().await?;
+    let overall = health.get("").cloned();
     let st = status_json(&s.target.url, info, health);
     if cli.json {
-        emit_json(&st, true)
+        emit_json(&st, true)?;
     } else {
-        emit(&render_status(&st))
+        emit(&render_status(&st))?;
+    }
+    serving(overall.as_deref())
+}
+
+/// Exit 4 unless the overall health is SERVING.
+fn serving(overall: Option<&str>) -> Result<(), Failure> {
+    match overall {
+        Some("SERVING") => Ok(()),
+        other => Err(Failure::new(
+            exit::NOT_SERVING,
+            format!(
+                "tapline-control's overall health is {}",
+                other.unwrap_or("SERVICE_UNKNOWN")
+            ),
+        )),
     }
 }
 
@@ -2752,10 +2869,11 @@ async fn health(cli: &Cli) -> Result<(), Failure> {
         services: s.health().await?,
     };
     if cli.json {
-        emit_json(&h, true)
+        emit_json(&h, true)?;
     } else {
-        emit(&render_health(&h))
+        emit(&render_health(&h))?;
     }
+    serving(h.services.get("").map(String::as_str))
 }
 
 // ---------------------------------------------------------------------------
@@ -3513,7 +3631,8 @@ mod tests {
             "http://10.0.0.1:50051"
         );
         assert_eq!(endpoint_url("http://h:1").unwrap(), "http://h:1");
-        let e = endpoint_url("https://h:1").unwrap_err();
+        assert_eq!(endpoint_url("https://h:1").unwrap(), "https://h:1");
+        let e = endpoint_url("ftp://h:1").unwrap_err();
         assert_eq!(e.code, exit::USAGE);
     }
 
