@@ -99,18 +99,46 @@ impl Rig {
         Sidecar::start(&self.config_path, &[p.grpc, p.health, p.metrics])
     }
 
-    /// Starts the dataplane and waits until the keeper holds its links.
-    fn dataplane(&self) -> Result<DataplaneProcess> {
-        let dp = DataplaneProcess::start(
+    /// Starts the dataplane and waits until it is ready.
+    fn start_dataplane(&self) -> Result<DataplaneProcess> {
+        DataplaneProcess::start(
             &self.lab.dut,
             &self.config,
             &StartOptions {
                 expect_ready: true,
                 ..StartOptions::default()
             },
-        )?;
+        )
+    }
+
+    /// Starts the dataplane and waits until the keeper holds its links.
+    fn dataplane(&self) -> Result<DataplaneProcess> {
+        let dp = self.start_dataplane()?;
         wait_for(&dp, HELD, KEEPER_TIMEOUT)?;
         Ok(dp)
+    }
+
+    /// An inline lab with the sidecar and the dataplane running, the
+    /// keeper holding the links.
+    fn inline_running(extra: &str) -> Result<(Rig, Sidecar, DataplaneProcess)> {
+        let rig = Rig::inline(extra)?;
+        let sidecar = rig.sidecar()?;
+        let dp = rig.dataplane()?;
+        Ok((rig, sidecar, dp))
+    }
+
+    /// `taplinectl ARGS` against the sidecar, waited for.
+    fn ctl(&self, args: &[&str]) -> Result<std::process::Output> {
+        wait_ctl(
+            spawn_ctl(&self.ports.grpc_url(), None, args)?,
+            args,
+            Duration::from_secs(10),
+        )
+    }
+
+    /// `taplinectl --json ARGS`'s output, parsed.
+    fn ctl_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        json_stdout(&self.ctl(args)?)
     }
 
     fn xdp_attached(&self) -> Result<Vec<&'static str>> {
@@ -139,6 +167,27 @@ impl Rig {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A process's stdout, parsed as JSON (the text in the error otherwise).
+fn json_stdout(out: &std::process::Output) -> Result<serde_json::Value> {
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// The paced streams gen -> sink and sink -> gen at [`STREAM_FPS`].
+fn streams_both_ways(lab: &Lab) -> Result<[PacedStream; 2]> {
+    Ok([
+        PacedStream::gen_to_sink(lab, STREAM_FPS)?,
+        PacedStream::sink_to_gen(lab, STREAM_FPS)?,
+    ])
+}
+
+/// Sends `frames` from gen to sink and checks that every one arrived intact.
+fn cross_checked(lab: &Lab, frames: usize) -> Result<()> {
+    let flow = Flow::gen_to_sink(lab, frames)?;
+    let res = flow.run(Instant::now() + EXCHANGE_TIMEOUT)?;
+    check_delivery(&flow.name, &flow.frames, &res)
 }
 
 /// Waits until a log line of `dp` contains `needle`.
@@ -191,13 +240,8 @@ fn sigkill_under_a_stream_keeps_it_crossing_and_a_restart_takes_over_losslessly(
     if !privileged()? {
         return Ok(());
     }
-    let rig = Rig::inline("")?;
-    let _sidecar = rig.sidecar()?;
-    let dp = rig.dataplane()?;
-    let streams = [
-        PacedStream::gen_to_sink(&rig.lab, STREAM_FPS)?,
-        PacedStream::sink_to_gen(&rig.lab, STREAM_FPS)?,
-    ];
+    let (rig, _sidecar, dp) = Rig::inline_running("")?;
+    let streams = streams_both_ways(&rig.lab)?;
     struct Marks {
         killed_at: Instant,
         restart_at: Instant,
@@ -288,9 +332,7 @@ fn sigstop_hands_the_link_to_the_kernel_and_the_worker_takes_it_back() -> Result
     if !privileged()? {
         return Ok(());
     }
-    let rig = Rig::inline("")?;
-    let _sidecar = rig.sidecar()?;
-    let dp = rig.dataplane()?;
+    let (rig, _sidecar, dp) = Rig::inline_running("")?;
     let stream = [PacedStream::gen_to_sink(&rig.lab, STREAM_FPS)?];
     let ((stopped_at, cont_at), results) = while_streaming(&stream, || {
         std::thread::sleep(Duration::from_millis(500));
@@ -360,6 +402,17 @@ fn cross_while_dead(lab: &Lab) -> Result<usize> {
     Ok(n)
 }
 
+/// Starts the sidecar and the dataplane of a chain rig, waits until its
+/// hop is up, kills the dataplane and returns the (live) sidecar.
+fn kill_with_hops_up(rig: &Rig) -> Result<Sidecar> {
+    let sidecar = rig.sidecar()?;
+    let dp = rig.dataplane()?;
+    wait_hops_up(&Control::new(&rig.config_state_dir()), &[1], UP_TIMEOUT)?;
+    dp.signal(Signal::SIGKILL)?;
+    drop(dp);
+    Ok(sidecar)
+}
+
 fn chain_rig(on_failure: &str) -> Result<Rig> {
     let lab = Lab::build(&unique_prefix(), Scenario::chain(1, ToolKind::Bridge)?)?;
     let base = chain_config(&[1], Some(on_failure), "");
@@ -372,11 +425,7 @@ fn with_a_fail_closed_hop_nothing_crosses_while_the_dataplane_is_dead() -> Resul
         return Ok(());
     }
     let rig = chain_rig("drop")?;
-    let _sidecar = rig.sidecar()?;
-    let dp = rig.dataplane()?;
-    wait_hops_up(&Control::new(&rig.config_state_dir()), &[1], UP_TIMEOUT)?;
-    dp.signal(Signal::SIGKILL)?;
-    drop(dp);
+    let _sidecar = kill_with_hops_up(&rig)?;
     ensure!(
         rig.xdp_attached()?.len() == 2,
         "the kernel fallback is not attached while the sidecar lives"
@@ -395,11 +444,7 @@ fn with_only_fail_open_hops_everything_crosses_while_the_dataplane_is_dead() -> 
         return Ok(());
     }
     let rig = chain_rig("bypass")?;
-    let _sidecar = rig.sidecar()?;
-    let dp = rig.dataplane()?;
-    wait_hops_up(&Control::new(&rig.config_state_dir()), &[1], UP_TIMEOUT)?;
-    dp.signal(Signal::SIGKILL)?;
-    drop(dp);
+    let _sidecar = kill_with_hops_up(&rig)?;
     for flow in [
         Flow::gen_to_sink(&rig.lab, DEAD_FRAMES)?,
         Flow::sink_to_gen(&rig.lab, DEAD_FRAMES)?,
@@ -413,13 +458,7 @@ fn with_only_fail_open_hops_everything_crosses_while_the_dataplane_is_dead() -> 
     // control.dataplane_stale_ms.)
     let deadline = Instant::now() + Duration::from_secs(10);
     let v = loop {
-        let out = wait_ctl(
-            spawn_ctl(&rig.ports.grpc_url(), None, &["--json", "status"])?,
-            &["status"],
-            Duration::from_secs(10),
-        )?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| String::from_utf8_lossy(&out.stdout).to_string())?;
+        let v = rig.ctl_json(&["--json", "status"])?;
         // `inline` goes NOT_SERVING at once (the keeper saw the connection
         // close); the state follows the stale heartbeat.
         let settled = v["health"]["inline"] == "NOT_SERVING"
@@ -474,9 +513,7 @@ fn when_both_processes_die_no_program_is_left_and_detach_mode_detaches_on_sigter
         return Ok(());
     }
     // The pod deleted: both processes killed.
-    let rig = Rig::inline("")?;
-    let sidecar = rig.sidecar()?;
-    let dp = rig.dataplane()?;
+    let (rig, sidecar, dp) = Rig::inline_running("")?;
     dp.signal(Signal::SIGKILL)?;
     drop(dp);
     ensure!(
@@ -497,20 +534,11 @@ fn when_both_processes_die_no_program_is_left_and_detach_mode_detaches_on_sigter
         rig.xdp_attached()?.len() == 2,
         "SIGTERM detached in keep mode"
     );
-    let flow = Flow::gen_to_sink(&rig.lab, DEAD_FRAMES)?;
-    let res = flow.run(Instant::now() + EXCHANGE_TIMEOUT)?;
-    check_delivery(&flow.name, &flow.frames, &res)?;
+    cross_checked(&rig.lab, DEAD_FRAMES)?;
 
     let rig = Rig::inline("[fallback]\non_exit = \"detach\"\n")?;
     let _sidecar = rig.sidecar()?;
-    let dp = DataplaneProcess::start(
-        &rig.lab.dut,
-        &rig.config,
-        &StartOptions {
-            expect_ready: true,
-            ..StartOptions::default()
-        },
-    )?;
+    let dp = rig.start_dataplane()?;
     let fin = dp.stop()?;
     ensure!(fin.status.success());
     let took = rig.wait_detached(DETACH_TIMEOUT)?;
@@ -553,14 +581,7 @@ fn link_state_propagates_across_the_inline_pair_both_ways() -> Result<()> {
         return Ok(());
     }
     let rig = Rig::inline("[fallback]\nlink_state = true\n")?;
-    let dp = DataplaneProcess::start(
-        &rig.lab.dut,
-        &rig.config,
-        &StartOptions {
-            expect_ready: true,
-            ..StartOptions::default()
-        },
-    )?;
+    let dp = rig.start_dataplane()?;
     let dut = &rig.lab.dut;
     for (far_ns, far_if, near, other) in [
         (rig.lab.gen(), ifs::GEN, ifs::INLINE_1, ifs::INLINE_2),
@@ -579,9 +600,7 @@ fn link_state_propagates_across_the_inline_pair_both_ways() -> Result<()> {
     }
     // Traffic still crosses after both round trips.
     std::thread::sleep(Duration::from_millis(200));
-    let flow = Flow::gen_to_sink(&rig.lab, 200)?;
-    let res = flow.run(Instant::now() + EXCHANGE_TIMEOUT)?;
-    check_delivery(&flow.name, &flow.frames, &res)?;
+    cross_checked(&rig.lab, 200)?;
     let fin = dp.stop()?;
     let n = fin
         .records()
@@ -607,14 +626,10 @@ fn an_idle_worker_keeps_its_lease() -> Result<()> {
     if !privileged()? {
         return Ok(());
     }
-    let rig = Rig::inline("[fallback]\nstall_ms = 200\n")?;
-    let _sidecar = rig.sidecar()?;
-    let dp = rig.dataplane()?;
+    let (rig, _sidecar, dp) = Rig::inline_running("[fallback]\nstall_ms = 200\n")?;
     std::thread::sleep(Duration::from_secs(3));
     for _ in 0..5 {
-        let flow = Flow::gen_to_sink(&rig.lab, 20)?;
-        let res = flow.run(Instant::now() + EXCHANGE_TIMEOUT)?;
-        check_delivery(&flow.name, &flow.frames, &res)?;
+        cross_checked(&rig.lab, 20)?;
         std::thread::sleep(Duration::from_millis(500));
     }
     let fin = dp.stop()?;
@@ -642,13 +657,8 @@ fn sigterm_and_restart_under_a_stream_lose_nothing() -> Result<()> {
     if !privileged()? {
         return Ok(());
     }
-    let rig = Rig::inline("")?;
-    let _sidecar = rig.sidecar()?;
-    let dp = rig.dataplane()?;
-    let streams = [
-        PacedStream::gen_to_sink(&rig.lab, STREAM_FPS)?,
-        PacedStream::sink_to_gen(&rig.lab, STREAM_FPS)?,
-    ];
+    let (rig, _sidecar, dp) = Rig::inline_running("")?;
+    let streams = streams_both_ways(&rig.lab)?;
     let (_, results) = while_streaming(&streams, || {
         std::thread::sleep(Duration::from_secs(1));
         let fin = dp.stop()?;
@@ -671,18 +681,11 @@ fn sigterm_and_restart_under_a_stream_lose_nothing() -> Result<()> {
 
 /// `taplinectl --json stats`, or `None` while stats are unavailable.
 fn ctl_stats(rig: &Rig) -> Result<Option<serde_json::Value>> {
-    let args = ["--json", "stats"];
-    let out = wait_ctl(
-        spawn_ctl(&rig.ports.grpc_url(), None, &args)?,
-        &args,
-        Duration::from_secs(10),
-    )?;
+    let out = rig.ctl(&["--json", "stats"])?;
     if !out.status.success() {
         return Ok(None);
     }
-    Ok(Some(serde_json::from_slice(&out.stdout).with_context(
-        || String::from_utf8_lossy(&out.stdout).to_string(),
-    )?))
+    Ok(Some(json_stdout(&out)?))
 }
 
 /// (inline-1 forwarded, inline-1 dropped, lease expiries, takeovers) of
@@ -804,15 +807,8 @@ fn the_stats_segment_and_taplinectl_stats_count_every_frame_the_kernel_carried()
 /// service reports `want`; false if it never did.
 fn wait_inline_health(rig: &Rig, want: &str) -> Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let args = ["--json", "health"];
     loop {
-        let out = wait_ctl(
-            spawn_ctl(&rig.ports.grpc_url(), None, &args)?,
-            &args,
-            Duration::from_secs(10),
-        )?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| String::from_utf8_lossy(&out.stdout).to_string())?;
+        let v = rig.ctl_json(&["--json", "health"])?;
         if v["services"]["inline"] == want {
             return Ok(true);
         }
