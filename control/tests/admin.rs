@@ -13,8 +13,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{chain, response, tmpdir, FakeCommandSocket};
-use tapline_control::Bound;
+use common::{
+    chain, response, sidecar_config, tmpdir, with_token, FakeCommandSocket, Sidecar, INLINE_PAIR,
+};
 use tapline_dataplane::config::Config;
 use tapline_proto::v1;
 use tapline_proto::v1::admin_client::AdminClient;
@@ -22,8 +23,7 @@ use tapline_proto::v1::dataplane_request::Request as DpRequest;
 use tapline_proto::v1::dataplane_response::Response as DpResponse;
 use tapline_proto::v1::observer_client::ObserverClient;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
-use tonic::{Code, Request};
+use tonic::Code;
 
 const TAPLINECTL: &str = env!("CARGO_BIN_EXE_taplinectl");
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
@@ -45,73 +45,8 @@ fn config(dir: &Path, observer: Option<&str>, admin: Option<&str>) -> (Config, P
             control += &format!("{key} = \"{}\"\n", p.display());
         }
     }
-    let cfg = Config::parse(&format!(
-        r#"
-[interfaces]
-inline-1 = "i1"
-inline-2 = "i2"
-
-[dataplane]
-state_dir = "{}"
-
-[control]
-grpc_listen = "127.0.0.1:0"
-health_listen = "127.0.0.1:0"
-metrics_listen = "127.0.0.1:0"
-{control}"#,
-        state.display()
-    ))
-    .unwrap();
+    let cfg = sidecar_config(INLINE_PAIR, &state, &control);
     (cfg, state)
-}
-
-/// The sidecar, serving until dropped.
-struct Sidecar {
-    grpc: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), tapline_control::ServeError>>>,
-}
-
-impl Sidecar {
-    async fn start(cfg: Config) -> Sidecar {
-        let bound = Bound::bind(cfg).await.unwrap();
-        let grpc = bound.grpc_addr();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(bound.run(async {
-            let _ = rx.await;
-        }));
-        Sidecar {
-            grpc,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.task.take().unwrap())
-            .await
-            .expect("the sidecar stops in time")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-fn with_token<T>(msg: T, token: Option<&str>) -> Request<T> {
-    let mut r = Request::new(msg);
-    if let Some(t) = token {
-        r.metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    r
 }
 
 fn set_chain(hops: &[&str]) -> v1::SetChainRequest {

@@ -7,11 +7,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{channel, sidecar_config, tmpdir, Sidecar, PASSIVE_AND_INLINE};
 use tapline_control::Bound;
 use tapline_dataplane::config::Config;
 use tapline_dataplane::xdp::shm::{QueueInfo, SegmentState, StatsSegment};
@@ -32,45 +33,19 @@ const STALE_MS: u64 = 300;
 /// How often the fake dataplane beats (the real one: every 100 ms).
 const BEAT: Duration = Duration::from_millis(50);
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "tapline-control-{}-{name}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn config(dir: &Path) -> Config {
     let token = dir.join("observer.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    Config::parse(&format!(
-        r#"
-[interfaces]
-passive-1 = "p1"
-inline-1 = "i1"
-inline-2 = "i2"
-
-[dataplane]
-state_dir = "{}"
-
-[control]
-grpc_listen = "127.0.0.1:0"
-health_listen = "127.0.0.1:0"
-metrics_listen = "127.0.0.1:0"
-observer_token_file = "{}"
-dataplane_stale_ms = {STALE_MS}
-"#,
-        state.display(),
-        token.display()
-    ))
-    .unwrap()
+    sidecar_config(
+        PASSIVE_AND_INLINE,
+        &state,
+        &format!(
+            "observer_token_file = \"{}\"\ndataplane_stale_ms = {STALE_MS}\n",
+            token.display()
+        ),
+    )
 }
 
 /// A fake dataplane run: a segment with inline-1/inline-2/passive-1 on
@@ -134,14 +109,6 @@ impl Drop for FakeDataplane {
     }
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 fn authed<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut()
@@ -189,13 +156,8 @@ async fn follows_the_dataplane_and_serves_its_counters() {
     let dir = tmpdir("follow");
     let cfg = config(&dir);
     let state_dir = cfg.state_dir.clone();
-    let bound = Bound::bind(cfg).await.unwrap();
-    let (grpc, health_addr, metrics) =
-        (bound.grpc_addr(), bound.health_addr(), bound.metrics_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(bound.run(async {
-        let _ = stop_rx.await;
-    }));
+    let sidecar = Sidecar::start(cfg).await;
+    let (grpc, health_addr, metrics) = (sidecar.grpc, sidecar.health, sidecar.metrics);
 
     let grpc_ch = channel(grpc).await;
     let mut health = HealthClient::new(channel(health_addr).await);
@@ -466,12 +428,7 @@ async fn follows_the_dataplane_and_serves_its_counters() {
     assert_eq!(c.generation, 1);
     assert!(c.spec.unwrap().hops.is_empty());
     let t = Instant::now();
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(3), server)
-        .await
-        .expect("the server stops in time")
-        .unwrap()
-        .unwrap();
+    sidecar.stop_within(Duration::from_secs(3)).await;
     assert!(t.elapsed() < Duration::from_secs(3));
     let end = chain_watch.next().await;
     assert!(

@@ -11,32 +11,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use common::tmpdir;
+use common::{sidecar_config, tmpdir, Sidecar};
 use tapline_control::audit::AuditLog;
-use tapline_control::Bound;
 use tapline_dataplane::config::Config;
 
 const TAPLINECTL: &str = env!("CARGO_BIN_EXE_taplinectl");
 
 fn config(state: &Path) -> Config {
-    Config::parse(&format!(
-        r#"
-[interfaces]
-passive-1 = "p1"
-
-[dataplane]
-state_dir = "{}"
-
-[control]
-grpc_listen = "127.0.0.1:0"
-health_listen = "127.0.0.1:0"
-metrics_listen = "127.0.0.1:0"
-"#,
-        state.display()
-    ))
-    .unwrap()
+    sidecar_config("passive-1 = \"p1\"\n", state, "")
 }
 
 /// The interpreter with grpcio-reflection: `TAPLINE_PYTHON`, else the
@@ -57,15 +40,8 @@ fn python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_grpcio_reflection_lists_services_over_v1alpha_and_v1() {
     let dir = tmpdir("reflection");
-    let bound = Bound::bind(config(&dir))
-        .await
-        .unwrap()
-        .with_audit(AuditLog::discard());
-    let grpc = bound.grpc_addr();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(bound.run(async {
-        let _ = rx.await;
-    }));
+    let sidecar = Sidecar::start_with_audit(config(&dir), AuditLog::discard()).await;
+    let grpc = sidecar.grpc;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/reflection_list.py");
     let py = python();
     let out = tokio::task::spawn_blocking(move || {
@@ -98,27 +74,15 @@ async fn python_grpcio_reflection_lists_services_over_v1alpha_and_v1() {
         v["admin_methods"],
         serde_json::json!(["SetChain", "SetHopBypass", "Tap"])
     );
-    tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    sidecar.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_status_exit_4_while_not_serving() {
     let dir = tmpdir("notserving");
-    let bound = Bound::bind(config(&dir))
-        .await
-        .unwrap()
-        .with_audit(AuditLog::discard());
-    let (grpc, health) = (bound.grpc_addr(), bound.health_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(bound.run(async {
-        let _ = rx.await;
-    }));
+    let sidecar = Sidecar::start_with_audit(config(&dir), AuditLog::discard()).await;
+    let (grpc, health) = (sidecar.grpc, sidecar.health);
     for (url, args) in [
         (format!("http://{grpc}"), &["--json", "health"][..]),
         (format!("http://{health}"), &["health"][..]),
@@ -164,12 +128,7 @@ async fn health_and_status_exit_4_while_not_serving() {
             assert_eq!(overall, "NOT_SERVING", "{v}");
         }
     }
-    tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    sidecar.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -2,13 +2,21 @@
 
 #![allow(dead_code)] // Each test file uses a part.
 
+use std::net::SocketAddr;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use serde_json::Value;
+use tapline_control::audit::AuditLog;
+use tapline_control::Bound;
+use tapline_dataplane::config::Config;
 use tapline_proto::v1;
 use tapline_proto::wire;
+use tonic::transport::Channel;
+use tonic::Request;
 
 /// A fresh directory under the system's temporary directory.
 pub fn tmpdir(name: &str) -> PathBuf {
@@ -22,6 +30,129 @@ pub fn tmpdir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The `[interfaces]` of a sidecar that follows a dataplane with the
+/// inline pair only.
+pub const INLINE_PAIR: &str = "inline-1 = \"i1\"\ninline-2 = \"i2\"\n";
+/// The `[interfaces]` of a sidecar with a passive port and the inline pair.
+pub const PASSIVE_AND_INLINE: &str = "passive-1 = \"p1\"\ninline-1 = \"i1\"\ninline-2 = \"i2\"\n";
+
+/// A configuration with `interfaces`, `state_dir` = `state` and the
+/// sidecar on ephemeral ports, `control` appended to `[control]`.
+pub fn sidecar_config(interfaces: &str, state: &Path, control: &str) -> Config {
+    Config::parse(&format!(
+        r#"
+[interfaces]
+{interfaces}
+[dataplane]
+state_dir = "{}"
+
+[control]
+grpc_listen = "127.0.0.1:0"
+health_listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:0"
+{control}
+"#,
+        state.display()
+    ))
+    .unwrap()
+}
+
+/// The sidecar in-process, serving until [`Sidecar::stop`].
+pub struct Sidecar {
+    pub grpc: SocketAddr,
+    pub health: SocketAddr,
+    pub metrics: SocketAddr,
+    audit: Option<Arc<Mutex<Vec<String>>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), tapline_control::ServeError>>>,
+}
+
+impl Sidecar {
+    /// Binds and serves `cfg`, its audit trail on stdout (the default).
+    pub async fn start(cfg: Config) -> Sidecar {
+        Sidecar::serve(Bound::bind(cfg).await.unwrap(), None)
+    }
+
+    /// Binds and serves `cfg` with its audit trail sent to `log`.
+    pub async fn start_with_audit(cfg: Config, log: AuditLog) -> Sidecar {
+        Sidecar::serve(Bound::bind(cfg).await.unwrap().with_audit(log), None)
+    }
+
+    /// Binds and serves `cfg` with its audit lines in memory
+    /// ([`Sidecar::take_audit`]).
+    pub async fn start_audited(cfg: Config) -> Sidecar {
+        let (log, audit) = AuditLog::memory();
+        let bound = Bound::bind(cfg).await.unwrap().with_audit(log);
+        Sidecar::serve(bound, Some(audit))
+    }
+
+    fn serve(bound: Bound, audit: Option<Arc<Mutex<Vec<String>>>>) -> Sidecar {
+        let (grpc, health, metrics) =
+            (bound.grpc_addr(), bound.health_addr(), bound.metrics_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bound.run(async {
+            let _ = rx.await;
+        }));
+        Sidecar {
+            grpc,
+            health,
+            metrics,
+            audit,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// The audit lines so far, parsed, and forgotten (a sidecar of
+    /// [`Sidecar::start_audited`]).
+    pub fn take_audit(&self) -> Vec<Value> {
+        let audit = self.audit.as_ref().expect("the audit trail in memory");
+        std::mem::take(&mut *audit.lock().unwrap())
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+            .collect()
+    }
+
+    /// A plaintext channel to the gRPC listener.
+    pub async fn channel(&self) -> Channel {
+        channel(self.grpc).await
+    }
+
+    /// Shuts the sidecar down; it must finish within 10 s, cleanly.
+    pub async fn stop(self) {
+        self.stop_within(Duration::from_secs(10)).await;
+    }
+
+    /// Shuts the sidecar down; it must finish within `timeout`, cleanly.
+    pub async fn stop_within(mut self, timeout: Duration) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(timeout, self.task.take().unwrap())
+            .await
+            .expect("the sidecar stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// A plaintext channel to `addr`.
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// `msg` with `authorization: Bearer TOKEN` when a token is given.
+pub fn with_token<T>(msg: T, token: Option<&str>) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Some(t) = token {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    r
 }
 
 /// How often the fake looks for a new connection.
