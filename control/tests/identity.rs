@@ -14,11 +14,12 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{chain, response, tmpdir, FakeCommandSocket};
+use common::{
+    chain, channel, response, sidecar_config, tmpdir, with_token, FakeCommandSocket, Sidecar,
+    PASSIVE_AND_INLINE,
+};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use serde_json::Value;
-use tapline_control::audit::AuditLog;
-use tapline_control::Bound;
 use tapline_dataplane::config::Config;
 use tapline_proto::v1;
 use tapline_proto::v1::admin_client::AdminClient;
@@ -26,7 +27,7 @@ use tapline_proto::v1::dataplane_request::Request as DpRequest;
 use tapline_proto::v1::dataplane_response::Response as DpResponse;
 use tapline_proto::v1::observer_client::ObserverClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-use tonic::{Code, Request};
+use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
@@ -35,79 +36,8 @@ const VIEW: &str = "view-token-0123456789";
 const EDIT: &str = "edit-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 
-/// The sidecar in-process, with its audit lines in memory.
-struct Sidecar {
-    grpc: SocketAddr,
-    health: SocketAddr,
-    audit: Arc<Mutex<Vec<String>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), tapline_control::ServeError>>>,
-}
-
-impl Sidecar {
-    async fn start(cfg: Config) -> Sidecar {
-        let (log, audit) = AuditLog::memory();
-        let bound = Bound::bind(cfg).await.unwrap().with_audit(log);
-        let (grpc, health) = (bound.grpc_addr(), bound.health_addr());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(bound.run(async {
-            let _ = rx.await;
-        }));
-        Sidecar {
-            grpc,
-            health,
-            audit,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    /// The audit lines so far, parsed, and forgotten.
-    fn take_audit(&self) -> Vec<Value> {
-        std::mem::take(&mut *self.audit.lock().unwrap())
-            .iter()
-            .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
-            .collect()
-    }
-
-    async fn plain(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.task.take().unwrap())
-            .await
-            .expect("the sidecar stops in time")
-            .unwrap()
-            .unwrap();
-    }
-}
-
 fn config(state: &Path, control: &str) -> Config {
-    Config::parse(&format!(
-        r#"
-[interfaces]
-passive-1 = "p1"
-inline-1 = "i1"
-inline-2 = "i2"
-
-[dataplane]
-state_dir = "{}"
-
-[control]
-grpc_listen = "127.0.0.1:0"
-health_listen = "127.0.0.1:0"
-metrics_listen = "127.0.0.1:0"
-{control}
-"#,
-        state.display()
-    ))
-    .unwrap()
+    sidecar_config(PASSIVE_AND_INLINE, state, control)
 }
 
 /// A dataplane that holds a chain, accepts every spec (bumping the
@@ -159,15 +89,6 @@ fn dataplane(state: &Path) -> FakeCommandSocket {
     })
 }
 
-fn with_token<T>(msg: T, token: Option<&str>) -> Request<T> {
-    let mut r = Request::new(msg);
-    if let Some(t) = token {
-        r.metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    r
-}
-
 fn set_chain(hops: &[&str]) -> v1::SetChainRequest {
     v1::SetChainRequest {
         spec: chain(1, hops).spec,
@@ -186,6 +107,37 @@ fn tap_request() -> v1::TapRequest {
         max_packets: 10,
         ..Default::default()
     }
+}
+
+/// `dir/state`, created.
+fn state_dir(dir: &Path) -> PathBuf {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    state
+}
+
+/// The sidecar with `dir/secret/tokens.csv` (Secret-style, the [`VIEW`]
+/// token in it) as its token file, in front of [`dataplane`]: (the secret
+/// directory, the fake dataplane, the sidecar, its audit in memory).
+async fn with_token_file(dir: &Path) -> (PathBuf, FakeCommandSocket, Sidecar) {
+    let secret = dir.join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    write_secret(&secret, 1, &tokens(VIEW));
+    let state = state_dir(dir);
+    let fake = dataplane(&state);
+    let sidecar = Sidecar::start_audited(config(
+        &state,
+        &format!("token_file = \"{}\"", secret.join("tokens.csv").display()),
+    ))
+    .await;
+    (secret, fake, sidecar)
+}
+
+/// Stops the sidecar, then the fake dataplane, and removes `dir`.
+async fn finish(sidecar: Sidecar, fake: FakeCommandSocket, dir: &Path) {
+    sidecar.stop().await;
+    drop(fake);
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Writes the token file as a Kubernetes Secret volume does: the file is a
@@ -212,6 +164,12 @@ fn tokens(view: &str) -> String {
          {EDIT},eddie,1002,\"edit\"\n\
          {ADMIN},ada,1003,\"tapline:admin\"\n"
     )
+}
+
+/// Checks the fields of an audit line of a call with a bearer token (or
+/// none) over plaintext.
+fn assert_token_audit(line: &Value, method: &str, name: &str, role: Option<&str>, code: &str) {
+    assert_audit(line, method, name, role, "bearer_token", code, false);
 }
 
 /// Checks the fields every audit line has.
@@ -246,18 +204,8 @@ fn assert_audit(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_gets_its_calls_and_every_change_is_audited() {
     let dir = tmpdir("roles");
-    let secret = dir.join("secret");
-    std::fs::create_dir_all(&secret).unwrap();
-    write_secret(&secret, 1, &tokens(VIEW));
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let fake = dataplane(&state);
-    let sidecar = Sidecar::start(config(
-        &state,
-        &format!("token_file = \"{}\"", secret.join("tokens.csv").display()),
-    ))
-    .await;
-    let ch = sidecar.plain().await;
+    let (_, fake, sidecar) = with_token_file(&dir).await;
+    let ch = sidecar.channel().await;
     let mut observer = ObserverClient::new(ch.clone());
     let mut admin = AdminClient::new(ch.clone());
 
@@ -328,36 +276,30 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
     );
     let lines = sidecar.take_audit();
     assert_eq!(lines.len(), 3, "{lines:?}");
-    assert_audit(
+    assert_token_audit(
         &lines[0],
         "/tapline.v1.Admin/SetChain",
         "vera",
         Some("view"),
-        "bearer_token",
         "PERMISSION_DENIED",
-        false,
     );
     assert!(lines[0]["message"]
         .as_str()
         .unwrap()
         .contains("needs role edit"));
-    assert_audit(
+    assert_token_audit(
         &lines[1],
         "/tapline.v1.Admin/SetHopBypass",
         "vera",
         Some("view"),
-        "bearer_token",
         "PERMISSION_DENIED",
-        false,
     );
-    assert_audit(
+    assert_token_audit(
         &lines[2],
         "/tapline.v1.Admin/SetChain",
         "unknown-token",
         None,
-        "bearer_token",
         "UNAUTHENTICATED",
-        false,
     );
     for l in &lines {
         let text = l.to_string();
@@ -400,14 +342,12 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     let lines = sidecar.take_audit();
     assert_eq!(lines.len(), 4, "{lines:?}");
-    assert_audit(
+    assert_token_audit(
         &lines[0],
         "/tapline.v1.Admin/SetChain",
         "eddie",
         Some("edit"),
-        "bearer_token",
         "OK",
-        false,
     );
     assert_eq!(
         lines[0]["request"],
@@ -415,36 +355,30 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
     );
     assert_eq!(lines[0]["generation"], 8);
     assert_eq!(lines[0]["message"], "");
-    assert_audit(
+    assert_token_audit(
         &lines[1],
         "/tapline.v1.Admin/SetHopBypass",
         "eddie",
         Some("edit"),
-        "bearer_token",
         "OK",
-        false,
     );
     assert_eq!(
         lines[1]["request"],
         serde_json::json!({"hop": "ids", "bypass": true, "reason": "upgrade OPS-1"})
     );
-    assert_audit(
+    assert_token_audit(
         &lines[2],
         "/tapline.v1.Admin/Tap",
         "eddie",
         Some("edit"),
-        "bearer_token",
         "PERMISSION_DENIED",
-        false,
     );
-    assert_audit(
+    assert_token_audit(
         &lines[3],
         "/tapline.v1.Admin/Tap",
         "ada",
         Some("admin"),
-        "bearer_token",
         "NOT_FOUND",
-        false,
     );
     assert_eq!(
         lines[3]["request"]["point"],
@@ -458,32 +392,16 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
     // taplinectl: one identity for every verb, from the environment too.
     let token_file = dir.join("edit.token");
     std::fs::write(&token_file, format!("{EDIT}\n")).unwrap();
-    let o = ctl(
-        &[
-            ("TAPLINE_ENDPOINT", &format!("http://{}", sidecar.grpc)),
-            ("TAPLINE_TOKEN_FILE", token_file.to_str().unwrap()),
-        ],
-        &["--json", "chain", "get"],
-    )
-    .await;
+    let endpoint = format!("http://{}", sidecar.grpc);
+    let env = [
+        ("TAPLINE_ENDPOINT", endpoint.as_str()),
+        ("TAPLINE_TOKEN_FILE", token_file.to_str().unwrap()),
+    ];
+    let o = ctl(&env, &["--json", "chain", "get"]).await;
     assert!(o.status.success(), "{o:?}");
-    let o = ctl(
-        &[
-            ("TAPLINE_ENDPOINT", &format!("http://{}", sidecar.grpc)),
-            ("TAPLINE_TOKEN_FILE", token_file.to_str().unwrap()),
-        ],
-        &["chain", "bypass", "ids", "--reason", "by env"],
-    )
-    .await;
+    let o = ctl(&env, &["chain", "bypass", "ids", "--reason", "by env"]).await;
     assert!(o.status.success(), "{o:?}");
-    let o = ctl(
-        &[
-            ("TAPLINE_ENDPOINT", &format!("http://{}", sidecar.grpc)),
-            ("TAPLINE_TOKEN_FILE", token_file.to_str().unwrap()),
-        ],
-        &["tap", "--point", "passive-1", "-c", "1"],
-    )
-    .await;
+    let o = ctl(&env, &["tap", "--point", "passive-1", "-c", "1"]).await;
     assert_eq!(o.status.code(), Some(77), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("permission denied"), "{err}");
@@ -493,9 +411,7 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
     assert_eq!(lines[0]["identity"]["name"], "eddie");
     assert_eq!(lines[1]["code"], "PERMISSION_DENIED");
 
-    sidecar.stop().await;
-    drop(fake);
-    std::fs::remove_dir_all(&dir).unwrap();
+    finish(sidecar, fake, &dir).await;
 }
 
 async fn ctl(env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -542,18 +458,8 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_token_file_takes_effect_without_a_restart() {
     let dir = tmpdir("rotate");
-    let secret = dir.join("secret");
-    std::fs::create_dir_all(&secret).unwrap();
-    write_secret(&secret, 1, &tokens(VIEW));
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let fake = dataplane(&state);
-    let sidecar = Sidecar::start(config(
-        &state,
-        &format!("token_file = \"{}\"", secret.join("tokens.csv").display()),
-    ))
-    .await;
-    let ch = sidecar.plain().await;
+    let (secret, fake, sidecar) = with_token_file(&dir).await;
+    let ch = sidecar.channel().await;
     let get = |t: &'static str| {
         let ch = ch.clone();
         async move {
@@ -575,9 +481,7 @@ async fn a_rotated_token_file_takes_effect_without_a_restart() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(get(NEW).await, Ok(()));
 
-    sidecar.stop().await;
-    drop(fake);
-    std::fs::remove_dir_all(&dir).unwrap();
+    finish(sidecar, fake, &dir).await;
 }
 
 /// A CA, and certificates it signs.
@@ -646,11 +550,22 @@ async fn tls_channel(
         .await
 }
 
+/// Whether a `GetInfo` over TLS to `addr` (trusting `ca`, with `client`'s
+/// certificate if any) succeeds: false when the connection or the call fails.
+async fn tls_get_info(addr: SocketAddr, ca: &str, client: Option<&(String, String)>) -> bool {
+    match tls_channel(addr, ca, client).await {
+        Ok(ch) => ObserverClient::new(ch)
+            .get_info(v1::GetInfoRequest {})
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_identities_map_to_roles_and_certificates_rotate() {
     let dir = tmpdir("mtls");
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
+    let state = state_dir(&dir);
     let fake = dataplane(&state);
     let server_ca = Ca::new("tapline test server CA");
     let client_ca = Ca::new("tapline test client CA");
@@ -659,7 +574,7 @@ async fn mtls_identities_map_to_roles_and_certificates_rotate() {
     let key_file = write(&dir, "tls.key", &skey);
     let ca_file = write(&dir, "client-ca.crt", &client_ca.pem());
     const SPIFFE: &str = "spiffe://cluster.local/ns/security/sa/tapline-operator";
-    let sidecar = Sidecar::start(config(
+    let sidecar = Sidecar::start_audited(config(
         &state,
         &format!(
             r#"tls_cert_file = "{}"
@@ -682,15 +597,10 @@ tls_client_ca_file = "{}"
     // No client certificate, or one from another CA: no connection (the
     // handshake is refused, or the first call fails on it).
     for (what, client) in [("no certificate", None), ("unknown CA", Some(&stranger))] {
-        let r = match tls_channel(sidecar.grpc, &server_ca.pem(), client).await {
-            Err(_) => Err(()),
-            Ok(ch) => ObserverClient::new(ch)
-                .get_info(v1::GetInfoRequest {})
-                .await
-                .map(|_| ())
-                .map_err(|_| ()),
-        };
-        assert!(r.is_err(), "{what}: the call succeeded");
+        assert!(
+            !tls_get_info(sidecar.grpc, &server_ca.pem(), client).await,
+            "{what}: the call succeeded"
+        );
     }
     // Plaintext on the TLS port fails.
     let plain = Channel::from_shared(format!("http://{}", sidecar.grpc))
@@ -806,29 +716,17 @@ tls_client_ca_file = "{}"
     assert_eq!(lines[0]["identity"]["name"], SPIFFE);
 
     // The health-only port stays plaintext.
-    HealthClient::new(
-        Channel::from_shared(format!("http://{}", sidecar.health))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
-    )
-    .check(HealthCheckRequest::default())
-    .await
-    .unwrap();
+    HealthClient::new(channel(sidecar.health).await)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap();
 
     // Rotation: cert-manager renews the server certificate with a new CA.
     // A client trusting only the new CA fails before and works after,
     // without a restart.
     let new_ca = Ca::new("tapline test server CA 2");
     assert!(
-        match tls_channel(sidecar.grpc, &new_ca.pem(), Some(&viewer)).await {
-            Err(_) => true,
-            Ok(ch) => ObserverClient::new(ch)
-                .get_info(v1::GetInfoRequest {})
-                .await
-                .is_err(),
-        },
+        !tls_get_info(sidecar.grpc, &new_ca.pem(), Some(&viewer)).await,
         "the new CA is not trusted yet"
     );
     let (c2, k2) = new_ca.issue("tapline-control", &["localhost"], None);
@@ -839,19 +737,10 @@ tls_client_ca_file = "{}"
     let new_pem = new_ca.pem();
     let viewer2 = viewer.clone();
     let addr = sidecar.grpc;
-    eventually(
-        "the new server certificate served",
-        async || match tls_channel(addr, &new_pem, Some(&viewer2)).await {
-            Ok(ch) => ObserverClient::new(ch)
-                .get_info(v1::GetInfoRequest {})
-                .await
-                .is_ok(),
-            Err(_) => false,
-        },
-    )
+    eventually("the new server certificate served", async || {
+        tls_get_info(addr, &new_pem, Some(&viewer2)).await
+    })
     .await;
 
-    sidecar.stop().await;
-    drop(fake);
-    std::fs::remove_dir_all(&dir).unwrap();
+    finish(sidecar, fake, &dir).await;
 }
