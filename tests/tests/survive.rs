@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use nix::sys::signal::Signal;
 use tapline_bench::lab::{self, ifs, unique_prefix, Lab, Scenario, ToolKind};
-use tapline_bench::runner::{lab_config, DataplaneProcess, StartOptions, STATE_DIR_PLACEHOLDER};
+use tapline_bench::runner::{lab_config, DataplaneProcess, STATE_DIR_PLACEHOLDER};
 use tapline_tests::chain::{
     chain_config, wait_hops_up, while_streaming, Control, PacedStream, StreamResult, TempDir,
     UP_TIMEOUT,
@@ -101,14 +101,7 @@ impl Rig {
 
     /// Starts the dataplane and waits until it is ready.
     fn start_dataplane(&self) -> Result<DataplaneProcess> {
-        DataplaneProcess::start(
-            &self.lab.dut,
-            &self.config,
-            &StartOptions {
-                expect_ready: true,
-                ..StartOptions::default()
-            },
-        )
+        tapline_tests::start_dataplane(&self.lab, &self.config)
     }
 
     /// Starts the dataplane and waits until the keeper holds its links.
