@@ -308,7 +308,8 @@ pub struct Distribution {
     pub max: f64,
 }
 
-fn distribution(xs: &[f64]) -> Distribution {
+/// Min, median, p90 and max of `xs` (nearest rank); `xs` must not be empty.
+pub(crate) fn distribution(xs: &[f64]) -> Distribution {
     let mut v: Vec<f64> = xs.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];

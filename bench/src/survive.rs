@@ -15,7 +15,7 @@ use anyhow::{bail, ensure, Context, Result};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-use crate::chain_bench::Distribution;
+use crate::chain_bench::{distribution, Distribution};
 use crate::lab::{self, ifs, Lab, Netns, Scenario};
 use crate::report::{markdown_table, Machine};
 use crate::runner::{lab_config, workspace_binary, DataplaneProcess, StartOptions};
@@ -321,18 +321,6 @@ fn run_mode(
         lost: st.arrived_at.iter().filter(|a| a.is_none()).count() as u64,
         events,
     })
-}
-
-fn distribution(xs: &[f64]) -> Distribution {
-    let mut v: Vec<f64> = xs.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Distribution {
-        min: v[0],
-        p50: at(0.5),
-        p90: at(0.9),
-        max: v[v.len() - 1],
-    }
 }
 
 /// Runs both modes (keep first, then detach) on one lab.

@@ -217,6 +217,41 @@ impl ChainControl {
         }
     }
 
+    /// The answer to a dry run: the validation, nothing applied.
+    fn dry_run_answer(&self, validation: v1::ValidationResult) -> v1::dataplane_response::Response {
+        v1::dataplane_response::Response::SetChain(v1::SetChainResponse {
+            validation: Some(validation),
+            accepted: false,
+            generation: self.desired.generation,
+            chain: Some(self.chain()),
+        })
+    }
+
+    /// Refuses a spec (`why`: which check refused it): logs it escaped,
+    /// keeps a bounded summary in `last_rejected` and answers
+    /// INVALID_ARGUMENT with the validation. Nothing is applied.
+    fn reject_spec(
+        &mut self,
+        p: v1::ChainSpec,
+        msg: &str,
+        validation: v1::ValidationResult,
+        why: &str,
+    ) -> v1::dataplane_response::Response {
+        warn!(errors = %limits::escape(msg), why, "chain update rejected");
+        self.last_rejected = Some(bounded_rejection(
+            p,
+            None,
+            "InvalidSpec",
+            msg,
+            validation.errors.clone(),
+        ));
+        v1::dataplane_response::Response::Error(v1::DataplaneError {
+            code: code::INVALID_ARGUMENT,
+            message: format!("invalid chain spec: {msg}"),
+            validation: Some(validation),
+        })
+    }
+
     /// Makes the kernel fallback's action follow the chain.
     pub fn set_fallback(&mut self, maps: Arc<FallbackMaps>) {
         self.fallback = Some(maps);
@@ -752,26 +787,9 @@ impl ChainControl {
                 warnings: Vec::new(),
             };
             if r.dry_run {
-                return Response::SetChain(v1::SetChainResponse {
-                    validation: Some(validation),
-                    accepted: false,
-                    generation: self.desired.generation,
-                    chain: Some(self.chain()),
-                });
+                return self.dry_run_answer(validation);
             }
-            warn!(errors = %msg, "chain update rejected: over the request bounds");
-            self.last_rejected = Some(bounded_rejection(
-                p,
-                None,
-                "InvalidSpec",
-                &msg,
-                validation.errors.clone(),
-            ));
-            return Response::Error(v1::DataplaneError {
-                code: code::INVALID_ARGUMENT,
-                message: format!("invalid chain spec: {msg}"),
-                validation: Some(validation),
-            });
+            return self.reject_spec(p, &msg, validation, "over the request bounds");
         }
         if let Some(expected) = r.expected_generation {
             if expected != self.desired.generation {
@@ -797,12 +815,7 @@ impl ChainControl {
             warnings: warnings.iter().map(Issue::to_proto).collect(),
         };
         if r.dry_run {
-            return Response::SetChain(v1::SetChainResponse {
-                validation: Some(validation),
-                accepted: false,
-                generation: self.desired.generation,
-                chain: Some(self.chain()),
-            });
+            return self.dry_run_answer(validation);
         }
         if !errors.is_empty() {
             let msg = errors
@@ -810,19 +823,7 @@ impl ChainControl {
                 .map(Issue::to_string)
                 .collect::<Vec<_>>()
                 .join("; ");
-            warn!(errors = %limits::escape(&msg), "chain update rejected");
-            self.last_rejected = Some(bounded_rejection(
-                p,
-                None,
-                "InvalidSpec",
-                &msg,
-                validation.errors.clone(),
-            ));
-            return Response::Error(v1::DataplaneError {
-                code: code::INVALID_ARGUMENT,
-                message: format!("invalid chain spec: {msg}"),
-                validation: Some(validation),
-            });
+            return self.reject_spec(p, &msg, validation, "invalid");
         }
         let persisted = Persisted::new(self.desired.generation + 1, unix_ns(), new.clone());
         if let Err(e) = self.persist(&persisted) {
