@@ -39,7 +39,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use subtle::ConstantTimeEq;
-use tapline_dataplane::config::{Config, ConfigError, Role};
+use tapline_config::{Config, ConfigError, Role};
 use tonic::transport::server::TcpConnectInfo;
 use tonic::Status;
 use tracing::{error, info, warn};
