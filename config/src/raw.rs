@@ -42,28 +42,28 @@ pub(crate) struct RawInterfaces {
     pub(crate) inline_2: Option<String>,
 }
 
-pub(crate) fn default_state_dir() -> PathBuf {
+fn default_state_dir() -> PathBuf {
     PathBuf::from("/run/tapline")
 }
-pub(crate) fn default_batch() -> u32 {
+fn default_batch() -> u32 {
     64
 }
-pub(crate) fn default_idle() -> String {
+fn default_idle() -> String {
     "backoff".into()
 }
-pub(crate) fn default_idle_spins() -> u32 {
+fn default_idle_spins() -> u32 {
     1000
 }
-pub(crate) fn default_idle_wait_ms() -> u32 {
+fn default_idle_wait_ms() -> u32 {
     10
 }
-pub(crate) fn default_stats_refresh_ms() -> u32 {
+fn default_stats_refresh_ms() -> u32 {
     1000
 }
-pub(crate) fn default_log_stats_s() -> u32 {
+fn default_log_stats_s() -> u32 {
     60
 }
-pub(crate) fn default_true() -> bool {
+fn default_true() -> bool {
     true
 }
 
@@ -98,19 +98,19 @@ impl Default for RawDataplane {
     }
 }
 
-pub(crate) fn default_mode() -> String {
+fn default_mode() -> String {
     "auto".into()
 }
-pub(crate) fn default_frame_size() -> u32 {
+fn default_frame_size() -> u32 {
     2048
 }
 /// 16 MiB of 2048-byte frames per queue group: both fill rings of a bridge
 /// full (2 x 2048) plus as many frames again in flight, so a worker that is
 /// descheduled for a few milliseconds does not starve the fill ring.
-pub(crate) fn default_frame_count() -> u32 {
+fn default_frame_count() -> u32 {
     8192
 }
-pub(crate) fn default_ring_size() -> u32 {
+fn default_ring_size() -> u32 {
     2048
 }
 
@@ -133,16 +133,16 @@ impl Default for RawXdp {
     }
 }
 
-pub(crate) fn default_grpc_listen() -> String {
+fn default_grpc_listen() -> String {
     "0.0.0.0:50051".into()
 }
-pub(crate) fn default_health_listen() -> String {
+fn default_health_listen() -> String {
     "0.0.0.0:8086".into()
 }
-pub(crate) fn default_metrics_listen() -> String {
+fn default_metrics_listen() -> String {
     "0.0.0.0:9090".into()
 }
-pub(crate) fn default_stale_ms() -> u32 {
+fn default_stale_ms() -> u32 {
     1000
 }
 
@@ -183,7 +183,7 @@ impl Default for RawControl {
     }
 }
 
-pub(crate) fn default_drain_ms() -> u32 {
+fn default_drain_ms() -> u32 {
     100
 }
 
@@ -206,7 +206,7 @@ impl Default for RawChain {
     }
 }
 
-pub(crate) fn default_action() -> String {
+fn default_action() -> String {
     "bypass".into()
 }
 
@@ -240,13 +240,13 @@ pub(crate) enum RawSize {
     Text(String),
 }
 
-pub(crate) fn default_rotate_size() -> RawSize {
+fn default_rotate_size() -> RawSize {
     RawSize::Bytes(1 << 30)
 }
-pub(crate) fn default_rotate_interval_s() -> u64 {
+fn default_rotate_interval_s() -> u64 {
     300
 }
-pub(crate) fn default_queue_size() -> RawSize {
+fn default_queue_size() -> RawSize {
     RawSize::Bytes(64 << 20)
 }
 
@@ -279,16 +279,16 @@ pub(crate) struct RawRecorder {
     pub(crate) fsync: bool,
 }
 
-pub(crate) fn default_hb_interval() -> u32 {
+fn default_hb_interval() -> u32 {
     10
 }
-pub(crate) fn default_hb_timeout() -> u32 {
+fn default_hb_timeout() -> u32 {
     15
 }
-pub(crate) fn default_hb_misses() -> u32 {
+fn default_hb_misses() -> u32 {
     3
 }
-pub(crate) fn default_hb_hold() -> u32 {
+fn default_hb_hold() -> u32 {
     1000
 }
 
@@ -311,23 +311,23 @@ impl Default for RawHeartbeat {
     }
 }
 
-pub(crate) fn default_tap_max_concurrent() -> usize {
+fn default_tap_max_concurrent() -> usize {
     crate::tap::DEFAULT_MAX_CONCURRENT
 }
-pub(crate) fn default_tap_max_snaplen() -> u32 {
+fn default_tap_max_snaplen() -> u32 {
     crate::tap::DEFAULT_MAX_SNAPLEN
 }
-pub(crate) fn default_tap_max_duration_s() -> u64 {
+fn default_tap_max_duration_s() -> u64 {
     crate::tap::DEFAULT_MAX_DURATION_S
 }
-pub(crate) fn default_tap_queue_packets() -> usize {
+fn default_tap_queue_packets() -> usize {
     crate::tap::DEFAULT_QUEUE_PACKETS
 }
 
-pub(crate) fn default_stall_ms() -> u32 {
+fn default_stall_ms() -> u32 {
     crate::fallback::DEFAULT_STALL_MS
 }
-pub(crate) fn default_on_exit() -> String {
+fn default_on_exit() -> String {
     "keep".into()
 }
 

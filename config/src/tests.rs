@@ -312,3 +312,87 @@ fn syntax_errors_and_unknown_keys_are_one_line_with_position() {
     let e = Config::parse("\"a\rb\" = 1\n").unwrap_err().to_string();
     assert!(!e.contains(['\r', '\n']), "{e:?}");
 }
+
+/// Names come from one table per enum: the parser, the message listing
+/// the accepted values and `as_str` agree, and the messages are those
+/// operators saw before the tables.
+#[test]
+fn operator_names_come_from_one_table() {
+    let p = "[interfaces]\npassive-1 = \"p1\"\n";
+    let i = "[interfaces]\ninline-1 = \"i1\"\ninline-2 = \"i2\"\n";
+    let tls = "[control]\ntls_cert_file = \"/c\"\ntls_key_file = \"/k\"\n";
+    for (text, line) in [
+        (
+            format!("{p}[xdp]\nmode = \"turbo\"\n"),
+            r#"config error: xdp.mode: "turbo" is not a mode: use "auto", "native-zerocopy", "native-copy" or "generic""#,
+        ),
+        (
+            format!("{p}[dataplane]\nidle = \"spin\"\n"),
+            r#"config error: dataplane.idle: "spin" is not an idle mode: use "busy" or "backoff""#,
+        ),
+        (
+            format!("{i}[chain]\ndefault_on_failure = \"explode\"\n"),
+            r#"config error: chain.default_on_failure: "explode" is not a failure action: use "bypass" (fail open) or "drop" (fail closed)"#,
+        ),
+        (
+            format!("{i}[[chain.hops]]\nname = \"ids\"\na = \"t1a\"\nb = \"t1b\"\non_failure = \"Drop\"\n"),
+            r#"config error: chain.hops[0].on_failure: "Drop" is not a failure action: use "bypass" (fail open) or "drop" (fail closed)"#,
+        ),
+        (
+            format!("{p}{tls}tls_client_ca_file = \"/ca\"\n[control.client_roles]\n\"cn\" = \"root\"\n"),
+            r#"config error: control.client_roles."cn": "root" is not a role: use "view", "edit" or "admin""#,
+        ),
+        (
+            format!("{p}{tls}tls_client_auth = \"maybe\"\n"),
+            r#"config error: control.tls_client_auth: "maybe" is not a client certificate policy: use "require" or "optional""#,
+        ),
+        (
+            format!("{i}[fallback]\non_exit = \"vanish\"\n"),
+            r#"config error: fallback.on_exit: "vanish" is not an exit behaviour: use "keep" (the sidecar keeps the kernel fallback forwarding) or "detach""#,
+        ),
+    ] {
+        assert_eq!(Config::parse(&text).unwrap_err().to_string(), line);
+    }
+    for &m in XdpMode::ALL {
+        let c = Config::parse(&format!("{p}[xdp]\nmode = \"{m}\"\n")).unwrap();
+        assert_eq!(c.xdp_mode, m);
+        assert_eq!(m.as_str().parse::<XdpMode>(), Ok(m));
+    }
+    for &a in FailureAction::ALL {
+        let c = Config::parse(&format!("{i}[chain]\ndefault_on_failure = \"{a}\"\n")).unwrap();
+        assert_eq!(c.chain.default_on_failure, a);
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(json, format!("\"{}\"", a.as_str()));
+    }
+    for &o in OnExit::ALL {
+        let c = Config::parse(&format!("{i}[fallback]\non_exit = \"{o}\"\n")).unwrap();
+        assert_eq!(c.fallback.on_exit, o);
+    }
+    for &r in Role::ALL {
+        assert_eq!(Role::parse(r.as_str()), Some(r));
+    }
+}
+
+/// The deployment is one of three; the accessors read it.
+#[test]
+fn deployments_are_passive_inline_or_both() {
+    let c = Config::parse("[interfaces]\npassive-1 = \"p1\"\n").unwrap();
+    assert_eq!(
+        c.deployment,
+        Deployment::Passive {
+            passive: "p1".into()
+        }
+    );
+    assert_eq!(c.deployment.ports(), [("passive-1", "p1")]);
+    let c = Config::parse("[interfaces]\ninline-1 = \"a\"\ninline-2 = \"b\"\n").unwrap();
+    assert!(matches!(c.deployment, Deployment::Inline { .. }));
+    assert_eq!(c.passive(), None);
+    assert_eq!(c.inline().map(|p| p.side2.as_str()), Some("b"));
+    let c = Config::parse("[interfaces]\npassive-1 = \"p\"\ninline-1 = \"a\"\ninline-2 = \"b\"\n")
+        .unwrap();
+    assert!(matches!(c.deployment, Deployment::PassiveAndInline { .. }));
+    assert_eq!(
+        c.deployment.ports(),
+        [("passive-1", "p"), ("inline-1", "a"), ("inline-2", "b")]
+    );
+}
