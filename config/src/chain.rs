@@ -459,6 +459,8 @@ mod tests {
             "unknown failure action 9: use FAILURE_ACTION_BYPASS or FAILURE_ACTION_DROP"
         );
         assert_eq!(FailureAction::default(), FailureAction::Bypass);
-        assert_eq!(FailureAction::Drop as u8, 1);
+        for &a in FailureAction::ALL {
+            assert_eq!(FailureAction::from_index(usize::from(a as u8)), Some(a));
+        }
     }
 }

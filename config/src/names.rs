@@ -111,6 +111,17 @@ macro_rules! named_enum {
             /// Every value, in the order of the table.
             pub const ALL: &'static [$name] = &[$($name::$variant,)+];
 
+            /// The value at `i` in the table: for an enum without explicit
+            /// discriminants, the inverse of `value as usize` (a value kept
+            /// in an atomic as its `repr(u8)` comes back through this).
+            pub const fn from_index(i: usize) -> Option<$name> {
+                if i < Self::ALL.len() {
+                    Some(Self::ALL[i])
+                } else {
+                    None
+                }
+            }
+
             /// The name as written in the configuration, the API's JSON
             /// and the logs.
             pub const fn as_str(self) -> &'static str {
@@ -171,6 +182,11 @@ mod tests {
             assert_eq!(json, format!("{:?}", c.as_str()));
             assert_eq!(serde_json::from_str::<Colour>(&json).unwrap(), c);
         }
+        for (i, &c) in Colour::ALL.iter().enumerate() {
+            assert_eq!(Colour::from_index(c as usize), Some(c));
+            assert_eq!(c as usize, i);
+        }
+        assert_eq!(Colour::from_index(Colour::ALL.len()), None);
         let e = "Red".parse::<Colour>().unwrap_err();
         assert_eq!(
             e.to_string(),
