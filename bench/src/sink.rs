@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::Serialize;
 use tapline_dataplane::xdp::{
-    self, FramePool, Geometry, Interface, Member, QueueGroup, RingSizes, XdpMode,
+    FramePool, Geometry, Interface, Member, QueueGroup, RingSizes, XdpMode, XskSocket,
 };
 
 use crate::traffic::{monotonic_ns, parse_test_header, TestHeader, WireSeq};
@@ -457,7 +458,19 @@ const SINK_TX_RING: u32 = 64;
 const SINK_BATCH: u32 = 64;
 /// How long the loop sleeps in poll(2) when nothing arrives, which also
 /// bounds how late it notices the stop flag.
-const SINK_POLL_MS: i32 = 10;
+const SINK_POLL_MS: u16 = 10;
+
+/// Sleeps in poll(2) until one of `sockets` has frames to read, at most
+/// [`SINK_POLL_MS`]. Errors (EINTR and friends) end the sleep early: the
+/// loop polls again.
+fn wait_readable(sockets: &[XskSocket]) {
+    let mut fds: Vec<PollFd<'_>> = sockets
+        .iter()
+        .filter_map(XskSocket::fd)
+        .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+        .collect();
+    let _ = poll(&mut fds, PollTimeout::from(SINK_POLL_MS));
+}
 
 /// Receives on every queue of `cfg.ifname` (in the caller's network
 /// namespace) with tapline's XDP program attached (mode `auto`, promiscuous)
@@ -498,7 +511,6 @@ pub fn xdp_sink(cfg: &SinkConfig, stop: &AtomicBool, ready: impl FnOnce()) -> Re
     for s in &mut sockets {
         s.fill.refill(&mut pool, u32::MAX);
     }
-    let fds: Vec<_> = sockets.iter().filter_map(|s| s.raw_fd()).collect();
     let mut tracker = SeqTracker::new();
     let mut other_frames = 0u64;
     ready();
@@ -529,8 +541,7 @@ pub fn xdp_sink(cfg: &SinkConfig, stop: &AtomicBool, ready: impl FnOnce()) -> Re
             }
         }
         if got == 0 {
-            // EINTR and friends: the loop polls again.
-            let _ = xdp::sys::poll_readable(&fds, SINK_POLL_MS);
+            wait_readable(&sockets);
         }
     }
     let mut kernel = SinkKernelDrops::default();
