@@ -18,7 +18,7 @@ use super::dut::{
 use super::peers::{
     count_dir, is_reader_event, parse_peer_stats, parse_reader_done, DirCount, PeerProcess,
 };
-use super::results::{ratio_of, CaptureSample, CaptureSummary, LowerBounds, Ratio};
+use super::results::{CaptureSample, CaptureSummary, Ratio};
 use super::{
     CaptureDut, PassiveConfig, MEASURED, MIN_FREE_BYTES, PEER_SETTLE, READER_BATCH, RECORDER_NAME,
     SKIPPED,
@@ -312,15 +312,7 @@ pub(crate) fn capture_summary(
 pub(crate) fn capture_ratio(peer: CaptureDut, installed: bool, samples: &[CaptureSample]) -> Ratio {
     let name = format!("tapline / {}", peer.name());
     if !installed {
-        return Ratio {
-            name,
-            status: SKIPPED.into(),
-            of_medians: None,
-            median_of_per_rep: None,
-            per_rep: Vec::new(),
-            of_medians_bounds: LowerBounds::default(),
-            median_of_per_rep_bounds: LowerBounds::default(),
-        };
+        return Ratio::skipped(name);
     }
     let of = |d: CaptureDut| -> Vec<(u32, f64)> {
         samples
@@ -329,14 +321,5 @@ pub(crate) fn capture_ratio(peer: CaptureDut, installed: bool, samples: &[Captur
             .map(|s| (s.rep, s.written_pps))
             .collect()
     };
-    let (of_medians, median_of_per_rep, per_rep) = ratio_of(&of(CaptureDut::Tapline), &of(peer));
-    Ratio {
-        name,
-        status: MEASURED.into(),
-        of_medians,
-        median_of_per_rep,
-        per_rep,
-        of_medians_bounds: LowerBounds::default(),
-        median_of_per_rep_bounds: LowerBounds::default(),
-    }
+    Ratio::measured(name, &of(CaptureDut::Tapline), &of(peer))
 }
