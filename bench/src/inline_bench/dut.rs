@@ -10,7 +10,7 @@ use crate::lab::{self, ifs, Lab, Netns};
 use crate::observe::{ObserveRates, Observers};
 use crate::peers::{AfPacketForwarder, Suricata, Testpmd};
 use crate::report;
-use crate::runner::{lab_config, DataplaneProcess, StartOptions};
+use crate::runner::{lab_config, DataplaneProcess};
 use crate::traffic::{xdp_generate, FrameSizes, GenConfig};
 
 const WARMUP: Duration = Duration::from_millis(500);
@@ -83,14 +83,7 @@ pub(crate) fn set_up(dut: Dut, ns: &Netns, cfg: &BenchConfig) -> Result<Running>
                 &dataplane_keys,
                 &format!("[xdp]\nmode = \"{mode}\"\n{}\n", cfg.xdp_keys),
             );
-            let p = DataplaneProcess::start(
-                ns,
-                &config,
-                &StartOptions {
-                    expect_ready: true,
-                    ..Default::default()
-                },
-            )?;
+            let p = DataplaneProcess::start_ready(ns, &config)?;
             let obtained = crate::runner::obtained_mode(&p.lines(), "inline-1").unwrap_or_default();
             let observers = if matches!(dut, Dut::TaplineObserved | Dut::TaplineObservedMtls) {
                 let base = OBSERVE_PORT_BASE + (std::process::id() % 1000) as u16 * 3;
@@ -162,14 +155,7 @@ pub(crate) fn tear_down(r: Running, ns: &Netns) -> Result<Option<serde_json::Val
                     bail!("no /metrics scrape succeeded during the observed run");
                 }
             }
-            let f = p.stop()?;
-            if !f.status.success() {
-                bail!(
-                    "tapline-dataplane exited with {}:\n{}",
-                    f.status,
-                    f.lines.join("\n")
-                );
-            }
+            let f = p.stop_ok()?;
             let c: serde_json::Map<String, serde_json::Value> = f
                 .final_counters()
                 .into_iter()

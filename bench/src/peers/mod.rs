@@ -20,16 +20,16 @@
 //! One module per peer: [`afpacket`] (tapline-bench's own), [`testpmd`],
 //! [`suricata`].
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 
-use crate::runner::wait_or_kill;
+use nix::sys::signal::Signal;
+
+use crate::child::CapturedChild;
 
 mod afpacket;
 mod suricata;
@@ -62,9 +62,26 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 #[derive(Debug)]
 pub struct PeerProcess {
     name: String,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
+    child: CapturedChild,
+    stop_timeout: Duration,
+}
+
+/// How long a peer may take to start and to stop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerTimeouts {
+    /// Until it says it is ready.
+    pub start: Duration,
+    /// From the stop signal until it exited (it is killed then).
+    pub stop: Duration,
+}
+
+impl Default for PeerTimeouts {
+    fn default() -> PeerTimeouts {
+        PeerTimeouts {
+            start: START_TIMEOUT,
+            stop: STOP_TIMEOUT,
+        }
+    }
 }
 
 /// How a peer ended.
@@ -98,43 +115,34 @@ impl PeerProcess {
     /// is ready only once several lines appeared.
     pub fn start_when(
         name: &str,
-        mut cmd: Command,
+        cmd: Command,
         ready: impl Fn(&[String]) -> bool,
     ) -> Result<PeerProcess> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = Vec::new();
-        let streams: [Box<dyn std::io::Read + Send>; 2] = [
-            Box::new(child.stdout.take().context("stdout is piped")?),
-            Box::new(child.stderr.take().context("stderr is piped")?),
-        ];
-        for stream in streams {
-            let lines = lines.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().expect("peer lines").push(line);
-                }
-            }));
-        }
+        PeerProcess::start_within(name, cmd, PeerTimeouts::default(), ready)
+    }
+
+    /// Like [`PeerProcess::start_when`], with its own timeouts.
+    pub fn start_within(
+        name: &str,
+        mut cmd: Command,
+        timeouts: PeerTimeouts,
+        ready: impl Fn(&[String]) -> bool,
+    ) -> Result<PeerProcess> {
+        let child =
+            CapturedChild::spawn(&mut cmd).with_context(|| format!("starting {name}: {cmd:?}"))?;
         let mut p = PeerProcess {
             name: name.to_string(),
             child,
-            lines,
-            readers,
+            stop_timeout: timeouts.stop,
         };
-        p.wait_ready(ready)?;
+        p.wait_ready(timeouts.start, ready)?;
         Ok(p)
     }
 
-    fn wait_ready(&mut self, ready: impl Fn(&[String]) -> bool) -> Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
+    fn wait_ready(&mut self, timeout: Duration, ready: impl Fn(&[String]) -> bool) -> Result<()> {
+        let deadline = Instant::now() + timeout;
         loop {
-            if ready(&self.lines.lock().expect("peer lines")) {
+            if self.child.lines_satisfy(&ready) {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
@@ -148,7 +156,7 @@ impl PeerProcess {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{} not ready after {START_TIMEOUT:?}:\n{}",
+                    "{} not ready after {timeout:?}:\n{}",
                     self.name,
                     tail(&self.lines())
                 );
@@ -159,23 +167,31 @@ impl PeerProcess {
 
     /// Output lines so far.
     pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("peer lines").clone()
+        self.child.lines()
     }
 
-    /// SIGTERM, then waits up to [`STOP_TIMEOUT`]; a peer still running
-    /// then is killed and the stop fails.
-    pub fn stop(mut self) -> Result<PeerExit> {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+    /// SIGTERM, then waits up to its stop timeout ([`STOP_TIMEOUT`] unless
+    /// started with others); a peer still running then is killed and the
+    /// stop fails.
+    pub fn stop(self) -> Result<PeerExit> {
+        self.stop_with(Signal::SIGTERM)
+    }
+
+    /// Like [`PeerProcess::stop`], with `signal` (SIGINT, as ^C, makes
+    /// tcpdump and netsniff-ng flush their file and print statistics).
+    pub fn stop_with(mut self, signal: Signal) -> Result<PeerExit> {
         if self.child.try_wait()?.is_none() {
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
-                .with_context(|| format!("signalling {}", self.name))?;
+            self.child
+                .signal(signal)
+                .with_context(|| format!("sending {signal} to {}", self.name))?;
         }
-        let (status, killed) = wait_or_kill(&mut self.child, STOP_TIMEOUT)?;
+        let (status, killed) = self.child.wait_or_kill(self.stop_timeout)?;
         let exit = self.finish(status);
         if killed {
             bail!(
-                "{} did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed):\n{}",
+                "{} did not exit within {:?} of {signal} (killed):\n{}",
                 self.name,
+                self.stop_timeout,
                 exit.tail()
             );
         }
@@ -193,21 +209,9 @@ impl PeerProcess {
     }
 
     fn finish(&mut self, status: ExitStatus) -> PeerExit {
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
         PeerExit {
             status,
-            lines: self.lines(),
-        }
-    }
-}
-
-impl Drop for PeerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            lines: self.child.finish(),
         }
     }
 }
