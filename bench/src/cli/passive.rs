@@ -102,21 +102,11 @@ impl PassiveArgs {
 
     fn config(&self) -> Result<passive_bench::PassiveConfig> {
         Ok(passive_bench::PassiveConfig {
-            duts: self
-                .duts
-                .iter()
-                .filter(|d| !d.is_empty())
-                .map(|d| passive_bench::CaptureDut::parse(d))
-                .collect::<Result<Vec<_>>>()?,
-            groups: self
-                .groups
-                .iter()
-                .filter(|g| !g.is_empty())
-                .map(|g| {
-                    g.parse()
-                        .with_context(|| format!("--groups: {g:?} is not a group count"))
-                })
-                .collect::<Result<Vec<u8>>>()?,
+            duts: parse_list(&self.duts, passive_bench::CaptureDut::parse)?,
+            groups: parse_list(&self.groups, |g| {
+                g.parse::<u8>()
+                    .with_context(|| format!("--groups: {g:?} is not a group count"))
+            })?,
             reps: self.reps,
             seconds: self.seconds,
             frame_len: self.frame_len,
@@ -128,12 +118,7 @@ impl PassiveArgs {
             dataplane_keys: toml_keys(&self.dataplane_keys),
             xdp_keys: toml_keys(&self.xdp_keys),
             zero_drop: passive_bench::ZeroDropConfig {
-                duts: self
-                    .zero_drop
-                    .iter()
-                    .filter(|d| !d.is_empty())
-                    .map(|d| passive_bench::ZeroDropDut::parse(d))
-                    .collect::<Result<Vec<_>>>()?,
+                duts: parse_list(&self.zero_drop, passive_bench::ZeroDropDut::parse)?,
                 trial_seconds: self.zero_drop_trial_seconds,
                 max_pps: self.zero_drop_max_pps,
                 min_pps: self.zero_drop_min_pps,
@@ -142,6 +127,16 @@ impl PassiveArgs {
             },
         })
     }
+}
+
+/// The items of a comma-separated option, parsed; empty items are skipped
+/// (an empty option selects nothing).
+fn parse_list<T>(items: &[String], parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    items
+        .iter()
+        .filter(|i| !i.is_empty())
+        .map(|i| parse(i))
+        .collect()
 }
 
 /// The progress line of one step of the passive benchmark.
