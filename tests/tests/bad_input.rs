@@ -239,7 +239,7 @@ fn command_socket_requests_are_refused(
         ))),
     });
     ensure!(big.len() > 100_000);
-    let r = raw_call(&sock, &big)?;
+    let r = raw_call(sock, &big)?;
     let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
     ensure!(
         code == Code::InvalidArgument as i32 && msg.contains("larger than the limit of 65536"),
@@ -250,7 +250,7 @@ fn command_socket_requests_are_refused(
         h.name = format!("{i}\x1b]0;title\x07{}", "y".repeat(1024));
     }
     let r = raw_call(
-        &sock,
+        sock,
         &wire::encode_frame(&pb::DataplaneRequest {
             request: Some(DpRequest::SetChain(set(spec(nine), false))),
         }),
@@ -265,7 +265,7 @@ fn command_socket_requests_are_refused(
         h.name = format!("{i}{}", "z".repeat(40_000 / 3));
     }
     let r = raw_call(
-        &sock,
+        sock,
         &wire::encode_frame(&pb::DataplaneRequest {
             request: Some(DpRequest::SetChain(set(spec(many), false))),
         }),
@@ -278,7 +278,7 @@ fn command_socket_requests_are_refused(
         limited(msg)
     );
     let r = raw_call(
-        &sock,
+        sock,
         &wire::encode_frame(&pb::DataplaneRequest {
             request: Some(DpRequest::SetHopBypass(bypass(hop, "a\x1b[2Jb".into()))),
         }),
@@ -304,10 +304,10 @@ async fn nothing_changed(obs: &mut ObserverClient, rig: &ApiRig, before: &pb::Ch
         .chain
         .unwrap();
     ensure!(
-        unchanged_part(&after) == unchanged_part(&before),
+        unchanged_part(&after) == unchanged_part(before),
         "before {before:?}\nafter {after:?}"
     );
-    ensure!(persisted_generation(&rig)? == before.generation);
+    ensure!(persisted_generation(rig)? == before.generation);
     let rejected = after
         .status
         .as_ref()
@@ -366,7 +366,7 @@ async fn a_valid_change_applies(
         now.status.as_ref().map(|s| s.observed_generation) == Some(r.generation),
         "{now:?}"
     );
-    ensure!(persisted_generation(&rig)? == r.generation);
+    ensure!(persisted_generation(rig)? == r.generation);
     Ok(())
 }
 

@@ -29,7 +29,8 @@
 //! from `nix`. `PACKET_STATISTICS` and `PACKET_ADD_MEMBERSHIP`, which `nix`
 //! does not name, are declared with its `sockopt_impl!`: the expansion is
 //! nix's own `getsockopt`/`setsockopt` over the `libc` structs, which are
-//! plain integers (any bytes the kernel writes are a valid value).//!
+//! plain integers (any bytes the kernel writes are a valid value).
+//!
 //! The sockets, batches and loops are here; [`process`] is the peer
 //! process around them (signals, JSON events, threads).
 

@@ -12,7 +12,8 @@
 //! The generator is tapline's AF_XDP TX path (copy mode on veth) sending
 //! frames of one length as fast as it can (64 bytes on the wire by default;
 //! a sweep measures every DUT at each length of a list); throughput is what
-//! arrives at `s0` (its rx_packets counter) per second of generation.//!
+//! arrives at `s0` (its rx_packets counter) per second of generation.
+//!
 //! Modules: [`dut`] sets a DUT up on the lab, measures it and tears it
 //! down; [`report`] summarises the samples into medians and ratios and
 //! writes the Markdown and the plot.

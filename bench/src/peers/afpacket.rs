@@ -10,6 +10,7 @@ use crate::afpacket::{ForwardCounts, ReadCounts};
 use crate::lab::Netns;
 use crate::runner::workspace_binary;
 
+/// The `received` count of the last `{"event":"progress",...}` line in
 /// `lines`, 0 before the first.
 fn last_progress(lines: &[String]) -> u64 {
     lines
@@ -98,7 +99,6 @@ impl AfPacketReader {
     }
 }
 
-/// testpmd's accumulated forward statistics over all ports.
 #[cfg(test)]
 mod tests {
     use super::super::tests::lines;

@@ -231,8 +231,6 @@ pub fn parse_done<T: DeserializeOwned>(lines: &[String]) -> Result<T> {
     serde_json::from_str(line).with_context(|| format!("parsing {line}"))
 }
 
-/// The `received` count of the last `{"event":"progress",...}` line in
-
 /// The number after `key` in `line` (`RX-packets: 12  RX-dropped: 0 ...`,
 /// `packets: 12, drops: 0 ...`).
 fn number_after(line: &str, key: &str) -> Option<u64> {
@@ -242,12 +240,6 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
-
-/// Reads testpmd's "Accumulated forward statistics for all ports" block:
-///
-/// ```text
-///   +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++
-///   RX-packets: 1000           RX-dropped: 3             RX-total: 1003
 
 #[cfg(test)]
 mod tests {

@@ -26,6 +26,7 @@ const TESTPMD_MBUFS: u32 = 16_384;
 /// prefix.
 const DPDK_RUNTIME_DIR: &str = "/var/run/dpdk";
 
+/// testpmd's accumulated forward statistics over all ports.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TestpmdStats {
     /// Frames its ports received.
@@ -38,6 +39,11 @@ pub struct TestpmdStats {
     pub tx_dropped: u64,
 }
 
+/// Reads testpmd's "Accumulated forward statistics for all ports" block:
+///
+/// ```text
+///   +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++
+///   RX-packets: 1000           RX-dropped: 3             RX-total: 1003
 ///   TX-packets: 1000           TX-dropped: 0             TX-total: 1000
 /// ```
 pub fn parse_testpmd_stats(lines: &[String]) -> Option<TestpmdStats> {
