@@ -98,6 +98,16 @@ fn raw_call(ctl_path: &std::path::Path, bytes: &[u8]) -> Result<pb::DataplaneRes
     wire::read_frame(&mut s)?.context("no answer")
 }
 
+/// Sends `request` on a new command connection and reads one answer.
+fn raw_request(ctl_path: &std::path::Path, request: DpRequest) -> Result<pb::DataplaneResponse> {
+    raw_call(
+        ctl_path,
+        &wire::encode_frame(&pb::DataplaneRequest {
+            request: Some(request),
+        }),
+    )
+}
+
 fn error_of(r: &pb::DataplaneResponse) -> Option<(i32, &str)> {
     match &r.response {
         Some(DpResponse::Error(e)) => Some((e.code, e.message.as_str())),
@@ -249,12 +259,7 @@ fn command_socket_requests_are_refused(
     for (i, h) in nine.iter_mut().enumerate() {
         h.name = format!("{i}\x1b]0;title\x07{}", "y".repeat(1024));
     }
-    let r = raw_call(
-        sock,
-        &wire::encode_frame(&pb::DataplaneRequest {
-            request: Some(DpRequest::SetChain(set(spec(nine), false))),
-        }),
-    )?;
+    let r = raw_request(sock, DpRequest::SetChain(set(spec(nine), false)))?;
     let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
     ensure!(
         code == Code::InvalidArgument as i32 && msg.starts_with("invalid chain spec: hops: 9 hops"),
@@ -264,12 +269,7 @@ fn command_socket_requests_are_refused(
     for (i, h) in many.iter_mut().enumerate() {
         h.name = format!("{i}{}", "z".repeat(40_000 / 3));
     }
-    let r = raw_call(
-        sock,
-        &wire::encode_frame(&pb::DataplaneRequest {
-            request: Some(DpRequest::SetChain(set(spec(many), false))),
-        }),
-    )?;
+    let r = raw_request(sock, DpRequest::SetChain(set(spec(many), false)))?;
     let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
     ensure!(
         code == Code::InvalidArgument as i32
@@ -277,11 +277,9 @@ fn command_socket_requests_are_refused(
         "{code} {}",
         limited(msg)
     );
-    let r = raw_call(
+    let r = raw_request(
         sock,
-        &wire::encode_frame(&pb::DataplaneRequest {
-            request: Some(DpRequest::SetHopBypass(bypass(hop, "a\x1b[2Jb".into()))),
-        }),
+        DpRequest::SetHopBypass(bypass(hop, "a\x1b[2Jb".into())),
     )?;
     let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
     ensure!(
