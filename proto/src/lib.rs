@@ -27,7 +27,13 @@
 /// that one lint on this module, with the reason.
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/tapline.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/tapline.v1.serde.rs"));
 }
+
+/// `google.protobuf.Timestamp` as the generated messages hold it: a prost
+/// message (seconds, nanos) whose serde form is the proto3 JSON one (an
+/// RFC 3339 string).
+pub use pbjson_types::Timestamp;
 
 pub mod limits;
 pub mod wire;
@@ -199,11 +205,11 @@ mod tests {
         };
         let stats = Stats {
             stats_epoch: 0x1234_5678_9abc_def0,
-            sampled_at: Some(prost_types::Timestamp {
+            sampled_at: Some(crate::Timestamp {
                 seconds: 1_800_000_000,
                 nanos: 123_456_789,
             }),
-            dataplane_started_at: Some(prost_types::Timestamp {
+            dataplane_started_at: Some(crate::Timestamp {
                 seconds: 1_799_999_000,
                 nanos: 0,
             }),
