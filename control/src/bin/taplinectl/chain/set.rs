@@ -268,7 +268,7 @@ pub fn render(out: &Outcome, dry_run: bool) -> String {
                 text,
                 "accepted as chain generation {generation}, but the dataplane could not apply \
                  it ({}: {}); the previous chain stays in force",
-                r.reason,
+                one_line(&r.reason),
                 one_line(&r.message)
             );
         } else {
