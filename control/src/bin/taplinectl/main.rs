@@ -11,7 +11,8 @@
 //! Modules: one per verb group ([`status`]: status and health, [`stats`],
 //! [`chain`], [`tap`]), and the shared [`conn`] (endpoint, TLS, token,
 //! status-to-exit-code mapping), [`output`] (JSON, tables, number
-//! formatting), [`failure`] and [`help`].
+//! formatting), [`failure`], [`help`] and [`manual`] (completion scripts
+//! and the man page).
 //!
 //! No `unsafe` here.
 
@@ -21,6 +22,7 @@ mod chain;
 mod conn;
 mod failure;
 mod help;
+mod manual;
 mod output;
 mod stats;
 mod status;
@@ -29,7 +31,7 @@ mod tap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use failure::{esc, Failure};
 use help::*;
@@ -201,28 +203,6 @@ pub enum ChainVerb {
 // ---------------------------------------------------------------------------
 // Failures.
 
-/// `taplinectl completion SHELL`: the script clap_complete derives from
-/// the command definition, on stdout.
-fn completion(shell: clap_complete::Shell) -> Result<(), Failure> {
-    let mut cmd = Cli::command();
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut cmd, "taplinectl", &mut script);
-    output::emit(&String::from_utf8_lossy(&script))
-}
-
-/// `taplinectl man`: the man page clap_mangen derives from the command
-/// definition (with the exit codes and environment of `--help`), then one
-/// section per verb, on stdout.
-fn man() -> Result<(), Failure> {
-    let cmd = Cli::command();
-    let mut page = Vec::new();
-    let io = |e: std::io::Error| Failure::new(exit::SERVER, format!("rendering the man page: {e}"));
-    clap_mangen::Man::new(cmd.clone())
-        .render(&mut page)
-        .map_err(io)?;
-    output::emit(&String::from_utf8_lossy(&page))
-}
-
 async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.verb {
         Verb::Status => status::status(&cli).await,
@@ -239,8 +219,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Verb::Health => status::health(&cli).await,
         Verb::Tap(args) => tap::run(&cli, args).await,
-        Verb::Completion { shell } => completion(*shell),
-        Verb::Man => man(),
+        Verb::Completion { shell } => manual::completion(*shell),
+        Verb::Man => manual::man(),
     }
 }
 
@@ -273,6 +253,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
