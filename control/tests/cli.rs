@@ -265,7 +265,11 @@ fn taplinectl_prints_completion_scripts_and_a_man_page() {
         ".SH NAME",
         "\\-\\-endpoint",
         "TAPLINE_TOKEN_FILE",
-        "chain",
+        // One section per verb with its long help (--json shape included).
+        ".SH \"TAPLINECTL STATS\"",
+        ".SH \"TAPLINECTL CHAIN SET\"",
+        "rxPackets",
+        "expected-generation",
     ] {
         assert!(page.contains(needle), "man page lacks {needle:?}:\n{page}");
     }
