@@ -103,7 +103,8 @@ pub struct Cli {
         env = "TAPLINE_TLS_SERVER_NAME"
     )]
     tls_server_name: Option<String>,
-    /// Print JSON instead of tables (shape in each verb's --help).
+    /// Print the response as JSON in the proto3 JSON mapping, as grpcurl
+    /// prints it (shape in each verb's --help).
     #[arg(long, global = true)]
     json: bool,
     /// Deadline of each call (not of watches), in milliseconds; `chain set`
