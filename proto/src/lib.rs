@@ -189,8 +189,8 @@ mod tests {
         assert_eq!(back.expected_generation, None);
     }
 
-    #[test]
-    fn stats_round_trips() {
+    /// A `Stats` with every family set, 64-bit extremes included.
+    fn full_stats() -> Stats {
         let counters = PacketCounters {
             rx_packets: 1_000_000,
             rx_bytes: 64_000_000,
@@ -207,7 +207,7 @@ mod tests {
             rx_fill_ring_empty: 5,
             tx_ring_empty: u64::MAX,
         };
-        let stats = Stats {
+        Stats {
             stats_epoch: 0x1234_5678_9abc_def0,
             sampled_at: Some(crate::Timestamp {
                 seconds: 1_800_000_000,
@@ -334,8 +334,12 @@ mod tests {
                 lease_expiries: 2,
                 takeovers: u64::MAX,
             }),
-        };
+        }
+    }
 
+    #[test]
+    fn stats_round_trips() {
+        let stats = full_stats();
         let bytes = stats.encode_to_vec();
         assert_eq!(bytes.len(), stats.encoded_len());
         let back = Stats::decode(bytes.as_slice()).expect("decodes");
