@@ -37,7 +37,7 @@
 //! decision and the audit of refusals) and [`AuthLayer`]
 //! (`auth/layer.rs`: the tower layer around the services).
 
-use tapline_dataplane::config::{Config, ConfigError, Role};
+use tapline_config::{Config, ConfigError, Role};
 use tonic::transport::server::TcpConnectInfo;
 
 use crate::tls::PeerInfo;

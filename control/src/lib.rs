@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tapline_dataplane::config::{Config, ConfigError};
+use tapline_config::{Config, ConfigError};
 use tapline_dataplane::xdp::custody::Keeper;
 use tapline_proto::v1::admin_server::AdminServer;
 use tapline_proto::v1::observer_server::ObserverServer;
@@ -214,8 +214,8 @@ impl Bound {
         let keeper = start_keeper(&cfg);
 
         let configured = Configured {
-            passive: cfg.passive.is_some(),
-            inline: cfg.inline.is_some(),
+            passive: cfg.passive().is_some(),
+            inline: cfg.inline().is_some(),
         };
         let health_driver = HealthDriver::new(configured)
             .await
@@ -458,7 +458,7 @@ fn server_failure(
 /// that cannot start is logged, not fatal: the dataplane then keeps its
 /// links itself and they go down with it.
 fn start_keeper(cfg: &Config) -> Option<Arc<Keeper>> {
-    cfg.inline.as_ref()?;
+    cfg.inline()?;
     match Keeper::spawn(&cfg.state_dir, cfg.command_uids.clone()) {
         Ok(k) => Some(Arc::new(k)),
         Err(e) => {

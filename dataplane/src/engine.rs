@@ -216,7 +216,7 @@ impl Dataplane {
         // The inline ports carry the kernel fallback (taken over from the
         // link keeper when a previous dataplane left it running).
         let mut fallback = None;
-        let inline = match &cfg.inline {
+        let inline = match cfg.inline() {
             Some(pair) => {
                 let (fb, [i1, i2]) = InlineFallback::open(cfg, pair)?;
                 fallback = Some(fb);
@@ -224,7 +224,7 @@ impl Dataplane {
             }
             None => None,
         };
-        let passive = match &cfg.passive {
+        let passive = match cfg.passive() {
             Some(p) => Some(Interface::open(p, cfg.xdp_mode, cfg.promiscuous)?),
             None => None,
         };
@@ -518,7 +518,7 @@ impl Dataplane {
         }
         // The chain: the initial one is applied before start() returns, so
         // traffic never passes a configured fail-closed tool unchecked.
-        let chain = match &cfg.inline {
+        let chain = match cfg.inline() {
             Some(_) => {
                 let settings = ControlSettings {
                     state_dir: cfg.state_dir.clone(),
@@ -554,11 +554,8 @@ impl Dataplane {
             state_dir: cfg.state_dir.clone(),
             allowed_uids: cfg.command_uids.clone(),
             ports: PortNames {
-                passive: cfg.passive.clone(),
-                inline: cfg
-                    .inline
-                    .as_ref()
-                    .map(|p| (p.side1.clone(), p.side2.clone())),
+                passive: cfg.passive().cloned(),
+                inline: cfg.inline().map(|p| (p.side1.clone(), p.side2.clone())),
             },
             taps: taps.clone(),
         };
@@ -581,7 +578,7 @@ impl Dataplane {
                 name: "tapline-links".into(),
                 source,
             })?;
-        let link_state = match &cfg.inline {
+        let link_state = match cfg.inline() {
             Some(pair) if cfg.fallback.link_state => Some(
                 LinkState::spawn([pair.side1.clone(), pair.side2.clone()]).map_err(|source| {
                     StartError::Thread {
