@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use tapline_dataplane::config::Config;
-use tapline_dataplane::xdp::shm::Snapshot;
 use tapline_dataplane::xdp::XdpMode;
 use tapline_proto::v1;
+use tapline_segment::Snapshot;
 
 use crate::state::{DataplaneStatus, Observation};
 use crate::stats::{api_mode, least_capable, ports, queue_workers, timestamp_opt};

@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tapline_dataplane::xdp::shm::{
+use tapline_segment::{
     HopSnapshot, OutputKind, OutputSnapshot, QueueSnapshot, RecorderSnapshot, Snapshot,
     TapSnapshot, HOP_RTT_BOUNDS_NS,
 };
@@ -37,7 +37,7 @@ use crate::stats::{
     api_mode, drop_reason_name, drops_by_reason, group_members, output_drop_reason_name,
     output_drops_by_reason, recorder_stage,
 };
-use tapline_dataplane::xdp::custody::Keeper;
+use tapline_segment::custody::Keeper;
 
 /// `Content-Type` of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -1247,26 +1247,25 @@ mod tests {
         ];
         // The page as served with the link keeper: the fallback families
         // follow the dataplane's.
-        let keeper =
-            crate::fallback::render_metrics(&tapline_dataplane::xdp::custody::KeeperStatus {
-                holding: true,
-                ports: vec![tapline_dataplane::xdp::custody::PortRecord {
-                    role: "inline-1".into(),
-                    ifname: "i1".into(),
-                    ifindex: 3,
-                    attach: "generic".into(),
-                }],
-                dataplane_connected: false,
-                kernel_queues: 1,
-                queues: 1,
-                action: "forward".into(),
-                counters: vec![tapline_dataplane::xdp::fallback::PortFallbackCounters {
-                    forwarded: 7,
-                    dropped: 0,
-                    lease_expiries: 2,
-                }],
-                takeovers: 3,
-            });
+        let keeper = crate::fallback::render_metrics(&tapline_segment::custody::KeeperStatus {
+            holding: true,
+            ports: vec![tapline_segment::custody::PortRecord {
+                role: "inline-1".into(),
+                ifname: "i1".into(),
+                ifindex: 3,
+                attach: "generic".into(),
+            }],
+            dataplane_connected: false,
+            kernel_queues: 1,
+            queues: 1,
+            action: "forward".into(),
+            counters: vec![tapline_segment::PortFallbackCounters {
+                forwarded: 7,
+                dropped: 0,
+                lease_expiries: 2,
+            }],
+            takeovers: 3,
+        });
         for (i, s) in snaps.iter().enumerate() {
             let text = render(Some(s)) + &keeper;
             let mut child = std::process::Command::new(&promtool)

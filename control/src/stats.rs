@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tapline_dataplane::stats::{DropReason, OutputDropReason};
-use tapline_dataplane::xdp::shm::{
+use tapline_proto::v1;
+use tapline_segment::{DropReason, OutputDropReason};
+use tapline_segment::{
     FallbackSnapshot, HistogramValues, HopSnapshot, OutputKind, OutputSnapshot, QueueSnapshot,
     RecorderSnapshot, Snapshot, TapSnapshot, WorkerSnapshot, DROP_SLOTS, HOP_RTT_BOUNDS_NS,
 };
-use tapline_proto::v1;
 use tonic::Status;
 
 use crate::state::Sample;
@@ -387,7 +387,7 @@ pub fn timestamp_opt(unix_ns: u64) -> Option<prost_types::Timestamp> {
     (unix_ns != 0).then(|| timestamp(unix_ns))
 }
 
-fn latency(l: &tapline_dataplane::xdp::shm::LatencyValues) -> v1::LatencySummary {
+fn latency(l: &tapline_segment::LatencyValues) -> v1::LatencySummary {
     v1::LatencySummary {
         count: l.count,
         window_ns: l.window_ns,
@@ -821,9 +821,7 @@ fn fallback_stats(f: &FallbackSnapshot) -> v1::FallbackStats {
 pub(crate) mod tests {
     use super::*;
     use std::time::Instant;
-    use tapline_dataplane::xdp::shm::{
-        LatencyValues, OutputInfo, QueueInfo, SegmentState, HOP_RTT_BUCKETS,
-    };
+    use tapline_segment::{LatencyValues, OutputInfo, QueueInfo, SegmentState, HOP_RTT_BUCKETS};
     use tonic::Code;
 
     pub(crate) fn queue(role: &str, ifname: &str, queue: u32, rx: u64) -> QueueSnapshot {
