@@ -168,6 +168,7 @@ pub async fn clear(mut reporter: HealthReporter) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapline_segment::counters::{KernelCounts, PortCounts};
     use tapline_segment::{QueueInfo, QueueSnapshot, SegmentState, DROP_SLOTS};
     use tonic::Request;
     use tonic_health::pb::health_server::Health;
@@ -183,17 +184,21 @@ mod tests {
                 worker: 0,
                 hop: String::new(),
             },
-            rx_packets: 0,
-            rx_bytes: 0,
-            tx_packets: 0,
-            tx_bytes: 0,
-            drops: [0; DROP_SLOTS],
-            kernel_rx_dropped: 0,
-            kernel_rx_invalid_descs: 0,
-            kernel_tx_invalid_descs: 0,
-            kernel_rx_ring_full: 0,
-            kernel_rx_fill_ring_empty: 0,
-            kernel_tx_ring_empty: 0,
+            counts: PortCounts {
+                rx_packets: 0,
+                rx_bytes: 0,
+                tx_packets: 0,
+                tx_bytes: 0,
+                drops: [0; DROP_SLOTS],
+                kernel: KernelCounts {
+                    rx_dropped: 0,
+                    rx_invalid_descs: 0,
+                    tx_invalid_descs: 0,
+                    rx_ring_full: 0,
+                    rx_fill_ring_empty: 0,
+                    tx_ring_empty: 0,
+                },
+            },
         }
     }
 

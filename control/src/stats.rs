@@ -281,14 +281,13 @@ impl Totals {
             *t = t.wrapping_add(d);
         }
         let k = &mut self.kernel;
-        k.rx_dropped = k.rx_dropped.wrapping_add(q.kernel_rx_dropped);
-        k.rx_invalid_descs = k.rx_invalid_descs.wrapping_add(q.kernel_rx_invalid_descs);
-        k.tx_invalid_descs = k.tx_invalid_descs.wrapping_add(q.kernel_tx_invalid_descs);
-        k.rx_ring_full = k.rx_ring_full.wrapping_add(q.kernel_rx_ring_full);
-        k.rx_fill_ring_empty = k
-            .rx_fill_ring_empty
-            .wrapping_add(q.kernel_rx_fill_ring_empty);
-        k.tx_ring_empty = k.tx_ring_empty.wrapping_add(q.kernel_tx_ring_empty);
+        let q = &q.kernel;
+        k.rx_dropped = k.rx_dropped.wrapping_add(q.rx_dropped);
+        k.rx_invalid_descs = k.rx_invalid_descs.wrapping_add(q.rx_invalid_descs);
+        k.tx_invalid_descs = k.tx_invalid_descs.wrapping_add(q.tx_invalid_descs);
+        k.rx_ring_full = k.rx_ring_full.wrapping_add(q.rx_ring_full);
+        k.rx_fill_ring_empty = k.rx_fill_ring_empty.wrapping_add(q.rx_fill_ring_empty);
+        k.tx_ring_empty = k.tx_ring_empty.wrapping_add(q.tx_ring_empty);
     }
 
     fn of<'a>(queues: impl IntoIterator<Item = &'a QueueSnapshot>) -> Totals {
@@ -450,27 +449,43 @@ fn hop_rates(cur: &HopSnapshot, prev: &HopSnapshot, secs: f64) -> v1::HopRates {
     }
 }
 
+/// Builds `v1::HopStats` from the hop family's declaration
+/// ([`tapline_segment::hop_counter_fields!`]): every counter of the family
+/// is copied to the proto field of the same name (a counter without a proto
+/// field, or a proto field without a counter, does not compile); counters
+/// by reason (`[Counter; N]`) are mapped by the caller.
+macro_rules! hop_stats_proto {
+    (@fields $h:ident [$($done:tt)*] { $($rest:tt)* }) => {
+        v1::HopStats { $($done)* $($rest)* }
+    };
+    (@fields $h:ident [$($done:tt)*] { $($rest:tt)* }
+        $(#[$m:meta])* $f:ident : [$($t:tt)*] = metrics [$($x:tt)*], column $c:tt;
+        $($more:tt)*
+    ) => {
+        hop_stats_proto!(@fields $h [$($done)*] { $($rest)* } $($more)*)
+    };
+    (@fields $h:ident [$($done:tt)*] { $($rest:tt)* }
+        $(#[$m:meta])* $f:ident : $t:path = metrics [$($x:tt)*], column $c:tt;
+        $($more:tt)*
+    ) => {
+        hop_stats_proto!(@fields $h [$($done)* $f: $h.$f,] { $($rest)* } $($more)*)
+    };
+    ($h:ident, { $($rest:tt)* } $($fields:tt)*) => {
+        hop_stats_proto!(@fields $h [] { $($rest)* } $($fields)*)
+    };
+}
+
 fn hop_stats(h: &HopSnapshot, prev: Option<&HopSnapshot>, secs: f64) -> v1::HopStats {
-    v1::HopStats {
+    tapline_segment::hop_counter_fields!(hop_stats_proto! { h, {
         name: h.name.clone(),
-        to_tool_packets: h.to_tool_packets,
-        to_tool_bytes: h.to_tool_bytes,
-        from_tool_packets: h.from_tool_packets,
-        from_tool_bytes: h.from_tool_bytes,
-        bypassed_packets: h.bypassed_packets,
-        bypassed_bytes: h.bypassed_bytes,
         dropped_packets: sum(&h.drops),
         dropped_packets_by_reason: drops_by_reason(&h.drops)
             .map(|(i, n)| (drop_reason_name(i), n))
             .collect(),
-        heartbeats_sent: h.heartbeats_sent,
-        heartbeats_returned: h.heartbeats_returned,
-        heartbeats_late: h.heartbeats_late,
-        heartbeats_lost: h.heartbeats_lost,
         round_trip_latency: h.round_trip.as_ref().map(latency),
         round_trip_latency_histogram: h.round_trip_histogram.as_ref().map(histogram),
         rates: prev.map(|p| hop_rates(h, p, secs)),
-    }
+    } })
 }
 
 /// Plain sums of output slot counters (a group with its members' drops, or
@@ -821,6 +836,9 @@ fn fallback_stats(f: &FallbackSnapshot) -> v1::FallbackStats {
 pub(crate) mod tests {
     use super::*;
     use std::time::Instant;
+    use tapline_segment::counters::{
+        HopCounts, KernelCounts, OutputCounts, PortCounts, RecorderCounts, TapCounts,
+    };
     use tapline_segment::{LatencyValues, OutputInfo, QueueInfo, SegmentState, HOP_RTT_BUCKETS};
     use tonic::Code;
 
@@ -834,17 +852,21 @@ pub(crate) mod tests {
                 worker: 0,
                 hop: String::new(),
             },
-            rx_packets: rx,
-            rx_bytes: rx * 100,
-            tx_packets: rx / 2,
-            tx_bytes: rx * 50,
-            drops: [rx / 10, 0, 0, 0, 0, 0, 0, 0],
-            kernel_rx_dropped: 1,
-            kernel_rx_invalid_descs: 2,
-            kernel_tx_invalid_descs: 3,
-            kernel_rx_ring_full: 4,
-            kernel_rx_fill_ring_empty: 5,
-            kernel_tx_ring_empty: 6,
+            counts: PortCounts {
+                rx_packets: rx,
+                rx_bytes: rx * 100,
+                tx_packets: rx / 2,
+                tx_bytes: rx * 50,
+                drops: [rx / 10, 0, 0, 0, 0, 0, 0, 0],
+                kernel: KernelCounts {
+                    rx_dropped: 1,
+                    rx_invalid_descs: 2,
+                    tx_invalid_descs: 3,
+                    rx_ring_full: 4,
+                    rx_fill_ring_empty: 5,
+                    tx_ring_empty: 6,
+                },
+            },
         }
     }
 
@@ -922,17 +944,19 @@ pub(crate) mod tests {
             slot,
             name: name.into(),
             position,
-            to_tool_packets: n * 10,
-            to_tool_bytes: n * 1000,
-            from_tool_packets: n * 9,
-            from_tool_bytes: n * 900,
-            bypassed_packets: n,
-            bypassed_bytes: n * 100,
-            drops: [0, n, 0, 2, 0, 0, 0, 0],
-            heartbeats_sent: n * 4,
-            heartbeats_returned: n * 3,
-            heartbeats_late: n,
-            heartbeats_lost: 1,
+            counts: HopCounts {
+                to_tool_packets: n * 10,
+                to_tool_bytes: n * 1000,
+                from_tool_packets: n * 9,
+                from_tool_bytes: n * 900,
+                bypassed_packets: n,
+                bypassed_bytes: n * 100,
+                drops: [0, n, 0, 2, 0, 0, 0, 0],
+                heartbeats_sent: n * 4,
+                heartbeats_returned: n * 3,
+                heartbeats_late: n,
+                heartbeats_lost: 1,
+            },
             round_trip: Some(LatencyValues {
                 count: 5,
                 p50_ns: 45_000,
@@ -994,10 +1018,12 @@ pub(crate) mod tests {
                 filter: String::new(),
                 snaplen: 0,
             },
-            packets: packets * n,
-            bytes: packets * n * 100,
-            filtered_out: filtered_out * n,
-            drops: d,
+            counts: OutputCounts {
+                packets: packets * n,
+                bytes: packets * n * 100,
+                filtered_out: filtered_out * n,
+                drops: d,
+            },
         }
     }
 
@@ -1027,18 +1053,20 @@ pub(crate) mod tests {
             name: "disk".into(),
             directory: "/data/pcap".into(),
             current_file: "/data/pcap/disk-000001.pcap.part".into(),
-            files_created: 3 * n,
-            files_completed: 2 * n,
-            files_migrated: n,
-            files_deleted: n,
-            bytes_written: 1000 * n,
-            packets_written: 4 * n,
-            disk_errors: 2,
             last_error: "writing /data/pcap/disk-000001.pcap.part: No space left on device".into(),
-            last_error_unix_ns: 1_800_000_050_250_000_000,
-            queue_dropped_packets: n,
-            queue_dropped_bytes: 100 * n,
-            disk_dropped_packets: 2 * n,
+            counts: RecorderCounts {
+                files_created: 3 * n,
+                files_completed: 2 * n,
+                files_migrated: n,
+                files_deleted: n,
+                bytes_written: 1000 * n,
+                packets_written: 4 * n,
+                disk_errors: 2,
+                last_error_unix_ns: 1_800_000_050_250_000_000,
+                queue_dropped_packets: n,
+                queue_dropped_bytes: 100 * n,
+                disk_dropped_packets: 2 * n,
+            },
         }];
         s.taps = [(9, "passive-1 rx", "icmp"), (4, "ids/a both", "")]
             .into_iter()
@@ -1047,9 +1075,11 @@ pub(crate) mod tests {
                 point: point.into(),
                 filter: filter.into(),
                 started_unix_ns: 1_800_000_090_000_000_000 + id,
-                matched: 10 * n + id,
-                sent: 9 * n,
-                lost: n,
+                counts: TapCounts {
+                    matched: 10 * n + id,
+                    sent: 9 * n,
+                    lost: n,
+                },
             })
             .collect();
         s
@@ -1672,7 +1702,10 @@ pub(crate) mod tests {
         cur.taps.retain(|t| t.id == 9);
         cur.taps.push(TapSnapshot {
             id: 12,
-            matched: 5,
+            counts: TapCounts {
+                matched: 5,
+                ..TapCounts::default()
+            },
             ..TapSnapshot::default()
         });
         // Member o3's counters went back (counted 20 since); never negative.

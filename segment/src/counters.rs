@@ -3,66 +3,74 @@
 //! (see the crate documentation), which stores with plain load + store.
 
 use crate::counter::{put_str, seq_read, seq_write, unix_ns, Counter};
+use crate::families::{Label, Metric, Scope};
 use crate::layout::{OUTPUT_NAME_WORDS, OUTPUT_TEXT_WORDS};
 
 /// Number of drop reasons with a slot (room to grow without a new version).
 pub const DROP_SLOTS: usize = 8;
 
-/// Mirror of the kernel's `XDP_STATISTICS` for one socket.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct KernelCounters {
-    pub rx_dropped: Counter,
-    pub rx_invalid_descs: Counter,
-    pub tx_invalid_descs: Counter,
-    pub rx_ring_full: Counter,
-    pub rx_fill_ring_empty: Counter,
-    pub tx_ring_empty: Counter,
+counter_family! {
+    /// Mirror of the kernel's `XDP_STATISTICS` for one socket (nested in
+    /// [`QueueCounters`]; its series carry the port's labels).
+    #[repr(C)]
+    block KernelCounters => values KernelCounts, family KERNEL, labels [
+        Label::new("port"), Label::new("ifname"), Label::new("queue"), Label::optional("hop"),
+    ];
+    rx_dropped: Counter = metrics [Metric::counter(
+        "tapline_xdp_kernel_rx_dropped_total",
+        "Packets the kernel dropped on the AF_XDP socket for reasons other than the ones below (XDP_STATISTICS rx_dropped).",
+    )], column none;
+    rx_invalid_descs: Counter = metrics [Metric::counter(
+        "tapline_xdp_kernel_rx_invalid_descs_total",
+        "Invalid descriptors the kernel found on the fill or RX side (XDP_STATISTICS rx_invalid_descs).",
+    )], column none;
+    tx_invalid_descs: Counter = metrics [Metric::counter(
+        "tapline_xdp_kernel_tx_invalid_descs_total",
+        "Invalid descriptors the kernel found on the TX ring (XDP_STATISTICS tx_invalid_descs).",
+    )], column none;
+    rx_ring_full: Counter = metrics [Metric::counter(
+        "tapline_xdp_kernel_rx_ring_full_total",
+        "Packets the kernel dropped because the socket's RX ring was full: the worker is too slow (XDP_STATISTICS rx_ring_full).",
+    )], column none;
+    rx_fill_ring_empty: Counter = metrics [Metric::counter(
+        "tapline_xdp_kernel_rx_fill_ring_empty_total",
+        "Times the fill ring was empty when the kernel needed a buffer (XDP_STATISTICS rx_fill_ring_empty_descs).",
+    )], column none;
+    tx_ring_empty: Counter = metrics [Metric::counter(
+        "tapline_xdp_kernel_tx_ring_empty_total",
+        "Times the kernel found the TX ring empty when woken to transmit (XDP_STATISTICS tx_ring_empty_descs).",
+    )], column none;
 }
 
-impl KernelCounters {
-    pub(crate) fn clear(&self) {
-        for c in [
-            &self.rx_dropped,
-            &self.rx_invalid_descs,
-            &self.tx_invalid_descs,
-            &self.rx_ring_full,
-            &self.rx_fill_ring_empty,
-            &self.tx_ring_empty,
-        ] {
-            c.set(0);
-        }
-    }
-}
-
-/// Counters of one (port, queue).
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-pub struct QueueCounters {
-    pub rx_packets: Counter,
-    pub rx_bytes: Counter,
-    pub tx_packets: Counter,
-    pub tx_bytes: Counter,
+counter_family! {
+    /// Counters of one (port, queue): the port family.
+    #[repr(C, align(64))]
+    block QueueCounters => values PortCounts, family PORT, labels [
+        Label::new("port"), Label::new("ifname"), Label::new("queue"), Label::optional("hop"),
+    ];
+    rx_packets: Counter = metrics [Metric::counter(
+        "tapline_port_rx_packets_total",
+        "Packets received on the port's queue.",
+    )], column ">RX PACKETS";
+    rx_bytes: Counter = metrics [Metric::counter(
+        "tapline_port_rx_bytes_total",
+        "Bytes of the packets received on the port's queue (Ethernet header included, FCS excluded).",
+    )], column ">RX BYTES";
+    tx_packets: Counter = metrics [Metric::counter(
+        "tapline_port_tx_packets_total",
+        "Packets transmitted on the port's queue.",
+    )], column ">TX PACKETS";
+    tx_bytes: Counter = metrics [Metric::counter(
+        "tapline_port_tx_bytes_total",
+        "Bytes of the packets transmitted on the port's queue.",
+    )], column ">TX BYTES";
     /// Indexed by `DropReason as usize`.
-    pub drops: [Counter; DROP_SLOTS],
-    pub kernel: KernelCounters,
-}
-
-impl QueueCounters {
-    pub(crate) fn clear(&self) {
-        for c in [
-            &self.rx_packets,
-            &self.rx_bytes,
-            &self.tx_packets,
-            &self.tx_bytes,
-        ]
-        .into_iter()
-        .chain(&self.drops)
-        {
-            c.set(0);
-        }
-        self.kernel.clear();
-    }
+    drops: [Counter; DROP_SLOTS] = metrics [Metric::counter(
+        "tapline_port_dropped_packets_total",
+        "Packets received on the port's queue that the dataplane dropped, by reason (tx_ring_full: the egress port's TX ring was full; hop_down: the hop is down and its failure action is drop; heartbeat_from_wire: a heartbeat-shaped frame arrived on inline-1 or inline-2; heartbeat_invalid: a heartbeat frame came back from a tool with a wrong tag or hop id).",
+    )], column ">DROPS";
+    /// The kernel's counters of the queue's socket ([`KERNEL`]).
+    kernel: KernelCounters = metrics [], column ">KERNEL DROPS";
 }
 
 /// Counters of one worker thread.
@@ -166,53 +174,12 @@ pub struct FallbackSnapshot {
     pub takeovers: u64,
 }
 
-/// Counters of one hop, as counted by one chain task (one inline queue).
-/// Readers sum the blocks of all writers.
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-pub struct HopCounters {
-    /// Frames sent to the tool (both directions together).
-    pub to_tool_packets: Counter,
-    pub to_tool_bytes: Counter,
-    /// Frames received back from the tool (heartbeats excluded).
-    pub from_tool_packets: Counter,
-    pub from_tool_bytes: Counter,
-    /// Frames that went around the tool while the hop was bypassed.
-    pub bypassed_packets: Counter,
-    pub bypassed_bytes: Counter,
-    /// Indexed by `DropReason as usize`.
-    pub drops: [Counter; DROP_SLOTS],
-    pub heartbeats_sent: Counter,
-    /// Came back within their deadline.
-    pub heartbeats_returned: Counter,
-    /// Came back after their deadline.
-    pub heartbeats_late: Counter,
-    /// Never came back.
-    pub heartbeats_lost: Counter,
-}
-
-impl HopCounters {
-    pub(crate) fn clear(&self) {
-        for c in [
-            &self.to_tool_packets,
-            &self.to_tool_bytes,
-            &self.from_tool_packets,
-            &self.from_tool_bytes,
-            &self.bypassed_packets,
-            &self.bypassed_bytes,
-        ]
-        .into_iter()
-        .chain(&self.drops)
-        .chain([
-            &self.heartbeats_sent,
-            &self.heartbeats_returned,
-            &self.heartbeats_late,
-            &self.heartbeats_lost,
-        ]) {
-            c.set(0);
-        }
-    }
-}
+hop_counter_fields!(counter_family! {
+    /// Counters of one hop, as counted by one chain task (one inline
+    /// queue). Readers sum the blocks of all writers.
+    #[repr(C, align(64))]
+    block HopCounters => values HopCounts, family HOP, labels [Label::new("hop")];
+});
 
 /// Inclusive upper bounds of the finite buckets of a hop's round-trip-time
 /// histogram, in nanoseconds: 10 us to 1 s in 1-2-5 steps. A last bucket,
@@ -315,18 +282,60 @@ impl HopLatency {
     }
 }
 
-/// Counters of one output slot, as counted by one capture task. Readers sum
-/// the blocks of all writers.
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-pub struct OutputCounters {
+counter_family! {
+    /// Counters of one output slot (a group, a member, a recorder's filter
+    /// stage), as counted by one capture task. Readers sum the blocks of all
+    /// writers.
+    #[repr(C, align(64))]
+    block OutputCounters => values OutputCounts, family OUTPUT, labels [];
     /// Accepted (group, recorder) or delivered (member) packets.
-    pub packets: Counter,
-    pub bytes: Counter,
+    packets: Counter = metrics [
+        Metric::counter(
+            "tapline_output_group_packets_total",
+            "Packets of the passive port that the output group's filter accepted, each counted once whatever member it was sent to (delivered to a member or dropped there).",
+        ).scoped(Scope::Group),
+        Metric::counter(
+            "tapline_output_member_packets_total",
+            "Packets handed to the output group member's TX ring.",
+        ).scoped(Scope::Member),
+        Metric::counter(
+            "tapline_recorder_accepted_packets_total",
+            "Packets of the passive port that the recorder's filter accepted and its queue took (the ones its queue could not take are in tapline_recorder_queue_dropped_packets_total).",
+        ).scoped(Scope::RecorderStage),
+    ], column ">PACKETS";
+    bytes: Counter = metrics [
+        Metric::counter(
+            "tapline_output_group_bytes_total",
+            "Bytes of the packets the output group's filter accepted (whole packets, before the snap length).",
+        ).scoped(Scope::Group),
+        Metric::counter(
+            "tapline_output_member_bytes_total",
+            "Bytes of the packets handed to the output group member (after the group's snap length).",
+        ).scoped(Scope::Member),
+        Metric::counter(
+            "tapline_recorder_accepted_bytes_total",
+            "Bytes of the packets the recorder's queue took (whole packets, before the snap length).",
+        ).scoped(Scope::RecorderStage),
+    ], column ">BYTES";
     /// Rejected by the filter.
-    pub filtered_out: Counter,
-    /// Indexed by `OutputDropReason as usize`.
-    pub drops: [Counter; DROP_SLOTS],
+    filtered_out: Counter = metrics [
+        Metric::counter(
+            "tapline_output_group_filtered_out_packets_total",
+            "Packets of the passive port that the output group's filter rejected.",
+        ).scoped(Scope::Group),
+        Metric::counter(
+            "tapline_recorder_filtered_out_packets_total",
+            "Packets of the passive port that the recorder's filter rejected.",
+        ).scoped(Scope::RecorderStage),
+    ], column ">FILTERED OUT";
+    /// Indexed by `OutputDropReason as usize`. A group's drops are its
+    /// members' (no family of their own).
+    drops: [Counter; DROP_SLOTS] = metrics [
+        Metric::counter(
+            "tapline_output_member_dropped_packets_total",
+            "Packets the output group picked for the member that it could not take, by reason (tx_ring_full: the member's TX ring was full or its share of buffers in flight, the member is slower than the capture; member_down: the member's link was down; tx_error: the kernel refused to transmit on it).",
+        ).scoped(Scope::Member),
+    ], column ">DROPS";
 }
 
 /// The recorder's disk side: one block per recorder, written by its writer
@@ -339,31 +348,81 @@ pub struct RecorderCounters {
     pub(crate) seq: Counter,
     /// 1 while the block describes a recorder.
     pub(crate) in_use: Counter,
-    pub files_created: Counter,
-    /// Files completed (closed and renamed to their final name).
-    pub files_completed: Counter,
-    /// Completed files moved to the bulk directory.
-    pub files_migrated: Counter,
-    /// Files deleted by retention.
-    pub files_deleted: Counter,
-    /// Bytes written to files, pcap headers included.
-    pub bytes_written: Counter,
-    pub packets_written: Counter,
-    /// Failed file operations (create, write, sync, rename, migrate, delete).
-    pub disk_errors: Counter,
-    pub last_error_unix_ns: Counter,
-    /// Packets (and their bytes) the writer's queue could not take.
-    pub queue_dropped_packets: Counter,
-    pub queue_dropped_bytes: Counter,
-    /// Packets lost because the disk failed (dropped while recording was
-    /// suspended by a disk error).
-    pub disk_dropped_packets: Counter,
+    /// The counters ([`RECORDER`]); the block derefs to them.
+    pub disk: RecorderDiskCounters,
     _reserved: [Counter; 3],
     pub(crate) name: [Counter; OUTPUT_NAME_WORDS],
     _reserved2: [Counter; 4],
     pub(crate) directory: [Counter; OUTPUT_TEXT_WORDS],
     pub(crate) current_file: [Counter; OUTPUT_TEXT_WORDS],
     pub(crate) last_error: [Counter; OUTPUT_TEXT_WORDS],
+}
+
+impl std::ops::Deref for RecorderCounters {
+    type Target = RecorderDiskCounters;
+    fn deref(&self) -> &RecorderDiskCounters {
+        &self.disk
+    }
+}
+
+counter_family! {
+    /// The recorder's disk-side counters, inside its [`RecorderCounters`]
+    /// block.
+    #[repr(C)]
+    block RecorderDiskCounters => values RecorderCounts, family RECORDER, labels [
+        Label::new("recorder"),
+    ];
+    files_created: Counter = metrics [Metric::counter(
+        "tapline_recorder_files_created_total",
+        "Files the recorder created.",
+    )], column ">FILES";
+    /// Files completed (closed and renamed to their final name).
+    files_completed: Counter = metrics [Metric::counter(
+        "tapline_recorder_files_completed_total",
+        "Files the recorder completed (closed and renamed to their final name).",
+    )], column none;
+    /// Completed files moved to the bulk directory.
+    files_migrated: Counter = metrics [Metric::counter(
+        "tapline_recorder_files_migrated_total",
+        "Completed files the recorder moved to its bulk directory.",
+    )], column none;
+    /// Files deleted by retention.
+    files_deleted: Counter = metrics [Metric::counter(
+        "tapline_recorder_files_deleted_total",
+        "Files the recorder's retention deleted.",
+    )], column none;
+    /// Bytes written to files, pcap headers included.
+    bytes_written: Counter = metrics [Metric::counter(
+        "tapline_recorder_bytes_written_total",
+        "Bytes the recorder wrote to files (pcap headers included).",
+    )], column ">BYTES WRITTEN";
+    packets_written: Counter = metrics [Metric::counter(
+        "tapline_recorder_packets_written_total",
+        "Packets the recorder wrote to files.",
+    )], column ">WRITTEN";
+    /// Failed file operations (create, write, sync, rename, migrate, delete).
+    disk_errors: Counter = metrics [Metric::counter(
+        "tapline_recorder_disk_errors_total",
+        "Failed file operations of the recorder (create, write, sync, rename, migrate, delete); the last error's text is in the API (RecorderStats.last_disk_error) and taplinectl stats.",
+    )], column ">DISK ERRORS";
+    /// When the last disk error happened (exported as a gauge of its own,
+    /// `tapline_recorder_last_disk_error_timestamp_seconds`).
+    last_error_unix_ns: Counter = metrics [], column none;
+    /// Packets (and their bytes) the writer's queue could not take.
+    queue_dropped_packets: Counter = metrics [Metric::counter(
+        "tapline_recorder_queue_dropped_packets_total",
+        "Packets the recorder's filter accepted that its queue could not take: the disk is slower than the traffic.",
+    )], column ">QUEUE DROPS";
+    queue_dropped_bytes: Counter = metrics [Metric::counter(
+        "tapline_recorder_queue_dropped_bytes_total",
+        "Bytes of the packets dropped at the recorder's queue.",
+    )], column none;
+    /// Packets lost because the disk failed (dropped while recording was
+    /// suspended by a disk error).
+    disk_dropped_packets: Counter = metrics [Metric::counter(
+        "tapline_recorder_disk_dropped_packets_total",
+        "Packets the recorder lost because its directory failed (dropped while recording was suspended by a disk error).",
+    )], column ">DISK DROPS";
 }
 
 impl RecorderCounters {
@@ -401,24 +460,48 @@ pub struct TapCounters {
     /// The tap's id while the slot is used; 0: unused.
     pub(crate) id: Counter,
     pub(crate) started_unix_ns: Counter,
-    pub matched: Counter,
-    pub sent: Counter,
-    /// Matching packets discarded because the client (or the stream to
-    /// it) was slow.
-    pub lost: Counter,
+    /// The counters ([`TAP`]); the block derefs to them.
+    pub stream: TapStreamCounters,
     _reserved: [Counter; 2],
     pub(crate) point: [Counter; OUTPUT_NAME_WORDS],
     _reserved2: [Counter; 4],
     pub(crate) filter: [Counter; OUTPUT_TEXT_WORDS],
 }
 
+impl std::ops::Deref for TapCounters {
+    type Target = TapStreamCounters;
+    fn deref(&self) -> &TapStreamCounters {
+        &self.stream
+    }
+}
+
+counter_family! {
+    /// A live tap's counters, inside its [`TapCounters`] block.
+    #[repr(C)]
+    block TapStreamCounters => values TapCounts, family TAP, labels [
+        Label::new("tap_id"), Label::new("point"),
+    ];
+    matched: Counter = metrics [Metric::counter(
+        "tapline_tap_matched_packets_total",
+        "Packets at the live tap's point that passed its filter.",
+    )], column ">MATCHED";
+    sent: Counter = metrics [Metric::counter(
+        "tapline_tap_sent_packets_total",
+        "Packets the live tap sent to its client.",
+    )], column ">SENT";
+    /// Matching packets discarded because the client (or the stream to
+    /// it) was slow.
+    lost: Counter = metrics [Metric::counter(
+        "tapline_tap_lost_packets_total",
+        "Matching packets the live tap discarded because its client (or the stream to it) was slow.",
+    )], column ">LOST";
+}
+
 impl TapCounters {
     /// Marks the slot used by tap `id` (non-zero) and zeroes its counters.
     pub fn start(&self, id: u64, point: &str, filter: &str) {
         seq_write(&self.seq, || {
-            for c in [&self.matched, &self.sent, &self.lost] {
-                c.set(0);
-            }
+            self.stream.clear();
             put_str(&self.point, point);
             put_str(&self.filter, filter);
             self.started_unix_ns.set(unix_ns());

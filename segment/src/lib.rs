@@ -32,11 +32,14 @@
 #![deny(unsafe_code)]
 
 pub mod counter;
+#[macro_use]
+pub mod families;
+#[macro_use]
+mod hop;
 pub mod counters;
 pub mod custody;
 pub mod drop;
 pub mod fallback;
-pub mod families;
 pub mod layout;
 mod mapped;
 pub mod reader;

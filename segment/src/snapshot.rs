@@ -2,28 +2,40 @@
 //! CLI, tests, benchmarks) get out of it. Counters of blocks with several
 //! writers are summed; slots are read under their description's seqlock.
 
-use crate::counter::{get_str, seq_read, unix_ns, Counter};
-use crate::counters::{FallbackSnapshot, HistogramValues, LatencyValues, DROP_SLOTS};
+use crate::counter::{get_str, seq_read, unix_ns};
+use crate::counters::{
+    FallbackSnapshot, HistogramValues, HopCounts, LatencyValues, OutputCounts, PortCounts,
+    RecorderCounts, TapCounts,
+};
 use crate::layout::{OutputInfo, OutputKind, QueueInfo, SegmentState};
 use crate::mapped::Mapped;
+
+/// Derefs a snapshot to its counters, so readers write `q.rx_packets`.
+macro_rules! counts_deref {
+    ($snap:ty => $counts:ty) => {
+        impl std::ops::Deref for $snap {
+            type Target = $counts;
+            fn deref(&self) -> &$counts {
+                &self.counts
+            }
+        }
+        impl std::ops::DerefMut for $snap {
+            fn deref_mut(&mut self) -> &mut $counts {
+                &mut self.counts
+            }
+        }
+    };
+}
 
 /// Plain values of one used queue slot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueSnapshot {
     /// The description; `info.hop` names the hop of a tool port.
     pub info: QueueInfo,
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub drops: [u64; DROP_SLOTS],
-    pub kernel_rx_dropped: u64,
-    pub kernel_rx_invalid_descs: u64,
-    pub kernel_tx_invalid_descs: u64,
-    pub kernel_rx_ring_full: u64,
-    pub kernel_rx_fill_ring_empty: u64,
-    pub kernel_tx_ring_empty: u64,
+    /// The port family's counters (the snapshot derefs to them).
+    pub counts: PortCounts,
 }
+counts_deref!(QueueSnapshot => PortCounts);
 
 /// Plain values of one worker slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,35 +55,24 @@ pub struct HopSnapshot {
     pub name: String,
     /// Index in the applied chain.
     pub position: u32,
-    pub to_tool_packets: u64,
-    pub to_tool_bytes: u64,
-    pub from_tool_packets: u64,
-    pub from_tool_bytes: u64,
-    pub bypassed_packets: u64,
-    pub bypassed_bytes: u64,
-    /// Indexed by `DropReason as usize`.
-    pub drops: [u64; DROP_SLOTS],
-    pub heartbeats_sent: u64,
-    pub heartbeats_returned: u64,
-    pub heartbeats_late: u64,
-    pub heartbeats_lost: u64,
+    /// The hop family's counters (the snapshot derefs to them).
+    pub counts: HopCounts,
     /// Round-trip percentiles over the judge's latest window.
     pub round_trip: Option<LatencyValues>,
     /// Round-trip histogram since the hop slot was cleared.
     pub round_trip_histogram: Option<HistogramValues>,
 }
+counts_deref!(HopSnapshot => HopCounts);
 
 /// Plain values of one used output slot, summed over its writers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputSnapshot {
     pub slot: usize,
     pub info: OutputInfo,
-    pub packets: u64,
-    pub bytes: u64,
-    pub filtered_out: u64,
-    /// Indexed by `OutputDropReason as usize`.
-    pub drops: [u64; DROP_SLOTS],
+    /// The output family's counters (the snapshot derefs to them).
+    pub counts: OutputCounts,
 }
+counts_deref!(OutputSnapshot => OutputCounts);
 
 /// Plain values of one used recorder block.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,19 +82,11 @@ pub struct RecorderSnapshot {
     pub directory: String,
     /// Empty when no file is open.
     pub current_file: String,
-    pub files_created: u64,
-    pub files_completed: u64,
-    pub files_migrated: u64,
-    pub files_deleted: u64,
-    pub bytes_written: u64,
-    pub packets_written: u64,
-    pub disk_errors: u64,
     pub last_error: String,
-    pub last_error_unix_ns: u64,
-    pub queue_dropped_packets: u64,
-    pub queue_dropped_bytes: u64,
-    pub disk_dropped_packets: u64,
+    /// The recorder family's counters (the snapshot derefs to them).
+    pub counts: RecorderCounts,
 }
+counts_deref!(RecorderSnapshot => RecorderCounts);
 
 /// Plain values of one running tap.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,10 +95,10 @@ pub struct TapSnapshot {
     pub point: String,
     pub filter: String,
     pub started_unix_ns: u64,
-    pub matched: u64,
-    pub sent: u64,
-    pub lost: u64,
+    /// The tap family's counters (the snapshot derefs to them).
+    pub counts: TapCounts,
 }
+counts_deref!(TapSnapshot => TapCounts);
 
 /// Everything in a segment at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,17 +148,7 @@ fn queue_snapshot(m: &Mapped, i: usize) -> Option<QueueSnapshot> {
         }
         Some(QueueSnapshot {
             info,
-            rx_packets: c.rx_packets.get(),
-            rx_bytes: c.rx_bytes.get(),
-            tx_packets: c.tx_packets.get(),
-            tx_bytes: c.tx_bytes.get(),
-            drops: std::array::from_fn(|d| c.drops[d].get()),
-            kernel_rx_dropped: c.kernel.rx_dropped.get(),
-            kernel_rx_invalid_descs: c.kernel.rx_invalid_descs.get(),
-            kernel_tx_invalid_descs: c.kernel.tx_invalid_descs.get(),
-            kernel_rx_ring_full: c.kernel.rx_ring_full.get(),
-            kernel_rx_fill_ring_empty: c.kernel.rx_fill_ring_empty.get(),
-            kernel_tx_ring_empty: c.kernel.tx_ring_empty.get(),
+            counts: c.values(),
         })
     })
     .flatten()
@@ -185,22 +168,8 @@ fn hop_snapshot(m: &Mapped, slot: usize) -> Option<HopSnapshot> {
             position: d.position.get() as u32,
             ..HopSnapshot::default()
         };
-        let sum = |acc: &mut u64, c: &Counter| *acc = acc.wrapping_add(c.get());
         for w in 0..m.layout.n_hop_writers {
-            let c = m.hop(slot, w);
-            sum(&mut h.to_tool_packets, &c.to_tool_packets);
-            sum(&mut h.to_tool_bytes, &c.to_tool_bytes);
-            sum(&mut h.from_tool_packets, &c.from_tool_packets);
-            sum(&mut h.from_tool_bytes, &c.from_tool_bytes);
-            sum(&mut h.bypassed_packets, &c.bypassed_packets);
-            sum(&mut h.bypassed_bytes, &c.bypassed_bytes);
-            for (acc, c) in h.drops.iter_mut().zip(&c.drops) {
-                sum(acc, c);
-            }
-            sum(&mut h.heartbeats_sent, &c.heartbeats_sent);
-            sum(&mut h.heartbeats_returned, &c.heartbeats_returned);
-            sum(&mut h.heartbeats_late, &c.heartbeats_late);
-            sum(&mut h.heartbeats_lost, &c.heartbeats_lost);
+            m.hop(slot, w).add_to(&mut h.counts);
         }
         let lat = m.hop_latency(slot);
         h.round_trip = lat.summary.read();
@@ -226,19 +195,10 @@ fn output_snapshot(m: &Mapped, slot: usize) -> Option<OutputSnapshot> {
     let mut o = OutputSnapshot {
         slot,
         info,
-        packets: 0,
-        bytes: 0,
-        filtered_out: 0,
-        drops: [0; DROP_SLOTS],
+        counts: OutputCounts::default(),
     };
     for w in 0..m.layout.n_output_writers {
-        let c = m.output(slot, w);
-        o.packets = o.packets.wrapping_add(c.packets.get());
-        o.bytes = o.bytes.wrapping_add(c.bytes.get());
-        o.filtered_out = o.filtered_out.wrapping_add(c.filtered_out.get());
-        for (acc, c) in o.drops.iter_mut().zip(&c.drops) {
-            *acc = acc.wrapping_add(c.get());
-        }
+        m.output(slot, w).add_to(&mut o.counts);
     }
     Some(o)
 }
@@ -254,18 +214,8 @@ fn recorder_snapshot(m: &Mapped, index: usize) -> Option<RecorderSnapshot> {
             name: get_str(&r.name),
             directory: get_str(&r.directory),
             current_file: get_str(&r.current_file),
-            files_created: r.files_created.get(),
-            files_completed: r.files_completed.get(),
-            files_migrated: r.files_migrated.get(),
-            files_deleted: r.files_deleted.get(),
-            bytes_written: r.bytes_written.get(),
-            packets_written: r.packets_written.get(),
-            disk_errors: r.disk_errors.get(),
             last_error: get_str(&r.last_error),
-            last_error_unix_ns: r.last_error_unix_ns.get(),
-            queue_dropped_packets: r.queue_dropped_packets.get(),
-            queue_dropped_bytes: r.queue_dropped_bytes.get(),
-            disk_dropped_packets: r.disk_dropped_packets.get(),
+            counts: r.disk.values(),
         })
     })
     .flatten()
@@ -283,9 +233,7 @@ fn tap_snapshot(m: &Mapped, index: usize) -> Option<TapSnapshot> {
             point: get_str(&t.point),
             filter: get_str(&t.filter),
             started_unix_ns: t.started_unix_ns.get(),
-            matched: t.matched.get(),
-            sent: t.sent.get(),
-            lost: t.lost.get(),
+            counts: t.stream.values(),
         })
     })
     .flatten()

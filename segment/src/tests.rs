@@ -307,7 +307,7 @@ fn queue_slots_are_described_cleared_and_reused() {
     let s = r.snapshot();
     assert_eq!(s.queues[1].info, info("tool-a", "t2a", 0, "waf"));
     assert_eq!(s.queues[1].rx_packets, 0);
-    assert_eq!(s.queues[1].kernel_rx_ring_full, 0);
+    assert_eq!(s.queues[1].kernel.rx_ring_full, 0);
     // Rewriting a description in place keeps the counters.
     seg.queue_slot(2).tx_packets.add(3);
     let mut moved = info("tool-a", "t2a", 0, "waf");
