@@ -191,12 +191,12 @@ mod tests {
                 tx_bytes: 0,
                 drops: [0; DROP_SLOTS],
                 kernel: KernelCounts {
-                    rx_dropped: 0,
-                    rx_invalid_descs: 0,
-                    tx_invalid_descs: 0,
-                    rx_ring_full: 0,
-                    rx_fill_ring_empty: 0,
-                    tx_ring_empty: 0,
+                    kernel_rx_dropped: 0,
+                    kernel_rx_invalid_descs: 0,
+                    kernel_tx_invalid_descs: 0,
+                    kernel_rx_ring_full: 0,
+                    kernel_rx_fill_ring_empty: 0,
+                    kernel_tx_ring_empty: 0,
                 },
             },
         }

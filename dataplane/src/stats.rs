@@ -19,12 +19,12 @@ pub use tapline_segment::{
 
 impl KernelCountersExt for KernelCounters {
     fn store(&self, s: &XskStats) {
-        self.rx_dropped.set(s.rx_dropped);
-        self.rx_invalid_descs.set(s.rx_invalid_descs);
-        self.tx_invalid_descs.set(s.tx_invalid_descs);
-        self.rx_ring_full.set(s.rx_ring_full);
-        self.rx_fill_ring_empty.set(s.rx_fill_ring_empty);
-        self.tx_ring_empty.set(s.tx_ring_empty);
+        self.kernel_rx_dropped.set(s.rx_dropped);
+        self.kernel_rx_invalid_descs.set(s.rx_invalid_descs);
+        self.kernel_tx_invalid_descs.set(s.tx_invalid_descs);
+        self.kernel_rx_ring_full.set(s.rx_ring_full);
+        self.kernel_rx_fill_ring_empty.set(s.rx_fill_ring_empty);
+        self.kernel_tx_ring_empty.set(s.tx_ring_empty);
     }
 }
 
@@ -107,11 +107,11 @@ impl StatsRegistry {
             for (d, s) in t.drops.iter_mut().zip(&c.drops) {
                 *d += s.get();
             }
-            t.kernel_rx_dropped += c.kernel.rx_dropped.get();
-            t.kernel_rx_ring_full += c.kernel.rx_ring_full.get();
-            t.kernel_fill_ring_empty += c.kernel.rx_fill_ring_empty.get();
+            t.kernel_rx_dropped += c.kernel.kernel_rx_dropped.get();
+            t.kernel_rx_ring_full += c.kernel.kernel_rx_ring_full.get();
+            t.kernel_fill_ring_empty += c.kernel.kernel_rx_fill_ring_empty.get();
             t.kernel_invalid_descs +=
-                c.kernel.rx_invalid_descs.get() + c.kernel.tx_invalid_descs.get();
+                c.kernel.kernel_rx_invalid_descs.get() + c.kernel.kernel_tx_invalid_descs.get();
         }
         t
     }

@@ -16,27 +16,27 @@ counter_family! {
     block KernelCounters => values KernelCounts, family KERNEL, labels [
         Label::new("port"), Label::new("ifname"), Label::new("queue"), Label::optional("hop"),
     ];
-    rx_dropped: Counter = metrics [Metric::counter(
+    kernel_rx_dropped: Counter = metrics [Metric::counter(
         "tapline_xdp_kernel_rx_dropped_total",
         "Packets the kernel dropped on the AF_XDP socket for reasons other than the ones below (XDP_STATISTICS rx_dropped).",
     )], column none;
-    rx_invalid_descs: Counter = metrics [Metric::counter(
+    kernel_rx_invalid_descs: Counter = metrics [Metric::counter(
         "tapline_xdp_kernel_rx_invalid_descs_total",
         "Invalid descriptors the kernel found on the fill or RX side (XDP_STATISTICS rx_invalid_descs).",
     )], column none;
-    tx_invalid_descs: Counter = metrics [Metric::counter(
+    kernel_tx_invalid_descs: Counter = metrics [Metric::counter(
         "tapline_xdp_kernel_tx_invalid_descs_total",
         "Invalid descriptors the kernel found on the TX ring (XDP_STATISTICS tx_invalid_descs).",
     )], column none;
-    rx_ring_full: Counter = metrics [Metric::counter(
+    kernel_rx_ring_full: Counter = metrics [Metric::counter(
         "tapline_xdp_kernel_rx_ring_full_total",
         "Packets the kernel dropped because the socket's RX ring was full: the worker is too slow (XDP_STATISTICS rx_ring_full).",
     )], column none;
-    rx_fill_ring_empty: Counter = metrics [Metric::counter(
+    kernel_rx_fill_ring_empty: Counter = metrics [Metric::counter(
         "tapline_xdp_kernel_rx_fill_ring_empty_total",
         "Times the fill ring was empty when the kernel needed a buffer (XDP_STATISTICS rx_fill_ring_empty_descs).",
     )], column none;
-    tx_ring_empty: Counter = metrics [Metric::counter(
+    kernel_tx_ring_empty: Counter = metrics [Metric::counter(
         "tapline_xdp_kernel_tx_ring_empty_total",
         "Times the kernel found the TX ring empty when woken to transmit (XDP_STATISTICS tx_ring_empty_descs).",
     )], column none;
@@ -71,6 +71,22 @@ counter_family! {
     )], column ">DROPS";
     /// The kernel's counters of the queue's socket ([`KERNEL`]).
     kernel: KernelCounters = metrics [], column ">KERNEL DROPS";
+}
+
+/// A queue's values read as one flat set (`q.kernel_rx_dropped` beside
+/// `q.rx_packets`, as readers wrote before the kernel counters were a
+/// family of their own).
+impl std::ops::Deref for PortCounts {
+    type Target = KernelCounts;
+    fn deref(&self) -> &KernelCounts {
+        &self.kernel
+    }
+}
+
+impl std::ops::DerefMut for PortCounts {
+    fn deref_mut(&mut self) -> &mut KernelCounts {
+        &mut self.kernel
+    }
 }
 
 /// Counters of one worker thread.

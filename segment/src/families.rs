@@ -298,3 +298,242 @@ macro_rules! counter_family {
     (@col none) => { None };
     (@col $c:literal) => { Some($c) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::{
+        HopCounts, KernelCounts, OutputCounts, PortCounts, RecorderCounts, TapCounts, HOP, KERNEL,
+        OUTPUT, PORT, RECORDER, TAP,
+    };
+    use crate::{Layout, StatsSegment};
+    use std::collections::BTreeSet;
+
+    /// Field names of a values struct, from its `Debug` output.
+    fn debug_fields(debug: &str) -> Vec<String> {
+        let inner = &debug[debug.find('{').unwrap() + 1..debug.rfind('}').unwrap()];
+        let mut names = Vec::new();
+        let mut depth = 0;
+        let mut token = String::new();
+        for c in inner.chars() {
+            match c {
+                '{' | '[' => depth += 1,
+                '}' | ']' => depth -= 1,
+                ':' if depth == 0 && !token.trim().is_empty() => {
+                    names.push(token.trim().trim_start_matches(',').trim().to_string());
+                    token.clear();
+                    continue;
+                }
+                ',' if depth == 0 => token.clear(),
+                _ => {}
+            }
+            if depth == 0 && c != ',' && c != '}' && c != ']' {
+                token.push(c);
+            } else if depth > 0 {
+                token.clear();
+            }
+        }
+        names
+    }
+
+    fn names<V>(f: &Family<V>) -> Vec<String> {
+        f.fields.iter().map(|f| f.name.to_string()).collect()
+    }
+
+    #[test]
+    fn descriptions_list_every_field_in_layout_order() {
+        assert_eq!(
+            names(&PORT),
+            debug_fields(&format!("{:?}", PortCounts::default()))
+        );
+        assert_eq!(
+            names(&KERNEL),
+            debug_fields(&format!("{:?}", KernelCounts::default()))
+        );
+        assert_eq!(
+            names(&HOP),
+            debug_fields(&format!("{:?}", HopCounts::default()))
+        );
+        assert_eq!(
+            names(&OUTPUT),
+            debug_fields(&format!("{:?}", OutputCounts::default()))
+        );
+        assert_eq!(
+            names(&RECORDER),
+            debug_fields(&format!("{:?}", RecorderCounts::default()))
+        );
+        assert_eq!(
+            names(&TAP),
+            debug_fields(&format!("{:?}", TapCounts::default()))
+        );
+        assert_eq!(
+            names(&HOP),
+            [
+                "to_tool_packets",
+                "to_tool_bytes",
+                "from_tool_packets",
+                "from_tool_bytes",
+                "bypassed_packets",
+                "bypassed_bytes",
+                "drops",
+                "heartbeats_sent",
+                "heartbeats_returned",
+                "heartbeats_late",
+                "heartbeats_lost"
+            ]
+        );
+    }
+
+    /// Every series is named once: a (family, extra label, scope) appears
+    /// in one field only, counters end in `_total`, consecutive fields
+    /// share a family only with a label of their own.
+    #[test]
+    fn metric_families_are_unique_and_well_named() {
+        let mut seen = BTreeSet::new();
+        let mut check = |fields: Vec<(&'static str, &'static [Metric])>| {
+            let mut previous: Option<&Metric> = None;
+            for (field, metrics) in fields {
+                for m in metrics {
+                    assert!(m.name.starts_with("tapline_"), "{field}: {}", m.name);
+                    assert_eq!(m.kind, MetricType::Counter, "{field}");
+                    assert!(m.name.ends_with("_total"), "{field}: {}", m.name);
+                    assert!(
+                        seen.insert((m.name, m.label, format!("{:?}", m.scope))),
+                        "{} declared twice",
+                        m.name
+                    );
+                    if let Some(p) = previous.filter(|p| p.name == m.name) {
+                        assert!(p.label.is_some() && m.label.is_some(), "{}", m.name);
+                        assert_eq!(p.help, m.help, "{}", m.name);
+                    }
+                    previous = Some(m);
+                }
+            }
+        };
+        check(PORT.fields.iter().map(|f| (f.name, f.metrics)).collect());
+        check(KERNEL.fields.iter().map(|f| (f.name, f.metrics)).collect());
+        check(HOP.fields.iter().map(|f| (f.name, f.metrics)).collect());
+        check(OUTPUT.fields.iter().map(|f| (f.name, f.metrics)).collect());
+        check(
+            RECORDER
+                .fields
+                .iter()
+                .map(|f| (f.name, f.metrics))
+                .collect(),
+        );
+        check(TAP.fields.iter().map(|f| (f.name, f.metrics)).collect());
+        // Every counter of every family is exported, but the recorder's
+        // error time (a gauge of its own) and the port's nested kernel block.
+        let unexported: Vec<&str> = [
+            PORT.fields
+                .iter()
+                .map(|f| (f.name, f.metrics))
+                .collect::<Vec<_>>(),
+            KERNEL.fields.iter().map(|f| (f.name, f.metrics)).collect(),
+            HOP.fields.iter().map(|f| (f.name, f.metrics)).collect(),
+            RECORDER
+                .fields
+                .iter()
+                .map(|f| (f.name, f.metrics))
+                .collect(),
+            TAP.fields.iter().map(|f| (f.name, f.metrics)).collect(),
+        ]
+        .concat()
+        .into_iter()
+        .filter(|(_, m)| m.is_empty())
+        .map(|(n, _)| n)
+        .collect();
+        assert_eq!(unexported, ["kernel", "last_error_unix_ns"]);
+    }
+
+    #[test]
+    fn cli_columns_are_data() {
+        assert_eq!(
+            HOP.columns().collect::<Vec<_>>(),
+            [
+                ("to_tool_packets", ">TO TOOL"),
+                ("from_tool_packets", ">FROM TOOL"),
+                ("bypassed_packets", ">BYPASSED"),
+                ("drops", ">DROPS"),
+                ("heartbeats_sent", ">HB SENT"),
+                ("heartbeats_returned", ">HB RETURNED"),
+                ("heartbeats_lost", ">HB LOST"),
+            ]
+        );
+        assert_eq!(
+            PORT.columns().map(|(_, h)| h).collect::<Vec<_>>(),
+            [
+                ">RX PACKETS",
+                ">RX BYTES",
+                ">TX PACKETS",
+                ">TX BYTES",
+                ">DROPS",
+                ">KERNEL DROPS"
+            ]
+        );
+        assert_eq!(
+            TAP.columns().map(|(_, h)| h).collect::<Vec<_>>(),
+            [">MATCHED", ">SENT", ">LOST"]
+        );
+    }
+
+    /// With every word of a segment non-zero, `clear` (and the writer's
+    /// clearing calls) leave every counter of the family at zero: no field
+    /// can be forgotten.
+    #[test]
+    fn clear_zeroes_every_counter_of_every_family() {
+        let seg = StatsSegment::in_memory_with(&Layout {
+            n_queues: 1,
+            n_workers: 1,
+            max_hops: 1,
+            n_hop_writers: 2,
+            n_outputs: 1,
+            n_output_writers: 1,
+            max_recorders: 1,
+            max_taps: 1,
+        });
+        // Even: the sequence words too, as a writer leaves them.
+        for w in seg.m.map.words() {
+            w.set(2);
+        }
+        let q = seg.queue_slot(0);
+        let hops = [seg.hop_slot(0, 0), seg.hop_slot(0, 1)];
+        let (o, r, t) = (seg.output_slot(0, 0), seg.recorder_slot(0), seg.tap_slot(0));
+        assert_ne!(q.values(), PortCounts::default());
+        assert_ne!(hops[1].values(), HopCounts::default());
+        assert_ne!(r.disk.values(), RecorderCounts::default());
+        seg.clear_queue(0);
+        seg.clear_hop(0);
+        o.clear();
+        r.disk.clear();
+        t.start(1, "passive-1 rx", "");
+        assert_eq!(q.values(), PortCounts::default());
+        for h in &hops {
+            assert_eq!(h.values(), HopCounts::default());
+        }
+        assert_eq!(o.values(), OutputCounts::default());
+        assert_eq!(r.disk.values(), RecorderCounts::default());
+        assert_eq!(t.stream.values(), TapCounts::default());
+        let lat = seg.hop_latency_slot(0);
+        assert_eq!(lat.histogram().unwrap().count, 0);
+    }
+
+    #[test]
+    fn values_of_writers_add_up() {
+        let seg = StatsSegment::in_memory_with(&Layout {
+            max_hops: 1,
+            n_hop_writers: 2,
+            ..Layout::default()
+        });
+        seg.hop_slot(0, 0).to_tool_packets.add(3);
+        seg.hop_slot(0, 1).to_tool_packets.add(4);
+        seg.hop_slot(0, 1).drops[2].add(5);
+        let mut sum = HopCounts::default();
+        seg.hop_slot(0, 0).add_to(&mut sum);
+        seg.hop_slot(0, 1).add_to(&mut sum);
+        assert_eq!(sum.to_tool_packets, 7);
+        assert_eq!(sum.drops[2], 5);
+        assert!(matches!((HOP.fields[6].get)(&sum), Value::ByReason(d) if d[2] == 5));
+        assert_eq!((HOP.fields[0].get)(&sum), Value::One(7));
+    }
+}

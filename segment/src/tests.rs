@@ -287,7 +287,7 @@ fn queue_slots_are_described_cleared_and_reused() {
     seg.describe_queue(2, &info("tool-a", "t1a", 0, "ids"));
     seg.describe_queue(3, &info("tool-b", "t1b", 0, "ids"));
     seg.queue_slot(2).rx_packets.add(9);
-    seg.queue_slot(2).kernel.rx_ring_full.add(1);
+    seg.queue_slot(2).kernel.kernel_rx_ring_full.add(1);
     let s = r.snapshot();
     let roles: Vec<&str> = s.queues.iter().map(|q| q.info.role.as_str()).collect();
     assert_eq!(roles, ["inline-1", "tool-a", "tool-b"]);
@@ -307,7 +307,7 @@ fn queue_slots_are_described_cleared_and_reused() {
     let s = r.snapshot();
     assert_eq!(s.queues[1].info, info("tool-a", "t2a", 0, "waf"));
     assert_eq!(s.queues[1].rx_packets, 0);
-    assert_eq!(s.queues[1].kernel.rx_ring_full, 0);
+    assert_eq!(s.queues[1].kernel.kernel_rx_ring_full, 0);
     // Rewriting a description in place keeps the counters.
     seg.queue_slot(2).tx_packets.add(3);
     let mut moved = info("tool-a", "t2a", 0, "waf");

@@ -544,4 +544,3 @@ fn promtool_finds_nothing_and_modes_are_attributes() {
     assert_ne!(ta, tb);
     assert!(ta.contains("tapline_port_queue_info{port=\"inline-1\",ifname=\"i1\",queue=\"1\",mode=\"native-zerocopy\"} 1"), "{ta}");
 }
-

@@ -286,12 +286,14 @@ impl Totals {
         }
         let k = &mut self.kernel;
         let q = &q.kernel;
-        k.rx_dropped = k.rx_dropped.wrapping_add(q.rx_dropped);
-        k.rx_invalid_descs = k.rx_invalid_descs.wrapping_add(q.rx_invalid_descs);
-        k.tx_invalid_descs = k.tx_invalid_descs.wrapping_add(q.tx_invalid_descs);
-        k.rx_ring_full = k.rx_ring_full.wrapping_add(q.rx_ring_full);
-        k.rx_fill_ring_empty = k.rx_fill_ring_empty.wrapping_add(q.rx_fill_ring_empty);
-        k.tx_ring_empty = k.tx_ring_empty.wrapping_add(q.tx_ring_empty);
+        k.rx_dropped = k.rx_dropped.wrapping_add(q.kernel_rx_dropped);
+        k.rx_invalid_descs = k.rx_invalid_descs.wrapping_add(q.kernel_rx_invalid_descs);
+        k.tx_invalid_descs = k.tx_invalid_descs.wrapping_add(q.kernel_tx_invalid_descs);
+        k.rx_ring_full = k.rx_ring_full.wrapping_add(q.kernel_rx_ring_full);
+        k.rx_fill_ring_empty = k
+            .rx_fill_ring_empty
+            .wrapping_add(q.kernel_rx_fill_ring_empty);
+        k.tx_ring_empty = k.tx_ring_empty.wrapping_add(q.kernel_tx_ring_empty);
     }
 
     fn of<'a>(queues: impl IntoIterator<Item = &'a QueueSnapshot>) -> Totals {

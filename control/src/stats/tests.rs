@@ -27,12 +27,12 @@ pub(crate) fn queue(role: &str, ifname: &str, queue: u32, rx: u64) -> QueueSnaps
             tx_bytes: rx * 50,
             drops: [rx / 10, 0, 0, 0, 0, 0, 0, 0],
             kernel: KernelCounts {
-                rx_dropped: 1,
-                rx_invalid_descs: 2,
-                tx_invalid_descs: 3,
-                rx_ring_full: 4,
-                rx_fill_ring_empty: 5,
-                tx_ring_empty: 6,
+                kernel_rx_dropped: 1,
+                kernel_rx_invalid_descs: 2,
+                kernel_tx_invalid_descs: 3,
+                kernel_rx_ring_full: 4,
+                kernel_rx_fill_ring_empty: 5,
+                kernel_tx_ring_empty: 6,
             },
         },
     }
