@@ -366,22 +366,6 @@ mod tests {
             names(&TAP),
             debug_fields(&format!("{:?}", TapCounts::default()))
         );
-        assert_eq!(
-            names(&HOP),
-            [
-                "to_tool_packets",
-                "to_tool_bytes",
-                "from_tool_packets",
-                "from_tool_bytes",
-                "bypassed_packets",
-                "bypassed_bytes",
-                "drops",
-                "heartbeats_sent",
-                "heartbeats_returned",
-                "heartbeats_late",
-                "heartbeats_lost"
-            ]
-        );
     }
 
     /// Every series is named once: a (family, extra label, scope) appears

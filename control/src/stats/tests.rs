@@ -103,28 +103,32 @@ pub(crate) fn tool_queue(
 }
 
 /// A hop of the chain, its counters scaled by `n`.
+// Field by field on purpose (see below).
+#[allow(clippy::field_reassign_with_default)]
 pub(crate) fn hop(name: &str, position: u32, slot: usize, n: u64) -> HopSnapshot {
     let mut buckets = [0u64; HOP_RTT_BUCKETS];
     buckets[0] = n; // <= 10 us
     buckets[3] = n; // (50 us, 100 us]
     buckets[HOP_RTT_BUCKETS - 1] = 1; // > 1 s
+                                      // Field by field, so that a counter added to the family needs no
+                                      // change here (it stays 0).
+    let mut counts = HopCounts::default();
+    counts.to_tool_packets = n * 10;
+    counts.to_tool_bytes = n * 1000;
+    counts.from_tool_packets = n * 9;
+    counts.from_tool_bytes = n * 900;
+    counts.bypassed_packets = n;
+    counts.bypassed_bytes = n * 100;
+    counts.drops = [0, n, 0, 2, 0, 0, 0, 0];
+    counts.heartbeats_sent = n * 4;
+    counts.heartbeats_returned = n * 3;
+    counts.heartbeats_late = n;
+    counts.heartbeats_lost = 1;
     HopSnapshot {
         slot,
         name: name.into(),
         position,
-        counts: HopCounts {
-            to_tool_packets: n * 10,
-            to_tool_bytes: n * 1000,
-            from_tool_packets: n * 9,
-            from_tool_bytes: n * 900,
-            bypassed_packets: n,
-            bypassed_bytes: n * 100,
-            drops: [0, n, 0, 2, 0, 0, 0, 0],
-            heartbeats_sent: n * 4,
-            heartbeats_returned: n * 3,
-            heartbeats_late: n,
-            heartbeats_lost: 1,
-        },
+        counts,
         round_trip: Some(LatencyValues {
             count: 5,
             p50_ns: 45_000,
