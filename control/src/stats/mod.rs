@@ -630,4 +630,6 @@ fn fallback_stats(f: &FallbackSnapshot) -> v1::FallbackStats {
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 pub(crate) mod tests;
