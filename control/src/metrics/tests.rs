@@ -258,6 +258,11 @@ async fn http_paths_and_methods() {
             .contains(&format!("content-length: {}", body.len())),
         "{head}"
     );
+    // One request per connection, said so.
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
     // HEAD: the head only.
     let a = exchange(addr, b"HEAD /metrics HTTP/1.0\r\n\r\n").await;
     assert_eq!(status(&a), 200);
