@@ -255,6 +255,8 @@ pub(crate) fn own_fds(raw: impl IntoIterator<Item = RawFd>) -> Vec<OwnedFd> {
 }
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 
 /// The `BPF_MAP_*_ELEM` prefix of `union bpf_attr`.
 #[repr(C)]
@@ -267,31 +269,95 @@ struct MapElemAttr {
     flags: u64,
 }
 
-/// `BPF_MAP_LOOKUP_ELEM` with a 4-byte key into `out`, which holds the
-/// value of one entry (`value_size` bytes, times the possible CPUs for a
-/// per-CPU map). The fallback maps' values are words (u32 or u64).
-pub(crate) fn map_lookup<V: Word>(map: BorrowedFd<'_>, key: u32, out: &mut [V]) -> io::Result<()> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: &key as *const u32 as u64,
-        value: out.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: `key` and `out` outlive the call; `out` is writable and, as
-    // the caller guarantees, as large as what the kernel writes; any bytes
-    // are a valid `Word`. `attr` is the lookup prefix of `union bpf_attr`.
+/// The start of `struct bpf_map_info`.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct MapInfo {
+    map_type: u32,
+    id: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+}
+
+/// The `BPF_OBJ_GET_INFO_BY_FD` part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// `bpf(cmd, attr)`.
+///
+/// # Safety
+///
+/// `attr` must be the part of `union bpf_attr` that `cmd` reads, and every
+/// pointer in it must be valid for what the kernel reads or writes there.
+unsafe fn bpf<A>(cmd: libc::c_int, attr: &mut A) -> io::Result<()> {
+    // SAFETY: forwarded to the caller.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            BPF_MAP_LOOKUP_ELEM,
-            (&mut attr as *mut MapElemAttr).cast::<libc::c_void>(),
-            size_of::<MapElemAttr>() as libc::c_uint,
+            cmd,
+            (attr as *mut A).cast::<libc::c_void>(),
+            size_of::<A>() as libc::c_uint,
         )
     };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Bytes `BPF_MAP_LOOKUP_ELEM` writes for one entry of `map`: the value
+/// size, or for a per-CPU map the value size rounded up to 8, times the
+/// possible CPUs.
+fn lookup_len(map: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut info = MapInfo::default();
+    let mut attr = InfoAttr {
+        fd: map.as_raw_fd() as u32,
+        info_len: size_of::<MapInfo>() as u32,
+        info: &mut info as *mut MapInfo as u64,
+    };
+    // SAFETY: the OBJ_GET_INFO_BY_FD attr; `info` outlives the call and
+    // `info_len` is its size, the most the kernel writes.
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    let value = info.value_size as usize;
+    Ok(if info.map_type == BPF_MAP_TYPE_PERCPU_ARRAY {
+        value.next_multiple_of(8) * crate::fallback::possible_cpus()?
+    } else {
+        value
+    })
+}
+
+/// `BPF_MAP_LOOKUP_ELEM` with a 4-byte key into `out`. The map's own
+/// value size decides how much the kernel writes, so it is read first: a
+/// map whose values do not fit `out` (a peer handed over something else
+/// than it said) is `InvalidInput`, never written past `out`.
+pub(crate) fn map_lookup<V: Word>(map: BorrowedFd<'_>, key: u32, out: &mut [V]) -> io::Result<()> {
+    let needed = lookup_len(map)?;
+    if needed > std::mem::size_of_val(out) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "map values of {needed} bytes do not fit {} bytes",
+                std::mem::size_of_val(out)
+            ),
+        ));
+    }
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: &key as *const u32 as u64,
+        value: out.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: the lookup attr; `key` and `out` outlive the call; `out` is
+    // writable and at least as large as what the kernel writes (checked
+    // above); any bytes are a valid `Word`.
+    unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }
 }
 
 /// Plain integers the kernel may write any bytes into.
@@ -304,3 +370,71 @@ pub(crate) unsafe trait Word: Copy {}
 unsafe impl Word for u32 {}
 // SAFETY: any 8 bytes are a u64.
 unsafe impl Word for u64 {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BPF_MAP_CREATE: libc::c_int = 0;
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct MapCreateAttr {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    }
+
+    fn array_map(map_type: u32, value_size: u32) -> OwnedFd {
+        let mut attr = MapCreateAttr {
+            map_type,
+            key_size: 4,
+            value_size,
+            max_entries: 1,
+        };
+        // SAFETY: the MAP_CREATE prefix of `union bpf_attr`, no pointers.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_CREATE,
+                (&mut attr as *mut MapCreateAttr).cast::<libc::c_void>(),
+                size_of::<MapCreateAttr>() as libc::c_uint,
+            )
+        };
+        assert!(
+            fd >= 0,
+            "BPF_MAP_CREATE: {} (this test needs root or CAP_BPF)",
+            io::Error::last_os_error()
+        );
+        own_fds([fd as RawFd]).pop().unwrap()
+    }
+
+    /// A held "action" map whose values are larger than the word the
+    /// keeper reads is refused, not written past the word.
+    #[test]
+    fn lookups_refuse_values_larger_than_the_buffer() {
+        use std::os::fd::AsFd;
+        let big = array_map(BPF_MAP_TYPE_ARRAY, 64);
+        let mut word = [0u32; 1];
+        let e = map_lookup(big.as_fd(), 0, &mut word).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        let mut words = [0u32; 16];
+        map_lookup(big.as_fd(), 0, &mut words).unwrap();
+
+        let action = array_map(BPF_MAP_TYPE_ARRAY, 4);
+        map_lookup(action.as_fd(), 0, &mut word).unwrap();
+        assert_eq!(word, [0]);
+
+        // Per-CPU: 8 bytes per possible CPU.
+        let cpus = crate::fallback::possible_cpus().unwrap();
+        let counters = array_map(BPF_MAP_TYPE_PERCPU_ARRAY, 8);
+        let mut v = vec![0u64; cpus];
+        map_lookup(counters.as_fd(), 0, &mut v).unwrap();
+        let mut short = vec![0u64; cpus - 1];
+        if cpus > 1 {
+            assert!(map_lookup(counters.as_fd(), 0, &mut short).is_err());
+        }
+    }
+}
