@@ -379,8 +379,8 @@ pub fn rate_window(prev: Option<&Sample>, cur: &Sample) -> Option<Duration> {
     (!window.is_zero()).then_some(window)
 }
 
-fn timestamp(unix_ns: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
+fn timestamp(unix_ns: u64) -> tapline_proto::Timestamp {
+    tapline_proto::Timestamp {
         seconds: (unix_ns / 1_000_000_000) as i64,
         nanos: (unix_ns % 1_000_000_000) as i32,
     }
@@ -388,7 +388,7 @@ fn timestamp(unix_ns: u64) -> prost_types::Timestamp {
 
 /// A `google.protobuf.Timestamp` from nanoseconds since the Unix epoch;
 /// `None` for 0 (never set).
-pub fn timestamp_opt(unix_ns: u64) -> Option<prost_types::Timestamp> {
+pub fn timestamp_opt(unix_ns: u64) -> Option<tapline_proto::Timestamp> {
     (unix_ns != 0).then(|| timestamp(unix_ns))
 }
 

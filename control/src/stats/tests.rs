@@ -125,7 +125,7 @@ fn stats_sum_queues_and_name_drop_reasons() {
     assert_eq!(st.dataplane_state(), v1::DataplaneState::Running);
     assert_eq!(
         st.sampled_at,
-        Some(prost_types::Timestamp {
+        Some(tapline_proto::Timestamp {
             seconds: 1_800_000_100,
             nanos: 123_456_789
         })
@@ -547,7 +547,7 @@ fn recorders_have_their_filter_stage_and_disk_counters() {
     );
     assert_eq!(
         r.last_disk_error_at,
-        Some(prost_types::Timestamp {
+        Some(tapline_proto::Timestamp {
             seconds: 1_800_000_050,
             nanos: 250_000_000
         })
@@ -608,7 +608,7 @@ fn taps_are_listed_by_id() {
     );
     assert_eq!(
         t.started_at,
-        Some(prost_types::Timestamp {
+        Some(tapline_proto::Timestamp {
             seconds: 1_800_000_090,
             nanos: 9
         })
