@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use tapline_config::Config;
 use tapline_control::audit::AuditLog;
 use tapline_control::Bound;
-use tapline_dataplane::config::Config;
-use tapline_dataplane::xdp::shm::{QueueInfo, SegmentState, StatsSegment};
 use tapline_proto::v1;
 use tapline_proto::v1::observer_client::ObserverClient;
+use tapline_segment::{QueueInfo, SegmentState, StatsSegment};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Request;
 

@@ -1,13 +1,13 @@
 //! The inline pair's kernel fallback as the sidecar shows it: the link
-//! keeper ([`tapline_dataplane::xdp::custody::Keeper`]) holds the inline
+//! keeper ([`tapline_segment::custody::Keeper`]) holds the inline
 //! ports' BPF links and the fallback maps, so the kernel's counters are
 //! readable here even while the dataplane is down. Turned into
 //! `GetInfoResponse.kernel_fallback` and `tapline_fallback_*` metrics.
 
 use std::fmt::Write as _;
 
-use tapline_dataplane::xdp::custody::KeeperStatus;
 use tapline_proto::v1;
+use tapline_segment::custody::KeeperStatus;
 
 /// The API message, or none when the keeper holds nothing.
 pub fn to_proto(st: &KeeperStatus) -> Option<v1::KernelFallback> {
@@ -122,8 +122,8 @@ pub fn render_metrics(st: &KeeperStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapline_dataplane::xdp::custody::PortRecord;
-    use tapline_dataplane::xdp::fallback::PortFallbackCounters;
+    use tapline_segment::custody::PortRecord;
+    use tapline_segment::PortFallbackCounters;
 
     #[test]
     fn metrics_follow_each_family() {

@@ -11,11 +11,9 @@
 //! same reporter backs the health service on both listeners.
 
 use std::sync::Arc;
-use tapline_dataplane::xdp::shm::{
-    Snapshot, LINK_DOWN_INLINE_1, LINK_DOWN_INLINE_2, LINK_DOWN_PASSIVE_1,
-};
+use tapline_segment::{Snapshot, LINK_DOWN_INLINE_1, LINK_DOWN_INLINE_2, LINK_DOWN_PASSIVE_1};
 
-use tapline_dataplane::xdp::custody::Keeper;
+use tapline_segment::custody::Keeper;
 use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 
@@ -170,7 +168,8 @@ pub async fn clear(mut reporter: HealthReporter) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapline_dataplane::xdp::shm::{QueueInfo, QueueSnapshot, SegmentState, DROP_SLOTS};
+    use tapline_segment::counters::{KernelCounts, PortCounts};
+    use tapline_segment::{QueueInfo, QueueSnapshot, SegmentState, DROP_SLOTS};
     use tonic::Request;
     use tonic_health::pb::health_server::Health;
     use tonic_health::pb::HealthCheckRequest;
@@ -185,17 +184,21 @@ mod tests {
                 worker: 0,
                 hop: String::new(),
             },
-            rx_packets: 0,
-            rx_bytes: 0,
-            tx_packets: 0,
-            tx_bytes: 0,
-            drops: [0; DROP_SLOTS],
-            kernel_rx_dropped: 0,
-            kernel_rx_invalid_descs: 0,
-            kernel_tx_invalid_descs: 0,
-            kernel_rx_ring_full: 0,
-            kernel_rx_fill_ring_empty: 0,
-            kernel_tx_ring_empty: 0,
+            counts: PortCounts {
+                rx_packets: 0,
+                rx_bytes: 0,
+                tx_packets: 0,
+                tx_bytes: 0,
+                drops: [0; DROP_SLOTS],
+                kernel: KernelCounts {
+                    kernel_rx_dropped: 0,
+                    kernel_rx_invalid_descs: 0,
+                    kernel_tx_invalid_descs: 0,
+                    kernel_rx_ring_full: 0,
+                    kernel_rx_fill_ring_empty: 0,
+                    kernel_tx_ring_empty: 0,
+                },
+            },
         }
     }
 

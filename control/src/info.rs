@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tapline_config::Config;
 use tapline_config::XdpMode;
-use tapline_dataplane::xdp::shm::Snapshot;
 use tapline_proto::v1;
+use tapline_segment::Snapshot;
 
 use crate::state::{DataplaneStatus, Observation};
 use crate::stats::{api_mode, least_capable, ports, queue_workers, timestamp_opt};

@@ -43,9 +43,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tapline_config::{Config, ConfigError};
-use tapline_dataplane::xdp::custody::Keeper;
 use tapline_proto::v1::admin_server::AdminServer;
 use tapline_proto::v1::observer_server::ObserverServer;
+use tapline_segment::custody::Keeper;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -18,14 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tapline_config::Config;
-use tapline_dataplane::xdp::shm::unix_ns;
 use tapline_proto::v1;
 use tapline_proto::v1::observer_server::Observer;
+use tapline_segment::unix_ns;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use tapline_dataplane::xdp::custody::Keeper;
+use tapline_segment::custody::Keeper;
 
 use crate::dataplane::DataplaneClient;
 use crate::info::{build_info, probe_netdev};

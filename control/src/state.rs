@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tapline_dataplane::xdp::shm::{unix_ns, SegmentReader, SegmentState, Snapshot};
+use tapline_segment::{unix_ns, SegmentReader, SegmentState, Snapshot};
 use tokio::sync::watch;
 use tracing::{info, warn};
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{
     chain, response, sidecar_config, tmpdir, with_token, FakeCommandSocket, Sidecar, INLINE_PAIR,
 };
-use tapline_dataplane::config::Config;
+use tapline_config::Config;
 use tapline_proto::v1;
 use tapline_proto::v1::admin_client::AdminClient;
 use tapline_proto::v1::dataplane_request::Request as DpRequest;

@@ -20,7 +20,7 @@ use common::{
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use serde_json::Value;
-use tapline_dataplane::config::Config;
+use tapline_config::Config;
 use tapline_proto::v1;
 use tapline_proto::v1::admin_client::AdminClient;
 use tapline_proto::v1::dataplane_request::Request as DpRequest;

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{channel, sidecar_config, tmpdir, Sidecar, PASSIVE_AND_INLINE};
+use tapline_config::Config;
 use tapline_control::Bound;
-use tapline_dataplane::config::Config;
-use tapline_dataplane::xdp::shm::{QueueInfo, SegmentState, StatsSegment};
 use tapline_proto::v1;
 use tapline_proto::v1::admin_client::AdminClient;
 use tapline_proto::v1::observer_client::ObserverClient;
+use tapline_segment::{QueueInfo, SegmentState, StatsSegment};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{sidecar_config, tmpdir, Sidecar};
+use tapline_config::Config;
 use tapline_control::audit::AuditLog;
-use tapline_dataplane::config::Config;
 
 const TAPLINECTL: &str = env!("CARGO_BIN_EXE_taplinectl");
 

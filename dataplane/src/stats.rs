@@ -9,131 +9,28 @@
 
 use std::fmt;
 
-pub use crate::xdp::shm::{
-    Counter, HopCounters, HopInfo, HopLatency, KernelCounters, LatencySummary, Layout,
-    OutputCounters, OutputInfo, OutputKind, QueueCounters, QueueInfo, RecorderCounters, Slot,
-    StatsSegment, TapCounters, WorkerCounters, HOP_RTT_BOUNDS_NS, HOP_RTT_BUCKETS,
-};
 use crate::xdp::{PortMode, XskStats};
-
-/// Why the dataplane dropped a frame it had received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum DropReason {
-    /// The egress port's TX ring was full (it is slower than the ingress).
-    TxRingFull = 0,
-    /// The hop is down and its failure action is drop.
-    HopDown = 1,
-    /// A heartbeat-shaped frame (the heartbeat ethertype) arrived on
-    /// inline-1 or inline-2, from the wire rather than from a tool.
-    HeartbeatFromWire = 2,
-    /// A frame with the heartbeat ethertype came back from a tool with a
-    /// wrong keyed tag or hop id.
-    HeartbeatInvalid = 3,
-}
-
-impl DropReason {
-    pub const COUNT: usize = 4;
-    const _FITS: () = assert!(Self::COUNT <= crate::xdp::shm::DROP_SLOTS);
-    /// Every reason, in slot order (`ALL[i] as usize == i`).
-    pub const ALL: [DropReason; Self::COUNT] = [
-        DropReason::TxRingFull,
-        DropReason::HopDown,
-        DropReason::HeartbeatFromWire,
-        DropReason::HeartbeatInvalid,
-    ];
-
-    /// The name readers show (metrics label, API map key).
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::TxRingFull => "tx_ring_full",
-            DropReason::HopDown => "hop_down",
-            DropReason::HeartbeatFromWire => "heartbeat_from_wire",
-            DropReason::HeartbeatInvalid => "heartbeat_invalid",
-        }
-    }
-}
-
-/// Why a passive output (a group member or a recorder) did not get a
-/// packet its filter accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum OutputDropReason {
-    /// The member's TX ring was full, or its share of the UMEM was in
-    /// flight (the member is slower than the capture).
-    TxRingFull = 0,
-    /// The member's link was down.
-    MemberDown = 1,
-    /// The kernel refused to transmit on the member (other than "busy").
-    TxError = 2,
-    /// The recorder's queue was full (the disk is slower than the traffic).
-    QueueFull = 3,
-    /// The recorder's directory failed (full, read-only, missing); its
-    /// packets are dropped until a write succeeds again.
-    DiskError = 4,
-}
-
-impl OutputDropReason {
-    pub const COUNT: usize = 5;
-    const _FITS: () = assert!(Self::COUNT <= crate::xdp::shm::DROP_SLOTS);
-    /// Every reason, in slot order.
-    pub const ALL: [OutputDropReason; Self::COUNT] = [
-        OutputDropReason::TxRingFull,
-        OutputDropReason::MemberDown,
-        OutputDropReason::TxError,
-        OutputDropReason::QueueFull,
-        OutputDropReason::DiskError,
-    ];
-
-    /// The name readers show (metrics label, API map key).
-    pub fn name(self) -> &'static str {
-        match self {
-            OutputDropReason::TxRingFull => "tx_ring_full",
-            OutputDropReason::MemberDown => "member_down",
-            OutputDropReason::TxError => "tx_error",
-            OutputDropReason::QueueFull => "queue_full",
-            OutputDropReason::DiskError => "disk_error",
-        }
-    }
-}
+pub use tapline_segment::{
+    Counter, DropExt, DropReason, HopCounters, HopInfo, HopLatency, KernelCounters, LatencySummary,
+    Layout, OutputCounters, OutputDropReason, OutputInfo, OutputKind, QueueCounters, QueueInfo,
+    RecorderCounters, Slot, StatsSegment, TapCounters, WorkerCounters, HOP_RTT_BOUNDS_NS,
+    HOP_RTT_BUCKETS,
+};
 
 impl KernelCountersExt for KernelCounters {
     fn store(&self, s: &XskStats) {
-        self.rx_dropped.set(s.rx_dropped);
-        self.rx_invalid_descs.set(s.rx_invalid_descs);
-        self.tx_invalid_descs.set(s.tx_invalid_descs);
-        self.rx_ring_full.set(s.rx_ring_full);
-        self.rx_fill_ring_empty.set(s.rx_fill_ring_empty);
-        self.tx_ring_empty.set(s.tx_ring_empty);
+        self.kernel_rx_dropped.set(s.rx_dropped);
+        self.kernel_rx_invalid_descs.set(s.rx_invalid_descs);
+        self.kernel_tx_invalid_descs.set(s.tx_invalid_descs);
+        self.kernel_rx_ring_full.set(s.rx_ring_full);
+        self.kernel_rx_fill_ring_empty.set(s.rx_fill_ring_empty);
+        self.kernel_tx_ring_empty.set(s.tx_ring_empty);
     }
 }
 
 /// Copies the kernel's socket statistics into their mirror.
 pub trait KernelCountersExt {
     fn store(&self, s: &XskStats);
-}
-
-/// Counting a drop by reason.
-pub trait DropExt {
-    fn drop_frames(&self, reason: DropReason, n: u64);
-}
-
-impl DropExt for QueueCounters {
-    #[inline]
-    fn drop_frames(&self, reason: DropReason, n: u64) {
-        if n > 0 {
-            self.drops[reason as usize].add(n);
-        }
-    }
-}
-
-impl DropExt for HopCounters {
-    #[inline]
-    fn drop_frames(&self, reason: DropReason, n: u64) {
-        if n > 0 {
-            self.drops[reason as usize].add(n);
-        }
-    }
 }
 
 /// The role of a port.
@@ -210,11 +107,11 @@ impl StatsRegistry {
             for (d, s) in t.drops.iter_mut().zip(&c.drops) {
                 *d += s.get();
             }
-            t.kernel_rx_dropped += c.kernel.rx_dropped.get();
-            t.kernel_rx_ring_full += c.kernel.rx_ring_full.get();
-            t.kernel_fill_ring_empty += c.kernel.rx_fill_ring_empty.get();
+            t.kernel_rx_dropped += c.kernel.kernel_rx_dropped.get();
+            t.kernel_rx_ring_full += c.kernel.kernel_rx_ring_full.get();
+            t.kernel_fill_ring_empty += c.kernel.kernel_rx_fill_ring_empty.get();
             t.kernel_invalid_descs +=
-                c.kernel.rx_invalid_descs.get() + c.kernel.tx_invalid_descs.get();
+                c.kernel.kernel_rx_invalid_descs.get() + c.kernel.kernel_tx_invalid_descs.get();
         }
         t
     }
@@ -269,48 +166,8 @@ mod tests {
     }
 
     #[test]
-    fn drop_reasons_are_in_slot_order_with_unique_names() {
-        for (i, r) in DropReason::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
-        }
-        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
-        assert_eq!(
-            names,
-            [
-                "tx_ring_full",
-                "hop_down",
-                "heartbeat_from_wire",
-                "heartbeat_invalid"
-            ]
-        );
-        names.dedup();
-        assert_eq!(names.len(), DropReason::COUNT);
+    fn roles_have_their_names() {
         assert_eq!(Role::ToolA.to_string(), "tool-a");
         assert_eq!(Role::ToolB.as_str(), "tool-b");
-    }
-
-    #[test]
-    fn hop_drops_count_by_reason() {
-        let seg = StatsSegment::in_memory_with(&Layout {
-            max_hops: 1,
-            n_hop_writers: 2,
-            ..Layout::default()
-        });
-        seg.describe_hop(
-            0,
-            Some(HopInfo {
-                name: "ids".into(),
-                position: 0,
-            }),
-        );
-        seg.hop_slot(0, 0).drop_frames(DropReason::HopDown, 3);
-        seg.hop_slot(0, 1).drop_frames(DropReason::HopDown, 4);
-        seg.hop_slot(0, 1)
-            .drop_frames(DropReason::HeartbeatInvalid, 1);
-        seg.hop_slot(0, 1).drop_frames(DropReason::TxRingFull, 0);
-        let h = &seg.snapshot().hops[0];
-        assert_eq!(h.drops[DropReason::HopDown as usize], 7);
-        assert_eq!(h.drops[DropReason::HeartbeatInvalid as usize], 1);
-        assert_eq!(h.drops[DropReason::TxRingFull as usize], 0);
     }
 }

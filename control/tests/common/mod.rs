@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use tapline_config::Config;
 use tapline_control::audit::AuditLog;
 use tapline_control::Bound;
-use tapline_dataplane::config::Config;
 use tapline_proto::v1;
 use tapline_proto::wire;
 use tonic::transport::Channel;

@@ -50,8 +50,8 @@ pub enum FallbackAction {
 }
 
 impl FallbackAction {
-    const FORWARD: u32 = 0;
-    const DROP: u32 = 1;
+    const FORWARD: u32 = tapline_segment::fallback::ACTION_FORWARD;
+    const DROP: u32 = tapline_segment::fallback::ACTION_DROP;
 
     fn to_raw(self) -> u32 {
         match self {
@@ -82,27 +82,14 @@ impl std::fmt::Display for FallbackAction {
     }
 }
 
-/// Kernel-side counters of one inline port (summed over CPUs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PortFallbackCounters {
-    /// Frames the fallback forwarded to the other inline port.
-    pub forwarded: u64,
-    /// Frames the fallback dropped (fail-closed).
-    pub dropped: u64,
-    /// Leases found expired by a frame (a stalled, stopped or dead worker).
-    pub lease_expiries: u64,
-}
-
-/// Counter index within a port's block of the per-CPU array.
-const C_FORWARDED: i32 = 0;
-const C_DROPPED: i32 = 1;
-const C_EXPIRIES: i32 = 2;
-const COUNTERS_PER_PORT: u32 = 4;
+/// The counter map's layout (shared with the keeper, which reads it).
+pub use tapline_segment::fallback::PortFallbackCounters;
 /// Inline-1 and inline-2.
-pub const PORTS: u32 = 2;
+pub use tapline_segment::fallback::PORTS;
+use tapline_segment::fallback::{
+    COUNTERS_PER_PORT, C_DROPPED, C_EXPIRIES, C_FORWARDED, LEASE_VALUE_BYTES,
+};
 
-/// One lease in the memory-mapped array: `{ deadline_ns, takeovers }`.
-const LEASE_VALUE_BYTES: u32 = 16;
 /// The deadline the kernel writes when it finds a lease expired (and the
 /// dataplane when it hands over on exit): "was leased, now expired".
 /// 0 means "never leased".
