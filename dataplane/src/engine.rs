@@ -143,7 +143,7 @@ pub struct Dataplane {
     // Dropped last: detaches XDP and releases promiscuous mode.
     interfaces: Vec<Interface>,
     /// `state_dir/lock`, held while the dataplane runs.
-    lock: std::sync::Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
+    lock: std::sync::Mutex<Option<crate::sys::process::FileLock>>,
     /// Heartbeats so far (the state directory is looked at every
     /// [`STATE_DIR_CHECK_BEATS`]).
     beats: std::sync::atomic::AtomicU64,
@@ -159,8 +159,7 @@ const STATE_DIR_CHECK_BEATS: u64 = 10;
 /// CAP_SYS_RESOURCE (EPERM) and not fatal: with CAP_IPC_LOCK the UMEM is not
 /// charged against the limit anyway.
 fn raise_memlock() {
-    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
-    if let Err(e) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
+    if let Err(e) = crate::sys::process::raise_memlock_limit() {
         debug!(error = %e, "setrlimit(RLIMIT_MEMLOCK) failed; relying on CAP_IPC_LOCK");
     }
 }

@@ -25,6 +25,8 @@ pub mod preflight;
 pub mod record;
 pub mod stats;
 pub mod survive;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod tap;
 pub mod worker;
 #[allow(unsafe_code)]

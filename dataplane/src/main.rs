@@ -58,10 +58,7 @@ fn main() -> ExitCode {
     // A parent may have left SIGTERM or SIGINT blocked (the mask is
     // inherited across exec): unblock them, or a stop request would never
     // arrive.
-    let mut stop_signals = nix::sys::signal::SigSet::empty();
-    stop_signals.add(nix::sys::signal::Signal::SIGTERM);
-    stop_signals.add(nix::sys::signal::Signal::SIGINT);
-    if let Err(e) = stop_signals.thread_unblock() {
+    if let Err(e) = tapline_dataplane::sys::process::unblock_stop_signals() {
         error!(error = %e, "cannot unblock SIGTERM and SIGINT");
         return ExitCode::from(exit::OSERR);
     }

@@ -43,7 +43,6 @@
 //! sends do not go through the forwarding path.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
@@ -816,16 +815,9 @@ impl TapSink for UnixStream {
     }
 
     fn closed(&mut self) -> bool {
-        use nix::sys::socket::{recv, MsgFlags};
-        let mut buf = [0u8; 64];
         // The client sends nothing after its request: EOF (0) is its close;
         // anything it does send is ignored.
-        match recv(self.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => false,
-            Err(_) => true,
-        }
+        crate::sys::process::stream_closed(self)
     }
 }
 

@@ -159,10 +159,7 @@ impl Heartbeats {
 /// `CLOCK_MONOTONIC` in nanoseconds (the clock of heartbeat timestamps).
 #[inline]
 pub fn mono_ns() -> u64 {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
-        Ok(ts) => ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64,
-        Err(_) => 0,
-    }
+    crate::sys::monotonic_ns()
 }
 
 /// The inline path of one queue.

@@ -42,8 +42,10 @@ pub mod netdev;
 pub mod ring;
 pub mod shm;
 pub mod socket;
-pub mod sys;
 pub mod umem;
+
+/// The syscall layer, at its old path (it is the crate's [`crate::sys`]).
+pub use crate::sys;
 
 use std::fmt;
 use std::io;
