@@ -474,3 +474,6 @@ impl QueueGroup {
         Ok(sockets)
     }
 }
+
+#[cfg(test)]
+mod tests;
