@@ -46,9 +46,9 @@ use tapline_proto::{limits, v1};
 use tracing::{error, info, warn};
 
 use super::heartbeat::Health;
+use super::messages::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use super::runtime::{ChainShared, HopShared, Layout, LayoutHop, PortId, Traffic};
 use super::spec::{self, ChainSpec, HopSpec, Issue, Persisted};
-use crate::pipeline::chain::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use crate::stats::{Role, StatsSegment};
 use crate::tap::{HopPorts, TapPort, TapRegistry};
 use crate::xdp::fallback::FallbackMaps;

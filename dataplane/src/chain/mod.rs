@@ -3,10 +3,13 @@
 //! control thread that validates, persists and applies changes and serves
 //! the command socket ([`control`]).
 //!
-//! The forwarding itself is [`crate::pipeline::chain::ChainTask`].
+//! The messages between the control thread and the forwarding tasks are in
+//! [`messages`]; the forwarding itself is the pipeline's chain task, which
+//! uses this module's types (never the reverse).
 
 pub mod command;
 pub mod control;
 pub mod heartbeat;
+pub mod messages;
 pub mod runtime;
 pub mod spec;
