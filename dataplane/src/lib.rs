@@ -12,8 +12,10 @@
 
 pub mod caps;
 pub mod chain;
+pub mod command;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod filter;
 pub mod links;
 pub mod logging;
@@ -24,6 +26,7 @@ pub mod pipeline;
 pub mod preflight;
 pub mod record;
 pub mod stats;
+pub mod status;
 pub mod survive;
 #[allow(unsafe_code)]
 pub mod sys;

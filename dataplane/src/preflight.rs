@@ -9,7 +9,7 @@ use tracing::warn;
 use crate::caps::{self, Cap, CapSet};
 use crate::chain::spec::{self, Issue, Persisted};
 use crate::config::Config;
-use crate::engine::StartError;
+use crate::error::StartError;
 use crate::stats::Role;
 use crate::xdp::{self, shm};
 

@@ -23,7 +23,7 @@
 //!
 //! # The command socket
 //!
-//! [`ControlThread`] (in [`super::command`]) serves `state_dir/control.sock`
+//! [`crate::command::ControlThread`] serves `state_dir/control.sock`
 //! whether or not an inline pair is configured (without one, chain requests
 //! fail with FAILED_PRECONDITION): connections are served concurrently,
 //! each under a deadline, and their requests come to [`ChainControl::handle`]
@@ -64,16 +64,7 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// bounds has at most three per hop and one for the hop count).
 const MAX_STORED_ISSUES: usize = limits::MAX_HOPS * 3 + 2;
 
-pub use super::command::{CommandSettings, ControlThread};
-
-/// gRPC status codes used in `DataplaneError.code`.
-pub(crate) mod code {
-    pub const INVALID_ARGUMENT: i32 = 3;
-    pub const NOT_FOUND: i32 = 5;
-    pub const RESOURCE_EXHAUSTED: i32 = 8;
-    pub const FAILED_PRECONDITION: i32 = 9;
-    pub const INTERNAL: i32 = 13;
-}
+use crate::status::{self as code, error};
 
 /// One inline queue: its UMEM, a handle on the socket that registered it,
 /// and the channel to its task.
@@ -170,14 +161,6 @@ fn ts(unix_ns: u64) -> Option<prost_types::Timestamp> {
     (unix_ns > 0).then_some(prost_types::Timestamp {
         seconds: (unix_ns / 1_000_000_000) as i64,
         nanos: (unix_ns % 1_000_000_000) as i32,
-    })
-}
-
-pub(crate) fn error(code: i32, message: impl Into<String>) -> v1::dataplane_response::Response {
-    v1::dataplane_response::Response::Error(v1::DataplaneError {
-        code,
-        message: message.into(),
-        validation: None,
     })
 }
 

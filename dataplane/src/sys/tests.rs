@@ -207,13 +207,4 @@ fn errors_of_the_fake_reach_the_caller_as_os_errors() {
         if_nametoindex("gone0").unwrap_err().raw_os_error(),
         Some(libc::ENODEV)
     );
-    assert_eq!(
-        crate::xdp::Interface::open("gone0", crate::xdp::XdpMode::Auto, false)
-            .unwrap_err()
-            .to_string(),
-        crate::xdp::XdpError::NoSuchInterface {
-            ifname: "gone0".into()
-        }
-        .to_string()
-    );
 }

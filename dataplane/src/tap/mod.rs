@@ -57,13 +57,9 @@ use crate::filter::{Filter, FilterError};
 use crate::packet::Packet;
 use crate::stats::{Slot, StatsSegment, TapCounters};
 
-/// `google.rpc.Code` numbers of the errors a tap request can get.
-pub mod code {
-    pub const INVALID_ARGUMENT: i32 = 3;
-    pub const NOT_FOUND: i32 = 5;
-    pub const RESOURCE_EXHAUSTED: i32 = 8;
-    pub const FAILED_PRECONDITION: i32 = 9;
-}
+/// `google.rpc.Code` numbers of the errors a tap request can get (the
+/// crate's one table, [`crate::status`]).
+pub use crate::status as code;
 
 /// Default of `tap.max_concurrent`.
 pub const DEFAULT_MAX_CONCURRENT: usize = 4;

@@ -435,3 +435,18 @@ fn inline_attach_mode_follows_the_peer_driver() {
         AttachMode::Native
     );
 }
+
+/// An interface that does not exist (`if_nametoindex` answers ENODEV) is
+/// reported by name, before anything is created.
+#[test]
+fn missing_interface_is_reported_by_name() {
+    let _fake = fake::install(|call| match call {
+        Syscall::IfNameToIndex { .. } => Some(Err(fake::errno(libc::ENODEV))),
+        other => panic!("unexpected syscall {other:?}"),
+    });
+    let err = Interface::open("gone0", XdpMode::Auto, false).unwrap_err();
+    assert!(
+        matches!(&err, XdpError::NoSuchInterface { ifname } if ifname == "gone0"),
+        "{err}"
+    );
+}

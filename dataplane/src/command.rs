@@ -36,7 +36,8 @@ use tapline_proto::v1::dataplane_response::Response;
 use tapline_proto::{limits, v1, wire};
 use tracing::{debug, error, info, warn};
 
-use super::control::{code, error, ChainControl};
+use crate::chain::control::ChainControl;
+use crate::status::{self as code, error};
 use crate::tap::{self, PortNames, TapPlan, TapRegistry};
 
 /// How long a client has to send one whole request (or to send the next
