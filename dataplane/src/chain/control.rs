@@ -53,7 +53,9 @@ use crate::stats::{Role, StatsSegment};
 use crate::tap::{HopPorts, TapPort, TapRegistry};
 use crate::xdp::fallback::FallbackMaps;
 use crate::xdp::shm::{unix_ns, HopInfo, QueueInfo};
-use crate::xdp::{BindMode, Geometry, Interface, PortMode, Umem, XdpMode, XskParams, XskSocket};
+use crate::xdp::{
+    BindMode, Geometry, Interface, PortMode, Umem, XdpError, XdpMode, XskParams, XskSocket,
+};
 
 /// How long a task may take to take an update (it does so between two
 /// batches, so normally well under a millisecond).
@@ -65,6 +67,31 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 const MAX_STORED_ISSUES: usize = limits::MAX_HOPS * 3 + 2;
 
 use crate::status::{self as code, error};
+
+/// Why a chain change could not be applied (the control thread logs it and
+/// records it as the last rejected update; the hops it could not bind stay
+/// DOWN and are retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("the worker of queue {queue} is gone")]
+    WorkerGone { queue: u32 },
+    #[error("{missing} of {workers} workers did not take the chain update within {timeout:?}")]
+    AckTimeout {
+        missing: usize,
+        workers: usize,
+        timeout: Duration,
+    },
+    #[error("no free hop slot (more hops than the segment holds)")]
+    NoFreeSlot,
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error("registering {ifname} queue {queue} in its XSKMAP: {source}")]
+    MapUpdate {
+        ifname: String,
+        queue: u32,
+        source: std::io::Error,
+    },
+}
 
 /// One inline queue: its UMEM, a handle on the socket that registered it,
 /// and the channel to its task.
@@ -326,7 +353,7 @@ impl ChainControl {
         layout: Layout,
         mut add: Vec<Vec<ChainPort>>,
         remove: &[PortId],
-    ) -> Result<Vec<TaskAck>, String> {
+    ) -> Result<Vec<TaskAck>, ChainError> {
         let layout = Arc::new(layout);
         add.resize_with(self.queues.len(), Vec::new);
         let (tx, rx) = crossbeam::channel::unbounded();
@@ -339,7 +366,7 @@ impl ChainControl {
             };
             q.updates
                 .send(update)
-                .map_err(|_| format!("the worker of queue {} is gone", q.queue))?;
+                .map_err(|_| ChainError::WorkerGone { queue: q.queue })?;
         }
         drop(tx);
         let deadline = Instant::now() + ACK_TIMEOUT;
@@ -349,12 +376,11 @@ impl ChainControl {
             match rx.recv_timeout(left) {
                 Ok(a) => acks.push(a),
                 Err(_) => {
-                    return Err(format!(
-                        "{} of {} workers did not take the chain update within {:?}",
-                        self.queues.len() - acks.len(),
-                        self.queues.len(),
-                        ACK_TIMEOUT
-                    ))
+                    return Err(ChainError::AckTimeout {
+                        missing: self.queues.len() - acks.len(),
+                        workers: self.queues.len(),
+                        timeout: ACK_TIMEOUT,
+                    })
                 }
             }
         }
@@ -379,11 +405,11 @@ impl ChainControl {
     }
 
     /// Opens a hop's interfaces and binds one socket per queue on each side.
-    fn bind_hop(&mut self, h: &HopSpec) -> Result<([Interface; 2], Vec<[XskSocket; 2]>), String> {
-        let open = |n: &str| {
-            Interface::open(n, self.settings.xdp_mode, self.settings.promiscuous)
-                .map_err(|e| e.to_string())
-        };
+    fn bind_hop(
+        &mut self,
+        h: &HopSpec,
+    ) -> Result<([Interface; 2], Vec<[XskSocket; 2]>), ChainError> {
+        let open = |n: &str| Interface::open(n, self.settings.xdp_mode, self.settings.promiscuous);
         let ia = open(&h.a)?;
         let ib = open(&h.b)?;
         let mut socks = Vec::new();
@@ -398,15 +424,17 @@ impl ChainControl {
                     sizes: self.settings.geometry.rings,
                     mode: BindMode::Copy,
                 };
-                let s = XskSocket::bind(&q.umem, &params, Some(q.owner.as_fd()), &iface.name)
-                    .map_err(|e| e.to_string())?;
+                let s = XskSocket::bind(&q.umem, &params, Some(q.owner.as_fd()), &iface.name)?;
                 let fd = s.fd().expect("kernel socket");
-                iface.attachment.map.set(q.queue, fd).map_err(|e| {
-                    format!(
-                        "registering {} queue {} in its XSKMAP: {e}",
-                        iface.name, q.queue
-                    )
-                })?;
+                iface
+                    .attachment
+                    .map
+                    .set(q.queue, fd)
+                    .map_err(|source| ChainError::MapUpdate {
+                        ifname: iface.name.clone(),
+                        queue: q.queue,
+                        source,
+                    })?;
                 pair.push(s);
             }
             let [a, b]: [XskSocket; 2] = pair.try_into().expect("two sides");
@@ -447,7 +475,7 @@ impl ChainControl {
     }
 
     /// Makes `spec` the applied chain. See the module documentation.
-    pub fn apply(&mut self, new: &ChainSpec, generation: u64) -> Result<(), String> {
+    pub fn apply(&mut self, new: &ChainSpec, generation: u64) -> Result<(), ChainError> {
         let t0 = Instant::now();
         // Match the hops that stay.
         let mut old: Vec<Option<HopRecord>> = std::mem::take(&mut self.hops)
@@ -497,9 +525,7 @@ impl ChainControl {
                     r
                 }
                 None => {
-                    let slot = self.free_slots.pop().ok_or_else(|| {
-                        "no free hop slot (more hops than the segment holds)".to_string()
-                    })?;
+                    let slot = self.free_slots.pop().ok_or(ChainError::NoFreeSlot)?;
                     let nonce = self.next_nonce;
                     self.next_nonce = self.next_nonce.wrapping_add(1);
                     let shared = Arc::new(HopShared::new(slot, nonce, h.name.clone(), action));
@@ -594,6 +620,7 @@ impl ChainControl {
                 rec.port_error = None;
             }
             Err(e) => {
+                let e = e.to_string();
                 if rec.port_error.as_deref() != Some(e.as_str()) {
                     error!(hop = %rec.spec.name, error = %e, "cannot bind the hop's interfaces: the hop is down (its failure action applies); retrying every second");
                     rec.last_transition_unix_ns = unix_ns();
@@ -824,7 +851,7 @@ impl ChainControl {
         info!(generation, hops = new.hops.len(), "chain update accepted");
         if let Err(e) = self.apply(&new, generation) {
             error!(generation, error = %e, "applying the chain failed");
-            self.record_rejected(&new, Some(generation), "ApplyFailed", &e, &[]);
+            self.record_rejected(&new, Some(generation), "ApplyFailed", &e.to_string(), &[]);
         }
         Response::SetChain(v1::SetChainResponse {
             validation: Some(validation),
