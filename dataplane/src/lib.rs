@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod links;
+pub mod logfields;
 pub mod logging;
 pub mod memlimit;
 pub mod packet;

@@ -82,7 +82,10 @@ fn main() -> ExitCode {
         .iter()
         .map(|q| format!("{}={}:q{}:{}", q.role, q.ifname, q.queue, q.mode))
         .collect();
-    info!(ports = ?modes, "dataplane running");
+    info!(
+        ports = %tapline_dataplane::logfields::json(&modes),
+        "dataplane running"
+    );
 
     let log_every = Duration::from_secs(u64::from(cfg.log_stats_interval_s));
     let mut next_log = Instant::now() + log_every;

@@ -66,6 +66,7 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// bounds has at most three per hop and one for the hop count).
 const MAX_STORED_ISSUES: usize = limits::MAX_HOPS * 3 + 2;
 
+use crate::logfields::json;
 use crate::status::{self as code, error};
 
 /// Why a chain change could not be applied (the control thread logs it and
@@ -121,7 +122,7 @@ pub struct ControlSettings {
 
 /// Stats segment slots of tool ports: after the fixed ones, `2 * queues`
 /// per hop slot.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ToolSlots {
     pub base: usize,
     pub queues: usize,
@@ -579,7 +580,7 @@ impl ChainControl {
         });
         info!(
             generation,
-            hops = ?self.hops.iter().map(|h| h.spec.name.as_str()).collect::<Vec<_>>(),
+            hops = %json(&self.hops.iter().map(|h| h.spec.name.as_str()).collect::<Vec<_>>()),
             retired_ports = retire.len(),
             reclaimed_frames = reclaimed,
             took_ms = t0.elapsed().as_millis() as u64,
@@ -670,10 +671,10 @@ impl ChainControl {
         .traffic();
         match ev.health {
             Health::Down => {
-                warn!(hop = %h.spec.name, reason = ev.reason, detail = %ev.message, traffic = ?traffic, "hop DOWN")
+                warn!(hop = %h.spec.name, reason = ev.reason, detail = %ev.message, traffic = traffic.as_str(), "hop DOWN")
             }
             _ => {
-                info!(hop = %h.spec.name, reason = ev.reason, detail = %ev.message, traffic = ?traffic, "hop UP")
+                info!(hop = %h.spec.name, reason = ev.reason, detail = %ev.message, traffic = traffic.as_str(), "hop UP")
             }
         }
         if !h.shared.manual_bypass() {
