@@ -38,7 +38,7 @@ use crate::chain::spec::{self, ChainSpec, FailureAction};
 use crate::config::{Config, FallbackConfig, InlinePair, OnExit};
 use crate::stats::Role;
 use crate::xdp::bpf::{self, XdpAttachment, XskMap};
-use crate::xdp::custody::{Header, KeeperClient, PortRecord};
+use crate::xdp::custody::{self, Header, KeeperClient, PortRecord};
 use crate::xdp::fallback::{self, FallbackAction, FallbackMaps, Lease, PortFallbackCounters};
 use crate::xdp::shm::FallbackSnapshot;
 use crate::xdp::{inline_attach_mode, netdev, AttachMode, Interface, XdpError};
@@ -127,40 +127,7 @@ impl InlineFallback {
             }
             None => None,
         };
-        let mut held_links: [Option<(OwnedFd, AttachMode)>; 2] = [None, None];
-        let mut maps = None;
-        if let Some(b) = lent {
-            let mut fds = b.fds.into_iter();
-            let (l, a, c) = (fds.next(), fds.next(), fds.next());
-            let links: Vec<OwnedFd> = fds.collect();
-            for (p, link) in b.header.ports.iter().zip(links) {
-                let Some(i) = names.iter().position(|n| *n == p.ifname) else {
-                    continue;
-                };
-                let live = fallback::link_ifindex(link.as_fd()).unwrap_or(0);
-                if p.ifindex == ifindex[i] && live == ifindex[i] {
-                    let mode = if p.attach == "native" {
-                        AttachMode::Native
-                    } else {
-                        AttachMode::Generic
-                    };
-                    held_links[i] = Some((link, mode));
-                } else {
-                    warn!(ifname = %p.ifname, "the kept link belongs to an interface that is gone; attaching afresh");
-                }
-            }
-            if let (Some(l), Some(a), Some(c)) = (l, a, c) {
-                match FallbackMaps::adopt(l, a, c) {
-                    Ok(m) if m.queues == queues => maps = Some(m),
-                    Ok(m) => warn!(
-                        kept = m.queues,
-                        now = queues,
-                        "the inline queue count changed; new fallback maps"
-                    ),
-                    Err(e) => warn!(error = %e, "the kept fallback maps are unusable; new ones"),
-                }
-            }
-        }
+        let (mut held_links, maps) = adopt_lent(lent, names, ifindex, queues);
         let took_over = held_links.iter().any(Option::is_some);
         let action = starting_action(cfg);
         let maps = match maps {
@@ -180,48 +147,20 @@ impl InlineFallback {
         let mut ifaces = Vec::new();
         let mut ports = Vec::new();
         for i in 0..2 {
-            let (name, peer) = (names[i], names[1 - i]);
+            let name = names[i];
             let xsks = XskMap::create(queues, name)?;
             let insns = fallback::program(i as u32, ifindex[1 - i], xsks.fd.as_fd(), &maps);
             let prog = bpf::load_insns(&insns, "tapline_inline", name)?;
-            let attachment = match held_links[i].take() {
-                Some((link, mode)) => {
-                    fallback::link_update(link.as_fd(), prog.as_fd()).map_err(|source| {
-                        XdpError::Attach {
-                            ifname: name.to_string(),
-                            mode,
-                            source,
-                        }
-                    })?;
-                    info!(ifname = name, attach = %mode, "took the inline port over from the kernel fallback (BPF_LINK_UPDATE)");
-                    XdpAttachment::from_link(link, prog, xsks, mode)
-                }
-                None => {
-                    let (mode, why) = inline_attach_mode(cfg.xdp_mode, peer);
-                    match bpf::attach_prog(prog, xsks, ifindex[i], name, mode) {
-                        Ok(a) => {
-                            info!(ifname = name, attach = %mode, reason = %why, "inline fallback program attached");
-                            a
-                        }
-                        Err((
-                            _,
-                            e @ (XdpError::Permission { .. } | XdpError::AlreadyAttached { .. }),
-                        )) => return Err(e),
-                        Err((xsks, e))
-                            if mode == AttachMode::Native
-                                && cfg.xdp_mode == crate::xdp::XdpMode::Auto =>
-                        {
-                            warn!(ifname = name, error = %e, "native XDP unavailable, falling back to generic mode");
-                            let insns =
-                                fallback::program(i as u32, ifindex[1 - i], xsks.fd.as_fd(), &maps);
-                            let prog = bpf::load_insns(&insns, "tapline_inline", name)?;
-                            bpf::attach_prog(prog, xsks, ifindex[i], name, AttachMode::Generic)
-                                .map_err(|(_, e)| e)?
-                        }
-                        Err((_, e)) => return Err(e),
-                    }
-                }
-            };
+            let attachment = attach_port(
+                cfg,
+                i,
+                names,
+                ifindex,
+                prog,
+                xsks,
+                &maps,
+                held_links[i].take(),
+            )?;
             ports.push(PortRecord {
                 role: [Role::Inline1, Role::Inline2][i].as_str().to_string(),
                 ifname: name.to_string(),
@@ -495,4 +434,105 @@ impl LinkState {
         }
         self.propagations.load(Ordering::Relaxed)
     }
+}
+
+/// What the keeper lent that still fits: the kept links of the ports
+/// whose interface is still the same (by index), and the kept fallback
+/// maps if the queue count did not change.
+#[allow(clippy::type_complexity)]
+fn adopt_lent(
+    lent: Option<custody::Bundle>,
+    names: [&str; 2],
+    ifindex: [u32; 2],
+    queues: u32,
+) -> ([Option<(OwnedFd, AttachMode)>; 2], Option<FallbackMaps>) {
+    let mut held_links: [Option<(OwnedFd, AttachMode)>; 2] = [None, None];
+    let mut maps = None;
+    if let Some(b) = lent {
+        let mut fds = b.fds.into_iter();
+        let (l, a, c) = (fds.next(), fds.next(), fds.next());
+        let links: Vec<OwnedFd> = fds.collect();
+        for (p, link) in b.header.ports.iter().zip(links) {
+            let Some(i) = names.iter().position(|n| *n == p.ifname) else {
+                continue;
+            };
+            let live = fallback::link_ifindex(link.as_fd()).unwrap_or(0);
+            if p.ifindex == ifindex[i] && live == ifindex[i] {
+                let mode = if p.attach == "native" {
+                    AttachMode::Native
+                } else {
+                    AttachMode::Generic
+                };
+                held_links[i] = Some((link, mode));
+            } else {
+                warn!(ifname = %p.ifname, "the kept link belongs to an interface that is gone; attaching afresh");
+            }
+        }
+        if let (Some(l), Some(a), Some(c)) = (l, a, c) {
+            match FallbackMaps::adopt(l, a, c) {
+                Ok(m) if m.queues == queues => maps = Some(m),
+                Ok(m) => warn!(
+                    kept = m.queues,
+                    now = queues,
+                    "the inline queue count changed; new fallback maps"
+                ),
+                Err(e) => warn!(error = %e, "the kept fallback maps are unusable; new ones"),
+            }
+        }
+    }
+    (held_links, maps)
+}
+
+/// Attaches port `i`'s fallback program `prog`: into the kept link if
+/// there is one (`BPF_LINK_UPDATE`), else with a new link in the mode the
+/// peer's driver allows, falling back from native to generic under
+/// `xdp.mode = auto`.
+#[allow(clippy::too_many_arguments)]
+fn attach_port(
+    cfg: &Config,
+    i: usize,
+    names: [&str; 2],
+    ifindex: [u32; 2],
+    prog: OwnedFd,
+    xsks: XskMap,
+    maps: &FallbackMaps,
+    held: Option<(OwnedFd, AttachMode)>,
+) -> Result<XdpAttachment, XdpError> {
+    let (name, peer) = (names[i], names[1 - i]);
+    let attachment = match held {
+        Some((link, mode)) => {
+            fallback::link_update(link.as_fd(), prog.as_fd()).map_err(|source| {
+                XdpError::Attach {
+                    ifname: name.to_string(),
+                    mode,
+                    source,
+                }
+            })?;
+            info!(ifname = name, attach = %mode, "took the inline port over from the kernel fallback (BPF_LINK_UPDATE)");
+            XdpAttachment::from_link(link, prog, xsks, mode)
+        }
+        None => {
+            let (mode, why) = inline_attach_mode(cfg.xdp_mode, peer);
+            match bpf::attach_prog(prog, xsks, ifindex[i], name, mode) {
+                Ok(a) => {
+                    info!(ifname = name, attach = %mode, reason = %why, "inline fallback program attached");
+                    a
+                }
+                Err((_, e @ (XdpError::Permission { .. } | XdpError::AlreadyAttached { .. }))) => {
+                    return Err(e)
+                }
+                Err((xsks, e))
+                    if mode == AttachMode::Native && cfg.xdp_mode == crate::xdp::XdpMode::Auto =>
+                {
+                    warn!(ifname = name, error = %e, "native XDP unavailable, falling back to generic mode");
+                    let insns = fallback::program(i as u32, ifindex[1 - i], xsks.fd.as_fd(), maps);
+                    let prog = bpf::load_insns(&insns, "tapline_inline", name)?;
+                    bpf::attach_prog(prog, xsks, ifindex[i], name, AttachMode::Generic)
+                        .map_err(|(_, e)| e)?
+                }
+                Err((_, e)) => return Err(e),
+            }
+        }
+    };
+    Ok(attachment)
 }
