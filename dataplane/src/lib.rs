@@ -1,12 +1,19 @@
 //! tapline's dataplane: AF_XDP capture on passive-1 and an inline L2 bridge
 //! between inline-1 and inline-2, driven by busy-polling worker threads.
 //!
-//! All `unsafe` code lives in [`xdp`], which wraps the kernel interfaces
-//! (syscalls, memory shared with the kernel, the BPF ABI) in safe types. The
-//! rest of the crate (configuration, pipeline tasks, workers, stats) is safe
-//! Rust over those types and over `&[u8]`, and is tested without a kernel.
-//! The compiler enforces the boundary: `unsafe` is denied everywhere but in
-//! `xdp`.
+//! All `unsafe` code lives in two modules: [`sys`], the one door to the
+//! kernel (every syscall goes through `sys::syscall`, with a fake under
+//! `cfg(test)` so the set-up logic is tested without root), and [`xdp`],
+//! the AF_XDP mechanism (memory shared with the kernel, the BPF ABI) in safe
+//! types. The rest of the crate (configuration, pipeline tasks, workers,
+//! stats) is safe Rust over those types and over `&[u8]`, and is tested
+//! without a kernel. The compiler enforces the boundary: `unsafe` is denied
+//! everywhere but in `sys` and `xdp`.
+//!
+//! Imports point one way: `pipeline` uses `chain`'s types (never the
+//! reverse), `xdp` knows nothing of policy (heartbeats, fail-closed hops,
+//! taps are the pipeline's); `.ci/module-cycles.py` checks that no import
+//! cycle exists between the modules.
 
 #![deny(unsafe_code)]
 

@@ -536,3 +536,134 @@ fn attach_port(
     };
     Ok(attachment)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::sys::{fake, Syscall};
+
+    const BPF_MAP_CREATE: i32 = 0;
+    const BPF_MAP_UPDATE_ELEM: i32 = 2;
+    const BPF_PROG_LOAD: i32 = 5;
+    const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
+    const BPF_LINK_CREATE: i32 = 28;
+    const BPF_LINK_UPDATE: i32 = 29;
+    const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+    const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+    /// A fake kernel whose peer driver is `i40e` (so an inline port asks
+    /// for native mode) and whose native attach fails with EOPNOTSUPP;
+    /// returns the bpf commands it saw (LINK_CREATE with its flags).
+    fn fake_kernel() -> (fake::FakeGuard, Rc<RefCell<Vec<(i32, u32)>>>) {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        // Map fd -> the words of its BPF_MAP_CREATE.
+        let mut maps: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+        let guard = fake::install(move |call| {
+            Some(match *call {
+                Syscall::Socket { .. } => fake::dummy_fd(),
+                Syscall::Mmap { fd, len, .. } if fd >= 0 => fake::anonymous_map(len),
+                Syscall::Mmap { .. } | Syscall::Munmap { .. } => return None,
+                Syscall::Ioctl { .. } => fake::answer_drvinfo(call, "i40e"),
+                Syscall::Bpf { .. } => {
+                    let (cmd, words) = fake::bpf_words(call);
+                    let flags = if cmd == BPF_LINK_CREATE { words[3] } else { 0 };
+                    if cmd != BPF_OBJ_GET_INFO_BY_FD {
+                        log.borrow_mut().push((cmd, flags));
+                    }
+                    match cmd {
+                        BPF_MAP_CREATE => {
+                            let fd = fake::dummy_fd().expect("/dev/null");
+                            maps.insert(fd as u32, words[..5].to_vec());
+                            Ok(fd)
+                        }
+                        BPF_OBJ_GET_INFO_BY_FD => fake::answer_map_info(call, &maps[&words[0]]),
+                        BPF_PROG_LOAD => fake::dummy_fd(),
+                        BPF_MAP_UPDATE_ELEM | BPF_LINK_UPDATE => Ok(0),
+                        BPF_LINK_CREATE if flags == XDP_FLAGS_DRV_MODE => {
+                            Err(fake::errno(libc::EOPNOTSUPP))
+                        }
+                        BPF_LINK_CREATE => fake::dummy_fd(),
+                        other => panic!("unexpected bpf command {other}"),
+                    }
+                }
+                other => panic!("unexpected syscall {other:?}"),
+            })
+        });
+        (guard, seen)
+    }
+
+    fn port_program(maps: &FallbackMaps) -> (XskMap, OwnedFd) {
+        let xsks = XskMap::create(1, "in1").unwrap();
+        let insns = fallback::program(0, 8, xsks.fd.as_fd(), maps);
+        let prog = bpf::load_insns(&insns, "tapline_inline", "in1").unwrap();
+        (xsks, prog)
+    }
+
+    /// An inline port whose peer's driver takes native redirects is
+    /// attached natively; when the driver refuses (EOPNOTSUPP) under
+    /// `xdp.mode = auto`, the program is loaded again and attached in
+    /// generic mode.
+    #[test]
+    fn inline_port_falls_back_from_native_to_generic() {
+        let (_fake, seen) = fake_kernel();
+        let cfg = Config::parse("[interfaces]\ninline-1 = \"in1\"\ninline-2 = \"in2\"\n").unwrap();
+        let maps = FallbackMaps::create(1, FallbackAction::Forward).unwrap();
+        let (xsks, prog) = port_program(&maps);
+        seen.borrow_mut().clear();
+        let a = attach_port(&cfg, 0, ["in1", "in2"], [7, 8], prog, xsks, &maps, None).unwrap();
+        assert_eq!(a.mode, AttachMode::Generic);
+        assert_eq!(
+            *seen.borrow(),
+            vec![
+                (BPF_LINK_CREATE, XDP_FLAGS_DRV_MODE),
+                (BPF_PROG_LOAD, 0),
+                (BPF_LINK_CREATE, XDP_FLAGS_SKB_MODE),
+            ]
+        );
+    }
+
+    /// A forced native mode fails instead; a link kept by the keeper is
+    /// taken over with `BPF_LINK_UPDATE` in its mode, with no new link.
+    #[test]
+    fn forced_native_fails_and_a_kept_link_is_updated_in_place() {
+        let (_fake, seen) = fake_kernel();
+        let cfg = Config::parse(
+            "[interfaces]\ninline-1 = \"in1\"\ninline-2 = \"in2\"\n[xdp]\nmode = \"native-copy\"\n",
+        )
+        .unwrap();
+        let maps = FallbackMaps::create(1, FallbackAction::Forward).unwrap();
+        let (xsks, prog) = port_program(&maps);
+        let err =
+            attach_port(&cfg, 0, ["in1", "in2"], [7, 8], prog, xsks, &maps, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                XdpError::Attach {
+                    mode: AttachMode::Native,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let (xsks, prog) = port_program(&maps);
+        seen.borrow_mut().clear();
+        let link = crate::sys::own_fd(fake::dummy_fd().unwrap() as i32);
+        let a = attach_port(
+            &cfg,
+            0,
+            ["in1", "in2"],
+            [7, 8],
+            prog,
+            xsks,
+            &maps,
+            Some((link, AttachMode::Native)),
+        )
+        .unwrap();
+        assert_eq!(a.mode, AttachMode::Native);
+        assert_eq!(*seen.borrow(), vec![(BPF_LINK_UPDATE, 0)]);
+    }
+}

@@ -152,3 +152,35 @@ pub fn ethtool_cmd(call: &Syscall) -> u32 {
     // SAFETY: every ethtool buffer starts with its 32-bit command.
     unsafe { ethtool_words(call, 1)[0] }
 }
+
+/// Answers an `ETHTOOL_GDRVINFO` ioctl with `driver` as the driver name
+/// (at most 31 bytes), as the kernel would.
+pub fn answer_drvinfo(call: &Syscall, driver: &str) -> io::Result<i64> {
+    assert_eq!(ethtool_cmd(call), 0x03, "not ETHTOOL_GDRVINFO");
+    assert!(driver.len() < 32);
+    // SAFETY: ethtool_drvinfo is far longer than these 9 words: cmd, then
+    // the 32-byte driver name.
+    let w = unsafe { ethtool_words(call, 9) };
+    let mut name = [0u8; 32];
+    name[..driver.len()].copy_from_slice(driver.as_bytes());
+    for (i, c) in name.chunks(4).enumerate() {
+        w[1 + i] = u32::from_ne_bytes(c.try_into().expect("4 bytes"));
+    }
+    Ok(0)
+}
+
+/// Answers `BPF_OBJ_GET_INFO_BY_FD` on a map with the first words of a
+/// `bpf_map_info` (type, id, key size, value size, max entries, flags), as
+/// `BPF_MAP_CREATE` gave them (`create`: that call's attribute words).
+pub fn answer_map_info(call: &Syscall, create: &[u32]) -> io::Result<i64> {
+    let (cmd, words) = bpf_words(call);
+    assert_eq!(cmd, 15, "not BPF_OBJ_GET_INFO_BY_FD");
+    let info_len = words[1] as usize;
+    let ptr = (u64::from(words[2]) | (u64::from(words[3]) << 32)) as *mut u32;
+    let info = [create[0], 1, create[1], create[2], create[3], create[4]];
+    assert!(info_len >= info.len() * 4);
+    // SAFETY: the caller's `info` buffer of `info_len` bytes, writable for
+    // the call (checked above to hold these six words).
+    unsafe { std::ptr::copy_nonoverlapping(info.as_ptr(), ptr, info.len()) };
+    Ok(0)
+}

@@ -164,7 +164,10 @@ pub enum Syscall {
 /// Every pointer in `call` must be valid for the kernel to read (and, for
 /// the out-parameters, write) for the stated length during the call, and a
 /// `MAP_FIXED` mapping may only replace memory the caller owns.
-#[inline]
+// Always inlined, as `real`: each typed wrapper then compiles to its one
+// libc call (the `Syscall` value is folded away), so the door costs the
+// hot path's kicks nothing.
+#[inline(always)]
 pub unsafe fn syscall(call: Syscall) -> io::Result<i64> {
     #[cfg(test)]
     if let Some(answer) = fake::intercept(&call) {
@@ -179,7 +182,7 @@ pub unsafe fn syscall(call: Syscall) -> io::Result<i64> {
 /// # Safety
 ///
 /// As [`syscall`].
-#[inline]
+#[inline(always)]
 unsafe fn real(call: Syscall) -> io::Result<i64> {
     // SAFETY: every arm is one libc call with the pointers of `call`, valid
     // as the caller guarantees; integer arguments the kernel validates.

@@ -132,17 +132,7 @@ fn fake_kernel(mut script: Script) -> (fake::FakeGuard, Rc<RefCell<Vec<Seen>>>) 
                         w[8] = 1; // combined_count
                         Ok(0)
                     }
-                    ETHTOOL_GDRVINFO => {
-                        // SAFETY: ethtool_drvinfo is 196 bytes: cmd, then
-                        // the 32-byte driver name.
-                        let w = unsafe { fake::ethtool_words(call, 9) };
-                        let mut name = [0u8; 32];
-                        name[..script.driver.len()].copy_from_slice(script.driver.as_bytes());
-                        for (i, c) in name.chunks(4).enumerate() {
-                            w[1 + i] = u32::from_ne_bytes(c.try_into().unwrap());
-                        }
-                        Ok(0)
-                    }
+                    ETHTOOL_GDRVINFO => fake::answer_drvinfo(call, script.driver),
                     other => Err(fake::errno(if other == 0 {
                         libc::EINVAL
                     } else {

@@ -553,6 +553,7 @@ impl XskSocket {
     /// (the kernel is busy or out of buffers: EAGAIN, EBUSY, ENOBUFS, or the
     /// link is down: ENETDOWN, ENXIO) are expected under load and ignored;
     /// the descriptors stay queued and the next kick retries.
+    #[inline]
     pub fn kick_tx(&self) {
         if let Some(fd) = &self.fd {
             let _ = sys::kick_tx(fd.as_fd());
@@ -561,6 +562,7 @@ impl XskSocket {
 
     /// Like [`XskSocket::kick_tx`], but returns the kernel's answer, so a
     /// caller can tell a down link (ENETDOWN, ENXIO) from a busy one.
+    #[inline]
     pub fn try_kick_tx(&self) -> io::Result<()> {
         match &self.fd {
             Some(fd) => sys::kick_tx(fd.as_fd()),
@@ -569,6 +571,7 @@ impl XskSocket {
     }
 
     /// Wakes the driver to take frames from the fill ring.
+    #[inline]
     pub fn kick_rx(&self) {
         if let Some(fd) = &self.fd {
             let _ = sys::kick_rx(fd.as_fd());
