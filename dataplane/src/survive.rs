@@ -439,7 +439,6 @@ impl LinkState {
 /// What the keeper lent that still fits: the kept links of the ports
 /// whose interface is still the same (by index), and the kept fallback
 /// maps if the queue count did not change.
-#[allow(clippy::type_complexity)]
 fn adopt_lent(
     lent: Option<custody::Bundle>,
     names: [&str; 2],
@@ -557,7 +556,10 @@ mod tests {
     /// A fake kernel whose peer driver is `i40e` (so an inline port asks
     /// for native mode) and whose native attach fails with EOPNOTSUPP;
     /// returns the bpf commands it saw (LINK_CREATE with its flags).
-    fn fake_kernel() -> (fake::FakeGuard, Rc<RefCell<Vec<(i32, u32)>>>) {
+    /// The bpf commands the fake saw, with the flags of a LINK_CREATE.
+    type Seen = Rc<RefCell<Vec<(i32, u32)>>>;
+
+    fn fake_kernel() -> (fake::FakeGuard, Seen) {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let log = seen.clone();
         // Map fd -> the words of its BPF_MAP_CREATE.
