@@ -60,8 +60,8 @@ pub use afpacket::{PromiscGuard, RawSocket};
 pub use bpf::{XdpAttachment, XskMap};
 pub use ring::XdpDesc;
 pub use socket::{
-    forward, forward_each, release_each, EachResult, ForwardResult, RingSizes, Verdict, XskParams,
-    XskSocket, XskStats, MAX_BATCH_FRAMES,
+    forward, forward_each, EachResult, ForwardResult, RingSizes, Verdict, XskParams, XskSocket,
+    XskStats, MAX_BATCH_FRAMES,
 };
 pub use umem::{Frame, FramePool, Umem};
 

@@ -47,8 +47,7 @@ use crate::xdp::fallback::{self, Lease};
 use crate::xdp::shm::{unix_ns, LatencyValues};
 use crate::xdp::socket::{RxQueue, TxQueue};
 use crate::xdp::{
-    forward, forward_each, release_each, EachResult, Frame, FramePool, QueueGroup, Umem, Verdict,
-    XskSocket,
+    forward, forward_each, EachResult, Frame, FramePool, QueueGroup, Umem, Verdict, XskSocket,
 };
 
 use super::PollOutcome;
@@ -671,11 +670,8 @@ impl ChainTask {
             };
             forward_tapped(rx, tx_q, &self.umem, &mut self.pool, batch, taps, verdict)
         } else {
-            match tx_q {
-                Some(tx) => forward_each(rx, tx, &self.umem, &mut self.pool, batch, verdict),
-                // No egress (a fail-closed hop's route): inspected, dropped.
-                None => release_each(rx, &self.umem, &mut self.pool, batch, verdict),
-            }
+            // No egress (a fail-closed hop's route): inspected, dropped.
+            forward_each(rx, tx_q, &self.umem, &mut self.pool, batch, verdict)
         };
         if r.received == 0 {
             return 0;

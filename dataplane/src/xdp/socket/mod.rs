@@ -258,9 +258,7 @@ impl CompQueue {
 }
 
 mod forward;
-pub use forward::{
-    forward, forward_each, release_each, EachResult, ForwardResult, Verdict, MAX_BATCH_FRAMES,
-};
+pub use forward::{forward, forward_each, EachResult, ForwardResult, Verdict, MAX_BATCH_FRAMES};
 
 /// Kernel counters of one socket (`XDP_STATISTICS`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

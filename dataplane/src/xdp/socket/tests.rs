@@ -105,7 +105,7 @@ fn forward_preserves_descriptors_and_order() {
 /// `forward_each` in its three shapes: a batch with nothing consumed
 /// (bulk, and cut by a TX ring with less room), a batch with consumed
 /// frames among forwarded ones (frame by frame), and no egress
-/// ([`release_each`]). Every frame either reaches TX in order or goes back to
+/// (`tx = None`). Every frame either reaches TX in order or goes back to
 /// the pool, and the totals add up.
 #[test]
 fn forward_each_sorts_consumed_forwarded_and_dropped_frames() {
@@ -143,7 +143,7 @@ fn forward_each_sorts_consumed_forwarded_and_dropped_frames() {
     let run = |a: &mut XskSocket, b: &mut XskSocket, pool: &mut FramePool| {
         forward_each(
             a.rx.as_mut().unwrap(),
-            b.tx.as_mut().unwrap(),
+            b.tx.as_mut(),
             &umem,
             pool,
             64,
@@ -198,7 +198,7 @@ fn forward_each_sorts_consumed_forwarded_and_dropped_frames() {
 
     // No egress: the frames to forward are dropped, the rest consumed.
     push(&mut ka, &mut pool, &[true, false, false]);
-    let r = release_each(a.rx.as_mut().unwrap(), &umem, &mut pool, 64, verdict);
+    let r = forward_each(a.rx.as_mut().unwrap(), None, &umem, &mut pool, 64, verdict);
     assert_eq!(
         (r.received, r.consumed, r.no_egress, r.forwarded),
         (3, 1, 2, 0)
