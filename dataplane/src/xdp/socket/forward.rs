@@ -22,6 +22,9 @@ pub struct ForwardResult {
 /// Moves up to `max` frames from `rx` to `tx` by descriptor: the frame bytes
 /// are never copied in user space. Frames that find the TX ring full are
 /// returned to `pool` (and counted) so the RX side never stalls.
+// `#[inline]`: instantiated in the caller's codegen unit, so the pipeline
+// inlines it whatever unit this module lands in.
+#[inline]
 pub fn forward(
     rx: &mut RxQueue,
     tx: &mut TxQueue,
@@ -113,6 +116,9 @@ pub struct EachResult {
 /// At most [`MAX_BATCH_FRAMES`] frames are taken per call. A batch in which
 /// the verdict consumes nothing (the common case) moves to TX in bulk, as in
 /// [`forward`]; only a batch with a consumed frame is sorted frame by frame.
+// `#[inline]`, as `forward`: the caller's verdict closure is then inlined
+// into the per-frame loop.
+#[inline]
 pub fn forward_each<F: FnMut(&[u8]) -> Verdict>(
     rx: &mut RxQueue,
     tx: Option<&mut TxQueue>,
