@@ -1,10 +1,15 @@
 //! Compiles `proto/tapline/v1/*.proto` at build time, without a system
 //! `protoc`: `protox` (a protobuf compiler in pure Rust) parses and checks
 //! the files into a `FileDescriptorSet`, which `tonic-prost-build` turns into
-//! prost messages and tonic clients and servers.
+//! prost messages and tonic clients and servers, and `pbjson-build` into
+//! serde impls that speak the proto3 JSON mapping (what grpcurl and
+//! `buf curl` print: lowerCamelCase names, 64-bit integers as strings, enums
+//! by name, default values emitted).
 //!
 //! Writes to `OUT_DIR`:
 //! - `tapline.v1.rs`: the generated code, included by `src/lib.rs`;
+//! - `tapline.v1.serde.rs`: its `Serialize`/`Deserialize` impls, included
+//!   next to it;
 //! - `tapline_v1_descriptor_set.bin`: the encoded `FileDescriptorSet` of our
 //!   files and everything they import (`google/protobuf/timestamp.proto`),
 //!   with comments, for gRPC server reflection.
@@ -21,6 +26,9 @@ const PACKAGE_DIR: &str = "proto/tapline/v1";
 const PACKAGE: &str = "tapline.v1";
 /// Name of the descriptor set file in `OUT_DIR`; `src/lib.rs` includes it.
 const DESCRIPTOR_SET_FILE: &str = "tapline_v1_descriptor_set.bin";
+/// Where `google.protobuf.Timestamp` lives in Rust: pbjson-types' copy is a
+/// prost message like prost-types' and serializes as an RFC 3339 string.
+const TIMESTAMP_PATH: (&str, &str) = (".google.protobuf.Timestamp", "::pbjson_types::Timestamp");
 
 fn main() -> Result<(), Box<dyn Error>> {
     // Any change under proto/ (a new file too) reruns this script.
@@ -37,10 +45,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     compiler.include_imports(true);
     compiler.open_files(&files)?;
 
-    fs::write(
-        out_dir.join(DESCRIPTOR_SET_FILE),
-        compiler.encode_file_descriptor_set(),
-    )?;
+    let encoded = compiler.encode_file_descriptor_set();
+    fs::write(out_dir.join(DESCRIPTOR_SET_FILE), &encoded)?;
 
     // The imported well-known types stay in the set: prost needs their
     // descriptors to decide which derives our messages can have, and emits no
@@ -63,7 +69,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         // Tap payloads as `bytes::Bytes`: the server can hand out slices of
         // one buffer without copying each packet.
         .bytes(".tapline.v1.TapPacket.data")
+        .extern_path(TIMESTAMP_PATH.0, TIMESTAMP_PATH.1)
         .compile_fds(fds)?;
+
+    // Proto3 JSON for every message of the package. Default values are
+    // emitted (grpcurl's -emit-defaults): a counter at zero is "0", not a
+    // missing key, so scripts never need a fallback. Unknown fields are
+    // errors when parsing (a misspelt key in a chain spec file is caught).
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .out_dir(&out_dir)
+        .btree_map(["."])
+        .emit_fields()
+        .extern_path(TIMESTAMP_PATH.0, TIMESTAMP_PATH.1)
+        .build(&[format!(".{PACKAGE}")])?;
     Ok(())
 }
 

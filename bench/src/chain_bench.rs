@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::lab::{self, ifs, Lab, Netns, Scenario, ToolKind};
 use crate::report::{self, markdown_table, median, Machine};
-use crate::runner::{lab_config, DataplaneProcess, StartOptions};
+use crate::runner::{lab_config, DataplaneProcess};
 use crate::traffic::{xdp_generate, FrameSizes, GenConfig, GenReport};
 
 const PREFIX: &str = "tlchain";
@@ -170,13 +170,9 @@ pub fn throughput(
     for rep in 0..cfg.reps {
         for i in 0..lengths.len() {
             let hops = lengths[(i + rep as usize) % lengths.len()];
-            let dp = DataplaneProcess::start(
+            let dp = DataplaneProcess::start_ready(
                 &lab.dut,
                 &chain_config(&(1..=hops).collect::<Vec<_>>(), None, "", ""),
-                &StartOptions {
-                    expect_ready: true,
-                    ..Default::default()
-                },
             )?;
             let result = (|| -> Result<ThroughputSample> {
                 for k in 1..=hops {
@@ -351,14 +347,7 @@ pub fn failover(
     } else {
         format!("[heartbeat]\n{}\n", cfg.heartbeat_keys)
     };
-    let dp = DataplaneProcess::start(
-        &lab.dut,
-        &chain_config(&[1], None, "", &hb),
-        &StartOptions {
-            expect_ready: true,
-            ..Default::default()
-        },
-    )?;
+    let dp = DataplaneProcess::start_ready(&lab.dut, &chain_config(&[1], None, "", &hb))?;
     let result = (|| -> Result<Vec<Failure>> {
         wait_up(&dp, "tool1", 1, UP_TIMEOUT)?;
         let mut out = Vec::new();

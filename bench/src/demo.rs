@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::lab::{self, ifs, Lab, Netns, Scenario};
 use crate::report::markdown_table;
-use crate::runner::{lab_config, DataplaneProcess, StartOptions};
+use crate::runner::{lab_config, DataplaneProcess};
 use crate::traffic::{xdp_generate, FrameSizes, GenConfig, GenReport};
 
 /// Demo settings.
@@ -51,14 +51,7 @@ pub fn run(cfg: &DemoConfig) -> Result<()> {
         "",
     );
     println!("==> starting tapline-dataplane in {}", lab.dut.name());
-    let dp = DataplaneProcess::start(
-        &lab.dut,
-        &config,
-        &StartOptions {
-            expect_ready: true,
-            ..Default::default()
-        },
-    )?;
+    let dp = DataplaneProcess::start_ready(&lab.dut, &config)?;
     for l in dp.lines() {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
             if v["message"] == crate::runner::READY_MESSAGE {
@@ -93,14 +86,7 @@ pub fn run(cfg: &DemoConfig) -> Result<()> {
     let at_sink = lab::rx_packets(lab.sink(), ifs::SINK)? - before[0];
     let at_gen = lab::rx_packets(lab.gen(), ifs::GEN)? - before[1];
     println!("==> stopping the dataplane (SIGTERM)");
-    let fin = dp.stop()?;
-    if !fin.status.success() {
-        bail!(
-            "tapline-dataplane exited with {}:\n{}",
-            fin.status,
-            fin.lines.join("\n")
-        );
-    }
+    let fin = dp.stop_ok()?;
     let mut rows = Vec::new();
     for port in ["inline-1", "inline-2", "passive-1"] {
         rows.push(vec![

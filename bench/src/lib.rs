@@ -10,6 +10,7 @@
 
 pub mod afpacket;
 pub mod chain_bench;
+mod child;
 pub mod demo;
 pub mod filter_micro;
 pub mod inline_bench;

@@ -1,14 +1,13 @@
 //! Runs `tapline-dataplane` as a child process inside a lab namespace.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::child::CapturedChild;
 use crate::lab::Netns;
 
 /// Stands for the run's private state directory in configs given to
@@ -44,25 +43,6 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     bail!("cannot find the {name} binary next to {}: build it first (`cargo build --workspace`) or set TAPLINE_BIN_DIR", exe.display())
 }
 
-/// Waits up to `timeout` for `child` to exit; kills it then. Returns its
-/// status and whether it had to be killed.
-pub(crate) fn wait_or_kill(
-    child: &mut Child,
-    timeout: Duration,
-) -> std::io::Result<(ExitStatus, bool)> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok((status, false));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return Ok((child.wait()?, true));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// How to start the dataplane.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -78,9 +58,7 @@ pub struct StartOptions {
 /// A running (or finished) dataplane child.
 #[derive(Debug)]
 pub struct DataplaneProcess {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
+    child: CapturedChild,
     state_dir: PathBuf,
     workdir: PathBuf,
 }
@@ -150,32 +128,11 @@ impl DataplaneProcess {
         cmd.arg("--config")
             .arg(&cfg_path)
             .args(["--log-format", "json"])
-            .args(&opts.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
+            .args(&opts.extra_args);
+        let child = CapturedChild::spawn(&mut cmd)
             .with_context(|| format!("starting {}", bin.display()))?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = Vec::new();
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        for stream in [
-            Box::new(out) as Box<dyn std::io::Read + Send>,
-            Box::new(err),
-        ] {
-            let lines = lines.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().expect("log lines").push(line);
-                }
-            }));
-        }
         let mut p = DataplaneProcess {
             child,
-            lines,
-            readers,
             state_dir,
             workdir,
         };
@@ -185,10 +142,26 @@ impl DataplaneProcess {
         Ok(p)
     }
 
+    /// [`DataplaneProcess::start`] with the default options: waits until
+    /// the dataplane is ready.
+    pub fn start_ready(ns: &Netns, config: &str) -> Result<DataplaneProcess> {
+        DataplaneProcess::start(
+            ns,
+            config,
+            &StartOptions {
+                expect_ready: true,
+                ..Default::default()
+            },
+        )
+    }
+
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if self.lines().iter().any(|l| l.contains(READY_MESSAGE)) {
+            if self
+                .child
+                .lines_satisfy(|lines| lines.iter().any(|l| l.contains(READY_MESSAGE)))
+            {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
@@ -211,14 +184,12 @@ impl DataplaneProcess {
 
     /// Log lines so far.
     pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("log lines").clone()
+        self.child.lines()
     }
 
     /// JSON log records so far (lines that parse as objects).
     pub fn records(&self) -> Vec<serde_json::Value> {
-        self.lines
-            .lock()
-            .expect("log lines")
+        self.lines()
             .iter()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v.is_object())
@@ -237,14 +208,14 @@ impl DataplaneProcess {
     /// Sends `signal` to the dataplane process (not to the `ip netns exec`
     /// wrapper, which execs it: same pid).
     pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<()> {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)?;
+        self.child.signal(signal)?;
         Ok(())
     }
 
     /// Waits up to `timeout` for the child to exit by itself; kills it (and
     /// fails) if it does not.
     pub fn wait(mut self, timeout: Duration) -> Result<Finished> {
-        let (status, killed) = wait_or_kill(&mut self.child, timeout)?;
+        let (status, killed) = self.child.wait_or_kill(timeout)?;
         if killed {
             bail!(
                 "tapline-dataplane did not exit within {timeout:?}:\n{}",
@@ -257,27 +228,35 @@ impl DataplaneProcess {
     /// SIGTERM, then waits (SIGKILL after a timeout).
     pub fn stop(mut self) -> Result<Finished> {
         self.signal(nix::sys::signal::Signal::SIGTERM)?;
-        let (status, _) = wait_or_kill(&mut self.child, STOP_TIMEOUT)?;
+        let (status, _) = self.child.wait_or_kill(STOP_TIMEOUT)?;
         Ok(self.finish(status))
     }
 
-    fn finish(&mut self, status: ExitStatus) -> Finished {
-        for r in self.readers.drain(..) {
-            let _ = r.join();
+    /// Stops it (SIGTERM) and requires a clean exit.
+    pub fn stop_ok(self) -> Result<Finished> {
+        let f = self.stop()?;
+        if !f.status.success() {
+            bail!(
+                "tapline-dataplane exited with {}:\n{}",
+                f.status,
+                f.lines.join("\n")
+            );
         }
+        Ok(f)
+    }
+
+    fn finish(&mut self, status: ExitStatus) -> Finished {
         Finished {
             status,
-            lines: self.lines(),
+            lines: self.child.finish(),
         }
     }
 }
 
 impl Drop for DataplaneProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // The child first: it may still use its work directory.
+        self.child.kill();
         let _ = std::fs::remove_dir_all(&self.workdir);
     }
 }

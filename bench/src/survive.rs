@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::chain_bench::{distribution, Distribution};
 use crate::lab::{self, ifs, Lab, Netns, Scenario};
 use crate::report::{markdown_table, Machine};
-use crate::runner::{lab_config, workspace_binary, DataplaneProcess, StartOptions};
+use crate::runner::{lab_config, workspace_binary, DataplaneProcess};
 use crate::traffic::{build_frame, is_ours, FrameKind};
 use tapline_dataplane::xdp::RawSocket;
 
@@ -237,14 +237,7 @@ fn run_mode(
         .spawn()
         .context("starting tapline-control")?;
     let start = || -> Result<DataplaneProcess> {
-        let dp = DataplaneProcess::start(
-            &lab.dut,
-            &config,
-            &StartOptions {
-                expect_ready: true,
-                ..Default::default()
-            },
-        )?;
+        let dp = DataplaneProcess::start_ready(&lab.dut, &config)?;
         if mode == "keep" {
             wait_log(
                 &dp,

@@ -374,8 +374,8 @@ pub fn rate_window(prev: Option<&Sample>, cur: &Sample) -> Option<Duration> {
     (!window.is_zero()).then_some(window)
 }
 
-fn timestamp(unix_ns: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
+fn timestamp(unix_ns: u64) -> tapline_proto::Timestamp {
+    tapline_proto::Timestamp {
         seconds: (unix_ns / 1_000_000_000) as i64,
         nanos: (unix_ns % 1_000_000_000) as i32,
     }
@@ -383,7 +383,7 @@ fn timestamp(unix_ns: u64) -> prost_types::Timestamp {
 
 /// A `google.protobuf.Timestamp` from nanoseconds since the Unix epoch;
 /// `None` for 0 (never set).
-pub fn timestamp_opt(unix_ns: u64) -> Option<prost_types::Timestamp> {
+pub fn timestamp_opt(unix_ns: u64) -> Option<tapline_proto::Timestamp> {
     (unix_ns != 0).then(|| timestamp(unix_ns))
 }
 
@@ -1174,7 +1174,7 @@ pub(crate) mod tests {
         assert_eq!(st.dataplane_state(), v1::DataplaneState::Running);
         assert_eq!(
             st.sampled_at,
-            Some(prost_types::Timestamp {
+            Some(tapline_proto::Timestamp {
                 seconds: 1_800_000_100,
                 nanos: 123_456_789
             })
@@ -1596,7 +1596,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             r.last_disk_error_at,
-            Some(prost_types::Timestamp {
+            Some(tapline_proto::Timestamp {
                 seconds: 1_800_000_050,
                 nanos: 250_000_000
             })
@@ -1657,7 +1657,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             t.started_at,
-            Some(prost_types::Timestamp {
+            Some(tapline_proto::Timestamp {
                 seconds: 1_800_000_090,
                 nanos: 9
             })

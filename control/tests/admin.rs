@@ -500,9 +500,9 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     fails(&o, 1);
     let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(v["accepted"], false);
-    assert_eq!(v["valid"], false);
+    assert_eq!(v["validation"]["valid"], false);
     assert!(v["generation"].is_null());
-    assert_eq!(v["errors"][0]["field"], "hops[0].name");
+    assert_eq!(v["validation"]["errors"][0]["field"], "hops[0].name");
 
     let o = ctl(
         sidecar.grpc,
@@ -520,8 +520,8 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     .await;
     let v: serde_json::Value = serde_json::from_str(&succeeds(&o)).unwrap();
     assert_eq!(v["hop"]["name"], "av");
-    assert_eq!(v["hop"]["state"], "bypassed_manual");
-    assert_eq!(v["hop"]["manual_bypass"], true);
+    assert_eq!(v["hop"]["state"], "HOP_STATE_BYPASSED_MANUAL");
+    assert_eq!(v["hop"]["manualBypass"], true);
     assert_eq!(v["hop"]["message"], "tool upgrade");
     let o = ctl(
         sidecar.grpc,

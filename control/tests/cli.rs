@@ -90,8 +90,8 @@ fn taplinectl_help_documents_verbs_json_and_exit_codes() {
     }
     // Each verb documents the shape of its --json output.
     for (verb, keys) in [
-        (&["status"][..], &["\"dataplane_state\"", "\"health\""][..]),
-        (&["stats"], &["\"ports\"", "\"rx_packets\"", "\"rates\""]),
+        (&["status"][..], &["\"dataplaneState\"", "\"health\""][..]),
+        (&["stats"], &["\"ports\"", "\"rxPackets\"", "\"rates\""]),
         (&["chain", "get"], &["\"generation\"", "\"hops\""]),
         (&["chain", "watch"], &["\"generation\"", "\"hops\""]),
         (
@@ -105,7 +105,7 @@ fn taplinectl_help_documents_verbs_json_and_exit_codes() {
         ),
         (
             &["chain", "bypass"],
-            &["\"hop\"", "\"manual_bypass\"", "--clear", "--reason"],
+            &["\"hop\"", "\"manualBypass\"", "--clear", "--reason"],
         ),
         (&["health"], &["\"services\"", "SERVING"]),
     ] {
@@ -235,4 +235,42 @@ fn tapline_control_rejects_a_bad_config_with_exit_64_and_one_line() {
     let o = run(TAPLINE_CONTROL, &["--help"]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("--config"));
+}
+
+#[test]
+fn taplinectl_prints_completion_scripts_and_a_man_page() {
+    for (shell, marker) in [
+        ("bash", "_taplinectl()"),
+        ("zsh", "#compdef taplinectl"),
+        ("fish", "complete -c taplinectl"),
+    ] {
+        let o = run(TAPLINECTL, &["completion", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        assert!(script.contains(marker), "{shell}: no {marker:?}:\n{script}");
+        // The verbs and global options complete.
+        for word in ["chain", "stats", "endpoint", "token-file"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    let o = run(TAPLINECTL, &["completion", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let o = run(TAPLINECTL, &["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(page.starts_with(".ie"), "{page}");
+    for needle in [
+        ".TH taplinectl",
+        ".SH NAME",
+        "\\-\\-endpoint",
+        "TAPLINE_TOKEN_FILE",
+        // One section per verb with its long help (--json shape included).
+        ".SH \"TAPLINECTL STATS\"",
+        ".SH \"TAPLINECTL CHAIN SET\"",
+        "rxPackets",
+        "expected-generation",
+    ] {
+        assert!(page.contains(needle), "man page lacks {needle:?}:\n{page}");
+    }
 }

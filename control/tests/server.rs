@@ -151,29 +151,31 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follows_the_dataplane_and_serves_its_counters() {
-    let dir = tmpdir("follow");
-    let cfg = config(&dir);
-    let state_dir = cfg.state_dir.clone();
-    let sidecar = Sidecar::start(cfg).await;
-    let (grpc, health_addr, metrics) = (sidecar.grpc, sidecar.health, sidecar.metrics);
+/// The clients of the life-cycle test: the health service on the probe
+/// listener and on the gRPC listener, the Observer, and where /metrics is.
+struct Clients {
+    grpc_ch: Channel,
+    health: HealthClient<Channel>,
+    grpc_health: HealthClient<Channel>,
+    observer: ObserverClient<Channel>,
+    metrics: SocketAddr,
+}
 
-    let grpc_ch = channel(grpc).await;
-    let mut health = HealthClient::new(channel(health_addr).await);
-    let mut grpc_health = HealthClient::new(grpc_ch.clone());
-    let mut observer = ObserverClient::new(grpc_ch.clone());
+type HealthWatch = tonic::Streaming<tonic_health::pb::HealthCheckResponse>;
+type StatsWatch = tonic::Streaming<v1::WatchStatsResponse>;
 
-    // No dataplane yet: every name NOT_SERVING on both listeners, no
-    // counters, metrics say down.
+/// No dataplane yet: every name NOT_SERVING on both listeners, no
+/// counters, metrics say down.
+async fn without_a_dataplane(c: &mut Clients) {
     for name in ["", "passive-1", "inline"] {
-        assert_eq!(check(&mut health, name).await, ServingStatus::NotServing);
+        assert_eq!(check(&mut c.health, name).await, ServingStatus::NotServing);
         assert_eq!(
-            check(&mut grpc_health, name).await,
+            check(&mut c.grpc_health, name).await,
             ServingStatus::NotServing
         );
     }
-    let e = observer
+    let e = c
+        .observer
         .get_stats(authed(v1::GetStatsRequest { selector: None }))
         .await
         .unwrap_err();
@@ -183,38 +185,30 @@ async fn follows_the_dataplane_and_serves_its_counters() {
         "{}",
         e.message()
     );
-    let m = http_get(metrics, "/metrics").await;
+    let m = http_get(c.metrics, "/metrics").await;
     assert!(m.starts_with("HTTP/1.1 200 OK\r\n"), "{m}");
     assert!(m.contains("\ntapline_dataplane_up 0\n"), "{m}");
     assert!(!m.contains("tapline_port_"), "{m}");
-    assert!(http_get(metrics, "/other")
+    assert!(http_get(c.metrics, "/other")
         .await
         .starts_with("HTTP/1.1 404"));
+}
 
-    // Health is watched on the probe listener through the whole life.
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+/// The dataplane started: SERVING on the watch and for every name; the
+/// probe listener serves no other service.
+async fn serving(c: &mut Clients, watch: &mut HealthWatch) {
     assert_eq!(
-        next_status(&mut watch, Duration::from_secs(1)).await,
-        ServingStatus::NotServing
-    );
-
-    // The dataplane starts.
-    let mut dp = FakeDataplane::start(&state_dir, 0x1111);
-    assert_eq!(
-        next_status(&mut watch, Duration::from_secs(2)).await,
+        next_status(watch, Duration::from_secs(2)).await,
         ServingStatus::Serving
     );
     for name in ["", "passive-1", "inline"] {
-        assert_eq!(check(&mut grpc_health, name).await, ServingStatus::Serving);
+        assert_eq!(
+            check(&mut c.grpc_health, name).await,
+            ServingStatus::Serving
+        );
     }
     assert_eq!(
-        health
+        c.health
             .check(HealthCheckRequest {
                 service: "tapline.v1.Admin".into()
             })
@@ -223,19 +217,27 @@ async fn follows_the_dataplane_and_serves_its_counters() {
             .code(),
         Code::NotFound
     );
+}
 
-    // Tokens: Observer needs one, health (above) and reflection do not.
-    let e = observer.get_info(v1::GetInfoRequest {}).await.unwrap_err();
+/// Tokens: Observer needs one, health and reflection do not; with it,
+/// GetInfo describes the dataplane.
+async fn tokens_and_info(c: &mut Clients) {
+    let e = c
+        .observer
+        .get_info(v1::GetInfoRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     let mut wrong = Request::new(v1::GetInfoRequest {});
     wrong
         .metadata_mut()
         .insert("authorization", "Bearer nope".parse().unwrap());
-    let e = observer.get_info(wrong).await.unwrap_err();
+    let e = c.observer.get_info(wrong).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(!e.message().contains('\n'));
 
-    let info = observer
+    let info = c
+        .observer
         .get_info(authed(v1::GetInfoRequest {}))
         .await
         .unwrap()
@@ -256,11 +258,14 @@ async fn follows_the_dataplane_and_serves_its_counters() {
             ("inline-2", "native-zerocopy", 1)
         ]
     );
+}
 
-    // Counters: exactly what the dataplane wrote.
+/// Counters: exactly what the dataplane wrote, in GetStats and /metrics.
+async fn counters(c: &mut Clients, dp: &FakeDataplane) {
     seg_add(&dp.seg, 0, 1000, 64_000);
     seg_add(&dp.seg, 2, 7, 700);
-    let st = observer
+    let st = c
+        .observer
         .get_stats(authed(v1::GetStatsRequest { selector: None }))
         .await
         .unwrap()
@@ -285,7 +290,7 @@ async fn follows_the_dataplane_and_serves_its_counters() {
             ("inline-2", 0, 0)
         ]
     );
-    let m = http_get(metrics, "/metrics").await;
+    let m = http_get(c.metrics, "/metrics").await;
     assert!(m.contains("\ntapline_dataplane_up 1\n"), "{m}");
     assert!(
         m.contains(
@@ -293,9 +298,13 @@ async fn follows_the_dataplane_and_serves_its_counters() {
         ),
         "{m}"
     );
+}
 
-    // A watch: the first message at once without rates, then rates.
-    let e = observer
+/// A stats watch: the first message at once without rates, then rates.
+/// Returns the watch, still open.
+async fn stats_watch_with_rates(c: &mut Clients, dp: &FakeDataplane) -> StatsWatch {
+    let e = c
+        .observer
         .watch_stats(authed(v1::WatchStatsRequest {
             interval_ms: 5,
             selector: None,
@@ -303,7 +312,8 @@ async fn follows_the_dataplane_and_serves_its_counters() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let mut stats_watch = observer
+    let mut stats_watch = c
+        .observer
         .watch_stats(authed(v1::WatchStatsRequest {
             interval_ms: 200,
             selector: Some(v1::StatsSelector {
@@ -330,15 +340,18 @@ async fn follows_the_dataplane_and_serves_its_counters() {
         "{} vs {expected}",
         r.rx_packets_per_second
     );
+    stats_watch
+}
 
-    // Reflection lists what is served, Admin included; without an admin
-    // token file, Admin refuses every call: the Observer's token is a known
-    // identity without the role (PERMISSION_DENIED, saying what to set).
-    let services = reflection_services(grpc_ch.clone()).await;
+/// Reflection lists what is served, Admin included; without an admin
+/// token file, Admin refuses every call: the Observer's token is a known
+/// identity without the role (PERMISSION_DENIED, saying what to set).
+async fn reflection_and_admin_without_token(c: &mut Clients) {
+    let services = reflection_services(c.grpc_ch.clone()).await;
     assert!(services.contains(&"tapline.v1.Observer".to_string()));
     assert!(services.contains(&"tapline.v1.Admin".to_string()));
     assert!(services.contains(&"grpc.health.v1.Health".to_string()));
-    let e = AdminClient::new(grpc_ch.clone())
+    let e = AdminClient::new(c.grpc_ch.clone())
         .set_chain(authed(v1::SetChainRequest {
             spec: Some(v1::ChainSpec::default()),
             expected_generation: None,
@@ -352,13 +365,20 @@ async fn follows_the_dataplane_and_serves_its_counters() {
         "{}",
         e.message()
     );
+}
 
-    // The dataplane dies: NOT_SERVING within the staleness limit (plus the
-    // beat interval the test cannot see), and the watch ends UNAVAILABLE.
+/// The dataplane dies: NOT_SERVING within the staleness limit (plus the
+/// beat interval the test cannot see), and the stats watch ends UNAVAILABLE.
+async fn dataplane_dies(
+    c: &mut Clients,
+    dp: &mut FakeDataplane,
+    watch: &mut HealthWatch,
+    mut stats_watch: StatsWatch,
+) {
     let died = Instant::now();
     dp.stop_beating();
     assert_eq!(
-        next_status(&mut watch, Duration::from_millis(STALE_MS + 1000)).await,
+        next_status(watch, Duration::from_millis(STALE_MS + 1000)).await,
         ServingStatus::NotServing
     );
     let after = died.elapsed();
@@ -379,18 +399,28 @@ async fn follows_the_dataplane_and_serves_its_counters() {
     assert_eq!(end.code(), Code::Unavailable);
     assert!(end.message().contains("unresponsive"), "{}", end.message());
     assert!(stats_watch.next().await.is_none());
-    assert!(http_get(metrics, "/metrics")
+    assert!(http_get(c.metrics, "/metrics")
         .await
         .contains("\ntapline_dataplane_up 0\n"));
+}
 
-    // It restarts (a new file, a new epoch): SERVING again, new counters.
+/// It restarts (a new file, a new epoch): SERVING again, new counters;
+/// then stops cleanly: NOT_SERVING at the next look. Returns the stopped
+/// dataplane.
+async fn restarts_then_stops(
+    c: &mut Clients,
+    dp: FakeDataplane,
+    watch: &mut HealthWatch,
+    state_dir: &Path,
+) -> FakeDataplane {
     drop(dp);
-    let dp = FakeDataplane::start(&state_dir, 0x2222);
+    let dp = FakeDataplane::start(state_dir, 0x2222);
     assert_eq!(
-        next_status(&mut watch, Duration::from_secs(2)).await,
+        next_status(watch, Duration::from_secs(2)).await,
         ServingStatus::Serving
     );
-    let st = observer
+    let st = c
+        .observer
         .get_stats(authed(v1::GetStatsRequest { selector: None }))
         .await
         .unwrap()
@@ -400,14 +430,57 @@ async fn follows_the_dataplane_and_serves_its_counters() {
     assert_eq!(st.stats_epoch, 0x2222);
     assert_eq!(st.ports[1].totals.as_ref().unwrap().rx_packets, 0);
 
-    // It stops cleanly: NOT_SERVING at the next look.
     let stopping = Instant::now();
     dp.seg.set_state(SegmentState::Stopped);
+    assert_eq!(
+        next_status(watch, Duration::from_secs(1)).await,
+        ServingStatus::NotServing
+    );
+    assert!(stopping.elapsed() < Duration::from_millis(500));
+    dp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_the_dataplane_and_serves_its_counters() {
+    let dir = tmpdir("follow");
+    let cfg = config(&dir);
+    let state_dir = cfg.state_dir.clone();
+    let sidecar = Sidecar::start(cfg).await;
+    let (grpc, health_addr, metrics) = (sidecar.grpc, sidecar.health, sidecar.metrics);
+
+    let grpc_ch = channel(grpc).await;
+    let mut c = Clients {
+        health: HealthClient::new(channel(health_addr).await),
+        grpc_health: HealthClient::new(grpc_ch.clone()),
+        observer: ObserverClient::new(grpc_ch.clone()),
+        grpc_ch,
+        metrics,
+    };
+    without_a_dataplane(&mut c).await;
+
+    // Health is watched on the probe listener through the whole life.
+    let mut watch = c
+        .health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
         next_status(&mut watch, Duration::from_secs(1)).await,
         ServingStatus::NotServing
     );
-    assert!(stopping.elapsed() < Duration::from_millis(500));
+
+    // The dataplane starts.
+    let mut dp = FakeDataplane::start(&state_dir, 0x1111);
+    serving(&mut c, &mut watch).await;
+    tokens_and_info(&mut c).await;
+    counters(&mut c, &dp).await;
+    let stats_watch = stats_watch_with_rates(&mut c, &dp).await;
+    reflection_and_admin_without_token(&mut c).await;
+    dataplane_dies(&mut c, &mut dp, &mut watch, stats_watch).await;
+    let dp = restarts_then_stops(&mut c, dp, &mut watch, &state_dir).await;
 
     // Shutdown with a chain watch and a health watch open: both end and
     // the server returns. The chain comes from the dataplane's command
@@ -419,14 +492,15 @@ async fn follows_the_dataplane_and_serves_its_counters() {
             },
         ))
     });
-    let mut chain_watch = observer
+    let mut chain_watch = c
+        .observer
         .watch_chain(authed(v1::WatchChainRequest {}))
         .await
         .unwrap()
         .into_inner();
-    let c = chain_watch.next().await.unwrap().unwrap().chain.unwrap();
-    assert_eq!(c.generation, 1);
-    assert!(c.spec.unwrap().hops.is_empty());
+    let chain = chain_watch.next().await.unwrap().unwrap().chain.unwrap();
+    assert_eq!(chain.generation, 1);
+    assert!(chain.spec.unwrap().hops.is_empty());
     let t = Instant::now();
     sidecar.stop_within(Duration::from_secs(3)).await;
     assert!(t.elapsed() < Duration::from_secs(3));

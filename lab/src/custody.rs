@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use tapline_dataplane::xdp::sys;
 
+use crate::ethtool;
 use crate::netns::{ip, link_state, namespaces, Netns};
 use crate::nics::{NicInfo, Role, NICS_USED, NIC_STATE_DIR};
 
@@ -191,23 +191,16 @@ pub(crate) struct VlanOffload {
 }
 
 impl VlanOffload {
-    const MASK: u32 = sys::ETH_FLAG_RXVLAN | sys::ETH_FLAG_TXVLAN;
-
     /// Reads the flags of `nic` in this thread's namespace.
     pub(crate) fn read(nic: &str) -> Result<VlanOffload> {
-        let flags = sys::ethtool_flags(nic)
+        let (rx, tx) = ethtool::vlan_offload(nic)
             .with_context(|| format!("reading the offload flags of {nic}"))?;
-        Ok(VlanOffload {
-            rx: flags & sys::ETH_FLAG_RXVLAN != 0,
-            tx: flags & sys::ETH_FLAG_TXVLAN != 0,
-        })
+        Ok(VlanOffload { rx, tx })
     }
 
     /// Sets these flags on `nic` in this thread's namespace, if they differ.
     pub(crate) fn restore(self, nic: &str) -> Result<()> {
-        let value = if self.rx { sys::ETH_FLAG_RXVLAN } else { 0 }
-            | if self.tx { sys::ETH_FLAG_TXVLAN } else { 0 };
-        sys::ethtool_set_flags(nic, Self::MASK, value)
+        ethtool::set_vlan_offload(nic, self.rx, self.tx)
             .with_context(|| format!("setting the VLAN offload of {nic}"))
     }
 }

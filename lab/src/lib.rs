@@ -62,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 mod custody;
+mod ethtool;
 mod netns;
 mod nics;
 mod scenario;
@@ -69,6 +70,7 @@ mod tools;
 mod topology;
 
 pub use custody::{return_all_nics, teardown, Teardown};
+pub use ethtool::STAG_OFFLOADS;
 pub use netns::{
     ip, link_state, namespaces, privileged, run, rx_packets, unique_prefix, veth, LinkState, Netns,
     SKIP_PRIVILEGED_VAR,
@@ -78,4 +80,4 @@ pub use nics::{
 };
 pub use scenario::{ifs, Scenario};
 pub use tools::{mirred_redirect, tc, ToolKind, UdpPort, DEFAULT_HOPS, MAX_HOPS};
-pub use topology::{Lab, STAG_OFFLOADS};
+pub use topology::Lab;

@@ -353,29 +353,13 @@ pub(crate) fn install_tool(ns: &Netns, kind: ToolKind) -> Result<()> {
 /// Makes `port` a port of the tool's bridge, without learning (see
 /// [`ToolKind::Bridge`]).
 fn bridge_port(ns: &Netns, port: &str) -> Result<()> {
-    ip(&[
-        "-n",
-        ns.name(),
-        "link",
-        "set",
-        "dev",
-        port,
-        "master",
-        ifs::TOOL_BRIDGE,
-    ])?;
-    ip(&[
-        "-n",
-        ns.name(),
-        "link",
-        "set",
-        "dev",
-        port,
-        "type",
-        "bridge_slave",
-        "learning",
-        "off",
-    ])
-    .map(drop)
+    let set = |args: &[&str]| {
+        let mut argv = vec!["-n", ns.name(), "link", "set", "dev", port];
+        argv.extend_from_slice(args);
+        ip(&argv)
+    };
+    set(&["master", ifs::TOOL_BRIDGE])?;
+    set(&["type", "bridge_slave", "learning", "off"]).map(drop)
 }
 
 /// The STP state of bridge port `port` in `ns` (`forwarding`, `disabled`, ...).

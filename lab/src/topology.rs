@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use tapline_dataplane::xdp::sys;
 
 use crate::custody::{inspect_nic, state_path, HeldNic, HeldNics};
+use crate::ethtool;
 use crate::netns::{has_carrier, veth, Netns, LINK_POLL};
 use crate::nics::{
     external, half_link_error, links, sensor_link, sensor_link_of, NicInfo, Nics, Role,
@@ -14,9 +14,6 @@ use crate::nics::{
 };
 use crate::scenario::{ifs, tool_ns, Scenario, NS_DUT, NS_GEN, NS_SINK, NS_TAP};
 use crate::tools::install_tool;
-
-/// 802.1ad (S-tag) offloads, by their `ethtool -k` names.
-pub const STAG_OFFLOADS: [&str; 2] = ["tx-vlan-stag-hw-insert", "rx-vlan-stag-hw-parse"];
 
 /// A built lab. Dropping it returns the NICs it holds and removes every
 /// namespace (and so every veth); when a NIC cannot be returned, the
@@ -208,13 +205,7 @@ impl Lab {
     /// the tag in metadata there.
     pub(crate) fn vlan_offload_off(&self, role: &Role) -> Result<()> {
         let ns = Netns::existing(&role.netns_name(&self.prefix));
-        let result = ns.enter(|| {
-            sys::ethtool_clear_flags(&role.ifname, sys::ETH_FLAG_TXVLAN | sys::ETH_FLAG_RXVLAN)?;
-            for feature in STAG_OFFLOADS {
-                sys::ethtool_set_feature(&role.ifname, feature, false)?;
-            }
-            Ok::<(), std::io::Error>(())
-        })?;
+        let result = ns.enter(|| ethtool::vlan_offload_off(&role.ifname))?;
         match (result, self.external.nic(role)) {
             (Ok(()), _) => Ok(()),
             (Err(e), Some(nic)) => {

@@ -464,7 +464,9 @@ def taplinectl(sim, cname, token, *verb):
 
 
 def hop_state(sim, cname):
-    chain = taplinectl(sim, cname, "observer-token", "chain", "get")
+    # `chain get --json` prints GetChainResponse in the proto3 JSON mapping:
+    # {"chain": {"status": {"hops": [{"name", "state": "HOP_STATE_UP", ...}]}}}.
+    chain = taplinectl(sim, cname, "observer-token", "chain", "get").get("chain", {})
     return {h.get("name"): h for h in chain.get("status", {}).get("hops", [])}, chain
 
 
@@ -657,7 +659,7 @@ def main():
         # counts only if nothing was bypassed during it: up to 6 tries.
         for attempt in range(1, 7):
             hops = wait_for("hop ids up through Suricata",
-                            lambda: (lambda h: h if h.get("ids", {}).get("state") == "up" else None)(
+                            lambda: (lambda h: h if h.get("ids", {}).get("state") == "HOP_STATE_UP" else None)(
                                 hop_state(sim, ctl)[0]), timeout=90, interval=0.5)
             _, before = metrics(sim, tapline_ip)
             ok7000, drop7001 = send_and_count(sim, N, f"chain{attempt}")
@@ -669,7 +671,7 @@ def main():
             log(f"window {attempt}: the hop went down under CPU contention and {bypassed:.0f} "
                 f"packets bypassed Suricata; trying again")
         check("hop ids is up, traffic through_tool (heartbeats cross Suricata)",
-              hops["ids"]["state"] == "up" and hops["ids"]["traffic"] == "through_tool", json.dumps(hops["ids"]))
+              hops["ids"]["state"] == "HOP_STATE_UP" and hops["ids"]["traffic"] == "HOP_TRAFFIC_THROUGH_TOOL", json.dumps(hops["ids"]))
         check(f"a send window with nothing bypassed (try {attempt})", bypassed == 0, f"{bypassed} bypassed")
         check(f"traffic crosses the chain: {N} of {N} UDP/7000 frames reach wire-b",
               ok7000 == N, f"{ok7000} arrived")
@@ -758,7 +760,7 @@ def main():
               "link keeper lends the inline links to a starting dataplane" in sim.container_logs(ctl))
         for attempt in range(1, 7):
             wait_for("hop ids up through Suricata after the restart",
-                     lambda: (lambda h: h if h.get("ids", {}).get("state") == "up" else None)(
+                     lambda: (lambda h: h if h.get("ids", {}).get("state") == "HOP_STATE_UP" else None)(
                          hop_state(sim, ctl)[0]), timeout=90, interval=0.5)
             _, before = metrics(sim, tapline_ip)
             ok7000, drop7001 = send_and_count(sim, N, f"back{attempt}")
@@ -783,10 +785,10 @@ def main():
         suricata.send_signal(signal.SIGKILL)
         suricata.wait()
         hops = wait_for("hop ids to be bypassed",
-                        lambda: (lambda h: h if h.get("ids", {}).get("traffic") == "bypassed" else None)(
+                        lambda: (lambda h: h if h.get("ids", {}).get("traffic") == "HOP_TRAFFIC_BYPASSED" else None)(
                             hop_state(sim, ctl)[0]), timeout=30, interval=0.2)
         check("Suricata killed: hop ids goes down, traffic bypassed",
-              hops["ids"]["state"] == "down" and hops["ids"]["traffic"] == "bypassed", json.dumps(hops["ids"]))
+              hops["ids"]["state"] == "HOP_STATE_DOWN" and hops["ids"]["traffic"] == "HOP_TRAFFIC_BYPASSED", json.dumps(hops["ids"]))
         _, before = metrics(sim, tapline_ip)
         ok7000, ok7001 = send_and_count(sim, N, "bypass")
         check(f"Suricata killed: the hop is bypassed, {N} + {N} frames reach wire-b (no drop rule any more)",

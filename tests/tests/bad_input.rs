@@ -29,7 +29,7 @@ use tapline_proto::v1 as pb;
 use tapline_proto::v1::dataplane_request::Request as DpRequest;
 use tapline_proto::v1::dataplane_response::Response as DpResponse;
 use tapline_proto::wire;
-use tapline_tests::api::{clients, ApiRig};
+use tapline_tests::api::{clients, AdminClient, ApiRig, ObserverClient};
 use tapline_tests::chain::{
     hop_name, hop_spec, hop_state, wait_hop_state, wait_hops_up, Control, HEARTBEAT_HOLD_MS,
     UP_TIMEOUT,
@@ -98,6 +98,16 @@ fn raw_call(ctl_path: &std::path::Path, bytes: &[u8]) -> Result<pb::DataplaneRes
     wire::read_frame(&mut s)?.context("no answer")
 }
 
+/// Sends `request` on a new command connection and reads one answer.
+fn raw_request(ctl_path: &std::path::Path, request: DpRequest) -> Result<pb::DataplaneResponse> {
+    raw_call(
+        ctl_path,
+        &wire::encode_frame(&pb::DataplaneRequest {
+            request: Some(request),
+        }),
+    )
+}
+
 fn error_of(r: &pb::DataplaneResponse) -> Option<(i32, &str)> {
     match &r.response {
         Some(DpResponse::Error(e)) => Some((e.code, e.message.as_str())),
@@ -125,6 +135,239 @@ fn frames_cross(rig: &ApiRig) -> Result<()> {
     Ok(())
 }
 
+/// A chain spec of `hops`, the default failure action unset.
+fn spec(hops: Vec<pb::HopSpec>) -> pb::ChainSpec {
+    pb::ChainSpec {
+        hops,
+        default_on_failure: 0,
+    }
+}
+
+/// SetChain of `s`, unconditional.
+fn set(s: pb::ChainSpec, dry_run: bool) -> pb::SetChainRequest {
+    pb::SetChainRequest {
+        spec: Some(s),
+        expected_generation: None,
+        dry_run,
+    }
+}
+
+/// Bypass `hop` for `reason`.
+fn bypass(hop: &str, reason: String) -> pb::SetHopBypassRequest {
+    pb::SetHopBypassRequest {
+        hop: hop.to_string(),
+        bypass: true,
+        reason,
+    }
+}
+
+/// Oversized and control-character requests through the gRPC API: each
+/// refused with its code and a message naming the field.
+async fn grpc_requests_are_refused(
+    admin: &mut AdminClient,
+    good_hop: &pb::HopSpec,
+    hop: &str,
+) -> Result<()> {
+    // 10,000 hops, for real and as a dry run.
+    for dry_run in [false, true] {
+        refused(
+            admin
+                .set_chain(set(spec(vec![good_hop.clone(); 10_000]), dry_run))
+                .await,
+            Code::InvalidArgument,
+            "hops: 10000 hops: a chain has at most 8",
+        )?;
+    }
+    // A 1 MiB hop name; an interface name with an escape sequence.
+    let mut long = good_hop.clone();
+    long.name = "n".repeat(1 << 20);
+    refused(
+        admin.set_chain(set(spec(vec![long]), false)).await,
+        Code::InvalidArgument,
+        "hops[0].name: 1048576 bytes",
+    )?;
+    let mut esc = good_hop.clone();
+    esc.a = "t\x1b[2J".into();
+    refused(
+        admin.set_chain(set(spec(vec![esc]), false)).await,
+        Code::InvalidArgument,
+        "hops[0].a: control character U+001B at byte 1",
+    )?;
+    // Bypass reasons: 3 MiB, and one forging a log line and painting
+    // the terminal; a 5 MiB one is over the gRPC message limit.
+    refused(
+        admin.set_hop_bypass(bypass(hop, "r".repeat(3 << 20))).await,
+        Code::InvalidArgument,
+        "reason: 3145728 bytes",
+    )?;
+    refused(
+        admin
+            .set_hop_bypass(bypass(
+                hop,
+                "ok\n{\"level\":\"ERROR\",\"message\":\"forged\"}\x1b[31m".into(),
+            ))
+            .await,
+        Code::InvalidArgument,
+        "reason: control character U+000A at byte 2",
+    )?;
+    refused(
+        admin.set_hop_bypass(bypass(hop, "r".repeat(5 << 20))).await,
+        Code::OutOfRange,
+        "Error, decoded message length too large",
+    )?;
+    // A tap filter over its bound.
+    let tap = pb::TapRequest {
+        point: Some(pb::TapPoint {
+            location: Some(pb::tap_point::Location::Port("inline-1".into())),
+            direction: 0,
+        }),
+        filter: "tcp or ".repeat(800),
+        ..Default::default()
+    };
+    refused(
+        admin.tap(tap).await.map(|_| ()),
+        Code::InvalidArgument,
+        "filter: 5600 bytes",
+    )?;
+    Ok(())
+}
+
+/// The same straight to the command socket (any process with the
+/// dataplane's uid may connect): each refused with its code and message.
+fn command_socket_requests_are_refused(
+    sock: &std::path::Path,
+    good_hop: &pb::HopSpec,
+    hop: &str,
+) -> Result<()> {
+    // Straight to the command socket (any process with the dataplane's
+    // uid may connect): a 200 KB frame, 9 hops with 1 KiB names and a
+    // reason with control characters.
+    let big = wire::encode_frame(&pb::DataplaneRequest {
+        request: Some(DpRequest::SetChain(set(
+            spec(vec![good_hop.clone(); 10_000]),
+            false,
+        ))),
+    });
+    ensure!(big.len() > 100_000);
+    let r = raw_call(sock, &big)?;
+    let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
+    ensure!(
+        code == Code::InvalidArgument as i32 && msg.contains("larger than the limit of 65536"),
+        "{code} {msg}"
+    );
+    let mut nine = vec![good_hop.clone(); 9];
+    for (i, h) in nine.iter_mut().enumerate() {
+        h.name = format!("{i}\x1b]0;title\x07{}", "y".repeat(1024));
+    }
+    let r = raw_request(sock, DpRequest::SetChain(set(spec(nine), false)))?;
+    let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
+    ensure!(
+        code == Code::InvalidArgument as i32 && msg.starts_with("invalid chain spec: hops: 9 hops"),
+        "{code} {msg}"
+    );
+    let mut many = vec![good_hop.clone(); 3];
+    for (i, h) in many.iter_mut().enumerate() {
+        h.name = format!("{i}{}", "z".repeat(40_000 / 3));
+    }
+    let r = raw_request(sock, DpRequest::SetChain(set(spec(many), false)))?;
+    let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
+    ensure!(
+        code == Code::InvalidArgument as i32
+            && msg.starts_with("invalid chain spec: hops[0].name: 13334 bytes"),
+        "{code} {}",
+        limited(msg)
+    );
+    let r = raw_request(
+        sock,
+        DpRequest::SetHopBypass(bypass(hop, "a\x1b[2Jb".into())),
+    )?;
+    let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
+    ensure!(
+        code == Code::InvalidArgument as i32
+            && msg.starts_with("reason: control character U+001B at byte 1"),
+        "{code} {msg}"
+    );
+    Ok(())
+}
+
+/// After the refusals: nothing changed, the chain stays readable (Get and
+/// Watch), and what is kept of the rejected update is bounded and inert.
+async fn nothing_changed(obs: &mut ObserverClient, rig: &ApiRig, before: &pb::Chain) -> Result<()> {
+    // Nothing changed, the chain stays readable (Get and Watch), and
+    // what is kept of the rejected update is bounded and inert.
+    let after = obs
+        .get_chain(pb::GetChainRequest {})
+        .await?
+        .into_inner()
+        .chain
+        .unwrap();
+    ensure!(
+        unchanged_part(&after) == unchanged_part(before),
+        "before {before:?}\nafter {after:?}"
+    );
+    ensure!(persisted_generation(rig)? == before.generation);
+    let rejected = after
+        .status
+        .as_ref()
+        .and_then(|s| s.last_rejected.as_ref())
+        .context("no last rejected update")?;
+    ensure!(
+        rejected.encoded_len() < 16 << 10,
+        "last_rejected is {} bytes",
+        rejected.encoded_len()
+    );
+    let mut watch = obs
+        .watch_chain(pb::WatchChainRequest {})
+        .await?
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await??
+        .context("WatchChain ended")?;
+    ensure!(first.chain.map(|c| c.generation) == Some(before.generation));
+    drop(watch);
+    Ok(())
+}
+
+/// A valid change after the refusals is answered exactly as applied and
+/// persisted.
+async fn a_valid_change_applies(
+    admin: &mut AdminClient,
+    obs: &mut ObserverClient,
+    rig: &ApiRig,
+    good_hop: &pb::HopSpec,
+    before: &pb::Chain,
+) -> Result<()> {
+    // A valid change now: answered exactly as applied and persisted.
+    let mut drop_hop = good_hop.clone();
+    drop_hop.on_failure = pb::FailureAction::Drop.into();
+    let r = admin
+        .set_chain(pb::SetChainRequest {
+            spec: Some(spec(vec![drop_hop.clone()])),
+            expected_generation: Some(before.generation),
+            dry_run: false,
+        })
+        .await?
+        .into_inner();
+    ensure!(r.accepted && r.generation == before.generation + 1, "{r:?}");
+    let now = obs
+        .get_chain(pb::GetChainRequest {})
+        .await?
+        .into_inner()
+        .chain
+        .unwrap();
+    ensure!(now.generation == r.generation, "{now:?}");
+    ensure!(
+        now.spec.as_ref().map(|s| &s.hops) == Some(&vec![drop_hop]),
+        "{now:?}"
+    );
+    ensure!(
+        now.status.as_ref().map(|s| s.observed_generation) == Some(r.generation),
+        "{now:?}"
+    );
+    ensure!(persisted_generation(rig)? == r.generation);
+    Ok(())
+}
+
 #[test]
 fn oversized_and_control_character_requests_are_refused_and_change_nothing() -> Result<()> {
     if !privileged()? {
@@ -145,206 +388,10 @@ fn oversized_and_control_character_requests_are_refused_and_change_nothing() -> 
             .chain
             .unwrap();
         let good_hop = hop_spec(&hop, &ifs::hop_a(1), &ifs::hop_b(1));
-        let spec = |hops: Vec<pb::HopSpec>| pb::ChainSpec {
-            hops,
-            default_on_failure: 0,
-        };
-        let set = |s: pb::ChainSpec, dry_run: bool| pb::SetChainRequest {
-            spec: Some(s),
-            expected_generation: None,
-            dry_run,
-        };
-
-        // 10,000 hops, for real and as a dry run.
-        for dry_run in [false, true] {
-            refused(
-                admin
-                    .set_chain(set(spec(vec![good_hop.clone(); 10_000]), dry_run))
-                    .await,
-                Code::InvalidArgument,
-                "hops: 10000 hops: a chain has at most 8",
-            )?;
-        }
-        // A 1 MiB hop name; an interface name with an escape sequence.
-        let mut long = good_hop.clone();
-        long.name = "n".repeat(1 << 20);
-        refused(
-            admin.set_chain(set(spec(vec![long]), false)).await,
-            Code::InvalidArgument,
-            "hops[0].name: 1048576 bytes",
-        )?;
-        let mut esc = good_hop.clone();
-        esc.a = "t\x1b[2J".into();
-        refused(
-            admin.set_chain(set(spec(vec![esc]), false)).await,
-            Code::InvalidArgument,
-            "hops[0].a: control character U+001B at byte 1",
-        )?;
-        // Bypass reasons: 3 MiB, and one forging a log line and painting
-        // the terminal; a 5 MiB one is over the gRPC message limit.
-        let bypass = |reason: String| pb::SetHopBypassRequest {
-            hop: hop.clone(),
-            bypass: true,
-            reason,
-        };
-        refused(
-            admin.set_hop_bypass(bypass("r".repeat(3 << 20))).await,
-            Code::InvalidArgument,
-            "reason: 3145728 bytes",
-        )?;
-        refused(
-            admin
-                .set_hop_bypass(bypass(
-                    "ok\n{\"level\":\"ERROR\",\"message\":\"forged\"}\x1b[31m".into(),
-                ))
-                .await,
-            Code::InvalidArgument,
-            "reason: control character U+000A at byte 2",
-        )?;
-        refused(
-            admin.set_hop_bypass(bypass("r".repeat(5 << 20))).await,
-            Code::OutOfRange,
-            "Error, decoded message length too large",
-        )?;
-        // A tap filter over its bound.
-        let tap = pb::TapRequest {
-            point: Some(pb::TapPoint {
-                location: Some(pb::tap_point::Location::Port("inline-1".into())),
-                direction: 0,
-            }),
-            filter: "tcp or ".repeat(800),
-            ..Default::default()
-        };
-        refused(
-            admin.tap(tap).await.map(|_| ()),
-            Code::InvalidArgument,
-            "filter: 5600 bytes",
-        )?;
-
-        // Straight to the command socket (any process with the dataplane's
-        // uid may connect): a 200 KB frame, 9 hops with 1 KiB names and a
-        // reason with control characters.
-        let big = wire::encode_frame(&pb::DataplaneRequest {
-            request: Some(DpRequest::SetChain(set(
-                spec(vec![good_hop.clone(); 10_000]),
-                false,
-            ))),
-        });
-        ensure!(big.len() > 100_000);
-        let r = raw_call(&sock, &big)?;
-        let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
-        ensure!(
-            code == Code::InvalidArgument as i32 && msg.contains("larger than the limit of 65536"),
-            "{code} {msg}"
-        );
-        let mut nine = vec![good_hop.clone(); 9];
-        for (i, h) in nine.iter_mut().enumerate() {
-            h.name = format!("{i}\x1b]0;title\x07{}", "y".repeat(1024));
-        }
-        let r = raw_call(
-            &sock,
-            &wire::encode_frame(&pb::DataplaneRequest {
-                request: Some(DpRequest::SetChain(set(spec(nine), false))),
-            }),
-        )?;
-        let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
-        ensure!(
-            code == Code::InvalidArgument as i32
-                && msg.starts_with("invalid chain spec: hops: 9 hops"),
-            "{code} {msg}"
-        );
-        let mut many = vec![good_hop.clone(); 3];
-        for (i, h) in many.iter_mut().enumerate() {
-            h.name = format!("{i}{}", "z".repeat(40_000 / 3));
-        }
-        let r = raw_call(
-            &sock,
-            &wire::encode_frame(&pb::DataplaneRequest {
-                request: Some(DpRequest::SetChain(set(spec(many), false))),
-            }),
-        )?;
-        let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
-        ensure!(
-            code == Code::InvalidArgument as i32
-                && msg.starts_with("invalid chain spec: hops[0].name: 13334 bytes"),
-            "{code} {}",
-            limited(msg)
-        );
-        let r = raw_call(
-            &sock,
-            &wire::encode_frame(&pb::DataplaneRequest {
-                request: Some(DpRequest::SetHopBypass(bypass("a\x1b[2Jb".into()))),
-            }),
-        )?;
-        let (code, msg) = error_of(&r).with_context(|| format!("{r:?}"))?;
-        ensure!(
-            code == Code::InvalidArgument as i32
-                && msg.starts_with("reason: control character U+001B at byte 1"),
-            "{code} {msg}"
-        );
-
-        // Nothing changed, the chain stays readable (Get and Watch), and
-        // what is kept of the rejected update is bounded and inert.
-        let after = obs
-            .get_chain(pb::GetChainRequest {})
-            .await?
-            .into_inner()
-            .chain
-            .unwrap();
-        ensure!(
-            unchanged_part(&after) == unchanged_part(&before),
-            "before {before:?}\nafter {after:?}"
-        );
-        ensure!(persisted_generation(&rig)? == before.generation);
-        let rejected = after
-            .status
-            .as_ref()
-            .and_then(|s| s.last_rejected.as_ref())
-            .context("no last rejected update")?;
-        ensure!(
-            rejected.encoded_len() < 16 << 10,
-            "last_rejected is {} bytes",
-            rejected.encoded_len()
-        );
-        let mut watch = obs
-            .watch_chain(pb::WatchChainRequest {})
-            .await?
-            .into_inner();
-        let first = tokio::time::timeout(Duration::from_secs(5), watch.message())
-            .await??
-            .context("WatchChain ended")?;
-        ensure!(first.chain.map(|c| c.generation) == Some(before.generation));
-        drop(watch);
-
-        // A valid change now: answered exactly as applied and persisted.
-        let mut drop_hop = good_hop.clone();
-        drop_hop.on_failure = pb::FailureAction::Drop.into();
-        let r = admin
-            .set_chain(pb::SetChainRequest {
-                spec: Some(spec(vec![drop_hop.clone()])),
-                expected_generation: Some(before.generation),
-                dry_run: false,
-            })
-            .await?
-            .into_inner();
-        ensure!(r.accepted && r.generation == before.generation + 1, "{r:?}");
-        let now = obs
-            .get_chain(pb::GetChainRequest {})
-            .await?
-            .into_inner()
-            .chain
-            .unwrap();
-        ensure!(now.generation == r.generation, "{now:?}");
-        ensure!(
-            now.spec.as_ref().map(|s| &s.hops) == Some(&vec![drop_hop]),
-            "{now:?}"
-        );
-        ensure!(
-            now.status.as_ref().map(|s| s.observed_generation) == Some(r.generation),
-            "{now:?}"
-        );
-        ensure!(persisted_generation(&rig)? == r.generation);
-        anyhow::Ok(())
+        grpc_requests_are_refused(&mut admin, &good_hop, &hop).await?;
+        command_socket_requests_are_refused(&sock, &good_hop, &hop)?;
+        nothing_changed(&mut obs, &rig, &before).await?;
+        a_valid_change_applies(&mut admin, &mut obs, &rig, &good_hop, &before).await
     })?;
 
     // The operator's terminal: no escape sequence, no forged line.

@@ -23,9 +23,9 @@ use tapline_dataplane::stats::DropReason;
 use tapline_proto::v1::{HopState, HopTraffic};
 use tapline_tests::chain::{
     chain_config, drop_report, heartbeat_frames, hop_drops, hop_name, hop_state, hop_status,
-    port_drops, stats, wait_hop_state, wait_hops_up, while_streaming, Control, PacedStream,
-    ToolTap, HEARTBEAT_HOLD_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_MISSES, HEARTBEAT_TIMEOUT_MS,
-    UP_TIMEOUT,
+    port_drops, stats, wait_hop_state, wait_hops_up, while_streaming, Control, Delivery,
+    PacedStream, StreamResult, ToolTap, HEARTBEAT_HOLD_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_MISSES,
+    HEARTBEAT_TIMEOUT_MS, UP_TIMEOUT,
 };
 use tapline_tests::{
     assert_delivered_in_order, frame_plan, open_raw, privileged, run_concurrently, send_paced,
@@ -60,86 +60,68 @@ fn tool_rx(lab: &Lab, k: u8) -> Result<u64> {
     rx_packets(lab.tool(k)?, ifs::TOOL_A)
 }
 
-#[test]
-fn a_tool_whose_link_goes_down_is_bypassed_within_the_detection_window_and_resumes_after_hold(
-) -> Result<()> {
-    if !privileged()? {
-        return Ok(());
-    }
-    let lab = Lab::build(&unique_prefix(), Scenario::chain(2, ToolKind::Bridge)?)?;
-    let dp = start_dataplane(&lab, &chain_config(&[1, 2], None, ""))?;
-    let ctl = Control::new(dp.state_dir());
-    wait_hops_up(&ctl, &[1, 2], UP_TIMEOUT)?;
-    let tool1 = hop_name(1);
-    let stream = PacedStream::gen_to_sink(&lab, STREAM_RATE_FPS)?;
+/// What the failover test saw, and when: the instants around the failure
+/// of tool 1's link and its return, and tool 1's side-a rx counter.
+struct Marks {
+    down_at: Instant,
+    detected_at: Instant,
+    link_up_at: Instant,
+    forwarding_at: Instant,
+    up_at: Instant,
+    rx_up_at: Instant,
+    end_at: Instant,
+    rx_before_down: (Instant, u64, u64),
+    rx_link_up: u64,
+    rx_up: u64,
+    rx_end: u64,
+}
 
-    struct Marks {
-        down_at: Instant,
-        detected_at: Instant,
-        link_up_at: Instant,
-        forwarding_at: Instant,
-        up_at: Instant,
-        rx_up_at: Instant,
-        end_at: Instant,
-        rx_before_down: (Instant, u64, u64),
-        rx_link_up: u64,
-        rx_up: u64,
-        rx_end: u64,
-    }
-    let (m, results) = while_streaming(std::slice::from_ref(&stream), || {
-        std::thread::sleep(Duration::from_millis(300));
-        let c0 = tool_rx(&lab, 1)?;
-        let t = Instant::now();
-        std::thread::sleep(Duration::from_millis(200));
-        let rx_before_down = (t, c0, tool_rx(&lab, 1)?);
-        let down_at = Instant::now();
-        lab.tool_link(1, false)?;
-        wait_hop_state(&ctl, &tool1, HopState::Down, Duration::from_secs(5))?;
-        let detected_at = Instant::now();
-        // Bypassed: the stream keeps flowing through tool 2 alone.
-        std::thread::sleep(Duration::from_millis(300));
-        let link_up_at = Instant::now();
-        lab.tool_link(1, true)?;
-        let forwarding_at = Instant::now();
-        let rx_link_up = tool_rx(&lab, 1)?;
-        wait_hop_state(&ctl, &tool1, HopState::Up, hold() + Duration::from_secs(5))?;
-        let up_at = Instant::now();
-        let rx_up = tool_rx(&lab, 1)?;
-        let rx_up_at = Instant::now();
-        std::thread::sleep(Duration::from_millis(400));
-        let end_at = Instant::now();
-        let rx_end = tool_rx(&lab, 1)?;
-        Ok(Marks {
-            down_at,
-            detected_at,
-            link_up_at,
-            forwarding_at,
-            up_at,
-            rx_up_at,
-            end_at,
-            rx_before_down,
-            rx_link_up,
-            rx_up,
-            rx_end,
-        })
-    })?;
-    let drops = drop_report(&lab, dp.state_dir());
-    let lines = stop_ok(dp)?.lines;
-    let r = &results[0];
-    let d = r.delivery();
-    eprintln!(
-        "lost: {:?}; drops on the dut: {drops}",
-        r.lost_runs(&d.lost, m.down_at)
-    );
-    ensure!(
-        d.corrupted.is_empty() && d.duplicates == 0,
-        "{}: {} corrupted ({:?}), {} duplicates",
-        r.name,
-        d.corrupted.len(),
-        d.corrupted.first(),
-        d.duplicates
-    );
+/// Takes tool 1's link down and up again while the stream runs (after
+/// 500 ms of it), waiting for the hop to go DOWN and come back UP, and
+/// notes the instants and tool 1's counter along the way.
+fn fail_and_restore_tool_1(lab: &Lab, ctl: &Control, tool1: &str) -> Result<Marks> {
+    std::thread::sleep(Duration::from_millis(300));
+    let c0 = tool_rx(lab, 1)?;
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(200));
+    let rx_before_down = (t, c0, tool_rx(lab, 1)?);
+    let down_at = Instant::now();
+    lab.tool_link(1, false)?;
+    wait_hop_state(ctl, tool1, HopState::Down, Duration::from_secs(5))?;
+    let detected_at = Instant::now();
+    // Bypassed: the stream keeps flowing through tool 2 alone.
+    std::thread::sleep(Duration::from_millis(300));
+    let link_up_at = Instant::now();
+    lab.tool_link(1, true)?;
+    let forwarding_at = Instant::now();
+    let rx_link_up = tool_rx(lab, 1)?;
+    wait_hop_state(ctl, tool1, HopState::Up, hold() + Duration::from_secs(5))?;
+    let up_at = Instant::now();
+    let rx_up = tool_rx(lab, 1)?;
+    let rx_up_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(400));
+    let end_at = Instant::now();
+    let rx_end = tool_rx(lab, 1)?;
+    Ok(Marks {
+        down_at,
+        detected_at,
+        link_up_at,
+        forwarding_at,
+        up_at,
+        rx_up_at,
+        end_at,
+        rx_before_down,
+        rx_link_up,
+        rx_up,
+        rx_end,
+    })
+}
 
+/// The failover: every frame went through tool 1 before it, the hop went
+/// DOWN within the detection bound, the frames lost were all sent within
+/// the failover window and span less than the loss bound, and traffic kept
+/// flowing around the tool.
+fn check_failover(r: &StreamResult, d: &Delivery, m: &Marks) -> Result<()> {
     // Before the failure every frame went through tool 1.
     let (t0, c0, c1) = m.rx_before_down;
     let through = r.sent_between(t0, m.down_at - Duration::from_millis(150));
@@ -197,6 +179,13 @@ fn a_tool_whose_link_goes_down_is_bypassed_within_the_detection_window_and_resum
     let bypassed = r.sent_between(m.detected_at, m.link_up_at);
     ensure!(bypassed > 0, "no frame was sent while the hop was bypassed");
 
+    Ok(())
+}
+
+/// The recovery: the hop came back UP only after the hold time, traffic
+/// went around tool 1 until then and through it afterwards.
+fn check_recovery(r: &StreamResult, m: &Marks) -> Result<()> {
+    let (_, c0, c1) = m.rx_before_down;
     // Back UP only after the hold time, with the traffic around the tool
     // until then and through it afterwards.
     let to_up = m.up_at - m.link_up_at;
@@ -225,6 +214,43 @@ fn a_tool_whose_link_goes_down_is_bypassed_within_the_detection_window_and_resum
         m.rx_up - m.rx_link_up,
         m.rx_end - m.rx_up
     );
+    Ok(())
+}
+
+#[test]
+fn a_tool_whose_link_goes_down_is_bypassed_within_the_detection_window_and_resumes_after_hold(
+) -> Result<()> {
+    if !privileged()? {
+        return Ok(());
+    }
+    let lab = Lab::build(&unique_prefix(), Scenario::chain(2, ToolKind::Bridge)?)?;
+    let dp = start_dataplane(&lab, &chain_config(&[1, 2], None, ""))?;
+    let ctl = Control::new(dp.state_dir());
+    wait_hops_up(&ctl, &[1, 2], UP_TIMEOUT)?;
+    let tool1 = hop_name(1);
+    let stream = PacedStream::gen_to_sink(&lab, STREAM_RATE_FPS)?;
+    let (m, results) = while_streaming(std::slice::from_ref(&stream), || {
+        fail_and_restore_tool_1(&lab, &ctl, &tool1)
+    })?;
+    let drops = drop_report(&lab, dp.state_dir());
+    let lines = stop_ok(dp)?.lines;
+    let r = &results[0];
+    let d = r.delivery();
+    eprintln!(
+        "lost: {:?}; drops on the dut: {drops}",
+        r.lost_runs(&d.lost, m.down_at)
+    );
+    ensure!(
+        d.corrupted.is_empty() && d.duplicates == 0,
+        "{}: {} corrupted ({:?}), {} duplicates",
+        r.name,
+        d.corrupted.len(),
+        d.corrupted.first(),
+        d.duplicates
+    );
+
+    check_failover(r, &d, &m)?;
+    check_recovery(r, &m)?;
     let logged = |msg: &str| {
         lines
             .iter()

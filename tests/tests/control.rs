@@ -313,16 +313,23 @@ fn with_auth<T>(msg: T, value: Option<&str>) -> Result<Request<T>> {
     Ok(r)
 }
 
-/// The value of one counter of a `taplinectl stats --json` port.
+/// A uint64 of taplinectl's `--json`: the proto3 JSON mapping writes
+/// 64-bit integers as decimal strings.
+fn json_u64(v: &serde_json::Value) -> Option<u64> {
+    v.as_str()?.parse().ok()
+}
+
+/// The value of one counter (`rxPackets`...) of a `taplinectl stats
+/// --json` port (`{"stats": {"ports": [...]}}`).
 fn json_counter(v: &serde_json::Value, role: &str, field: &str) -> Result<u64> {
-    let ports = v["ports"].as_array().context("ports is an array")?;
+    let ports = v["stats"]["ports"]
+        .as_array()
+        .context("stats.ports is an array")?;
     let p = ports
         .iter()
         .find(|p| p["role"] == role)
         .with_context(|| format!("no {role} in {v}"))?;
-    p["totals"][field]
-        .as_u64()
-        .with_context(|| format!("{role}.totals.{field} in {p}"))
+    json_u64(&p["totals"][field]).with_context(|| format!("{role}.totals.{field} in {p}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -407,18 +414,21 @@ fn counters_equal_the_frames_sent() -> Result<()> {
     let v = ctl_json(&rig.ctl(&["--json", "stats"])?, "stats --json")?;
     for (role, _, rx, rx_bytes, tx, tx_bytes) in expect {
         let got = [
-            json_counter(&v, role, "rx_packets")?,
-            json_counter(&v, role, "rx_bytes")?,
-            json_counter(&v, role, "tx_packets")?,
-            json_counter(&v, role, "tx_bytes")?,
-            json_counter(&v, role, "dropped_packets")?,
+            json_counter(&v, role, "rxPackets")?,
+            json_counter(&v, role, "rxBytes")?,
+            json_counter(&v, role, "txPackets")?,
+            json_counter(&v, role, "txBytes")?,
+            json_counter(&v, role, "droppedPackets")?,
         ];
         ensure!(
             got == [rx as u64, rx_bytes, tx as u64, tx_bytes, 0],
             "{role}: taplinectl stats --json says {got:?}, sent rx {rx} / {rx_bytes} B, tx {tx} / {tx_bytes} B"
         );
     }
-    ensure!(v["dataplane_state"] == "running", "{v}");
+    ensure!(
+        v["stats"]["dataplaneState"] == "DATAPLANE_STATE_RUNNING",
+        "{v}"
+    );
     let table = ctl_ok(&rig.ctl(&["stats"])?, "stats")?;
     let row = table
         .lines()
@@ -434,7 +444,7 @@ fn counters_equal_the_frames_sent() -> Result<()> {
 
     // status: the dataplane, its interfaces and health.
     let st = ctl_json(&rig.ctl(&["--json", "status"])?, "status --json")?;
-    ensure!(st["dataplane_state"] == "running", "{st}");
+    ensure!(st["dataplaneState"] == "DATAPLANE_STATE_RUNNING", "{st}");
     for name in HEALTH_NAMES {
         ensure!(st["health"][name] == "SERVING", "health of {name:?}: {st}");
     }
@@ -604,13 +614,14 @@ fn watch_stats_comes_at_the_asked_interval_with_sound_rates() -> Result<()> {
         "3 updates 200 ms apart took {took:?}"
     );
     for (i, l) in lines.iter().enumerate() {
-        ensure!(l["interval_ms"] == 200, "{l}");
-        let rates = &l["ports"][0]["rates"];
+        ensure!(l["intervalMs"] == 200, "{l}");
+        let rates = &l["stats"]["ports"][0]["rates"];
         if i == 0 {
-            ensure!(l["rates_window_ms"] == 0 && rates.is_null(), "{l}");
+            // No rates yet: the window is "0" and the message is unset.
+            ensure!(l["stats"]["ratesWindowMs"] == "0" && rates.is_null(), "{l}");
         } else {
             ensure!(
-                rates["rx_packets_per_second"]
+                rates["rxPacketsPerSecond"]
                     .as_f64()
                     .is_some_and(|r| r >= 0.0),
                 "{l}"
@@ -848,11 +859,11 @@ fn observer_wants_the_token_and_health_does_not() -> Result<()> {
     // No dataplane: printed, then exit 4 (not SERVING).
     let v: serde_json::Value =
         serde_json::from_str(&ctl_exit(&out, EXIT_NOT_SERVING, "status with the token")?)?;
+    ensure!(v["version"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
     ensure!(
-        v["control_version"].as_str().is_some_and(|s| !s.is_empty()),
-        "{v}"
+        v["dataplaneState"] == "DATAPLANE_STATE_UNSPECIFIED",
+        "no dataplane here: {v}"
     );
-    ensure!(v["dataplane_state"] == "unknown", "no dataplane here: {v}");
     ctl_exit(
         &rig.ctl(&["health"])?,
         EXIT_NOT_SERVING,

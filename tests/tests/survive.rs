@@ -455,25 +455,34 @@ fn with_only_fail_open_hops_everything_crosses_while_the_dataplane_is_dead() -> 
         // `inline` goes NOT_SERVING at once (the keeper saw the connection
         // close); the state follows the stale heartbeat.
         let settled = v["health"]["inline"] == "NOT_SERVING"
-            && v["dataplane_state"] != "running"
-            && v["kernel_fallback"]["carrying"] == true;
+            && v["dataplaneState"] != "DATAPLANE_STATE_RUNNING"
+            && v["kernelFallback"]["carrying"] == true;
         if settled || Instant::now() > deadline {
             break v;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let k = &v["kernel_fallback"];
+    let k = &v["kernelFallback"];
     ensure!(
-        k["carrying"] == true && k["links_held"] == true && k["action"] == "forward",
+        k["carrying"] == true && k["linksHeld"] == true && k["action"] == "forward",
         "taplinectl status does not show the kernel carrying the link: {v}"
     );
     ensure!(v["health"]["inline"] == "NOT_SERVING", "inline health: {v}");
-    ensure!(v["dataplane_state"] != "running", "dataplane state: {v}");
+    ensure!(
+        v["dataplaneState"] != "DATAPLANE_STATE_RUNNING",
+        "dataplane state: {v}"
+    );
+    // uint64 counters are strings in the proto3 JSON mapping.
     let fwd: Vec<u64> = k["ports"]
         .as_array()
         .context("ports")?
         .iter()
-        .map(|p| p["forwarded"].as_u64().unwrap_or(0))
+        .map(|p| {
+            p["forwarded"]
+                .as_str()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
         .collect();
     ensure!(
         fwd.len() == 2 && fwd.iter().all(|&n| n >= DEAD_FRAMES as u64),
@@ -682,20 +691,25 @@ fn ctl_stats(rig: &Rig) -> Result<Option<serde_json::Value>> {
 }
 
 /// (inline-1 forwarded, inline-1 dropped, lease expiries, takeovers) of
-/// `kernel_fallback` in `taplinectl --json stats`; `None` until the
+/// `stats.kernelFallback` in `taplinectl --json stats`; `None` until the
 /// dataplane's first heartbeat published them.
 fn ctl_fallback(v: &serde_json::Value) -> Result<Option<(u64, u64, u64, u64)>> {
-    let k = &v["kernel_fallback"];
+    let k = &v["stats"]["kernelFallback"];
     if k.is_null() {
         return Ok(None);
     }
     let p = &k["ports"][0];
-    ensure!(p["role"] == "inline-1", "kernel_fallback: {v}");
-    let n = |x: &serde_json::Value| x.as_u64().context("not a number");
+    ensure!(p["role"] == "inline-1", "kernelFallback: {v}");
+    // uint64 counters are strings in the proto3 JSON mapping.
+    let n = |x: &serde_json::Value| {
+        x.as_str()
+            .and_then(|n| n.parse::<u64>().ok())
+            .context("not a uint64 string")
+    };
     Ok(Some((
         n(&p["forwarded"])?,
         n(&p["dropped"])?,
-        n(&k["lease_expiries"])?,
+        n(&k["leaseExpiries"])?,
         n(&k["takeovers"])?,
     )))
 }

@@ -292,6 +292,18 @@ pub struct LoopRun {
     pub heartbeats: u64,
 }
 
+impl LoopRun {
+    /// A run of a path without hops (no heartbeats).
+    fn hopless(frames: u64, polls: u64, elapsed_s: f64) -> LoopRun {
+        LoopRun {
+            frames,
+            polls,
+            elapsed_s,
+            heartbeats: 0,
+        }
+    }
+}
+
 /// Result of one path.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathResult {
@@ -456,12 +468,7 @@ fn bridge_loop(frames: u64, batch: u32, both_ways: bool, lease: bool) -> Result<
             per_side[from]
         );
     }
-    Ok(LoopRun {
-        frames: done,
-        polls,
-        elapsed_s,
-        heartbeats: 0,
-    })
+    Ok(LoopRun::hopless(done, polls, elapsed_s))
 }
 
 /// Drives a capture task with one counting consumer until `frames` frames
@@ -507,12 +514,7 @@ fn capture_loop(frames: u64, batch: u32, verify: bool) -> Result<LoopRun> {
         foreign == 0,
         "the consumer saw {foreign} frames that are not ours"
     );
-    Ok(LoopRun {
-        frames: done,
-        polls,
-        elapsed_s,
-        heartbeats: 0,
-    })
+    Ok(LoopRun::hopless(done, polls, elapsed_s))
 }
 
 /// Sends `frames` frames into inline-1 of `rig`'s chain and runs until they

@@ -9,19 +9,18 @@ use anyhow::{ensure, Context, Result};
 use nix::sys::signal::Signal;
 
 use crate::lab::{self, ifs, Lab};
+use crate::peers::{PeerProcess, PeerTimeouts};
 use crate::report::median;
 use crate::runner::workspace_binary;
 
 use super::dut::{
-    passive_totals, recorder_section, start_tapline, traffic_then_grace, DutReport, Load,
+    passive_totals, recorder_section, start_tapline, traffic_then_grace, DutReport, Load, Traffic,
 };
-use super::peers::{
-    count_dir, is_reader_event, parse_peer_stats, parse_reader_done, DirCount, PeerProcess,
-};
-use super::results::{ratio_of, CaptureSample, CaptureSummary, LowerBounds, Ratio};
+use super::peers::{count_dir, is_reader_event, parse_peer_stats, parse_reader_done, DirCount};
+use super::results::{CaptureSample, CaptureSummary, Ratio};
 use super::{
-    CaptureDut, PassiveConfig, MEASURED, MIN_FREE_BYTES, PEER_SETTLE, READER_BATCH, RECORDER_NAME,
-    SKIPPED,
+    CaptureDut, PassiveConfig, MEASURED, MIN_FREE_BYTES, PEER_READY_TIMEOUT, PEER_SETTLE,
+    PEER_STOP_TIMEOUT, READER_BATCH, RECORDER_NAME, SKIPPED,
 };
 
 /// tapline with a recorder writing into `dir`.
@@ -117,17 +116,7 @@ pub(crate) fn capture_peer(
 ) -> Result<DutReport> {
     ensure_no_xdp(lab)?;
     let (argv, ready) = dut.peer_command(&dir.join(format!("{}.pcap", dut.name())));
-    let peer = PeerProcess::start(&lab.dut, &argv, ready)?;
-    std::thread::sleep(PEER_SETTLE);
-    let traffic = traffic_then_grace(lab, cfg, load);
-    let stopped = peer.stop(Signal::SIGINT);
-    let ((status, lines), traffic) = (stopped?, traffic?);
-    ensure!(
-        status.success(),
-        "{} exited with {status}:\n{}",
-        argv.join(" "),
-        lines.join("\n")
-    );
+    let (lines, traffic) = run_peer(lab, cfg, load, &argv, |l| l.contains(ready), Signal::SIGINT)?;
     let stats = parse_peer_stats(dut, &lines);
     Ok(DutReport {
         traffic,
@@ -137,6 +126,41 @@ pub(crate) fn capture_peer(
         not_drops: &[],
         xdp_mode: None,
     })
+}
+
+/// Runs the capture peer `argv` in the dut namespace through one
+/// measurement: starts it, waits until a line `is_ready` and then
+/// [`PEER_SETTLE`], sends the traffic and waits the grace, and stops it with
+/// `signal`. Its output lines and the traffic's report, once it exited 0.
+fn run_peer(
+    lab: &Lab,
+    cfg: &PassiveConfig,
+    load: Load,
+    argv: &[String],
+    is_ready: impl Fn(&str) -> bool,
+    signal: Signal,
+) -> Result<(Vec<String>, Traffic)> {
+    let mut cmd = lab.dut.command(&argv[0]);
+    cmd.args(&argv[1..]);
+    let timeouts = PeerTimeouts {
+        start: PEER_READY_TIMEOUT,
+        stop: PEER_STOP_TIMEOUT,
+    };
+    let peer = PeerProcess::start_within(&argv[0], cmd, timeouts, |lines| {
+        lines.iter().any(|l| is_ready(l))
+    })?;
+    std::thread::sleep(PEER_SETTLE);
+    let traffic = traffic_then_grace(lab, cfg, load);
+    let stopped = peer.stop_with(signal);
+    let (exit, traffic) = (stopped?, traffic?);
+    ensure!(
+        exit.status.success(),
+        "{} exited with {}:\n{}",
+        argv.join(" "),
+        exit.status,
+        exit.lines.join("\n")
+    );
+    Ok((exit.lines, traffic))
 }
 
 /// The reader's command line: `tapline-bench peer af-packet-read` on p1.
@@ -178,19 +202,14 @@ pub(crate) fn reader_version() -> Result<String> {
 pub(crate) fn capture_reader(lab: &Lab, cfg: &PassiveConfig, load: Load) -> Result<DutReport> {
     ensure_no_xdp(lab)?;
     let argv = reader_command()?;
-    let peer = PeerProcess::start_until(&lab.dut, &argv, r#"{"event":"ready"}"#, |l| {
-        is_reader_event(l, "ready")
-    })?;
-    std::thread::sleep(PEER_SETTLE);
-    let traffic = traffic_then_grace(lab, cfg, load);
-    let stopped = peer.stop(Signal::SIGTERM);
-    let ((status, lines), traffic) = (stopped?, traffic?);
-    ensure!(
-        status.success(),
-        "{} exited with {status}:\n{}",
-        argv.join(" "),
-        lines.join("\n")
-    );
+    let (lines, traffic) = run_peer(
+        lab,
+        cfg,
+        load,
+        &argv,
+        |l| is_reader_event(l, "ready"),
+        Signal::SIGTERM,
+    )?;
     let done = parse_reader_done(&lines).with_context(|| {
         format!(
             "the AF_PACKET reader printed no done event:\n{}",
@@ -312,15 +331,7 @@ pub(crate) fn capture_summary(
 pub(crate) fn capture_ratio(peer: CaptureDut, installed: bool, samples: &[CaptureSample]) -> Ratio {
     let name = format!("tapline / {}", peer.name());
     if !installed {
-        return Ratio {
-            name,
-            status: SKIPPED.into(),
-            of_medians: None,
-            median_of_per_rep: None,
-            per_rep: Vec::new(),
-            of_medians_bounds: LowerBounds::default(),
-            median_of_per_rep_bounds: LowerBounds::default(),
-        };
+        return Ratio::skipped(name);
     }
     let of = |d: CaptureDut| -> Vec<(u32, f64)> {
         samples
@@ -329,14 +340,5 @@ pub(crate) fn capture_ratio(peer: CaptureDut, installed: bool, samples: &[Captur
             .map(|s| (s.rep, s.written_pps))
             .collect()
     };
-    let (of_medians, median_of_per_rep, per_rep) = ratio_of(&of(CaptureDut::Tapline), &of(peer));
-    Ratio {
-        name,
-        status: MEASURED.into(),
-        of_medians,
-        median_of_per_rep,
-        per_rep,
-        of_medians_bounds: LowerBounds::default(),
-        median_of_per_rep_bounds: LowerBounds::default(),
-    }
+    Ratio::measured(name, &of(CaptureDut::Tapline), &of(peer))
 }

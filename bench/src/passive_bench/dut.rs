@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use tapline_dataplane::xdp::shm::{SegmentReader, Snapshot};
 
 use crate::lab::{self, ifs, Lab};
 use crate::report::CpuTimes;
-use crate::runner::{lab_config, obtained_mode, DataplaneProcess, StartOptions};
+use crate::runner::{lab_config, obtained_mode, DataplaneProcess};
 use crate::traffic::{xdp_generate, FrameSizes, GenConfig, GenReport};
 
 use super::{
@@ -142,14 +142,7 @@ pub(crate) fn start_tapline(lab: &Lab, cfg: &PassiveConfig, extra: &str) -> Resu
         &cfg.dataplane_keys,
         &format!("{}{extra}", xdp_section(cfg)),
     );
-    let process = DataplaneProcess::start(
-        &lab.dut,
-        &config,
-        &StartOptions {
-            expect_ready: true,
-            ..Default::default()
-        },
-    )?;
+    let process = DataplaneProcess::start_ready(&lab.dut, &config)?;
     let segment =
         SegmentReader::open(process.state_dir()).context("opening tapline's stats segment")?;
     let xdp_mode = obtained_mode(&process.lines(), PASSIVE_ROLE);
@@ -163,13 +156,7 @@ pub(crate) fn start_tapline(lab: &Lab, cfg: &PassiveConfig, extra: &str) -> Resu
 impl TaplineRun {
     /// Stops tapline and returns the final snapshot of its segment.
     pub(crate) fn stop(self) -> Result<Snapshot> {
-        let f = self.process.stop()?;
-        ensure!(
-            f.status.success(),
-            "tapline-dataplane exited with {}:\n{}",
-            f.status,
-            f.lines.join("\n")
-        );
+        self.process.stop_ok()?;
         Ok(self.segment.snapshot())
     }
 }

@@ -9,8 +9,8 @@ use crate::lab::Lab;
 use crate::report::median;
 
 use super::dut::{fanout_section, passive_totals, run_traffic, start_tapline, Load};
-use super::results::{ratio_of, FanoutSample, FanoutSummary, LowerBounds, Ratio};
-use super::{PassiveConfig, MEASURED};
+use super::results::{FanoutSample, FanoutSummary, Ratio};
+use super::PassiveConfig;
 
 pub(crate) fn measure_fanout(
     lab: &Lab,
@@ -77,16 +77,11 @@ pub(crate) fn fanout_summary(groups: u8, samples: &[FanoutSample]) -> FanoutSumm
     };
     let alone = of(0);
     let vs_alone = (groups > 0 && !alone.is_empty()).then(|| {
-        let (of_medians, median_of_per_rep, per_rep) = ratio_of(&pps(&mine), &pps(&alone));
-        Ratio {
-            name: format!("{groups} groups / capture alone"),
-            status: MEASURED.into(),
-            of_medians,
-            median_of_per_rep,
-            per_rep,
-            of_medians_bounds: LowerBounds::default(),
-            median_of_per_rep_bounds: LowerBounds::default(),
-        }
+        Ratio::measured(
+            format!("{groups} groups / capture alone"),
+            &pps(&mine),
+            &pps(&alone),
+        )
     });
     let delivery = median(
         &mine

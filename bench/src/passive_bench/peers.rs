@@ -1,24 +1,17 @@
-//! The peer DUTs (tcpdump, netsniff-ng, the AF_PACKET reader) as processes,
-//! the statistics they print, and counting the pcap records a DUT wrote.
+//! The peer DUTs (tcpdump, netsniff-ng, the AF_PACKET reader): their
+//! command lines, the statistics they print, and counting the pcap records a DUT wrote.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use nix::sys::signal::Signal;
+use anyhow::{Context, Result};
 use tapline_dataplane::pcap::PcapReader;
 
 use crate::afpacket::ReadCounts;
-use crate::lab::Netns;
-use crate::runner::wait_or_kill;
 use crate::traffic::is_ours;
 
-use super::{CaptureDut, PCAP_READ_BUF_BYTES, PEER_READY_TIMEOUT, PEER_STOP_TIMEOUT, SENDER};
+use super::{CaptureDut, PCAP_READ_BUF_BYTES, SENDER};
 
 /// Records in a pcap stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -149,120 +142,6 @@ pub fn parse_reader_done(lines: &[String]) -> Option<ReadCounts> {
         .rev()
         .find(|l| is_reader_event(l, "done"))
         .and_then(|l| serde_json::from_str(l).ok())
-}
-
-/// A peer capturing in the lab's dut namespace, its output collected.
-pub(crate) struct PeerProcess {
-    pub(crate) child: Child,
-    pub(crate) lines: Arc<Mutex<Vec<String>>>,
-    pub(crate) readers: Vec<JoinHandle<()>>,
-}
-
-impl PeerProcess {
-    /// Starts `argv` in `ns` and waits for a line containing `ready`.
-    pub(crate) fn start(ns: &Netns, argv: &[String], ready: &str) -> Result<PeerProcess> {
-        PeerProcess::start_until(ns, argv, ready, |l| l.contains(ready))
-    }
-
-    /// Starts `argv` in `ns` and waits for a line that `is_ready`
-    /// (`ready` describes it in errors).
-    pub(crate) fn start_until(
-        ns: &Netns,
-        argv: &[String],
-        ready: &str,
-        is_ready: impl Fn(&str) -> bool,
-    ) -> Result<PeerProcess> {
-        let mut child = ns
-            .command(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", argv.join(" ")))?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let readers = [
-            Box::new(out) as Box<dyn Read + Send>,
-            Box::new(err) as Box<dyn Read + Send>,
-        ]
-        .into_iter()
-        .map(|stream| {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().expect("peer lines").push(line);
-                }
-            })
-        })
-        .collect();
-        let mut p = PeerProcess {
-            child,
-            lines,
-            readers,
-        };
-        let deadline = Instant::now() + PEER_READY_TIMEOUT;
-        loop {
-            if p.lines().iter().any(|l| is_ready(l)) {
-                return Ok(p);
-            }
-            if let Some(status) = p.child.try_wait()? {
-                let (_, lines) = p.finish(status);
-                bail!(
-                    "{} exited ({status}) before it was capturing:\n{}",
-                    argv[0],
-                    lines.join("\n")
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} did not print {ready:?} within {PEER_READY_TIMEOUT:?}:\n{}",
-                    argv[0],
-                    p.lines().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub(crate) fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("peer lines").clone()
-    }
-
-    /// Sends `signal` (SIGINT, as ^C, makes both capture peers flush their
-    /// file and print statistics; SIGTERM makes the reader print its
-    /// counters), then waits; SIGKILL and an error after
-    /// [`PEER_STOP_TIMEOUT`].
-    pub(crate) fn stop(mut self, signal: Signal) -> Result<(ExitStatus, Vec<String>)> {
-        // `ip netns exec` execs the program: the child's pid is the peer's.
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
-            .with_context(|| format!("sending {signal} to the capture peer"))?;
-        let (status, killed) = wait_or_kill(&mut self.child, PEER_STOP_TIMEOUT)?;
-        if killed {
-            bail!(
-                "capture peer did not exit within {PEER_STOP_TIMEOUT:?} of {signal}:\n{}",
-                self.lines().join("\n")
-            );
-        }
-        Ok(self.finish(status))
-    }
-
-    pub(crate) fn finish(&mut self, status: ExitStatus) -> (ExitStatus, Vec<String>) {
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        (status, self.lines())
-    }
-}
-
-impl Drop for PeerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -258,166 +258,213 @@ pub fn markdown(r: &PassiveResult) -> String {
             .join("; ")
     );
     if !r.capture_summary.is_empty() {
-        out += &format!(
-            "## Capture to disk\n\n{} s of traffic per measurement.\n\n",
-            c.seconds
-        );
-        let rows: Vec<Vec<String>> = r
-            .capture_summary
-            .iter()
-            .map(|s| {
-                if s.version.is_none() {
-                    let mut row = vec![s.dut.name().to_string(), SKIPPED.to_string()];
-                    row.resize(7, String::new());
-                    return row;
-                }
-                vec![
-                    s.dut.name().to_string(),
-                    s.version.clone().unwrap_or_default(),
-                    opt(s.median_written_pps, mfps),
-                    opt(s.median_written_ratio, pct),
-                    opt(s.median_captured_ratio, pct),
-                    opt(s.median_offered_pps, mfps),
-                    s.written_ratio_samples
-                        .iter()
-                        .map(|&x| pct(x))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ]
-            })
-            .collect();
-        out += &markdown_table(
-            &[
-                "DUT",
-                "version",
-                "written Mfps",
-                "written / sent",
-                "captured / sent",
-                "offered Mfps",
-                "written / sent per rep",
-            ],
-            &rows,
-        );
-        if !r.capture_ratios.is_empty() {
-            out += "\n";
-            out += &ratio_table("written frames/s", &r.capture_ratios);
-        }
-        out += "\n";
-        let rows: Vec<Vec<String>> = r
-            .capture_samples
-            .iter()
-            .map(|s| {
-                vec![
-                    s.dut.name().to_string(),
-                    s.rep.to_string(),
-                    s.sent.to_string(),
-                    s.p1_rx_packets.to_string(),
-                    s.captured.map_or("-".into(), |x| x.to_string()),
-                    s.written.to_string(),
-                    s.files.to_string(),
-                    s.dut_drops.to_string(),
-                    s.drop_detail
-                        .iter()
-                        .filter(|(_, &v)| v > 0)
-                        .map(|(k, v)| format!("{k} {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    pct(s.steal_ratio),
-                ]
-            })
-            .collect();
-        out += &markdown_table(
-            &[
-                "DUT",
-                "rep",
-                "sent",
-                "p1 rx",
-                "captured",
-                "written",
-                "files",
-                "DUT drops",
-                "DUT counters",
-                "steal",
-            ],
-            &rows,
-        );
+        out += &capture_markdown(r);
     }
     if !r.fanout_summary.is_empty() {
-        out += &format!(
-            "\n## Fan-out cost (tapline, no recorder)\n\n{} s of traffic per measurement.\n\n",
-            c.seconds
-        );
-        let rows: Vec<Vec<String>> = r
-            .fanout_summary
-            .iter()
-            .map(|s| {
-                vec![
-                    s.groups.to_string(),
-                    pct(s.median_capture_ratio),
-                    opt(s.median_delivery_ratio, pct),
-                    mfps(s.median_captured_pps),
-                    format!("{:.0}", s.median_kernel_drops),
-                    format!("{:.0}", s.median_fill_ring_empty),
-                    opt(s.vs_alone.as_ref().and_then(|v| v.of_medians), times),
-                    opt(s.vs_alone.as_ref().and_then(|v| v.median_of_per_rep), times),
-                ]
-            })
-            .collect();
-        out += &markdown_table(
-            &[
-                "output groups",
-                "captured / sent",
-                "delivered / (sent x groups)",
-                "captured Mfps",
-                "kernel drops",
-                "fill ring empty",
-                "captured fps vs alone (of medians)",
-                "(median of per-rep)",
-            ],
-            &rows,
-        );
-        out += "\n";
-        let rows: Vec<Vec<String>> = r
-            .fanout_samples
-            .iter()
-            .map(|s| {
-                vec![
-                    s.groups.to_string(),
-                    s.rep.to_string(),
-                    s.sent.to_string(),
-                    s.captured.to_string(),
-                    s.delivered.to_string(),
-                    s.member_drops
-                        .iter()
-                        .map(|(k, v)| format!("{k} {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    s.kernel_rx_dropped.to_string(),
-                    s.kernel_rx_ring_full.to_string(),
-                    s.kernel_fill_ring_empty.to_string(),
-                    pct(s.steal_ratio),
-                ]
-            })
-            .collect();
-        out += &markdown_table(
-            &[
-                "groups",
-                "rep",
-                "sent",
-                "captured",
-                "delivered",
-                "member drops",
-                "rx_dropped",
-                "rx_ring_full",
-                "fill ring empty",
-                "steal",
-            ],
-            &rows,
-        );
+        out += &fanout_markdown(r);
     }
     if !r.zero_drop_summary.is_empty() {
         out += &zero_drop_markdown(r);
     }
+    out += &how_measured(r);
+    out += &format!(
+        "\nRatios are given both as the ratio of the medians and as the median of the per-repetition \
+         ratios (the DUTs of one repetition run back to back, so slow drift of the host cancels out). \
+         A peer that is not installed is reported as {skipped}, never estimated. \
+         The generator, the DUT, its disk writer and the veth softirqs share the machine's {cpus} CPUs: \
+         read the numbers as ratios on this machine, not as absolute capacities.\n",
+        skipped = SKIPPED,
+        cpus = r.machine.cpus,
+    );
+    let extra: Vec<String> = [("dataplane", &c.dataplane_keys), ("xdp", &c.xdp_keys)]
+        .iter()
+        .filter(|(_, k)| !k.trim().is_empty())
+        .map(|(t, k)| format!("[{t}] {}", k.trim().replace('\n', "; ")))
+        .collect();
+    out += &format!(
+        "\ntapline settings: {}.\n",
+        if extra.is_empty() {
+            "defaults".to_string()
+        } else {
+            extra.join(" ")
+        }
+    );
+    out
+}
+
+/// The capture-to-disk section: summary, ratios and samples.
+fn capture_markdown(r: &PassiveResult) -> String {
+    let c = &r.config;
+    let mut out = String::new();
+    out += &format!(
+        "## Capture to disk\n\n{} s of traffic per measurement.\n\n",
+        c.seconds
+    );
+    let rows: Vec<Vec<String>> = r
+        .capture_summary
+        .iter()
+        .map(|s| {
+            if s.version.is_none() {
+                let mut row = vec![s.dut.name().to_string(), SKIPPED.to_string()];
+                row.resize(7, String::new());
+                return row;
+            }
+            vec![
+                s.dut.name().to_string(),
+                s.version.clone().unwrap_or_default(),
+                opt(s.median_written_pps, mfps),
+                opt(s.median_written_ratio, pct),
+                opt(s.median_captured_ratio, pct),
+                opt(s.median_offered_pps, mfps),
+                s.written_ratio_samples
+                    .iter()
+                    .map(|&x| pct(x))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ]
+        })
+        .collect();
+    out += &markdown_table(
+        &[
+            "DUT",
+            "version",
+            "written Mfps",
+            "written / sent",
+            "captured / sent",
+            "offered Mfps",
+            "written / sent per rep",
+        ],
+        &rows,
+    );
+    if !r.capture_ratios.is_empty() {
+        out += "\n";
+        out += &ratio_table("written frames/s", &r.capture_ratios);
+    }
+    out += "\n";
+    let rows: Vec<Vec<String>> = r
+        .capture_samples
+        .iter()
+        .map(|s| {
+            vec![
+                s.dut.name().to_string(),
+                s.rep.to_string(),
+                s.sent.to_string(),
+                s.p1_rx_packets.to_string(),
+                s.captured.map_or("-".into(), |x| x.to_string()),
+                s.written.to_string(),
+                s.files.to_string(),
+                s.dut_drops.to_string(),
+                s.drop_detail
+                    .iter()
+                    .filter(|(_, &v)| v > 0)
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                pct(s.steal_ratio),
+            ]
+        })
+        .collect();
+    out += &markdown_table(
+        &[
+            "DUT",
+            "rep",
+            "sent",
+            "p1 rx",
+            "captured",
+            "written",
+            "files",
+            "DUT drops",
+            "DUT counters",
+            "steal",
+        ],
+        &rows,
+    );
+    out
+}
+
+/// The fan-out section: summary and samples.
+fn fanout_markdown(r: &PassiveResult) -> String {
+    let c = &r.config;
+    let mut out = String::new();
+    out += &format!(
+        "\n## Fan-out cost (tapline, no recorder)\n\n{} s of traffic per measurement.\n\n",
+        c.seconds
+    );
+    let rows: Vec<Vec<String>> = r
+        .fanout_summary
+        .iter()
+        .map(|s| {
+            vec![
+                s.groups.to_string(),
+                pct(s.median_capture_ratio),
+                opt(s.median_delivery_ratio, pct),
+                mfps(s.median_captured_pps),
+                format!("{:.0}", s.median_kernel_drops),
+                format!("{:.0}", s.median_fill_ring_empty),
+                opt(s.vs_alone.as_ref().and_then(|v| v.of_medians), times),
+                opt(s.vs_alone.as_ref().and_then(|v| v.median_of_per_rep), times),
+            ]
+        })
+        .collect();
+    out += &markdown_table(
+        &[
+            "output groups",
+            "captured / sent",
+            "delivered / (sent x groups)",
+            "captured Mfps",
+            "kernel drops",
+            "fill ring empty",
+            "captured fps vs alone (of medians)",
+            "(median of per-rep)",
+        ],
+        &rows,
+    );
+    out += "\n";
+    let rows: Vec<Vec<String>> = r
+        .fanout_samples
+        .iter()
+        .map(|s| {
+            vec![
+                s.groups.to_string(),
+                s.rep.to_string(),
+                s.sent.to_string(),
+                s.captured.to_string(),
+                s.delivered.to_string(),
+                s.member_drops
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.kernel_rx_dropped.to_string(),
+                s.kernel_rx_ring_full.to_string(),
+                s.kernel_fill_ring_empty.to_string(),
+                pct(s.steal_ratio),
+            ]
+        })
+        .collect();
+    out += &markdown_table(
+        &[
+            "groups",
+            "rep",
+            "sent",
+            "captured",
+            "delivered",
+            "member drops",
+            "rx_dropped",
+            "rx_ring_full",
+            "fill ring empty",
+            "steal",
+        ],
+        &rows,
+    );
+    out
+}
+
+/// The "How measured" section of the capture and fan-out parts, and of
+/// the zero-drop part when it ran.
+fn how_measured(r: &PassiveResult) -> String {
+    let c = &r.config;
+    let mut out = String::new();
     let foreign: u64 = r
         .capture_samples
         .iter()
@@ -477,27 +524,5 @@ pub fn markdown(r: &PassiveResult) -> String {
     if !r.zero_drop_summary.is_empty() {
         out += &zero_drop_how_measured(r);
     }
-    out += &format!(
-        "\nRatios are given both as the ratio of the medians and as the median of the per-repetition \
-         ratios (the DUTs of one repetition run back to back, so slow drift of the host cancels out). \
-         A peer that is not installed is reported as {skipped}, never estimated. \
-         The generator, the DUT, its disk writer and the veth softirqs share the machine's {cpus} CPUs: \
-         read the numbers as ratios on this machine, not as absolute capacities.\n",
-        skipped = SKIPPED,
-        cpus = r.machine.cpus,
-    );
-    let extra: Vec<String> = [("dataplane", &c.dataplane_keys), ("xdp", &c.xdp_keys)]
-        .iter()
-        .filter(|(_, k)| !k.trim().is_empty())
-        .map(|(t, k)| format!("[{t}] {}", k.trim().replace('\n', "; ")))
-        .collect();
-    out += &format!(
-        "\ntapline settings: {}.\n",
-        if extra.is_empty() {
-            "defaults".to_string()
-        } else {
-            extra.join(" ")
-        }
-    );
     out
 }

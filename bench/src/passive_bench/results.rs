@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::report::{median, Machine};
 use crate::search::{Outcome, Trial};
 
-use super::{CaptureDut, PassiveConfig, ZeroDropDut};
+use super::{CaptureDut, PassiveConfig, ZeroDropDut, MEASURED, SKIPPED};
 
 /// One capture-to-disk measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -81,6 +81,36 @@ pub struct Ratio {
     pub of_medians_bounds: LowerBounds,
     /// Which side of `median_of_per_rep` is only a lower bound.
     pub median_of_per_rep_bounds: LowerBounds,
+}
+
+impl Ratio {
+    /// The ratio against a peer that is not installed: no numbers.
+    pub(crate) fn skipped(name: String) -> Ratio {
+        Ratio {
+            name,
+            status: SKIPPED.into(),
+            of_medians: None,
+            median_of_per_rep: None,
+            per_rep: Vec::new(),
+            of_medians_bounds: LowerBounds::default(),
+            median_of_per_rep_bounds: LowerBounds::default(),
+        }
+    }
+
+    /// The measured ratio of `ours` over `peer` (values per repetition, as
+    /// [`ratio_of`] takes them), neither side a lower bound.
+    pub(crate) fn measured(name: String, ours: &[(u32, f64)], peer: &[(u32, f64)]) -> Ratio {
+        let (of_medians, median_of_per_rep, per_rep) = ratio_of(ours, peer);
+        Ratio {
+            name,
+            status: MEASURED.into(),
+            of_medians,
+            median_of_per_rep,
+            per_rep,
+            of_medians_bounds: LowerBounds::default(),
+            median_of_per_rep_bounds: LowerBounds::default(),
+        }
+    }
 }
 
 /// Which sides of a ratio are only lower bounds: set for a zero-drop

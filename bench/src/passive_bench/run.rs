@@ -54,6 +54,80 @@ pub enum Progress<'a> {
     Skipped(CaptureDut),
 }
 
+/// The version line of every program the run uses (`None`: not
+/// installed), and of the AF_PACKET reader when a zero-drop search uses it.
+struct Versions {
+    programs: BTreeMap<CaptureDut, Option<String>>,
+    reader: Option<String>,
+}
+
+impl Versions {
+    /// Asks every program the run needs for its version; a peer that is
+    /// not installed is reported as [`Progress::Skipped`], tapline must be.
+    fn find(
+        cfg: &PassiveConfig,
+        progress: &mut impl FnMut(Progress, usize, usize),
+    ) -> Result<Versions> {
+        let programs: BTreeSet<CaptureDut> = std::iter::once(CaptureDut::Tapline)
+            .chain(cfg.duts.iter().copied())
+            .chain(cfg.zero_drop.duts.iter().filter_map(|d| d.program()))
+            .collect();
+        let mut versions = BTreeMap::new();
+        for d in programs {
+            let v = dut_version(d)?;
+            match v {
+                None if d == CaptureDut::Tapline => {
+                    bail!("tapline-dataplane did not run: build it first")
+                }
+                None => progress(Progress::Skipped(d), 0, 0),
+                Some(_) => {}
+            }
+            versions.insert(d, v);
+        }
+        let reader = if cfg.zero_drop.duts.contains(&ZeroDropDut::AfPacketRead) {
+            Some(reader_version()?)
+        } else {
+            None
+        };
+        Ok(Versions {
+            programs: versions,
+            reader,
+        })
+    }
+
+    fn capture(&self, d: CaptureDut) -> Option<String> {
+        self.programs[&d].clone()
+    }
+
+    fn zero_drop(&self, d: ZeroDropDut) -> Option<String> {
+        match d.program() {
+            Some(p) => self.programs[&p].clone(),
+            None => self.reader.clone(),
+        }
+    }
+
+    /// Version lines by DUT name, [`SKIPPED`] for a program not installed.
+    fn names(&self) -> BTreeMap<String, String> {
+        let mut names: BTreeMap<String, String> = self
+            .programs
+            .iter()
+            .map(|(d, v)| (d.name().to_string(), v.clone().unwrap_or(SKIPPED.into())))
+            .collect();
+        if let Some(r) = &self.reader {
+            names.insert(ZeroDropDut::AfPacketRead.name().to_string(), r.clone());
+        }
+        names
+    }
+}
+
+/// Every measurement of a run.
+#[derive(Default)]
+struct Samples {
+    capture: Vec<CaptureSample>,
+    fanout: Vec<FanoutSample>,
+    zero_drop: Vec<ZeroDropSample>,
+}
+
 /// Runs the benchmark. `progress` hears of each measurement as it lands,
 /// with its index and the total.
 pub fn run(
@@ -64,43 +138,19 @@ pub fn run(
     if !lab::privileged()? {
         bail!("the benchmark needs root");
     }
-    let programs: BTreeSet<CaptureDut> = std::iter::once(CaptureDut::Tapline)
-        .chain(cfg.duts.iter().copied())
-        .chain(cfg.zero_drop.duts.iter().filter_map(|d| d.program()))
-        .collect();
-    let mut versions = BTreeMap::new();
-    for d in programs {
-        let v = dut_version(d)?;
-        match v {
-            None if d == CaptureDut::Tapline => {
-                bail!("tapline-dataplane did not run: build it first")
-            }
-            None => progress(Progress::Skipped(d), 0, 0),
-            Some(_) => {}
-        }
-        versions.insert(d, v);
-    }
-    let reader = if cfg.zero_drop.duts.contains(&ZeroDropDut::AfPacketRead) {
-        Some(reader_version()?)
-    } else {
-        None
-    };
-    let zero_drop_version = |d: ZeroDropDut| match d.program() {
-        Some(p) => versions[&p].clone(),
-        None => reader.clone(),
-    };
+    let versions = Versions::find(cfg, &mut progress)?;
     let measured: Vec<CaptureDut> = cfg
         .duts
         .iter()
         .copied()
-        .filter(|d| versions[d].is_some())
+        .filter(|&d| versions.capture(d).is_some())
         .collect();
     let zero_drop_measured: Vec<ZeroDropDut> = cfg
         .zero_drop
         .duts
         .iter()
         .copied()
-        .filter(|&d| zero_drop_version(d).is_some())
+        .filter(|&d| versions.zero_drop(d).is_some())
         .collect();
     let mut lab = Lab::build(&lab::unique_prefix(), Scenario::Passive)?;
     let max_groups = cfg.groups.iter().copied().max().unwrap_or(0);
@@ -108,24 +158,22 @@ pub fn run(
     lab.add_sensors(&members.iter().map(String::as_str).collect::<Vec<_>>())?;
     let run_dir = cfg.dir.join(&lab.prefix);
     let total = cfg.reps as usize * (measured.len() + cfg.groups.len() + zero_drop_measured.len());
-    let mut capture_samples = Vec::new();
-    let mut fanout_samples = Vec::new();
-    let mut zero_drop_samples = Vec::new();
+    let mut samples = Samples::default();
     let result = (|| -> Result<()> {
         for rep in 0..cfg.reps {
             for job in schedule(&measured, &cfg.groups, &zero_drop_measured, rep) {
                 let done =
-                    capture_samples.len() + fanout_samples.len() + zero_drop_samples.len() + 1;
+                    samples.capture.len() + samples.fanout.len() + samples.zero_drop.len() + 1;
                 match job {
                     Job::Capture(d) => {
                         let s = measure_capture(&lab, d, rep, cfg, &run_dir)?;
                         progress(Progress::Capture(&s), done, total);
-                        capture_samples.push(s);
+                        samples.capture.push(s);
                     }
                     Job::Fanout(g) => {
                         let s = measure_fanout(&lab, g, rep, cfg)?;
                         progress(Progress::Fanout(&s), done, total);
-                        fanout_samples.push(s);
+                        samples.fanout.push(s);
                     }
                     Job::ZeroDrop(d) => {
                         let s = measure_zero_drop(&lab, cfg, d, rep, &run_dir, &mut |t| {
@@ -133,7 +181,7 @@ pub fn run(
                         })
                         .with_context(|| format!("zero-drop search of {} rep {rep}", d.name()))?;
                         progress(Progress::ZeroDrop(&s), done, total);
-                        zero_drop_samples.push(s);
+                        samples.zero_drop.push(s);
                     }
                 }
             }
@@ -146,17 +194,21 @@ pub fn run(
     }
     result?;
     drop(lab);
+    Ok(summarize(cfg, &versions, samples))
+}
 
+/// The result of a run: its samples, summaries and ratios.
+fn summarize(cfg: &PassiveConfig, versions: &Versions, samples: Samples) -> PassiveResult {
     let capture_summary = cfg
         .duts
         .iter()
-        .map(|&d| capture_summary(d, versions[&d].clone(), &capture_samples))
+        .map(|&d| capture_summary(d, versions.capture(d), &samples.capture))
         .collect();
     let capture_ratios = if cfg.duts.contains(&CaptureDut::Tapline) {
         cfg.duts
             .iter()
             .filter(|&&d| d != CaptureDut::Tapline)
-            .map(|&peer| capture_ratio(peer, versions[&peer].is_some(), &capture_samples))
+            .map(|&peer| capture_ratio(peer, versions.capture(peer).is_some(), &samples.capture))
             .collect()
     } else {
         Vec::new()
@@ -164,13 +216,13 @@ pub fn run(
     let fanout_summary = cfg
         .groups
         .iter()
-        .map(|&g| fanout_summary(g, &fanout_samples))
+        .map(|&g| fanout_summary(g, &samples.fanout))
         .collect();
     let zero_drop_summary = cfg
         .zero_drop
         .duts
         .iter()
-        .map(|&d| zero_drop_summary(d, zero_drop_version(d), &zero_drop_samples))
+        .map(|&d| zero_drop_summary(d, versions.zero_drop(d), &samples.zero_drop))
         .collect();
     let zero_drop_ratios = ZeroDropDut::RATIOS
         .iter()
@@ -178,19 +230,13 @@ pub fn run(
             cfg.zero_drop.duts.contains(ours) && cfg.zero_drop.duts.contains(peer)
         })
         .flat_map(|&(ours, peer)| {
-            let installed = zero_drop_version(ours).is_some() && zero_drop_version(peer).is_some();
+            let installed =
+                versions.zero_drop(ours).is_some() && versions.zero_drop(peer).is_some();
             [false, true]
-                .map(|offered| zero_drop_ratio(ours, peer, offered, installed, &zero_drop_samples))
+                .map(|offered| zero_drop_ratio(ours, peer, offered, installed, &samples.zero_drop))
         })
         .collect();
-    let mut version_names: BTreeMap<String, String> = versions
-        .iter()
-        .map(|(d, v)| (d.name().to_string(), v.clone().unwrap_or(SKIPPED.into())))
-        .collect();
-    if let Some(r) = &reader {
-        version_names.insert(ZeroDropDut::AfPacketRead.name().to_string(), r.clone());
-    }
-    Ok(PassiveResult {
+    PassiveResult {
         benchmark: "passive-capture-fanout-zero-drop",
         machine: Machine::describe(),
         config: cfg.clone(),
@@ -199,14 +245,14 @@ pub fn run(
             cfg.rate_pps
                 .map_or("unpaced".to_string(), |r| format!("paced at {r} frames/s"))
         ),
-        versions: version_names,
-        capture_samples,
+        versions: versions.names(),
+        capture_samples: samples.capture,
         capture_summary,
         capture_ratios,
-        fanout_samples,
+        fanout_samples: samples.fanout,
         fanout_summary,
-        zero_drop_samples,
+        zero_drop_samples: samples.zero_drop,
         zero_drop_summary,
         zero_drop_ratios,
-    })
+    }
 }

@@ -131,6 +131,35 @@ fn capture_sample(dut: CaptureDut, rep: u32, sent: u64, written: u64) -> Capture
     }
 }
 
+/// The config of a report fixture: 512-byte frames, 1024 flows, unpaced,
+/// defaults otherwise.
+fn passive_config(
+    duts: Vec<CaptureDut>,
+    groups: Vec<u8>,
+    reps: u32,
+    seconds: f64,
+    zero_drop_duts: Vec<ZeroDropDut>,
+) -> PassiveConfig {
+    PassiveConfig {
+        duts,
+        groups,
+        reps,
+        seconds,
+        frame_len: 512,
+        flows: 1024,
+        rate_pps: None,
+        dir: "/var/tmp/x".into(),
+        grace_s: 2.0,
+        keep_files: false,
+        dataplane_keys: String::new(),
+        xdp_keys: String::new(),
+        zero_drop: ZeroDropConfig {
+            duts: zero_drop_duts,
+            ..ZeroDropConfig::default()
+        },
+    }
+}
+
 #[test]
 fn summaries_and_markdown_report_skipped_peers_without_numbers() {
     let samples = vec![
@@ -182,24 +211,7 @@ fn summaries_and_markdown_report_skipped_peers_without_numbers() {
     let r = PassiveResult {
         benchmark: "passive-capture-and-fanout",
         machine: Machine::describe(),
-        config: PassiveConfig {
-            duts: CaptureDut::ALL.to_vec(),
-            groups: vec![0, 2],
-            reps: 2,
-            seconds: 1.0,
-            frame_len: 512,
-            flows: 1024,
-            rate_pps: None,
-            dir: "/var/tmp/x".into(),
-            grace_s: 2.0,
-            keep_files: false,
-            dataplane_keys: String::new(),
-            xdp_keys: String::new(),
-            zero_drop: ZeroDropConfig {
-                duts: Vec::new(),
-                ..ZeroDropConfig::default()
-            },
-        },
+        config: passive_config(CaptureDut::ALL.to_vec(), vec![0, 2], 2, 1.0, Vec::new()),
         generator: "g".into(),
         versions: BTreeMap::from([("netsniff-ng".to_string(), SKIPPED.to_string())]),
         capture_summary: vec![tapline, skipped],
@@ -512,11 +524,15 @@ fn the_probe_sets_the_highest_rate_and_seeds_the_search() {
     );
 }
 
-#[test]
-fn zero_drop_medians_ratios_and_cells() {
+/// The generator's rate in [`zd_samples`], frames per second.
+const ZD_HI: u64 = 1_000_000;
+
+/// Zero-drop samples of three DUTs over three repetitions, each DUT
+/// passing up to its capacity (none: it fails at every rate).
+fn zd_samples() -> Vec<ZeroDropSample> {
     use ZeroDropDut::*;
-    let hi = 1_000_000;
-    let samples = vec![
+    let hi = ZD_HI;
+    vec![
         zd_sample(Tapline, 0, hi, Some(600_000)),
         zd_sample(AfPacketRead, 0, hi, Some(500_000)),
         zd_sample(TaplineRecord, 0, hi, Some(2_000_000)),
@@ -526,8 +542,23 @@ fn zero_drop_medians_ratios_and_cells() {
         zd_sample(Tapline, 2, hi, Some(800_000)),
         zd_sample(AfPacketRead, 2, hi, Some(200_000)),
         zd_sample(TaplineRecord, 2, hi, Some(300_000)),
-    ];
-    let rate = |d: ZeroDropDut, r: u32| samples.iter().find(|s| s.dut == d && s.rep == r).unwrap();
+    ]
+}
+
+/// The sample of `dut` in repetition `rep`.
+fn zd_rate(samples: &[ZeroDropSample], dut: ZeroDropDut, rep: u32) -> &ZeroDropSample {
+    samples
+        .iter()
+        .find(|s| s.dut == dut && s.rep == rep)
+        .unwrap()
+}
+
+#[test]
+fn zero_drop_medians_and_cells() {
+    use ZeroDropDut::*;
+    let hi = ZD_HI;
+    let samples = zd_samples();
+    let rate = |d: ZeroDropDut, r: u32| zd_rate(&samples, d, r);
     let res = ZeroDropConfig::default().resolution_pps(hi);
     for (d, r, cap) in [(Tapline, 0, 600_000), (AfPacketRead, 2, 200_000)] {
         let got = rate(d, r).rate_pps.unwrap();
@@ -570,7 +601,14 @@ fn zero_drop_medians_ratios_and_cells() {
         ),
         (SKIPPED, None, 0)
     );
+}
 
+#[test]
+fn zero_drop_ratios_of_rates_and_of_offered_rates() {
+    use ZeroDropDut::*;
+    let samples = zd_samples();
+    let rate = |d: ZeroDropDut, r: u32| zd_rate(&samples, d, r);
+    let t_rates: Vec<f64> = (0..3).map(|r| rate(Tapline, r).rate_value()).collect();
     let ratio = zero_drop_ratio(Tapline, AfPacketRead, false, true, &samples);
     assert_eq!(ratio.name, "tapline / af-packet-read");
     let r_rates: Vec<f64> = (0..3).map(|r| rate(AfPacketRead, r).rate_value()).collect();
@@ -596,28 +634,24 @@ fn zero_drop_medians_ratios_and_cells() {
     assert_ne!(offered.per_rep, ratio.per_rep);
     let ns = zero_drop_ratio(TaplineRecord, NetsniffNg, false, false, &samples);
     assert_eq!((ns.status.as_str(), ns.of_medians), (SKIPPED, None));
+}
 
+#[test]
+fn zero_drop_markdown_and_json() {
+    use ZeroDropDut::*;
+    let samples = zd_samples();
+    let ratio = zero_drop_ratio(Tapline, AfPacketRead, false, true, &samples);
+    let offered = zero_drop_ratio(Tapline, AfPacketRead, true, true, &samples);
     let r = PassiveResult {
         benchmark: "passive-capture-fanout-zero-drop",
         machine: Machine::describe(),
-        config: PassiveConfig {
-            duts: Vec::new(),
-            groups: Vec::new(),
-            reps: 3,
-            seconds: 5.0,
-            frame_len: 512,
-            flows: 1024,
-            rate_pps: None,
-            dir: "/var/tmp/x".into(),
-            grace_s: 2.0,
-            keep_files: false,
-            dataplane_keys: String::new(),
-            xdp_keys: String::new(),
-            zero_drop: ZeroDropConfig {
-                duts: vec![Tapline, AfPacketRead, TaplineRecord, NetsniffNg],
-                ..ZeroDropConfig::default()
-            },
-        },
+        config: passive_config(
+            Vec::new(),
+            Vec::new(),
+            3,
+            5.0,
+            vec![Tapline, AfPacketRead, TaplineRecord, NetsniffNg],
+        ),
         generator: "g".into(),
         versions: BTreeMap::new(),
         capture_samples: Vec::new(),
@@ -626,9 +660,9 @@ fn zero_drop_medians_ratios_and_cells() {
         fanout_samples: Vec::new(),
         fanout_summary: Vec::new(),
         zero_drop_summary: vec![
-            tapline,
-            reader,
-            rec,
+            zero_drop_summary(Tapline, Some("t 1".into()), &samples),
+            zero_drop_summary(AfPacketRead, Some("r".into()), &samples),
+            zero_drop_summary(TaplineRecord, Some("t 1".into()), &samples),
             zero_drop_summary(NetsniffNg, None, &samples),
         ],
         zero_drop_ratios: vec![

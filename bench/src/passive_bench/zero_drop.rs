@@ -13,8 +13,8 @@ use crate::search::{self, Outcome, SearchConfig, Trial, NDR_LOSS};
 use super::capture::{capture_reader, capture_tapline_alone, capture_to_files};
 use super::dut::Load;
 use super::results::{
-    median_is_lower_bound, ratio_of, LowerBounds, Ratio, TrialPurpose, ZeroDropSample,
-    ZeroDropSummary, ZeroDropTrial,
+    median_is_lower_bound, LowerBounds, Ratio, TrialPurpose, ZeroDropSample, ZeroDropSummary,
+    ZeroDropTrial,
 };
 use super::{PassiveConfig, ZeroDropConfig, ZeroDropDut, MEASURED, PROBE_PPS, SKIPPED};
 
@@ -226,15 +226,7 @@ pub(crate) fn zero_drop_ratio(
         if offered { ", offered" } else { "" }
     );
     if !installed {
-        return Ratio {
-            name,
-            status: SKIPPED.into(),
-            of_medians: None,
-            median_of_per_rep: None,
-            per_rep: Vec::new(),
-            of_medians_bounds: LowerBounds::default(),
-            median_of_per_rep_bounds: LowerBounds::default(),
-        };
+        return Ratio::skipped(name);
     }
     // (rep, value, whether the value is only a lower bound)
     let of = |d: ZeroDropDut| -> Vec<(u32, f64, bool)> {
@@ -253,7 +245,6 @@ pub(crate) fn zero_drop_ratio(
     };
     let (a, b) = (of(ours), of(peer));
     let values = |x: &[(u32, f64, bool)]| x.iter().map(|&(r, v, _)| (r, v)).collect::<Vec<_>>();
-    let (of_medians, median_of_per_rep, per_rep) = ratio_of(&values(&a), &values(&b));
     let bounded = |x: &[(u32, f64, bool)]| x.iter().map(|&(_, v, h)| (v, h)).collect::<Vec<_>>();
     // The per-repetition ratios as `ratio_of` pairs them, with whether
     // each side of each is bounded. A bounded `ours` can only raise a
@@ -269,11 +260,6 @@ pub(crate) fn zero_drop_ratio(
     let per_rep_ours: Vec<(f64, bool)> = pairs.iter().map(|&(x, h, _)| (x, h)).collect();
     let per_rep_peer: Vec<(f64, bool)> = pairs.iter().map(|&(x, _, h)| (-x, h)).collect();
     Ratio {
-        name,
-        status: MEASURED.into(),
-        of_medians,
-        median_of_per_rep,
-        per_rep,
         of_medians_bounds: LowerBounds {
             ours: median_is_lower_bound(&bounded(&a)),
             peer: median_is_lower_bound(&bounded(&b)),
@@ -282,5 +268,6 @@ pub(crate) fn zero_drop_ratio(
             ours: median_is_lower_bound(&per_rep_ours),
             peer: median_is_lower_bound(&per_rep_peer),
         },
+        ..Ratio::measured(name, &values(&a), &values(&b))
     }
 }

@@ -116,7 +116,17 @@ pub fn markdown(r: &NdrResult) -> String {
             s.join("; ")
         );
     }
+    out += &rates_markdown(r);
+    out += &targets_markdown(r);
+    out += &latency_markdown(r);
+    out += &runs_markdown(r);
+    out += &how_measured(&r.config);
+    out
+}
 
+/// NDR and PDR per DUT (medians and each repetition), and the ratios.
+fn rates_markdown(r: &NdrResult) -> String {
+    let mut out = String::new();
     out += "Rates (kfps), medians over the repetitions:\n\n";
     let rows: Vec<Vec<String>> = r
         .summary
@@ -170,7 +180,12 @@ pub fn markdown(r: &NdrResult) -> String {
             &rows,
         );
     }
+    out
+}
 
+/// The issue's targets and their verdicts, and those not checked.
+fn targets_markdown(r: &NdrResult) -> String {
+    let mut out = String::new();
     out += "\nTargets:\n\n";
     if r.targets.is_empty() {
         out += "None checked.\n";
@@ -211,7 +226,12 @@ pub fn markdown(r: &NdrResult) -> String {
     if !unchecked.is_empty() {
         out += &format!("\nNot checked: {}.\n", unchecked.join("; "));
     }
+    out
+}
 
+/// Latency at each share of the NDR, and at the compared share against the Linux bridge.
+fn latency_markdown(r: &NdrResult) -> String {
+    let mut out = String::new();
     out += "\nOne-way latency at shares of each DUT's own NDR (us, generator queue to sink read), medians over the repetitions:\n\n";
     let rows: Vec<Vec<String>> = r
         .summary
@@ -281,7 +301,12 @@ pub fn markdown(r: &NdrResult) -> String {
         &["DUT", "p50", "p99", "p99.9", "p99 / linux-bridge p99"],
         &rows,
     );
+    out
+}
 
+/// Every search, in the order run.
+fn runs_markdown(r: &NdrResult) -> String {
+    let mut out = String::new();
     out += "\nEvery search, in the order run:\n\n";
     let rows: Vec<Vec<String>> = r
         .runs
@@ -312,6 +337,12 @@ pub fn markdown(r: &NdrResult) -> String {
         ],
         &rows,
     );
+    out
+}
+
+/// How the searches were run.
+fn how_measured(c: &super::NdrConfig) -> String {
+    let mut out = String::new();
     out += &format!(
         "\nHow measured: all DUTs run in one inline lab (generator veth -> DUT namespace -> AF_XDP sink), set up and torn down around every trial. \
 The repetitions are interleaved: repetition k runs every DUT's NDR search, PDR search and latency trials before repetition k+1 starts, in an order rotated by one DUT per repetition, so slow drift of the host weighs on all DUTs alike. \

@@ -272,8 +272,8 @@ impl ChainControl {
     }
 }
 
-fn ts(unix_ns: u64) -> Option<prost_types::Timestamp> {
-    (unix_ns > 0).then_some(prost_types::Timestamp {
+fn ts(unix_ns: u64) -> Option<tapline_proto::Timestamp> {
+    (unix_ns > 0).then_some(tapline_proto::Timestamp {
         seconds: (unix_ns / 1_000_000_000) as i64,
         nanos: (unix_ns % 1_000_000_000) as i32,
     })

@@ -30,16 +30,17 @@
 //! does not name, are declared with its `sockopt_impl!`: the expansion is
 //! nix's own `getsockopt`/`setsockopt` over the `libc` structs, which are
 //! plain integers (any bytes the kernel writes are a valid value).
+//!
+//! The sockets, batches and loops are here; [`process`] is the peer
+//! process around them (signals, JSON events, threads).
 
-use std::io::{IoSlice, IoSliceMut, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
     self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders,
 };
@@ -47,6 +48,12 @@ use nix::sys::time::{TimeVal, TimeValLike};
 use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 use serde::{Deserialize, Serialize};
 use tapline_dataplane::xdp::RawSocket;
+
+mod process;
+#[cfg(test)]
+mod tests;
+
+pub use process::{run_forwarder, run_reader};
 
 /// Frames per `recvmmsg`/`sendmmsg` unless told otherwise.
 pub const DEFAULT_BATCH: usize = 64;
@@ -567,237 +574,4 @@ fn check_batch(batch: usize) -> Result<()> {
         "--batch {batch}: use 1 to {MAX_BATCH}"
     );
     Ok(())
-}
-
-/// SIGTERM and SIGINT, blocked in every thread and read from a signalfd.
-/// Created before any thread is spawned, so the threads inherit the mask
-/// and the signals reach only the descriptor.
-#[derive(Debug)]
-struct StopSignals {
-    fd: SignalFd,
-}
-
-impl StopSignals {
-    fn install() -> Result<StopSignals> {
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGTERM);
-        mask.add(Signal::SIGINT);
-        mask.thread_block().context("blocking SIGTERM and SIGINT")?;
-        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .context("creating a signalfd")?;
-        Ok(StopSignals { fd })
-    }
-
-    /// Returns once a signal arrived or `ended()` says a worker ended;
-    /// `tick()` runs before each look.
-    fn wait(
-        &self,
-        mut tick: impl FnMut() -> Result<()>,
-        mut ended: impl FnMut() -> bool,
-    ) -> Result<()> {
-        use nix::poll::{poll, PollFd, PollFlags};
-        loop {
-            tick()?;
-            if self
-                .fd
-                .read_signal()
-                .context("reading the signalfd")?
-                .is_some()
-                || ended()
-            {
-                return Ok(());
-            }
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, SIGNAL_POLL_MS) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(e).context("polling the signalfd"),
-            }
-        }
-    }
-}
-
-/// Prints one JSON event line on stdout and flushes it (the parent reads
-/// it through a pipe).
-fn emit(event: &serde_json::Value) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{event}").context("writing to stdout")?;
-    out.flush().context("flushing stdout")
-}
-
-/// A worker thread's body: runs until the flag it is given is set.
-type Worker<'a, T> = Box<dyn FnOnce(&AtomicBool) -> Result<T> + Send + 'a>;
-
-/// Runs workers until a signal arrives or one of them ends, then stops
-/// them all and returns their results in order. `tick` runs every
-/// [`SIGNAL_POLL_MS`] meanwhile, on the calling thread.
-fn serve<T: Send>(
-    signals: &StopSignals,
-    workers: Vec<Worker<'_, T>>,
-    tick: impl FnMut() -> Result<()>,
-) -> Result<Vec<T>> {
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = workers
-            .into_iter()
-            .map(|w| {
-                let stop = &stop;
-                s.spawn(move || w(stop))
-            })
-            .collect();
-        let waited = signals.wait(tick, || handles.iter().any(|h| h.is_finished()));
-        stop.store(true, Ordering::Relaxed);
-        let results: Vec<Result<T>> = handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("worker thread panicked")))
-            })
-            .collect();
-        waited?;
-        results.into_iter().collect()
-    })
-}
-
-/// `tapline-bench peer af-packet-fwd`: forwards `a <-> b`, one thread per
-/// direction, until SIGTERM/SIGINT; prints `{"event":"ready"}` once both
-/// sockets are bound and
-/// `{"event":"done","forwarded":N,"dropped":D,"kernel_drops":K}` at the end.
-pub fn run_forwarder(a: &str, b: &str, batch: usize) -> Result<()> {
-    check_batch(batch)?;
-    if a == b {
-        bail!("--a and --b are both {a}: a forwarder needs two interfaces");
-    }
-    let signals = StopSignals::install()?;
-    let sa = PacketSocket::open(a)?;
-    let sb = PacketSocket::open(b)?;
-    emit(&serde_json::json!({"event": "ready"}))?;
-    let (sa, sb) = (&sa, &sb);
-    let counts = serve(
-        &signals,
-        vec![
-            Box::new(move |stop: &AtomicBool| forward_one_way(sa, sb, batch, stop)),
-            Box::new(move |stop: &AtomicBool| forward_one_way(sb, sa, batch, stop)),
-        ],
-        || Ok(()),
-    )?;
-    let total = counts
-        .into_iter()
-        .fold(ForwardCounts::default(), |t, c| t + c);
-    emit(&serde_json::json!({
-        "event": "done",
-        "forwarded": total.forwarded,
-        "dropped": total.dropped,
-        "kernel_drops": total.kernel_drops,
-    }))
-}
-
-/// `tapline-bench peer af-packet-read`: counts what arrives on `iface`
-/// until SIGTERM/SIGINT; prints `{"event":"ready"}` once the socket is
-/// bound, `{"event":"progress","received":N}` whenever the count grew
-/// (looked at every [`SIGNAL_POLL_MS`]), and
-/// `{"event":"done","received":N,"bytes":B,"kernel_drops":K}` at the end.
-pub fn run_reader(iface: &str, batch: usize) -> Result<()> {
-    check_batch(batch)?;
-    let signals = StopSignals::install()?;
-    let sock = PacketSocket::open(iface)?;
-    emit(&serde_json::json!({"event": "ready"}))?;
-    let sock = &sock;
-    let received = AtomicU64::new(0);
-    let received = &received;
-    let mut reported = 0;
-    let counts = serve(
-        &signals,
-        vec![Box::new(move |stop: &AtomicBool| {
-            read(sock, batch, stop, received)
-        })],
-        || {
-            let now = received.load(Ordering::Relaxed);
-            if now != reported {
-                reported = now;
-                emit(&serde_json::json!({"event": "progress", "received": now}))?;
-            }
-            Ok(())
-        },
-    )?;
-    let c = counts.into_iter().next().unwrap_or_default();
-    emit(&serde_json::json!({
-        "event": "done",
-        "received": c.received,
-        "bytes": c.bytes,
-        "kernel_drops": c.kernel_drops,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn auxdata(status: u32, tci: u16, tpid: u16) -> Vec<u8> {
-        let mut a = Vec::new();
-        a.extend_from_slice(&status.to_ne_bytes());
-        a.extend_from_slice(&[0; 8]); // tp_len, tp_snaplen
-        a.extend_from_slice(&[0; 4]); // tp_mac, tp_net
-        a.extend_from_slice(&tci.to_ne_bytes());
-        a.extend_from_slice(&tpid.to_ne_bytes());
-        a
-    }
-
-    #[test]
-    fn vlan_tag_reads_auxdata() {
-        let valid = libc::TP_STATUS_VLAN_VALID;
-        let tpid_valid = libc::TP_STATUS_VLAN_TPID_VALID;
-        assert_eq!(vlan_tag(&auxdata(0, 100, 0x8100)), None);
-        assert_eq!(
-            vlan_tag(&auxdata(valid | tpid_valid, 0x2064, 0x88a8)),
-            Some((0x88a8, 0x2064))
-        );
-        // Without a valid TPID the tag is 802.1Q.
-        assert_eq!(
-            vlan_tag(&auxdata(valid, 4094, 0)),
-            Some((ETHERTYPE_VLAN, 4094))
-        );
-        // A short control message is ignored, never read past.
-        assert_eq!(vlan_tag(&auxdata(valid, 1, 0)[..17]), None);
-        assert_eq!(vlan_tag(&[]), None);
-    }
-
-    #[test]
-    fn restore_tag_puts_the_tag_after_the_mac_addresses() {
-        let frame: Vec<u8> = (0u8..60).collect();
-        let mut slot = vec![0xee; slot_bytes(1500)];
-        slot[VLAN_TAG_BYTES..VLAN_TAG_BYTES + frame.len()].copy_from_slice(&frame);
-        let untouched = slot.clone();
-        assert_eq!(restore_tag(&mut slot, frame.len(), None), (4, 60));
-        assert_eq!(slot, untouched);
-        let (start, len) = restore_tag(&mut slot, frame.len(), Some((0x8100, 0x0064)));
-        let mut expected = frame[..12].to_vec();
-        expected.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
-        expected.extend_from_slice(&frame[12..]);
-        assert_eq!(&slot[start..start + len], &expected[..]);
-    }
-
-    #[test]
-    fn slots_hold_the_largest_frame_and_a_restored_tag() {
-        // 1500-byte MTU: 1514 bytes and two tags, 4 bytes of room.
-        assert!(slot_bytes(1500) >= VLAN_TAG_BYTES + 1514 + 2 * VLAN_TAG_BYTES);
-        assert_eq!(slot_bytes(1500) % SLOT_ALIGN_BYTES, 0);
-        assert!(slot_bytes(9000) > 9014);
-    }
-
-    #[test]
-    fn mtu_is_read_from_ip_json() {
-        let v = serde_json::json!([{"ifindex": 2, "ifname": "i1", "mtu": 9000}]);
-        assert_eq!(parse_mtu(&v), Some(9000));
-        assert_eq!(parse_mtu(&serde_json::json!([])), None);
-        assert_eq!(parse_mtu(&serde_json::json!([{"mtu": "x"}])), None);
-        // The loopback interface exists in every namespace.
-        assert!(interface_mtu("lo").unwrap() > 0);
-    }
-
-    #[test]
-    fn batch_is_bounded() {
-        assert!(check_batch(0).is_err());
-        assert!(check_batch(MAX_BATCH + 1).is_err());
-        assert!(check_batch(DEFAULT_BATCH).is_ok());
-    }
 }
