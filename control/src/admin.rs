@@ -19,7 +19,7 @@
 
 use std::net::SocketAddr;
 
-use tapline_dataplane::filter::Filter;
+use tapline_packet::filter::Filter;
 use tapline_proto::v1::admin_server::Admin;
 use tapline_proto::{limits, v1};
 use tokio::sync::{mpsc, watch};

@@ -10,9 +10,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tapline_dataplane::config::Config;
+use tapline_config::Config;
+use tapline_config::XdpMode;
 use tapline_dataplane::xdp::shm::Snapshot;
-use tapline_dataplane::xdp::XdpMode;
 use tapline_proto::v1;
 
 use crate::state::{DataplaneStatus, Observation};
@@ -67,12 +67,7 @@ pub fn probe_netdev(root: &Path, ifname: &str) -> NetDev {
 
 /// `xdp.mode` as written in the configuration.
 pub fn requested_mode(mode: XdpMode) -> &'static str {
-    match mode {
-        XdpMode::Auto => "auto",
-        XdpMode::NativeZeroCopy => "native-zerocopy",
-        XdpMode::NativeCopy => "native-copy",
-        XdpMode::Generic => "generic",
-    }
+    mode.as_str()
 }
 
 /// The pod's host name: `HOSTNAME`, else the kernel's.
@@ -111,10 +106,10 @@ pub fn build_info(
     // dataplane has that the configuration does not name (a dataplane
     // started from another file).
     let mut roles: Vec<(String, String)> = Vec::new();
-    if let Some(p) = &cfg.passive {
+    if let Some(p) = cfg.passive() {
         roles.push(("passive-1".into(), p.clone()));
     }
-    if let Some(pair) = &cfg.inline {
+    if let Some(pair) = cfg.inline() {
         roles.push(("inline-1".into(), pair.side1.clone()));
         roles.push(("inline-2".into(), pair.side2.clone()));
     }

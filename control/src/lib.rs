@@ -42,12 +42,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tapline_dataplane::config::{Config, ConfigError};
+use tapline_config::{Config, ConfigError};
 use tapline_dataplane::xdp::custody::Keeper;
 use tapline_proto::v1::admin_server::AdminServer;
 use tapline_proto::v1::observer_server::ObserverServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::health_server::HealthServer;
 use tracing::{info, warn};
@@ -213,8 +214,8 @@ impl Bound {
         let keeper = start_keeper(&cfg);
 
         let configured = Configured {
-            passive: cfg.passive.is_some(),
-            inline: cfg.inline.is_some(),
+            passive: cfg.passive().is_some(),
+            inline: cfg.inline().is_some(),
         };
         let health_driver = HealthDriver::new(configured)
             .await
@@ -226,24 +227,7 @@ impl Bound {
         let (monitor, poller) =
             state::spawn_poller(cfg.state_dir.clone(), stale, health_driver, stop_rx.clone());
 
-        // Both versions: grpcurl 1.8, Python's grpcio-reflection and older
-        // tools speak only v1alpha; grpcurl 1.9 and buf try v1 first.
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(tapline_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .with_service_name("tapline.v1.Observer")
-                .with_service_name("tapline.v1.Admin")
-                .with_service_name("grpc.health.v1.Health")
-                .with_service_name("grpc.reflection.v1.ServerReflection")
-                .with_service_name("grpc.reflection.v1alpha.ServerReflection")
-        };
-        let reflection_err = |e| ServeError::Serve {
-            what: "reflection",
-            source: Box::new(e),
-        };
-        let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
-        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
+        let (reflection_v1, reflection_v1alpha) = reflection()?;
         let observer = ObserverServer::new(
             observer::ObserverService::new(monitor.clone(), cfg.clone(), stop_rx.clone())
                 .with_keeper(keeper.clone()),
@@ -258,40 +242,8 @@ impl Bound {
             audit.clone(),
         ));
         let anonymous = cfg.control.anonymous_role;
-        let cert_roles = cfg
-            .control
-            .tls
-            .as_ref()
-            .map(|t| t.client_roles.clone())
-            .unwrap_or_default();
-        let authz = Arc::new(Authorizer::new(
-            creds.clone(),
-            anonymous,
-            cert_roles,
-            audit.clone(),
-        ));
-        let reloader = {
-            let (creds, tls, mut stop) = (creds.clone(), tls.clone(), stop_rx.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(RELOAD_INTERVAL);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        () = state::stopping(&mut stop) => return,
-                    }
-                    // File reads: off the runtime's threads.
-                    let (c, t) = (creds.clone(), tls.clone());
-                    let _ = tokio::task::spawn_blocking(move || {
-                        c.reload();
-                        if let Some(t) = t {
-                            t.reload();
-                        }
-                    })
-                    .await;
-                }
-            })
-        };
+        let authz = authorizer(&cfg, creds.clone(), audit.clone());
+        let reloader = spawn_reloader(creds.clone(), tls.clone(), stop_rx.clone());
         let grpc_tls = tls.is_some();
         let grpc = tls::incoming(grpc, tls, stop_rx.clone());
 
@@ -301,27 +253,29 @@ impl Bound {
                 .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
                 .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         };
-        let mut grpc_task = tokio::spawn(
-            server()
-                .layer(AuthLayer::new(authz))
-                .add_service(HealthServer::new(grpc_health))
-                .add_service(reflection_v1)
-                .add_service(reflection_v1alpha)
-                .add_service(observer)
-                .add_service(admin)
-                .serve_with_incoming_shutdown(grpc, stopped(stop_rx.clone())),
-        );
-        let mut health_task = tokio::spawn(
-            server()
-                .add_service(HealthServer::new(probe_health))
-                .serve_with_incoming_shutdown(health, stopped(stop_rx.clone())),
-        );
-        let mut metrics_task = tokio::spawn(metrics::serve(
-            metrics,
-            monitor,
-            keeper.clone(),
-            stop_rx.clone(),
-        ));
+        let mut servers = Servers {
+            grpc: tokio::spawn(
+                server()
+                    .layer(AuthLayer::new(authz))
+                    .add_service(HealthServer::new(grpc_health))
+                    .add_service(reflection_v1)
+                    .add_service(reflection_v1alpha)
+                    .add_service(observer)
+                    .add_service(admin)
+                    .serve_with_incoming_shutdown(grpc, stopped(stop_rx.clone())),
+            ),
+            health: tokio::spawn(
+                server()
+                    .add_service(HealthServer::new(probe_health))
+                    .serve_with_incoming_shutdown(health, stopped(stop_rx.clone())),
+            ),
+            metrics: tokio::spawn(metrics::serve(
+                metrics,
+                monitor,
+                keeper.clone(),
+                stop_rx.clone(),
+            )),
+        };
         info!(
             grpc = %addrs[0],
             health = %addrs[1],
@@ -335,56 +289,12 @@ impl Bound {
             "tapline-control serving"
         );
 
-        let failure =
-            |what: &'static str,
-             r: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>| {
-                let source: Box<dyn std::error::Error + Send + Sync> = match r {
-                    Ok(Ok(())) => "stopped unexpectedly".into(),
-                    Ok(Err(e)) => Box::new(e),
-                    Err(e) => Box::new(e),
-                };
-                ServeError::Serve { what, source }
-            };
-        let early = tokio::select! {
-            () = shutdown => None,
-            r = &mut grpc_task => Some(failure("gRPC", r)),
-            r = &mut health_task => Some(failure("health", r)),
-            r = &mut metrics_task => Some(ServeError::Serve {
-                what: "metrics",
-                source: match r {
-                    Ok(()) => "stopped unexpectedly".into(),
-                    Err(e) => Box::new(e),
-                },
-            }),
-        };
+        let early = servers.first_failure(shutdown).await;
         info!("stopping");
         stop_tx.send_replace(true);
         // Ends health Watch streams, which would hold the graceful shutdown.
         health::clear(reporter).await;
-        // A task the select above saw finish must not be awaited again
-        // (tokio panics on a JoinHandle polled after completion).
-        let drain = async {
-            if !grpc_task.is_finished() {
-                let _ = (&mut grpc_task).await;
-            }
-            if !health_task.is_finished() {
-                let _ = (&mut health_task).await;
-            }
-            if !metrics_task.is_finished() {
-                let _ = (&mut metrics_task).await;
-            }
-            let _ = poller.await;
-            let _ = reloader.await;
-        };
-        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-            warn!(
-                grace_s = SHUTDOWN_GRACE.as_secs(),
-                "calls still open after the grace period; closing them"
-            );
-            grpc_task.abort();
-            health_task.abort();
-            metrics_task.abort();
-        }
+        servers.drain(poller, reloader).await;
         if let Some(k) = keeper {
             k.stop();
         }
@@ -398,11 +308,157 @@ impl Bound {
     }
 }
 
+/// The reflection services, both versions: grpcurl 1.8, Python's
+/// grpcio-reflection and older tools speak only v1alpha; grpcurl 1.9 and
+/// buf try v1 first.
+#[allow(clippy::type_complexity)]
+fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    ServeError,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tapline_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("tapline.v1.Observer")
+            .with_service_name("tapline.v1.Admin")
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    let reflection_err = |e| ServeError::Serve {
+        what: "reflection",
+        source: Box::new(e),
+    };
+    let v1 = builder().build_v1().map_err(reflection_err)?;
+    let v1alpha = builder().build_v1alpha().map_err(reflection_err)?;
+    Ok((v1, v1alpha))
+}
+
+/// The authorizer of the API port: the token files, the anonymous role
+/// and the certificate subjects of `cfg`.
+fn authorizer(cfg: &Config, creds: Arc<Credentials>, audit: AuditLog) -> Arc<Authorizer> {
+    let cert_roles = cfg
+        .control
+        .tls
+        .as_ref()
+        .map(|t| t.client_roles.clone())
+        .unwrap_or_default();
+    Arc::new(Authorizer::new(
+        creds,
+        cfg.control.anonymous_role,
+        cert_roles,
+        audit,
+    ))
+}
+
+/// Re-reads the token and TLS files every [`RELOAD_INTERVAL`] until `stop`.
+fn spawn_reloader(
+    creds: Arc<Credentials>,
+    tls: Option<Arc<TlsState>>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RELOAD_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = state::stopping(&mut stop) => return,
+            }
+            // File reads: off the runtime's threads.
+            let (c, t) = (creds.clone(), tls.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                c.reload();
+                if let Some(t) = t {
+                    t.reload();
+                }
+            })
+            .await;
+        }
+    })
+}
+
+/// The three servers of a running sidecar.
+struct Servers {
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    health: JoinHandle<Result<(), tonic::transport::Error>>,
+    metrics: JoinHandle<()>,
+}
+
+impl Servers {
+    /// Waits for `shutdown`; a server that ends before it is a failure.
+    async fn first_failure(&mut self, shutdown: impl Future<Output = ()>) -> Option<ServeError> {
+        tokio::select! {
+            () = shutdown => None,
+            r = &mut self.grpc => Some(server_failure("gRPC", r)),
+            r = &mut self.health => Some(server_failure("health", r)),
+            r = &mut self.metrics => Some(ServeError::Serve {
+                what: "metrics",
+                source: match r {
+                    Ok(()) => "stopped unexpectedly".into(),
+                    Err(e) => Box::new(e),
+                },
+            }),
+        }
+    }
+
+    /// After the stop signal: waits [`SHUTDOWN_GRACE`] for the servers,
+    /// the poller and the reloader to end, then aborts the servers.
+    async fn drain(mut self, poller: JoinHandle<()>, reloader: JoinHandle<()>) {
+        // A task the select of `first_failure` saw finish must not be
+        // awaited again (tokio panics on a JoinHandle polled after
+        // completion).
+        let drain = async {
+            if !self.grpc.is_finished() {
+                let _ = (&mut self.grpc).await;
+            }
+            if !self.health.is_finished() {
+                let _ = (&mut self.health).await;
+            }
+            if !self.metrics.is_finished() {
+                let _ = (&mut self.metrics).await;
+            }
+            let _ = poller.await;
+            let _ = reloader.await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "calls still open after the grace period; closing them"
+            );
+            self.grpc.abort();
+            self.health.abort();
+            self.metrics.abort();
+        }
+    }
+}
+
+/// The error of a gRPC server task that ended before the shutdown.
+fn server_failure(
+    what: &'static str,
+    r: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> ServeError {
+    let source: Box<dyn std::error::Error + Send + Sync> = match r {
+        Ok(Ok(())) => "stopped unexpectedly".into(),
+        Ok(Err(e)) => Box::new(e),
+        Err(e) => Box::new(e),
+    };
+    ServeError::Serve { what, source }
+}
+
 /// Starts the link keeper when an inline pair is configured. A keeper
 /// that cannot start is logged, not fatal: the dataplane then keeps its
 /// links itself and they go down with it.
 fn start_keeper(cfg: &Config) -> Option<Arc<Keeper>> {
-    cfg.inline.as_ref()?;
+    cfg.inline()?;
     match Keeper::spawn(&cfg.state_dir, cfg.command_uids.clone()) {
         Ok(k) => Some(Arc::new(k)),
         Err(e) => {

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tapline_dataplane::config::Config;
+use tapline_config::Config;
 use tapline_dataplane::xdp::shm::unix_ns;
 use tapline_proto::v1;
 use tapline_proto::v1::observer_server::Observer;

@@ -23,6 +23,7 @@ use tapline_proto::v1::dataplane_request::Request as DpRequest;
 use tapline_proto::v1::dataplane_response::Response as DpResponse;
 use tapline_proto::v1::observer_client::ObserverClient;
 use tokio_stream::StreamExt;
+use tonic::transport::Channel;
 use tonic::Code;
 
 const TAPLINECTL: &str = env!("CARGO_BIN_EXE_taplinectl");
@@ -270,8 +271,24 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     let ch = sidecar.channel().await;
     let mut admin = AdminClient::new(ch.clone());
 
-    // No token, a wrong one (UNAUTHENTICATED), or the Observer's (role
-    // view: PERMISSION_DENIED): refused before forwarding.
+    refused_before_forwarding(&mut admin).await;
+    assert_eq!(fake.seen(), 0);
+    forwarded_with_the_admin_token(&mut admin, &fake).await;
+    let watch = a_chain_watch_sees_the_next_change(ch, &current).await;
+    let files = CliFiles::write(&dir);
+    cli_sets_the_chain(sidecar.grpc, &files).await;
+    cli_bypasses_and_gets_the_chain(sidecar.grpc, &files).await;
+
+    the_dataplane_goes_away(&mut admin, fake, sidecar.grpc, &files).await;
+
+    drop(watch);
+    sidecar.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// No token, a wrong one (UNAUTHENTICATED), or the Observer's (role view:
+/// PERMISSION_DENIED): refused before forwarding.
+async fn refused_before_forwarding(admin: &mut AdminClient<Channel>) {
     for (token, code) in [
         (None, Code::Unauthenticated),
         (Some("nope"), Code::Unauthenticated),
@@ -296,9 +313,14 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
             .unwrap_err();
         assert_eq!(e.code(), code, "{token:?}");
     }
-    assert_eq!(fake.seen(), 0);
+}
 
-    // The right token: forwarded as sent, answered as the dataplane says.
+/// The right token: forwarded as sent, answered as the dataplane says
+/// (the fake holds generation 1 and leaves with generation 2).
+async fn forwarded_with_the_admin_token(
+    admin: &mut AdminClient<Channel>,
+    fake: &FakeCommandSocket,
+) {
     let req = v1::SetChainRequest {
         expected_generation: Some(1),
         ..set_chain(&["ids", "fw"])
@@ -386,9 +408,15 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     assert_eq!(e.message(), "passive-1 is not configured");
+}
 
-    // A chain watch sees the next change.
-    let mut observer = ObserverClient::new(ch.clone());
+/// A chain watch sees the next change (the chain goes to generation 3);
+/// returns the watch, to be dropped at the end of the test.
+async fn a_chain_watch_sees_the_next_change(
+    ch: Channel,
+    current: &Mutex<v1::Chain>,
+) -> tonic::Streaming<v1::WatchChainResponse> {
+    let mut observer = ObserverClient::new(ch);
     let mut watch = observer
         .watch_chain(with_token(v1::WatchChainRequest {}, Some(OBSERVER_TOKEN)))
         .await
@@ -405,31 +433,64 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
         .unwrap();
     assert_eq!(next.chain, Some(chain(3, &["ids"])));
 
-    // The CLI, with and without the right token.
-    let admin_file = dir.join("admin_token_file").to_string_lossy().into_owned();
-    let observer_file = dir
-        .join("observer_token_file")
-        .to_string_lossy()
-        .into_owned();
-    let good = dir.join("good.json");
-    std::fs::write(
-        &good,
-        r#"{"hops": [{"name": "ids", "a": "t1a", "b": "t1b"}, {"name": "av", "a": "t2a", "b": "t2b", "on_failure": "drop"}]}"#,
-    )
-    .unwrap();
-    let good = good.to_string_lossy().into_owned();
-    let bad = dir.join("bad.json");
-    std::fs::write(
-        &bad,
-        r#"{"hops": [{"name": "bad", "a": "t1a", "b": "t1b"}]}"#,
-    )
-    .unwrap();
-    let bad = bad.to_string_lossy().into_owned();
+    watch
+}
 
+/// The token files and chain specs of the CLI runs.
+struct CliFiles {
+    admin: String,
+    observer: String,
+    /// A valid spec of two hops, ids and av.
+    good: String,
+    /// A spec the fake refuses (a hop named "bad").
+    bad: String,
+}
+
+impl CliFiles {
+    fn write(dir: &Path) -> CliFiles {
+        let admin_file = dir.join("admin_token_file").to_string_lossy().into_owned();
+        let observer_file = dir
+            .join("observer_token_file")
+            .to_string_lossy()
+            .into_owned();
+        let good = dir.join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"hops": [{"name": "ids", "a": "t1a", "b": "t1b"}, {"name": "av", "a": "t2a", "b": "t2b", "on_failure": "drop"}]}"#,
+        )
+        .unwrap();
+        let good = good.to_string_lossy().into_owned();
+        let bad = dir.join("bad.json");
+        std::fs::write(
+            &bad,
+            r#"{"hops": [{"name": "bad", "a": "t1a", "b": "t1b"}]}"#,
+        )
+        .unwrap();
+        let bad = bad.to_string_lossy().into_owned();
+        CliFiles {
+            admin: admin_file,
+            observer: observer_file,
+            good,
+            bad,
+        }
+    }
+}
+
+/// The CLI changes the chain with the admin token only: role view is
+/// refused, a stale generation fails, an invalid spec is rejected with its
+/// validation (text and JSON). The chain goes from generation 3 to 4.
+async fn cli_sets_the_chain(grpc: SocketAddr, files: &CliFiles) {
     let line = fails(
         &ctl(
-            sidecar.grpc,
-            &["--token-file", &observer_file, "chain", "set", "-f", &good],
+            grpc,
+            &[
+                "--token-file",
+                &files.observer,
+                "chain",
+                "set",
+                "-f",
+                &files.good,
+            ],
         )
         .await,
         77,
@@ -437,14 +498,14 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     assert!(line.contains("permission denied"), "{line}");
     assert!(line.contains("needs role edit"), "{line}");
     let o = ctl(
-        sidecar.grpc,
+        grpc,
         &[
             "--token-file",
-            &admin_file,
+            &files.admin,
             "chain",
             "set",
             "-f",
-            &good,
+            &files.good,
             "--expected-generation",
             "3",
         ],
@@ -452,14 +513,14 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     .await;
     assert_eq!(succeeds(&o), "accepted: chain generation 4, applied\n");
     let o = ctl(
-        sidecar.grpc,
+        grpc,
         &[
             "--token-file",
-            &admin_file,
+            &files.admin,
             "chain",
             "set",
             "-f",
-            &good,
+            &files.good,
             "--expected-generation",
             "3",
         ],
@@ -470,8 +531,15 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     assert!(line.contains("the chain is at generation 4"), "{line}");
 
     let o = ctl(
-        sidecar.grpc,
-        &["--token-file", &admin_file, "chain", "set", "-f", &bad],
+        grpc,
+        &[
+            "--token-file",
+            &files.admin,
+            "chain",
+            "set",
+            "-f",
+            &files.bad,
+        ],
     )
     .await;
     let line = fails(&o, 1);
@@ -485,15 +553,15 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
          error: hops[0].name: \"bad\" is not allowed here\n"
     );
     let o = ctl(
-        sidecar.grpc,
+        grpc,
         &[
             "--json",
             "--token-file",
-            &admin_file,
+            &files.admin,
             "chain",
             "set",
             "-f",
-            &bad,
+            &files.bad,
         ],
     )
     .await;
@@ -503,13 +571,17 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     assert_eq!(v["validation"]["valid"], false);
     assert!(v["generation"].is_null());
     assert_eq!(v["validation"]["errors"][0]["field"], "hops[0].name");
+}
 
+/// The CLI bypasses a hop (JSON answer), fails on an unknown one, and shows
+/// the bypass in `chain get` with the observer token.
+async fn cli_bypasses_and_gets_the_chain(grpc: SocketAddr, files: &CliFiles) {
     let o = ctl(
-        sidecar.grpc,
+        grpc,
         &[
             "--json",
             "--token-file",
-            &admin_file,
+            &files.admin,
             "chain",
             "bypass",
             "av",
@@ -524,20 +596,14 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     assert_eq!(v["hop"]["manualBypass"], true);
     assert_eq!(v["hop"]["message"], "tool upgrade");
     let o = ctl(
-        sidecar.grpc,
-        &["--token-file", &admin_file, "chain", "bypass", "nope"],
+        grpc,
+        &["--token-file", &files.admin, "chain", "bypass", "nope"],
     )
     .await;
     let line = fails(&o, 1);
     assert!(line.contains("NotFound"), "{line}");
 
-    let got = succeeds(
-        &ctl(
-            sidecar.grpc,
-            &["--token-file", &observer_file, "chain", "get"],
-        )
-        .await,
-    );
+    let got = succeeds(&ctl(grpc, &["--token-file", &files.observer, "chain", "get"]).await);
     assert!(
         got.starts_with("chain generation 4, applied generation 4\n"),
         "{got}"
@@ -551,8 +617,15 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
         av.contains("bypassed_manual") && av.contains("yes") && av.contains("tool upgrade"),
         "{got}"
     );
+}
 
-    // The dataplane goes away: authenticated calls get UNAVAILABLE.
+/// The dataplane goes away: authenticated calls get UNAVAILABLE.
+async fn the_dataplane_goes_away(
+    admin: &mut AdminClient<Channel>,
+    fake: FakeCommandSocket,
+    grpc: SocketAddr,
+    files: &CliFiles,
+) {
     drop(fake);
     let e = admin
         .set_chain(with_token(set_chain(&["ids"]), Some(ADMIN_TOKEN)))
@@ -561,16 +634,8 @@ async fn admin_checks_its_token_then_forwards_to_the_dataplane() {
     assert_eq!(e.code(), Code::Unavailable);
     assert!(e.message().contains("control.sock"), "{}", e.message());
     let line = fails(
-        &ctl(
-            sidecar.grpc,
-            &["--token-file", &observer_file, "chain", "get"],
-        )
-        .await,
+        &ctl(grpc, &["--token-file", &files.observer, "chain", "get"]).await,
         1,
     );
     assert!(line.contains("is tapline-dataplane running"), "{line}");
-
-    drop(watch);
-    sidecar.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

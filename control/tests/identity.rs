@@ -35,6 +35,8 @@ const TAPLINECTL: &str = env!("CARGO_BIN_EXE_taplinectl");
 const VIEW: &str = "view-token-0123456789";
 const EDIT: &str = "edit-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
+/// The operator's SPIFFE ID, mapped to admin in the mTLS test.
+const SPIFFE: &str = "spiffe://cluster.local/ns/security/sa/tapline-operator";
 
 fn config(state: &Path, control: &str) -> Config {
     sidecar_config(PASSIVE_AND_INLINE, state, control)
@@ -209,7 +211,21 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
     let mut observer = ObserverClient::new(ch.clone());
     let mut admin = AdminClient::new(ch.clone());
 
-    // Health needs nothing; reads need a role now that tokens exist.
+    reads_need_a_role(&sidecar, &ch, &mut observer).await;
+    view_and_unknown_tokens_change_nothing(&sidecar, &fake, &mut admin).await;
+    edit_changes_the_chain_and_admin_taps(&sidecar, &mut admin).await;
+    taplinectl_takes_one_identity_from_the_environment(&sidecar, &dir).await;
+
+    finish(sidecar, fake, &dir).await;
+}
+
+/// Health needs nothing; reads need a role now that tokens exist. Only
+/// the refused read is audited.
+async fn reads_need_a_role(
+    sidecar: &Sidecar,
+    ch: &Channel,
+    observer: &mut ObserverClient<Channel>,
+) {
     HealthClient::new(ch.clone())
         .check(HealthCheckRequest::default())
         .await
@@ -243,8 +259,15 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
         false,
     );
     assert_eq!(lines[0]["request"], Value::Null);
+}
 
-    // view cannot change the chain.
+/// view cannot change the chain, and an unknown token is not anyone;
+/// nothing reaches the dataplane and the audit never shows a token.
+async fn view_and_unknown_tokens_change_nothing(
+    sidecar: &Sidecar,
+    fake: &FakeCommandSocket,
+    admin: &mut AdminClient<Channel>,
+) {
     let e = admin
         .set_chain(with_token(set_chain(&["ids", "fw"]), Some(VIEW)))
         .await
@@ -308,8 +331,14 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
             "{text}"
         );
     }
+}
 
-    // edit changes the chain and bypasses hops, but cannot tap.
+/// edit changes the chain and bypasses hops, but cannot tap; admin taps.
+/// Every call is audited with its request.
+async fn edit_changes_the_chain_and_admin_taps(
+    sidecar: &Sidecar,
+    admin: &mut AdminClient<Channel>,
+) {
     let r = admin
         .set_chain(with_token(set_chain(&["ids", "fw"]), Some(EDIT)))
         .await
@@ -388,8 +417,10 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
     assert_eq!(lines[3]["request"]["filter"], "udp port 53");
     assert_eq!(lines[3]["request"]["max_packets"], 10);
     assert_eq!(lines[3]["message"], "passive-1 is not running");
+}
 
-    // taplinectl: one identity for every verb, from the environment too.
+/// taplinectl: one identity for every verb, from the environment too.
+async fn taplinectl_takes_one_identity_from_the_environment(sidecar: &Sidecar, dir: &Path) {
     let token_file = dir.join("edit.token");
     std::fs::write(&token_file, format!("{EDIT}\n")).unwrap();
     let endpoint = format!("http://{}", sidecar.grpc);
@@ -410,8 +441,6 @@ async fn each_role_gets_its_calls_and_every_change_is_audited() {
     assert_eq!(lines[0]["request"]["reason"], "by env");
     assert_eq!(lines[0]["identity"]["name"], "eddie");
     assert_eq!(lines[1]["code"], "PERMISSION_DENIED");
-
-    finish(sidecar, fake, &dir).await;
 }
 
 async fn ctl(env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -573,7 +602,6 @@ async fn mtls_identities_map_to_roles_and_certificates_rotate() {
     let cert_file = write(&dir, "tls.crt", &scert);
     let key_file = write(&dir, "tls.key", &skey);
     let ca_file = write(&dir, "client-ca.crt", &client_ca.pem());
-    const SPIFFE: &str = "spiffe://cluster.local/ns/security/sa/tapline-operator";
     let sidecar = Sidecar::start_audited(config(
         &state,
         &format!(
@@ -594,16 +622,36 @@ tls_client_ca_file = "{}"
     let operator = client_ca.issue("operator", &[], Some(SPIFFE));
     let stranger = Ca::new("someone else").issue("viewer.example", &[], None);
 
-    // No client certificate, or one from another CA: no connection (the
-    // handshake is refused, or the first call fails on it).
-    for (what, client) in [("no certificate", None), ("unknown CA", Some(&stranger))] {
+    no_connection_without_a_known_client_certificate(sidecar.grpc, &server_ca, &stranger).await;
+    certificates_map_to_their_roles(&sidecar, &server_ca, &viewer, &operator).await;
+    taplinectl_connects_with_the_same_certificate(&sidecar, &dir, &server_ca, &operator).await;
+
+    // The health-only port stays plaintext.
+    HealthClient::new(channel(sidecar.health).await)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap();
+
+    the_server_certificate_rotates(sidecar.grpc, &viewer, &key_file, &cert_file).await;
+
+    finish(sidecar, fake, &dir).await;
+}
+
+/// No client certificate, or one from another CA: no connection (the
+/// handshake is refused, or the first call fails on it). Plaintext on the
+/// TLS port fails too.
+async fn no_connection_without_a_known_client_certificate(
+    grpc: SocketAddr,
+    server_ca: &Ca,
+    stranger: &(String, String),
+) {
+    for (what, client) in [("no certificate", None), ("unknown CA", Some(stranger))] {
         assert!(
-            !tls_get_info(sidecar.grpc, &server_ca.pem(), client).await,
+            !tls_get_info(grpc, &server_ca.pem(), client).await,
             "{what}: the call succeeded"
         );
     }
-    // Plaintext on the TLS port fails.
-    let plain = Channel::from_shared(format!("http://{}", sidecar.grpc))
+    let plain = Channel::from_shared(format!("http://{}", grpc))
         .unwrap()
         .connect_timeout(Duration::from_secs(3))
         .connect()
@@ -614,9 +662,17 @@ tls_client_ca_file = "{}"
             .await
             .is_err());
     }
+}
 
-    // The viewer reads, and may not change anything.
-    let ch = tls_channel(sidecar.grpc, &server_ca.pem(), Some(&viewer))
+/// The viewer's certificate (mapped by its CN) reads and may not change
+/// anything; the operator's SPIFFE ID is admin. Both are audited.
+async fn certificates_map_to_their_roles(
+    sidecar: &Sidecar,
+    server_ca: &Ca,
+    viewer: &(String, String),
+    operator: &(String, String),
+) {
+    let ch = tls_channel(sidecar.grpc, &server_ca.pem(), Some(viewer))
         .await
         .unwrap();
     let c = ObserverClient::new(ch.clone())
@@ -631,7 +687,7 @@ tls_client_ca_file = "{}"
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     // The operator's SPIFFE ID is admin.
-    let ch = tls_channel(sidecar.grpc, &server_ca.pem(), Some(&operator))
+    let ch = tls_channel(sidecar.grpc, &server_ca.pem(), Some(operator))
         .await
         .unwrap();
     let r = AdminClient::new(ch.clone())
@@ -661,11 +717,19 @@ tls_client_ca_file = "{}"
         true,
     );
     assert_eq!(lines[1]["generation"], 8);
+}
 
-    // taplinectl with the same identity, over https.
-    let ca_pem = write(&dir, "server-ca.crt", &server_ca.pem());
-    let op_cert = write(&dir, "op.crt", &operator.0);
-    let op_key = write(&dir, "op.key", &operator.1);
+/// taplinectl with the operator's identity, over https, from its options
+/// and from the environment; without the client certificate it fails.
+async fn taplinectl_connects_with_the_same_certificate(
+    sidecar: &Sidecar,
+    dir: &Path,
+    server_ca: &Ca,
+    operator: &(String, String),
+) {
+    let ca_pem = write(dir, "server-ca.crt", &server_ca.pem());
+    let op_cert = write(dir, "op.crt", &operator.0);
+    let op_key = write(dir, "op.key", &operator.1);
     let url = format!("https://{}", sidecar.grpc);
     let o = ctl(
         &[],
@@ -714,33 +778,31 @@ tls_client_ca_file = "{}"
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["method"], "/tapline.v1.Admin/SetHopBypass");
     assert_eq!(lines[0]["identity"]["name"], SPIFFE);
+}
 
-    // The health-only port stays plaintext.
-    HealthClient::new(channel(sidecar.health).await)
-        .check(HealthCheckRequest::default())
-        .await
-        .unwrap();
-
-    // Rotation: cert-manager renews the server certificate with a new CA.
-    // A client trusting only the new CA fails before and works after,
-    // without a restart.
+/// Rotation: cert-manager renews the server certificate with a new CA.
+/// A client trusting only the new CA fails before and works after,
+/// without a restart.
+async fn the_server_certificate_rotates(
+    grpc: SocketAddr,
+    viewer: &(String, String),
+    key_file: &Path,
+    cert_file: &Path,
+) {
     let new_ca = Ca::new("tapline test server CA 2");
     assert!(
-        !tls_get_info(sidecar.grpc, &new_ca.pem(), Some(&viewer)).await,
+        !tls_get_info(grpc, &new_ca.pem(), Some(viewer)).await,
         "the new CA is not trusted yet"
     );
     let (c2, k2) = new_ca.issue("tapline-control", &["localhost"], None);
     // Key first, then the certificate: the half-written pair in between
     // does not load and the old one stays in force.
-    std::fs::write(&key_file, &k2).unwrap();
-    std::fs::write(&cert_file, &c2).unwrap();
+    std::fs::write(key_file, &k2).unwrap();
+    std::fs::write(cert_file, &c2).unwrap();
     let new_pem = new_ca.pem();
     let viewer2 = viewer.clone();
-    let addr = sidecar.grpc;
     eventually("the new server certificate served", async || {
-        tls_get_info(addr, &new_pem, Some(&viewer2)).await
+        tls_get_info(grpc, &new_pem, Some(&viewer2)).await
     })
     .await;
-
-    finish(sidecar, fake, &dir).await;
 }

@@ -16,10 +16,10 @@ use crate::xdp::{self, shm};
 /// The configured ports with their roles.
 pub(crate) fn configured(cfg: &Config) -> Vec<(Role, &str)> {
     let mut v = Vec::new();
-    if let Some(p) = &cfg.passive {
+    if let Some(p) = cfg.passive() {
         v.push((Role::Passive1, p.as_str()));
     }
-    if let Some(pair) = &cfg.inline {
+    if let Some(pair) = cfg.inline() {
         v.push((Role::Inline1, pair.side1.as_str()));
         v.push((Role::Inline2, pair.side2.as_str()));
     }
@@ -46,11 +46,11 @@ pub struct Preflight {
 /// What chain validation needs to know about this dataplane's ports.
 pub(crate) fn chain_host(cfg: &Config, inline_queues: u32) -> spec::Host {
     let mut reserved = Vec::new();
-    if let Some(pair) = &cfg.inline {
+    if let Some(pair) = cfg.inline() {
         reserved.push((pair.side1.clone(), Role::Inline1.as_str()));
         reserved.push((pair.side2.clone(), Role::Inline2.as_str()));
     }
-    if let Some(p) = &cfg.passive {
+    if let Some(p) = cfg.passive() {
         reserved.push((p.clone(), Role::Passive1.as_str()));
     }
     for g in &cfg.output_groups {
@@ -144,7 +144,7 @@ pub fn preflight(cfg: &Config) -> Result<Preflight, StartError> {
         }
     }
     let mut chain = None;
-    if let Some(pair) = &cfg.inline {
+    if let Some(pair) = cfg.inline() {
         let q1 = xdp::netdev::rx_queue_count(&pair.side1).unwrap_or(1);
         let q2 = xdp::netdev::rx_queue_count(&pair.side2).unwrap_or(1);
         if q1 != q2 {
@@ -231,8 +231,8 @@ fn check_mtus(cfg: &Config, chain: Option<&InitialChain>) -> Result<(), StartErr
 /// (inline and passive queues) and the recorders' queues.
 fn memory_request(cfg: &Config) -> (u64, u64, u64) {
     let queues = |n: &str| u64::from(xdp::netdev::rx_queue_count(n).unwrap_or(1));
-    let groups = cfg.inline.as_ref().map_or(0, |p| queues(&p.side1))
-        + cfg.passive.as_deref().map_or(0, queues);
+    let groups = cfg.inline().map_or(0, |p| queues(&p.side1))
+        + cfg.passive().map(String::as_str).map_or(0, queues);
     let umem = groups * u64::from(cfg.geometry.frame_count) * u64::from(cfg.geometry.frame_size);
     let recorders: u64 = cfg
         .recorders

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapline_dataplane::config::Config;
+use tapline_config::Config;
 
 fuzz_target!(|data: &[u8]| {
     // The file is read with `read_to_string`, so only UTF-8 reaches the

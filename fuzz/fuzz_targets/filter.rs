@@ -15,8 +15,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapline_dataplane::filter::Filter;
-use tapline_dataplane::packet::Packet;
+use tapline_packet::filter::Filter;
+use tapline_packet::packet::Packet;
 
 fuzz_target!(|data: &[u8]| {
     let (expr, frame) = match data.iter().position(|&b| b == 0) {

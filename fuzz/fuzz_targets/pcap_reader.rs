@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapline_dataplane::pcap::{PcapReader, PcapWriter, MAX_RECORD_LEN};
+use tapline_packet::pcap::{PcapReader, PcapWriter, MAX_RECORD_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut r) = PcapReader::new(data) else {

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -336,6 +336,9 @@ fn json_counter(v: &serde_json::Value, role: &str, field: &str) -> Result<u64> {
 // Tests.
 
 const BRIDGE_FRAMES: usize = 2_000;
+/// The interval the `WatchStats` test asks for, and how long it watches.
+const INTERVAL_MS: u32 = 200;
+const WINDOW: Duration = Duration::from_millis(2_100);
 const PASSIVE_FRAMES: usize = 1_500;
 
 #[test]
@@ -472,8 +475,6 @@ fn watch_stats_comes_at_the_asked_interval_with_sound_rates() -> Result<()> {
     if !privileged()? {
         return Ok(());
     }
-    const INTERVAL_MS: u32 = 200;
-    const WINDOW: Duration = Duration::from_millis(2_100);
     let rig = Rig::full("")?;
     let lab = rig.lab();
     let tap = open_raw(lab.tap(), ifs::TAP)?;
@@ -518,6 +519,24 @@ fn watch_stats_comes_at_the_asked_interval_with_sound_rates() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("sender panicked"))??;
 
     let arrivals: Vec<u128> = msgs.iter().map(|(t, _)| t.as_millis()).collect();
+    watch_updates_are_sound(&msgs, &arrivals)?;
+    let took = cli_watch_prints_a_json_line_per_update(&rig)?;
+    eprintln!(
+        "{} updates at {arrivals:?} ms; taplinectl --watch --count 3 took {took:?}",
+        msgs.len()
+    );
+    Ok(())
+}
+
+/// The updates of a `WatchStats` at [`INTERVAL_MS`] over [`WINDOW`] (with
+/// their arrival times): as many as the interval makes, the first at once
+/// without rates, then rates over about one interval that are finite,
+/// non-negative and agree with the counters' growth, and traffic seen on
+/// passive-1.
+fn watch_updates_are_sound(
+    msgs: &[(Duration, pb::WatchStatsResponse)],
+    arrivals: &[u128],
+) -> Result<()> {
     // First at once, then one every 200 ms: 11 in 2.1 s.
     ensure!(
         (9..=13).contains(&msgs.len()),
@@ -589,8 +608,12 @@ fn watch_stats_comes_at_the_asked_interval_with_sound_rates() -> Result<()> {
         saw_traffic,
         "no passive-1 rx rate > 0 while frames were sent"
     );
+    Ok(())
+}
 
-    // The CLI's watch: one JSON object per line, per update.
+/// The CLI's watch: one JSON object per line, per update; returns how
+/// long `--count 3` took.
+fn cli_watch_prints_a_json_line_per_update(rig: &Rig) -> Result<Duration> {
     let start = Instant::now();
     let out = rig.ctl(&[
         "--json",
@@ -628,11 +651,7 @@ fn watch_stats_comes_at_the_asked_interval_with_sound_rates() -> Result<()> {
             );
         }
     }
-    eprintln!(
-        "{} updates at {arrivals:?} ms; taplinectl --watch --count 3 took {took:?}",
-        msgs.len()
-    );
-    Ok(())
+    Ok(took)
 }
 
 #[test]
@@ -896,194 +915,242 @@ fn admin_needs_its_token_and_bad_chain_updates_change_nothing() -> Result<()> {
     let _sidecar = rig.start_sidecar()?;
     let rt = runtime()?;
     let bearer = format!("Bearer {token}");
-    let hop = |name: &str, a: &str, b: &str| pb::HopSpec {
-        name: name.into(),
-        a: a.into(),
-        b: b.into(),
-        on_failure: 0,
-    };
     rt.block_on(async {
         let ch = channel(&rig.ports.grpc_url()).await?;
         let mut admin = pb::admin_client::AdminClient::new(ch.clone());
-        let get = || async {
-            observer(&ch)
-                .get_chain(pb::GetChainRequest {})
-                .await
-                .map(|r| r.into_inner().chain.unwrap_or_default())
-        };
-        let before = get().await?;
+        let before = get_chain(&ch).await?;
         ensure!(before.generation == 1, "{before:?}");
         let good = pb::ChainSpec {
             hops: vec![hop("wire", "t1a", "t1b")],
             default_on_failure: 0,
         };
-        // Without the token, or with a wrong one: UNAUTHENTICATED.
-        for auth in [None, Some("Bearer wrong"), Some(token)] {
-            let e = admin
-                .set_chain(with_auth(
-                    pb::SetChainRequest {
-                        spec: Some(good.clone()),
-                        expected_generation: None,
-                        dry_run: false,
-                    },
-                    auth,
-                )?)
-                .await
-                .expect_err("SetChain without the token");
-            ensure!(e.code() == Code::Unauthenticated, "{auth:?}: {e:?}");
-            let e = admin
-                .set_hop_bypass(with_auth(
-                    pb::SetHopBypassRequest {
-                        hop: "wire".into(),
-                        bypass: true,
-                        reason: String::new(),
-                    },
-                    auth,
-                )?)
-                .await
-                .expect_err("SetHopBypass without the token");
-            ensure!(e.code() == Code::Unauthenticated, "{auth:?}: {e:?}");
-        }
-        // Invalid updates, with the token: refused, and nothing changes.
-        let bad: [(pb::ChainSpec, Option<u64>, Code, &str); 4] = [
-            (
-                pb::ChainSpec {
-                    hops: vec![hop("wire", "nope0", "t1b")],
-                    default_on_failure: 0,
-                },
-                None,
-                Code::InvalidArgument,
-                "hops[0].a",
-            ),
-            (
-                pb::ChainSpec {
-                    hops: vec![hop("wire", "t1a", "t1b"), hop("wire", "t1b", "t1a")],
-                    default_on_failure: 0,
-                },
-                None,
-                Code::InvalidArgument,
-                "duplicate hop name",
-            ),
-            (
-                pb::ChainSpec {
-                    hops: vec![hop("wire", ifs::INLINE_1, "t1b")],
-                    default_on_failure: 0,
-                },
-                None,
-                Code::InvalidArgument,
-                "inline-1",
-            ),
-            (
-                good.clone(),
-                Some(7),
-                Code::FailedPrecondition,
-                "generation 1, not 7",
-            ),
-        ];
-        for (spec, expected_generation, code, text) in bad {
-            let e = admin
-                .set_chain(with_auth(
-                    pb::SetChainRequest {
-                        spec: Some(spec),
-                        expected_generation,
-                        dry_run: false,
-                    },
-                    Some(&bearer),
-                )?)
-                .await
-                .expect_err("an invalid SetChain");
-            ensure!(
-                e.code() == code && e.message().contains(text),
-                "{text}: {e:?}"
-            );
-            let now = get().await?;
-            ensure!(
-                now.spec == before.spec && now.generation == before.generation,
-                "{text}: the chain changed: {now:?}"
-            );
-        }
-        // A dry run validates and changes nothing.
-        let dry = admin
+        refused_without_the_token(&mut admin, &good, token).await?;
+        invalid_updates_change_nothing(&ch, &mut admin, &bearer, &before, &good).await?;
+        the_good_update_applies(&ch, &mut admin, &bearer, &good).await?;
+        bypass_then_an_unknown_hop(&mut admin, &bearer).await?;
+        anyhow::Ok(())
+    })?;
+    cli_shows_the_hop_and_refuses_a_bad_file(&rig, &token_path)
+}
+
+/// A hop of the chain spec, with the default failure action.
+fn hop(name: &str, a: &str, b: &str) -> pb::HopSpec {
+    pb::HopSpec {
+        name: name.into(),
+        a: a.into(),
+        b: b.into(),
+        on_failure: 0,
+    }
+}
+
+/// The chain the dataplane holds (through Observer, without a token).
+async fn get_chain(ch: &Channel) -> Result<pb::Chain, tonic::Status> {
+    observer(ch)
+        .get_chain(pb::GetChainRequest {})
+        .await
+        .map(|r| r.into_inner().chain.unwrap_or_default())
+}
+
+type AdminClient = pb::admin_client::AdminClient<Channel>;
+
+/// Without the token, or with a wrong one (`token` is the admin token
+/// without its `Bearer` scheme, which is wrong too): UNAUTHENTICATED.
+async fn refused_without_the_token(
+    admin: &mut AdminClient,
+    good: &pb::ChainSpec,
+    token: &str,
+) -> Result<()> {
+    for auth in [None, Some("Bearer wrong"), Some(token)] {
+        let e = admin
             .set_chain(with_auth(
                 pb::SetChainRequest {
                     spec: Some(good.clone()),
-                    expected_generation: Some(1),
-                    dry_run: true,
-                },
-                Some(&bearer),
-            )?)
-            .await?
-            .into_inner();
-        ensure!(
-            !dry.accepted && dry.validation.as_ref().is_some_and(|v| v.valid),
-            "{dry:?}"
-        );
-        ensure!(get().await?.generation == 1);
-        // The good one, compare-and-set: applied, and the wire comes UP.
-        let r = admin
-            .set_chain(with_auth(
-                pb::SetChainRequest {
-                    spec: Some(good.clone()),
-                    expected_generation: Some(1),
+                    expected_generation: None,
                     dry_run: false,
                 },
-                Some(&bearer),
+                auth,
             )?)
-            .await?
-            .into_inner();
-        ensure!(r.accepted && r.generation == 2, "{r:?}");
-        let deadline = Instant::now() + SETTLE_TIMEOUT;
-        loop {
-            let c = get().await?;
-            let st = c.status.clone().unwrap_or_default();
-            if st.observed_generation == 2
-                && st
-                    .hops
-                    .first()
-                    .is_some_and(|h| h.state() == pb::HopState::Up)
-            {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the wire hop never came UP: {c:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // A manual bypass, then an unknown hop.
-        let h = admin
+            .await
+            .expect_err("SetChain without the token");
+        ensure!(e.code() == Code::Unauthenticated, "{auth:?}: {e:?}");
+        let e = admin
             .set_hop_bypass(with_auth(
                 pb::SetHopBypassRequest {
                     hop: "wire".into(),
                     bypass: true,
-                    reason: "maintenance".into(),
-                },
-                Some(&bearer),
-            )?)
-            .await?
-            .into_inner()
-            .hop
-            .unwrap_or_default();
-        ensure!(
-            h.state() == pb::HopState::BypassedManual && h.message == "maintenance",
-            "{h:?}"
-        );
-        let e = admin
-            .set_hop_bypass(with_auth(
-                pb::SetHopBypassRequest {
-                    hop: "nope".into(),
-                    bypass: true,
                     reason: String::new(),
                 },
-                Some(&bearer),
+                auth,
             )?)
             .await
-            .expect_err("an unknown hop");
-        ensure!(e.code() == Code::NotFound, "{e:?}");
-        anyhow::Ok(())
-    })?;
+            .expect_err("SetHopBypass without the token");
+        ensure!(e.code() == Code::Unauthenticated, "{auth:?}: {e:?}");
+    }
+    Ok(())
+}
 
-    // taplinectl shows the hop; a bad file is refused with the problem named.
+/// Invalid updates, with the token: refused, and nothing changes.
+async fn invalid_updates_change_nothing(
+    ch: &Channel,
+    admin: &mut AdminClient,
+    bearer: &str,
+    before: &pb::Chain,
+    good: &pb::ChainSpec,
+) -> Result<()> {
+    let bad: [(pb::ChainSpec, Option<u64>, Code, &str); 4] = [
+        (
+            pb::ChainSpec {
+                hops: vec![hop("wire", "nope0", "t1b")],
+                default_on_failure: 0,
+            },
+            None,
+            Code::InvalidArgument,
+            "hops[0].a",
+        ),
+        (
+            pb::ChainSpec {
+                hops: vec![hop("wire", "t1a", "t1b"), hop("wire", "t1b", "t1a")],
+                default_on_failure: 0,
+            },
+            None,
+            Code::InvalidArgument,
+            "duplicate hop name",
+        ),
+        (
+            pb::ChainSpec {
+                hops: vec![hop("wire", ifs::INLINE_1, "t1b")],
+                default_on_failure: 0,
+            },
+            None,
+            Code::InvalidArgument,
+            "inline-1",
+        ),
+        (
+            good.clone(),
+            Some(7),
+            Code::FailedPrecondition,
+            "generation 1, not 7",
+        ),
+    ];
+    for (spec, expected_generation, code, text) in bad {
+        let e = admin
+            .set_chain(with_auth(
+                pb::SetChainRequest {
+                    spec: Some(spec),
+                    expected_generation,
+                    dry_run: false,
+                },
+                Some(bearer),
+            )?)
+            .await
+            .expect_err("an invalid SetChain");
+        ensure!(
+            e.code() == code && e.message().contains(text),
+            "{text}: {e:?}"
+        );
+        let now = get_chain(ch).await?;
+        ensure!(
+            now.spec == before.spec && now.generation == before.generation,
+            "{text}: the chain changed: {now:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A dry run validates and changes nothing.
+/// Then the good one, compare-and-set: applied, and the wire comes UP.
+async fn the_good_update_applies(
+    ch: &Channel,
+    admin: &mut AdminClient,
+    bearer: &str,
+    good: &pb::ChainSpec,
+) -> Result<()> {
+    let dry = admin
+        .set_chain(with_auth(
+            pb::SetChainRequest {
+                spec: Some(good.clone()),
+                expected_generation: Some(1),
+                dry_run: true,
+            },
+            Some(bearer),
+        )?)
+        .await?
+        .into_inner();
+    ensure!(
+        !dry.accepted && dry.validation.as_ref().is_some_and(|v| v.valid),
+        "{dry:?}"
+    );
+    ensure!(get_chain(ch).await?.generation == 1);
+    // The good one, compare-and-set: applied, and the wire comes UP.
+    let r = admin
+        .set_chain(with_auth(
+            pb::SetChainRequest {
+                spec: Some(good.clone()),
+                expected_generation: Some(1),
+                dry_run: false,
+            },
+            Some(bearer),
+        )?)
+        .await?
+        .into_inner();
+    ensure!(r.accepted && r.generation == 2, "{r:?}");
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let c = get_chain(ch).await?;
+        let st = c.status.clone().unwrap_or_default();
+        if st.observed_generation == 2
+            && st
+                .hops
+                .first()
+                .is_some_and(|h| h.state() == pb::HopState::Up)
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the wire hop never came UP: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// A manual bypass, then an unknown hop.
+async fn bypass_then_an_unknown_hop(admin: &mut AdminClient, bearer: &str) -> Result<()> {
+    let h = admin
+        .set_hop_bypass(with_auth(
+            pb::SetHopBypassRequest {
+                hop: "wire".into(),
+                bypass: true,
+                reason: "maintenance".into(),
+            },
+            Some(bearer),
+        )?)
+        .await?
+        .into_inner()
+        .hop
+        .unwrap_or_default();
+    ensure!(
+        h.state() == pb::HopState::BypassedManual && h.message == "maintenance",
+        "{h:?}"
+    );
+    let e = admin
+        .set_hop_bypass(with_auth(
+            pb::SetHopBypassRequest {
+                hop: "nope".into(),
+                bypass: true,
+                reason: String::new(),
+            },
+            Some(bearer),
+        )?)
+        .await
+        .expect_err("an unknown hop");
+    ensure!(e.code() == Code::NotFound, "{e:?}");
+    Ok(())
+}
+
+/// taplinectl shows the hop; a bad file is refused with the problem named.
+fn cli_shows_the_hop_and_refuses_a_bad_file(rig: &Rig, token_path: &Path) -> Result<()> {
     let human = ctl_ok(&rig.ctl(&["chain", "get"])?, "chain get")?;
     ensure!(human.contains("wire"), "{human}");
     let file = rig.workdir.join("bad-chain.json");

@@ -33,7 +33,7 @@ fn every_manifest_config_parses_with_tokens_enabled() {
         let text = std::fs::read_to_string(&path).unwrap();
         let c = Config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(
-            c.passive.is_some() && c.inline.is_some(),
+            c.passive().is_some() && c.inline().is_some(),
             "{}",
             path.display()
         );

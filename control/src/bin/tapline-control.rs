@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing::error;
 
-use tapline_dataplane::config::Config;
-use tapline_dataplane::logging::LogArgs;
+use tapline_config::Config;
+use tapline_packet::logging::LogArgs;
 
 /// tapline's control sidecar: serves the dataplane's state, counters and
 /// inline chain over gRPC (tapline.v1.Observer, tapline.v1.Admin,

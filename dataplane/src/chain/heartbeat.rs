@@ -203,13 +203,7 @@ pub fn parse(frame: &[u8], key: &TagKey) -> Result<Beat, Invalid> {
 }
 
 /// Timing of heartbeats (`[heartbeat]` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    pub interval_ns: u64,
-    pub timeout_ns: u64,
-    pub misses: u32,
-    pub hold_ns: u64,
-}
+pub use tapline_config::heartbeat::Timing;
 
 /// Health of a hop as the judge sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

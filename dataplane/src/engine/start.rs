@@ -46,7 +46,7 @@ struct Opened {
 impl Opened {
     fn open(cfg: &Config) -> Result<Opened, StartError> {
         let mut fallback = None;
-        let inline = match &cfg.inline {
+        let inline = match cfg.inline() {
             Some(pair) => {
                 let (fb, [i1, i2]) = InlineFallback::open(cfg, pair)?;
                 fallback = Some(fb);
@@ -54,7 +54,7 @@ impl Opened {
             }
             None => None,
         };
-        let passive = match &cfg.passive {
+        let passive = match cfg.passive() {
             Some(p) => Some(Interface::open(p, cfg.xdp_mode, cfg.promiscuous)?),
             None => None,
         };
@@ -382,7 +382,7 @@ fn chain_control(
     taps: &Arc<TapRegistry>,
     fallback: Option<&InlineFallback>,
 ) -> Option<ChainControl> {
-    cfg.inline.as_ref()?;
+    cfg.inline()?;
     let settings = ControlSettings {
         state_dir: cfg.state_dir.clone(),
         xdp_mode: cfg.xdp_mode,
@@ -417,11 +417,8 @@ fn command_settings(cfg: &Config, taps: &Arc<TapRegistry>) -> CommandSettings {
         state_dir: cfg.state_dir.clone(),
         allowed_uids: cfg.command_uids.clone(),
         ports: PortNames {
-            passive: cfg.passive.clone(),
-            inline: cfg
-                .inline
-                .as_ref()
-                .map(|p| (p.side1.clone(), p.side2.clone())),
+            passive: cfg.passive().cloned(),
+            inline: cfg.inline().map(|p| (p.side1.clone(), p.side2.clone())),
         },
         taps: taps.clone(),
     }
@@ -499,7 +496,7 @@ impl Dataplane {
         let links = links
             .spawn(stop.clone())
             .map_err(thread_error("tapline-links"))?;
-        let link_state = match &cfg.inline {
+        let link_state = match cfg.inline() {
             Some(pair) if cfg.fallback.link_state => Some(
                 LinkState::spawn([pair.side1.clone(), pair.side2.clone()])
                     .map_err(thread_error("tapline-linkstate"))?,

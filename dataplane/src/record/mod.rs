@@ -45,7 +45,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crossbeam::channel::{self, Sender};
 use crossbeam::queue::ArrayQueue;
@@ -55,20 +54,16 @@ pub use self::producer::{RecordProducer, MAX_BLOCK_AGE_NS};
 /// Mode of the pcap files (before the umask): owner read-write, group
 /// read; captured traffic is never world-readable.
 pub const FILE_MODE: u32 = 0o640;
-use crate::pcap::{self, RECORD_HEADER_LEN};
+use crate::pcap::RECORD_HEADER_LEN;
 use crate::stats::{RecorderCounters, Slot};
-use crate::xdp::shm::OUTPUT_NAME_BYTES;
 
-/// The snap length of "whole packets" (`snaplen = 0`), written in the file
-/// header, and the largest snap length accepted.
-pub const MAX_SNAPLEN: u32 = pcap::MAX_RECORD_LEN;
-/// Smallest `rotate_bytes`.
-pub const MIN_ROTATE_BYTES: u64 = 1024;
-/// Smallest and largest `queue_bytes`.
-pub const MIN_QUEUE_BYTES: usize = 1 << 20;
-pub const MAX_QUEUE_BYTES: usize = 16 << 30;
-/// Smallest `rotate_interval` and retention ages.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The recorder's settings, their limits and defaults: validated
+/// configuration (`tapline-config`).
+pub use tapline_config::record::{
+    RecordSettings, SettingsError, DEFAULT_QUEUE_BYTES, DEFAULT_ROTATE_BYTES,
+    DEFAULT_ROTATE_INTERVAL, MAX_QUEUE_BYTES, MAX_SNAPLEN, MIN_INTERVAL, MIN_QUEUE_BYTES,
+    MIN_ROTATE_BYTES,
+};
 /// Block sizes: the queue is cut into about [`TARGET_BLOCKS`] blocks of
 /// [`MIN_BLOCK_BYTES`]..=[`MAX_BLOCK_BYTES`], at least [`MIN_BLOCKS`] of
 /// them, each big enough for one record of the largest snap length.
@@ -76,192 +71,6 @@ pub const MIN_BLOCK_BYTES: usize = 256 << 10;
 pub const MAX_BLOCK_BYTES: usize = 1 << 20;
 pub const TARGET_BLOCKS: usize = 16;
 pub const MIN_BLOCKS: usize = 4;
-
-/// Defaults of [`RecordSettings::new`] (recommended config defaults).
-pub const DEFAULT_ROTATE_BYTES: u64 = 1 << 30;
-pub const DEFAULT_ROTATE_INTERVAL: Duration = Duration::from_secs(300);
-pub const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
-
-/// One recorder's settings (validated config).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordSettings {
-    /// Name (stats, logs, file names).
-    pub name: String,
-    /// The fast directory (`local-fast`): files are written here.
-    pub dir: PathBuf,
-    /// The bulk directory (`local-bulk`): completed files move here.
-    pub bulk_dir: Option<PathBuf>,
-    /// Start a new file when the current one reaches this size.
-    pub rotate_bytes: u64,
-    /// Start a new file when the current one is this old; `None`: never by
-    /// time.
-    pub rotate_interval: Option<Duration>,
-    /// Retention in the fast directory: total bytes (`None`: unlimited).
-    pub retain_bytes: Option<u64>,
-    /// Retention in the fast directory: age (`None`: unlimited).
-    pub retain_age: Option<Duration>,
-    pub bulk_retain_bytes: Option<u64>,
-    pub bulk_retain_age: Option<Duration>,
-    /// Memory of the queue between the workers and the writer thread.
-    pub queue_bytes: usize,
-    /// Bytes kept of each packet; 0: whole packets.
-    pub snaplen: u32,
-    /// fsync each file before it is renamed to its final name.
-    pub fsync: bool,
-}
-
-/// A setting that makes no sense: the field (as named in
-/// [`RecordSettings`]) and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct SettingsError {
-    pub field: &'static str,
-    pub message: String,
-}
-
-fn bad(field: &'static str, message: impl Into<String>) -> Result<(), SettingsError> {
-    Err(SettingsError {
-        field,
-        message: message.into(),
-    })
-}
-
-impl RecordSettings {
-    /// Settings with the defaults: 1 GiB or 5 minute files, no retention,
-    /// no bulk directory, a 64 MiB queue, whole packets, no fsync.
-    pub fn new(name: impl Into<String>, dir: impl Into<PathBuf>) -> RecordSettings {
-        RecordSettings {
-            name: name.into(),
-            dir: dir.into(),
-            bulk_dir: None,
-            rotate_bytes: DEFAULT_ROTATE_BYTES,
-            rotate_interval: Some(DEFAULT_ROTATE_INTERVAL),
-            retain_bytes: None,
-            retain_age: None,
-            bulk_retain_bytes: None,
-            bulk_retain_age: None,
-            queue_bytes: DEFAULT_QUEUE_BYTES,
-            snaplen: 0,
-            fsync: false,
-        }
-    }
-
-    /// The snap length written in file headers and applied to packets.
-    pub fn effective_snaplen(&self) -> u32 {
-        if self.snaplen == 0 {
-            MAX_SNAPLEN
-        } else {
-            self.snaplen
-        }
-    }
-
-    /// Checks the settings; the error names the first bad field.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        let n = &self.name;
-        if n.is_empty() || n.len() > OUTPUT_NAME_BYTES {
-            return bad(
-                "name",
-                format!(
-                    "must be 1 to {OUTPUT_NAME_BYTES} bytes long, not {}",
-                    n.len()
-                ),
-            );
-        }
-        if !n.as_bytes()[0].is_ascii_alphanumeric()
-            || !n
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return bad(
-                "name",
-                format!(
-                    "{n:?}: only letters, digits, '-', '_' and '.' (starting with a letter or digit), as it is part of file names"
-                ),
-            );
-        }
-        if self.dir.as_os_str().is_empty() {
-            return bad("dir", "must not be empty");
-        }
-        match &self.bulk_dir {
-            Some(b) if b.as_os_str().is_empty() => return bad("bulk_dir", "must not be empty"),
-            Some(b) if same_dir(b, &self.dir) => {
-                return bad("bulk_dir", "must differ from dir");
-            }
-            Some(_) => {}
-            None => {
-                if self.bulk_retain_bytes.is_some() {
-                    return bad("bulk_retain_bytes", "set without a bulk_dir");
-                }
-                if self.bulk_retain_age.is_some() {
-                    return bad("bulk_retain_age", "set without a bulk_dir");
-                }
-            }
-        }
-        if self.rotate_bytes < MIN_ROTATE_BYTES {
-            return bad(
-                "rotate_bytes",
-                format!(
-                    "{} is less than the minimum of {MIN_ROTATE_BYTES}",
-                    self.rotate_bytes
-                ),
-            );
-        }
-        for (field, v) in [
-            ("rotate_interval", self.rotate_interval),
-            ("retain_age", self.retain_age),
-            ("bulk_retain_age", self.bulk_retain_age),
-        ] {
-            if let Some(v) = v {
-                if v < MIN_INTERVAL {
-                    return bad(
-                        field,
-                        format!("{v:?} is less than the minimum of {MIN_INTERVAL:?}"),
-                    );
-                }
-            }
-        }
-        for (field, v) in [
-            ("retain_bytes", self.retain_bytes),
-            ("bulk_retain_bytes", self.bulk_retain_bytes),
-        ] {
-            if let Some(v) = v {
-                if v < self.rotate_bytes {
-                    return bad(
-                        field,
-                        format!(
-                            "{v} is less than rotate_bytes ({}): not even one file would be kept",
-                            self.rotate_bytes
-                        ),
-                    );
-                }
-            }
-        }
-        if !(MIN_QUEUE_BYTES..=MAX_QUEUE_BYTES).contains(&self.queue_bytes) {
-            return bad(
-                "queue_bytes",
-                format!(
-                    "{} is outside {MIN_QUEUE_BYTES}..={MAX_QUEUE_BYTES}",
-                    self.queue_bytes
-                ),
-            );
-        }
-        if self.snaplen > MAX_SNAPLEN {
-            return bad(
-                "snaplen",
-                format!(
-                    "{} is more than the maximum of {MAX_SNAPLEN} (0: whole packets)",
-                    self.snaplen
-                ),
-            );
-        }
-        Ok(())
-    }
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    let norm = |p: &Path| p.components().collect::<PathBuf>();
-    norm(a) == norm(b)
-}
 
 /// Block size and count for a queue of `queue_bytes` and a snap length:
 /// `queue_bytes / 16` clamped to 256 KiB..=1 MiB (and at least one record of

@@ -4,11 +4,11 @@
 
 use std::fs;
 use std::sync::atomic::AtomicU64;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::naming::{FileKey, Kind};
 use super::*;
-use crate::pcap::{read_file, PcapReader, PcapRecord, PcapWriter};
+use crate::pcap::{self, read_file, PcapReader, PcapRecord, PcapWriter};
 use crate::stats::{Layout, StatsSegment};
 use crate::xdp::shm::RecorderSnapshot;
 

@@ -61,14 +61,10 @@ use crate::stats::{Slot, StatsSegment, TapCounters};
 /// crate's one table, [`crate::status`]).
 pub use crate::status as code;
 
-/// Default of `tap.max_concurrent`.
-pub const DEFAULT_MAX_CONCURRENT: usize = 4;
-/// Default of `tap.max_snaplen` (and of `tap.default_snaplen`).
-pub const DEFAULT_MAX_SNAPLEN: u32 = 65_535;
-/// Default of `tap.max_duration_s`.
-pub const DEFAULT_MAX_DURATION_S: u64 = 3600;
-/// Default of `tap.queue_packets`.
-pub const DEFAULT_QUEUE_PACKETS: usize = 8192;
+/// Defaults of `[tap]` (`tapline-config`).
+pub use tapline_config::tap::{
+    DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_DURATION_S, DEFAULT_MAX_SNAPLEN, DEFAULT_QUEUE_PACKETS,
+};
 /// pcap's LINKTYPE_ETHERNET: what `TapPacket.data` holds.
 pub const LINKTYPE_ETHERNET: u32 = 1;
 
@@ -90,32 +86,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// a UMEM frame) grow their buffer once, which then stays grown.
 const MAX_PREALLOC_BYTES: usize = 4096;
 
-/// The `[tap]` section: caps the dataplane applies to every tap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TapSettings {
-    /// Taps running at once (`tap.max_concurrent`); 0 disables taps.
-    pub max_concurrent: usize,
-    /// Largest snap length a client may ask for, in bytes.
-    pub max_snaplen: u32,
-    /// Snap length of a request that asks for none (0), in bytes.
-    pub default_snaplen: u32,
-    /// Longest a tap runs; also the limit of a request without one.
-    pub max_duration: Duration,
-    /// Packets a tap's queue holds (its buffers, allocated at start).
-    pub queue_packets: usize,
-}
-
-impl Default for TapSettings {
-    fn default() -> Self {
-        TapSettings {
-            max_concurrent: DEFAULT_MAX_CONCURRENT,
-            max_snaplen: DEFAULT_MAX_SNAPLEN,
-            default_snaplen: DEFAULT_MAX_SNAPLEN,
-            max_duration: Duration::from_secs(DEFAULT_MAX_DURATION_S),
-            queue_packets: DEFAULT_QUEUE_PACKETS,
-        }
-    }
-}
+/// The `[tap]` section: caps the dataplane applies to every tap
+/// (`tapline-config`).
+pub use tapline_config::tap::TapSettings;
 
 /// Why a tap cannot start: each variant is one gRPC status ([`TapError::code`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -185,15 +185,9 @@ impl fmt::Display for BindMode {
     }
 }
 
-/// The mode an operator asks for (`xdp.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XdpMode {
-    /// native+zero-copy, then native+copy, then generic+copy.
-    Auto,
-    NativeZeroCopy,
-    NativeCopy,
-    Generic,
-}
+/// The mode an operator asks for (`xdp.mode`), and the UMEM and ring
+/// geometry: validated configuration (`tapline-config`).
+pub use tapline_config::xdp::{Geometry, XdpMode};
 
 /// The mode a port actually obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,14 +346,6 @@ pub struct Member<'a> {
     pub queue: u32,
     pub rx: bool,
     pub tx: bool,
-}
-
-/// UMEM and ring geometry for a queue group.
-#[derive(Debug, Clone, Copy)]
-pub struct Geometry {
-    pub frame_size: u32,
-    pub frame_count: u32,
-    pub rings: RingSizes,
 }
 
 /// Sockets that share one UMEM (e.g. inline-1 q0 and inline-2 q0), so frames

@@ -60,7 +60,7 @@ pub fn tap_request(args: &TapArgs) -> Result<pb::TapRequest, Failure> {
         Some(f) => f.clone(),
         None => args.expression.join(" "),
     };
-    if let Err(e) = tapline_dataplane::filter::Filter::compile(&filter) {
+    if let Err(e) = tapline_packet::filter::Filter::compile(&filter) {
         return Err(Failure::usage(format!("filter: {e}\n{}", e.caret())));
     }
     let location = match (&args.point, &args.hop, args.side.as_deref()) {
@@ -114,7 +114,7 @@ enum TapOutput {
     /// (`started`).
     Pcap {
         pending: Option<Box<dyn std::io::Write>>,
-        writer: Option<tapline_dataplane::pcap::PcapWriter<Box<dyn std::io::Write>>>,
+        writer: Option<tapline_packet::pcap::PcapWriter<Box<dyn std::io::Write>>>,
         what: String,
     },
     Text,
@@ -178,7 +178,7 @@ impl TapOutput {
         } = self
         {
             if let Some(sink) = pending.take() {
-                let w = tapline_dataplane::pcap::PcapWriter::new(sink, started.snap_length_bytes)
+                let w = tapline_packet::pcap::PcapWriter::new(sink, started.snap_length_bytes)
                     .map_err(|e| output_failure(what, &e))?;
                 *writer = Some(w);
             }
@@ -238,7 +238,7 @@ fn time_of_day(unix_ns: u64) -> String {
 
 /// A short description of a frame: VLANs, addresses, ports, protocol.
 fn packet_summary(frame: &[u8]) -> String {
-    let p = tapline_dataplane::packet::Packet::parse(frame);
+    let p = tapline_packet::packet::Packet::parse(frame);
     let mut s = String::new();
     for v in &p.vlans[..usize::from(p.n_vlans).min(2)] {
         let _ = write!(s, "vlan {v}, ");

@@ -10,14 +10,8 @@ use super::sys::{self, Mmap};
 use super::umem::{Frame, FramePool, Umem};
 use super::{BindMode, XdpError};
 
-/// Sizes of the four rings of a socket (powers of two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RingSizes {
-    pub rx: u32,
-    pub tx: u32,
-    pub fill: u32,
-    pub completion: u32,
-}
+/// Sizes of the four rings of a socket (powers of two; `tapline-config`).
+pub use tapline_config::xdp::RingSizes;
 
 /// RX ring: frames the kernel received into our UMEM.
 #[derive(Debug)]

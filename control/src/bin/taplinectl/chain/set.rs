@@ -15,6 +15,7 @@
 use std::path::Path;
 
 use serde_json::Value;
+use tapline_config::FailureAction;
 use tapline_proto::v1 as pb;
 use tonic::Code;
 
@@ -113,18 +114,19 @@ fn normalize_action(v: &mut Value, field: &str, source: &str) -> Result<(), Fail
     let Value::String(name) = v else {
         return Ok(());
     };
-    let full = match name.as_str() {
-        "" | "unspecified" => "FAILURE_ACTION_UNSPECIFIED",
-        "bypass" => "FAILURE_ACTION_BYPASS",
-        "drop" => "FAILURE_ACTION_DROP",
-        n if pb::FailureAction::from_str_name(n).is_some() => return Ok(()),
-        other => {
-            return Err(Failure::usage(format!(
-                "{source}: {field}: {other:?} is not a failure action (use \"bypass\" or \"drop\")"
-            )))
-        }
-    };
-    *v = Value::String(full.into());
+    if name.is_empty() || name == "unspecified" {
+        *v = Value::String(pb::FailureAction::Unspecified.as_str_name().into());
+        return Ok(());
+    }
+    if pb::FailureAction::from_str_name(name).is_some() {
+        return Ok(());
+    }
+    // The operator's names ("bypass", "drop") come from the config's one
+    // table, so a new action needs no change here.
+    let action: FailureAction = name
+        .parse()
+        .map_err(|e| Failure::usage(format!("{source}: {field}: {e}")))?;
+    *v = Value::String(action.to_proto().as_str_name().into());
     Ok(())
 }
 

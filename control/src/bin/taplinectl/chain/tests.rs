@@ -333,3 +333,24 @@ fn spec_files_parse_in_both_shapes() {
         .message
         .contains("missing field `hops`"));
 }
+
+#[test]
+fn spec_failure_actions_are_the_config_names() {
+    let spec = parse_spec(
+        r#"{"default_on_failure": "drop", "hops": [{"name": "ids", "a": "t1a", "b": "t1b", "on_failure": "bypass"}]}"#,
+        "f",
+    )
+    .unwrap();
+    assert_eq!(spec.default_on_failure, pb::FailureAction::Drop as i32);
+    assert_eq!(spec.hops[0].on_failure, pb::FailureAction::Bypass as i32);
+    let e = parse_spec(
+        r#"{"hops": [{"name": "ids", "a": "t1a", "b": "t1b", "on_failure": "explode"}]}"#,
+        "f",
+    )
+    .unwrap_err();
+    assert_eq!(e.code, crate::exit::USAGE);
+    assert_eq!(
+        e.message,
+        r#"f: hops[0].on_failure: "explode" is not a failure action: use "bypass" (fail open) or "drop" (fail closed)"#
+    );
+}

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::Command;
 
-use tapline_dataplane::filter::Filter;
+use tapline_packet::filter::Filter;
 
 /// Random expressions tried (the fixed budget).
 const RANDOM_EXPRESSIONS: usize = 400;
