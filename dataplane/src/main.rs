@@ -58,10 +58,7 @@ fn main() -> ExitCode {
     // A parent may have left SIGTERM or SIGINT blocked (the mask is
     // inherited across exec): unblock them, or a stop request would never
     // arrive.
-    let mut stop_signals = nix::sys::signal::SigSet::empty();
-    stop_signals.add(nix::sys::signal::Signal::SIGTERM);
-    stop_signals.add(nix::sys::signal::Signal::SIGINT);
-    if let Err(e) = stop_signals.thread_unblock() {
+    if let Err(e) = tapline_dataplane::sys::process::unblock_stop_signals() {
         error!(error = %e, "cannot unblock SIGTERM and SIGINT");
         return ExitCode::from(exit::OSERR);
     }
@@ -85,7 +82,10 @@ fn main() -> ExitCode {
         .iter()
         .map(|q| format!("{}={}:q{}:{}", q.role, q.ifname, q.queue, q.mode))
         .collect();
-    info!(ports = ?modes, "dataplane running");
+    info!(
+        ports = %tapline_dataplane::logfields::json(&modes),
+        "dataplane running"
+    );
 
     let log_every = Duration::from_secs(u64::from(cfg.log_stats_interval_s));
     let mut next_log = Instant::now() + log_every;

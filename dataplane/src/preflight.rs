@@ -9,7 +9,7 @@ use tracing::warn;
 use crate::caps::{self, Cap, CapSet};
 use crate::chain::spec::{self, Issue, Persisted};
 use crate::config::Config;
-use crate::engine::StartError;
+use crate::error::StartError;
 use crate::stats::Role;
 use crate::xdp::{self, shm};
 
@@ -281,7 +281,7 @@ pub const LOCK_FILE: &str = "lock";
 /// dataplane still forwards, as before).
 pub(crate) fn lock_state_dir(
     dir: &std::path::Path,
-) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, StartError> {
+) -> Result<Option<crate::sys::process::FileLock>, StartError> {
     use std::io::{Read, Write};
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(LOCK_FILE);
@@ -302,14 +302,15 @@ pub(crate) fn lock_state_dir(
             return Ok(None);
         }
     };
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+    use crate::sys::process::{lock_exclusive, LockError};
+    match lock_exclusive(f) {
         Ok(mut lock) => {
             // The holder's pid, for the message of a dataplane refused.
             let _ = lock.set_len(0);
             let _ = writeln!(&mut *lock, "{}", std::process::id());
             Ok(Some(lock))
         }
-        Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
+        Err(LockError::Held(mut f)) => {
             let mut holder = String::new();
             let _ = f.read_to_string(&mut holder);
             let holder = holder.trim();
@@ -320,7 +321,7 @@ pub(crate) fn lock_state_dir(
                 path.display()
             )))
         }
-        Err((_, e)) => Err(StartError::StateDirLocked(format!(
+        Err(LockError::Failed(e)) => Err(StartError::StateDirLocked(format!(
             "cannot lock {} (flock): {e}",
             path.display()
         ))),

@@ -38,7 +38,7 @@ use crate::chain::spec::{self, ChainSpec, FailureAction};
 use crate::config::{Config, FallbackConfig, InlinePair, OnExit};
 use crate::stats::Role;
 use crate::xdp::bpf::{self, XdpAttachment, XskMap};
-use crate::xdp::custody::{Header, KeeperClient, PortRecord};
+use crate::xdp::custody::{self, Header, KeeperClient, PortRecord};
 use crate::xdp::fallback::{self, FallbackAction, FallbackMaps, Lease, PortFallbackCounters};
 use crate::xdp::shm::FallbackSnapshot;
 use crate::xdp::{inline_attach_mode, netdev, AttachMode, Interface, XdpError};
@@ -127,40 +127,7 @@ impl InlineFallback {
             }
             None => None,
         };
-        let mut held_links: [Option<(OwnedFd, AttachMode)>; 2] = [None, None];
-        let mut maps = None;
-        if let Some(b) = lent {
-            let mut fds = b.fds.into_iter();
-            let (l, a, c) = (fds.next(), fds.next(), fds.next());
-            let links: Vec<OwnedFd> = fds.collect();
-            for (p, link) in b.header.ports.iter().zip(links) {
-                let Some(i) = names.iter().position(|n| *n == p.ifname) else {
-                    continue;
-                };
-                let live = fallback::link_ifindex(link.as_fd()).unwrap_or(0);
-                if p.ifindex == ifindex[i] && live == ifindex[i] {
-                    let mode = if p.attach == "native" {
-                        AttachMode::Native
-                    } else {
-                        AttachMode::Generic
-                    };
-                    held_links[i] = Some((link, mode));
-                } else {
-                    warn!(ifname = %p.ifname, "the kept link belongs to an interface that is gone; attaching afresh");
-                }
-            }
-            if let (Some(l), Some(a), Some(c)) = (l, a, c) {
-                match FallbackMaps::adopt(l, a, c) {
-                    Ok(m) if m.queues == queues => maps = Some(m),
-                    Ok(m) => warn!(
-                        kept = m.queues,
-                        now = queues,
-                        "the inline queue count changed; new fallback maps"
-                    ),
-                    Err(e) => warn!(error = %e, "the kept fallback maps are unusable; new ones"),
-                }
-            }
-        }
+        let (mut held_links, maps) = adopt_lent(lent, names, ifindex, queues);
         let took_over = held_links.iter().any(Option::is_some);
         let action = starting_action(cfg);
         let maps = match maps {
@@ -180,48 +147,20 @@ impl InlineFallback {
         let mut ifaces = Vec::new();
         let mut ports = Vec::new();
         for i in 0..2 {
-            let (name, peer) = (names[i], names[1 - i]);
+            let name = names[i];
             let xsks = XskMap::create(queues, name)?;
             let insns = fallback::program(i as u32, ifindex[1 - i], xsks.fd.as_fd(), &maps);
             let prog = bpf::load_insns(&insns, "tapline_inline", name)?;
-            let attachment = match held_links[i].take() {
-                Some((link, mode)) => {
-                    fallback::link_update(link.as_fd(), prog.as_fd()).map_err(|source| {
-                        XdpError::Attach {
-                            ifname: name.to_string(),
-                            mode,
-                            source,
-                        }
-                    })?;
-                    info!(ifname = name, attach = %mode, "took the inline port over from the kernel fallback (BPF_LINK_UPDATE)");
-                    XdpAttachment::from_link(link, prog, xsks, mode)
-                }
-                None => {
-                    let (mode, why) = inline_attach_mode(cfg.xdp_mode, peer);
-                    match bpf::attach_prog(prog, xsks, ifindex[i], name, mode) {
-                        Ok(a) => {
-                            info!(ifname = name, attach = %mode, reason = %why, "inline fallback program attached");
-                            a
-                        }
-                        Err((
-                            _,
-                            e @ (XdpError::Permission { .. } | XdpError::AlreadyAttached { .. }),
-                        )) => return Err(e),
-                        Err((xsks, e))
-                            if mode == AttachMode::Native
-                                && cfg.xdp_mode == crate::xdp::XdpMode::Auto =>
-                        {
-                            warn!(ifname = name, error = %e, "native XDP unavailable, falling back to generic mode");
-                            let insns =
-                                fallback::program(i as u32, ifindex[1 - i], xsks.fd.as_fd(), &maps);
-                            let prog = bpf::load_insns(&insns, "tapline_inline", name)?;
-                            bpf::attach_prog(prog, xsks, ifindex[i], name, AttachMode::Generic)
-                                .map_err(|(_, e)| e)?
-                        }
-                        Err((_, e)) => return Err(e),
-                    }
-                }
-            };
+            let attachment = attach_port(
+                cfg,
+                i,
+                names,
+                ifindex,
+                prog,
+                xsks,
+                &maps,
+                held_links[i].take(),
+            )?;
             ports.push(PortRecord {
                 role: [Role::Inline1, Role::Inline2][i].as_str().to_string(),
                 ifname: name.to_string(),
@@ -494,5 +433,239 @@ impl LinkState {
             let _ = h.join();
         }
         self.propagations.load(Ordering::Relaxed)
+    }
+}
+
+/// What the keeper lent that still fits: the kept links of the ports
+/// whose interface is still the same (by index), and the kept fallback
+/// maps if the queue count did not change.
+fn adopt_lent(
+    lent: Option<custody::Bundle>,
+    names: [&str; 2],
+    ifindex: [u32; 2],
+    queues: u32,
+) -> ([Option<(OwnedFd, AttachMode)>; 2], Option<FallbackMaps>) {
+    let mut held_links: [Option<(OwnedFd, AttachMode)>; 2] = [None, None];
+    let mut maps = None;
+    if let Some(b) = lent {
+        let mut fds = b.fds.into_iter();
+        let (l, a, c) = (fds.next(), fds.next(), fds.next());
+        let links: Vec<OwnedFd> = fds.collect();
+        for (p, link) in b.header.ports.iter().zip(links) {
+            let Some(i) = names.iter().position(|n| *n == p.ifname) else {
+                continue;
+            };
+            let live = fallback::link_ifindex(link.as_fd()).unwrap_or(0);
+            if p.ifindex == ifindex[i] && live == ifindex[i] {
+                let mode = if p.attach == "native" {
+                    AttachMode::Native
+                } else {
+                    AttachMode::Generic
+                };
+                held_links[i] = Some((link, mode));
+            } else {
+                warn!(ifname = %p.ifname, "the kept link belongs to an interface that is gone; attaching afresh");
+            }
+        }
+        if let (Some(l), Some(a), Some(c)) = (l, a, c) {
+            match FallbackMaps::adopt(l, a, c) {
+                Ok(m) if m.queues == queues => maps = Some(m),
+                Ok(m) => warn!(
+                    kept = m.queues,
+                    now = queues,
+                    "the inline queue count changed; new fallback maps"
+                ),
+                Err(e) => warn!(error = %e, "the kept fallback maps are unusable; new ones"),
+            }
+        }
+    }
+    (held_links, maps)
+}
+
+/// Attaches port `i`'s fallback program `prog`: into the kept link if
+/// there is one (`BPF_LINK_UPDATE`), else with a new link in the mode the
+/// peer's driver allows, falling back from native to generic under
+/// `xdp.mode = auto`.
+#[allow(clippy::too_many_arguments)]
+fn attach_port(
+    cfg: &Config,
+    i: usize,
+    names: [&str; 2],
+    ifindex: [u32; 2],
+    prog: OwnedFd,
+    xsks: XskMap,
+    maps: &FallbackMaps,
+    held: Option<(OwnedFd, AttachMode)>,
+) -> Result<XdpAttachment, XdpError> {
+    let (name, peer) = (names[i], names[1 - i]);
+    let attachment = match held {
+        Some((link, mode)) => {
+            fallback::link_update(link.as_fd(), prog.as_fd()).map_err(|source| {
+                XdpError::Attach {
+                    ifname: name.to_string(),
+                    mode,
+                    source,
+                }
+            })?;
+            info!(ifname = name, attach = %mode, "took the inline port over from the kernel fallback (BPF_LINK_UPDATE)");
+            XdpAttachment::from_link(link, prog, xsks, mode)
+        }
+        None => {
+            let (mode, why) = inline_attach_mode(cfg.xdp_mode, peer);
+            match bpf::attach_prog(prog, xsks, ifindex[i], name, mode) {
+                Ok(a) => {
+                    info!(ifname = name, attach = %mode, reason = %why, "inline fallback program attached");
+                    a
+                }
+                Err((_, e @ (XdpError::Permission { .. } | XdpError::AlreadyAttached { .. }))) => {
+                    return Err(e)
+                }
+                Err((xsks, e))
+                    if mode == AttachMode::Native && cfg.xdp_mode == crate::xdp::XdpMode::Auto =>
+                {
+                    warn!(ifname = name, error = %e, "native XDP unavailable, falling back to generic mode");
+                    let insns = fallback::program(i as u32, ifindex[1 - i], xsks.fd.as_fd(), maps);
+                    let prog = bpf::load_insns(&insns, "tapline_inline", name)?;
+                    bpf::attach_prog(prog, xsks, ifindex[i], name, AttachMode::Generic)
+                        .map_err(|(_, e)| e)?
+                }
+                Err((_, e)) => return Err(e),
+            }
+        }
+    };
+    Ok(attachment)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::sys::{fake, Syscall};
+
+    const BPF_MAP_CREATE: i32 = 0;
+    const BPF_MAP_UPDATE_ELEM: i32 = 2;
+    const BPF_PROG_LOAD: i32 = 5;
+    const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
+    const BPF_LINK_CREATE: i32 = 28;
+    const BPF_LINK_UPDATE: i32 = 29;
+    const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+    const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+    /// A fake kernel whose peer driver is `i40e` (so an inline port asks
+    /// for native mode) and whose native attach fails with EOPNOTSUPP;
+    /// returns the bpf commands it saw (LINK_CREATE with its flags).
+    /// The bpf commands the fake saw, with the flags of a LINK_CREATE.
+    type Seen = Rc<RefCell<Vec<(i32, u32)>>>;
+
+    fn fake_kernel() -> (fake::FakeGuard, Seen) {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        // Map fd -> the words of its BPF_MAP_CREATE.
+        let mut maps: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+        let guard = fake::install(move |call| {
+            Some(match *call {
+                Syscall::Socket { .. } => fake::dummy_fd(),
+                Syscall::Mmap { fd, len, .. } if fd >= 0 => fake::anonymous_map(len),
+                Syscall::Mmap { .. } | Syscall::Munmap { .. } => return None,
+                Syscall::Ioctl { .. } => fake::answer_drvinfo(call, "i40e"),
+                Syscall::Bpf { .. } => {
+                    let (cmd, words) = fake::bpf_words(call);
+                    let flags = if cmd == BPF_LINK_CREATE { words[3] } else { 0 };
+                    if cmd != BPF_OBJ_GET_INFO_BY_FD {
+                        log.borrow_mut().push((cmd, flags));
+                    }
+                    match cmd {
+                        BPF_MAP_CREATE => {
+                            let fd = fake::dummy_fd().expect("/dev/null");
+                            maps.insert(fd as u32, words[..5].to_vec());
+                            Ok(fd)
+                        }
+                        BPF_OBJ_GET_INFO_BY_FD => fake::answer_map_info(call, &maps[&words[0]]),
+                        BPF_PROG_LOAD => fake::dummy_fd(),
+                        BPF_MAP_UPDATE_ELEM | BPF_LINK_UPDATE => Ok(0),
+                        BPF_LINK_CREATE if flags == XDP_FLAGS_DRV_MODE => {
+                            Err(fake::errno(libc::EOPNOTSUPP))
+                        }
+                        BPF_LINK_CREATE => fake::dummy_fd(),
+                        other => panic!("unexpected bpf command {other}"),
+                    }
+                }
+                other => panic!("unexpected syscall {other:?}"),
+            })
+        });
+        (guard, seen)
+    }
+
+    fn port_program(maps: &FallbackMaps) -> (XskMap, OwnedFd) {
+        let xsks = XskMap::create(1, "in1").unwrap();
+        let insns = fallback::program(0, 8, xsks.fd.as_fd(), maps);
+        let prog = bpf::load_insns(&insns, "tapline_inline", "in1").unwrap();
+        (xsks, prog)
+    }
+
+    /// An inline port whose peer's driver takes native redirects is
+    /// attached natively; when the driver refuses (EOPNOTSUPP) under
+    /// `xdp.mode = auto`, the program is loaded again and attached in
+    /// generic mode.
+    #[test]
+    fn inline_port_falls_back_from_native_to_generic() {
+        let (_fake, seen) = fake_kernel();
+        let cfg = Config::parse("[interfaces]\ninline-1 = \"in1\"\ninline-2 = \"in2\"\n").unwrap();
+        let maps = FallbackMaps::create(1, FallbackAction::Forward).unwrap();
+        let (xsks, prog) = port_program(&maps);
+        seen.borrow_mut().clear();
+        let a = attach_port(&cfg, 0, ["in1", "in2"], [7, 8], prog, xsks, &maps, None).unwrap();
+        assert_eq!(a.mode, AttachMode::Generic);
+        assert_eq!(
+            *seen.borrow(),
+            vec![
+                (BPF_LINK_CREATE, XDP_FLAGS_DRV_MODE),
+                (BPF_PROG_LOAD, 0),
+                (BPF_LINK_CREATE, XDP_FLAGS_SKB_MODE),
+            ]
+        );
+    }
+
+    /// A forced native mode fails instead; a link kept by the keeper is
+    /// taken over with `BPF_LINK_UPDATE` in its mode, with no new link.
+    #[test]
+    fn forced_native_fails_and_a_kept_link_is_updated_in_place() {
+        let (_fake, seen) = fake_kernel();
+        let cfg = Config::parse(
+            "[interfaces]\ninline-1 = \"in1\"\ninline-2 = \"in2\"\n[xdp]\nmode = \"native-copy\"\n",
+        )
+        .unwrap();
+        let maps = FallbackMaps::create(1, FallbackAction::Forward).unwrap();
+        let (xsks, prog) = port_program(&maps);
+        let err =
+            attach_port(&cfg, 0, ["in1", "in2"], [7, 8], prog, xsks, &maps, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                XdpError::Attach {
+                    mode: AttachMode::Native,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let (xsks, prog) = port_program(&maps);
+        seen.borrow_mut().clear();
+        let link = crate::sys::own_fd(fake::dummy_fd().unwrap() as i32);
+        let a = attach_port(
+            &cfg,
+            0,
+            ["in1", "in2"],
+            [7, 8],
+            prog,
+            xsks,
+            &maps,
+            Some((link, AttachMode::Native)),
+        )
+        .unwrap();
+        assert_eq!(a.mode, AttachMode::Native);
+        assert_eq!(*seen.borrow(), vec![(BPF_LINK_UPDATE, 0)]);
     }
 }

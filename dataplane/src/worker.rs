@@ -71,11 +71,7 @@ impl Worker {
 }
 
 fn pin_to(cpu: usize, name: &str) {
-    let mut set = nix::sched::CpuSet::new();
-    let res = set
-        .set(cpu)
-        .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
-    match res {
+    match crate::sys::process::pin_current_thread(cpu) {
         Ok(()) => info!(worker = name, cpu, "worker pinned"),
         Err(e) => warn!(worker = name, cpu, error = %e, "could not pin worker; running unpinned"),
     }

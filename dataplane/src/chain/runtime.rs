@@ -145,6 +145,17 @@ pub enum Traffic {
     Drop,
 }
 
+impl Traffic {
+    /// The variant's name, as logs show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Traffic::Through => "Through",
+            Traffic::Bypass => "Bypass",
+            Traffic::Drop => "Drop",
+        }
+    }
+}
+
 /// One hop of a layout.
 #[derive(Debug, Clone)]
 pub struct LayoutHop {

@@ -12,6 +12,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use time::{Date, Month, OffsetDateTime};
+
 /// Suffix of a completed file.
 pub const FINAL_SUFFIX: &str = ".pcap";
 /// Suffix of the file being written (after [`FINAL_SUFFIX`]).
@@ -53,45 +55,30 @@ pub fn now_unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Civil date (year, month 1-12, day 1-31) of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Days since 1970-01-01 of a civil date (`days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * if m > 2 { m - 3 } else { m + 9 } + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `YYYYMMDDTHHMMSS.nnnnnnnnnZ` of a Unix time in nanoseconds.
 pub fn utc_stamp(unix_ns: u64) -> String {
-    let secs = unix_ns / NS_PER_SEC;
-    let nanos = unix_ns % NS_PER_SEC;
-    // u64 seconds / 86400 fits an i64.
-    let (y, mo, d) = civil_from_days((secs / SECS_PER_DAY) as i64);
-    let sod = secs % SECS_PER_DAY;
+    // u64 nanoseconds end in 2554, well inside `time`'s range (year 9999).
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ns))
+        .expect("a u64 of nanoseconds is a representable time");
     format!(
-        "{y:04}{mo:02}{d:02}T{:02}{:02}{:02}.{nanos:09}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
     )
+}
+
+/// Days since 1970-01-01 of day `d` of month `mo` of year `y`. A day past
+/// the month's end counts on into the next month (`20260231` is March 3rd),
+/// as the stamps were always read.
+fn days_since_epoch(y: i32, mo: u8, d: u8) -> Option<i64> {
+    let first = Date::from_calendar_date(y, Month::try_from(mo).ok()?, 1).ok()?;
+    let epoch = OffsetDateTime::UNIX_EPOCH.date();
+    Some(i64::from(first.to_julian_day() - epoch.to_julian_day()) + i64::from(d) - 1)
 }
 
 fn digits(s: &str) -> Option<u64> {
@@ -124,7 +111,7 @@ pub fn parse_utc_stamp(s: &str) -> Option<u64> {
         return None;
     }
     // y >= 1970 and a valid date: days >= 0.
-    let days = u64::try_from(days_from_civil(y as i64, mo, d)).ok()?;
+    let days = u64::try_from(days_since_epoch(y as i32, mo as u8, d as u8)?).ok()?;
     let secs = days * SECS_PER_DAY + h * 3600 + mi * 60 + se;
     secs.checked_mul(NS_PER_SEC)?.checked_add(ns)
 }
@@ -219,6 +206,33 @@ mod tests {
         ] {
             assert_eq!(parse_utc_stamp(bad), None, "{bad}");
         }
+    }
+
+    /// Stamps are read as they always were: a day past the month's end
+    /// counts on into the next month and second 60 (a leap second) is the
+    /// next minute's first; a stamp round-trips every day of four centuries
+    /// (leap years and 2100 included).
+    #[test]
+    fn stamp_edge_cases_read_as_before() {
+        let p = |s: &str| parse_utc_stamp(s).unwrap();
+        assert_eq!(
+            p("20260231T000000.000000000Z"),
+            p("20260303T000000.000000000Z")
+        );
+        assert_eq!(
+            p("20241231T235960.000000005Z"),
+            p("20250101T000000.000000005Z")
+        );
+        let mut days = 0u64;
+        while days < 146_097 {
+            let t = days * SECS_PER_DAY * NS_PER_SEC + 86_399_999_999_999;
+            assert_eq!(parse_utc_stamp(&utc_stamp(t)), Some(t), "{}", utc_stamp(t));
+            days += 1;
+        }
+        assert_eq!(
+            utc_stamp(4_107_542_400 * NS_PER_SEC),
+            "21000301T000000.000000000Z"
+        );
     }
 
     #[test]

@@ -415,10 +415,7 @@ pub const RENEW_GRANULARITY_NS: u64 = 1_000_000;
 /// no syscall).
 #[inline]
 pub fn monotonic_now_ns() -> u64 {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
-        Ok(ts) => ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64,
-        Err(_) => 0,
-    }
+    sys::monotonic_ns()
 }
 
 // ---------------------------------------------------------------------------

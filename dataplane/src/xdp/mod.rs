@@ -1,11 +1,13 @@
 //! tapline's AF_XDP layer, on `libc` and `nix` only: UMEM, rings, sockets,
 //! the XDP redirect program and promiscuous-mode membership.
 //!
-//! This is the only module of the workspace with `unsafe` code: syscalls
-//! ([`sys`]), memory shared with the kernel ([`ring`], [`umem`]) and the BPF
-//! ABI ([`bpf`]). It exports safe types: rings with batch `push`/`pop`, a
-//! [`Frame`] that cannot be cloned, and sockets whose queues can only move
-//! frames the caller owns.
+//! With [`crate::sys`] (the syscalls), this is the only module of the
+//! dataplane with `unsafe` code: memory shared with the kernel ([`ring`],
+//! [`umem`]) and the BPF ABI ([`bpf`]). It is mechanism only: what to do
+//! with a frame (heartbeats, fail-closed hops, taps) is the pipeline's. It
+//! exports safe types: rings with batch `push`/`pop`, a [`Frame`] that
+//! cannot be cloned, and sockets whose queues can only move frames the
+//! caller owns.
 //!
 //! # Frame lifecycle
 //!
@@ -42,8 +44,10 @@ pub mod netdev;
 pub mod ring;
 pub mod shm;
 pub mod socket;
-pub mod sys;
 pub mod umem;
+
+/// The syscall layer, at its old path (it is the crate's [`crate::sys`]).
+pub use crate::sys;
 
 use std::fmt;
 use std::io;
@@ -57,7 +61,7 @@ pub use bpf::{XdpAttachment, XskMap};
 pub use ring::XdpDesc;
 pub use socket::{
     forward, forward_each, EachResult, ForwardResult, RingSizes, Verdict, XskParams, XskSocket,
-    XskStats,
+    XskStats, MAX_BATCH_FRAMES,
 };
 pub use umem::{Frame, FramePool, Umem};
 
@@ -458,3 +462,6 @@ impl QueueGroup {
         Ok(sockets)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,8 +8,7 @@ use super::sys;
 
 /// The interface index of `ifname` in the current network namespace.
 pub fn ifindex(ifname: &str) -> io::Result<u32> {
-    let idx = nix::net::if_::if_nametoindex(ifname).map_err(io::Error::from)?;
-    Ok(idx)
+    sys::if_nametoindex(ifname)
 }
 
 /// Number of RX queues that can carry traffic to AF_XDP sockets.
@@ -128,23 +127,17 @@ fn parse_default_routes(v4: &str, v6: &str) -> Vec<String> {
 /// The first routable (not link-local, not loopback) address of `ifname`:
 /// IPv4 outside 169.254.0.0/16, IPv6 outside fe80::/10.
 pub fn routable_address(ifname: &str) -> Option<std::net::IpAddr> {
-    let addrs = nix::ifaddrs::getifaddrs().ok()?;
-    for a in addrs.filter(|a| a.interface_name == ifname) {
-        let Some(sa) = a.address else { continue };
-        if let Some(v4) = sa.as_sockaddr_in() {
-            let ip = v4.ip();
-            if !ip.is_link_local() && !ip.is_loopback() && !ip.is_unspecified() {
-                return Some(ip.into());
+    sys::process::interface_addresses(ifname)
+        .into_iter()
+        .find(|ip| match ip {
+            std::net::IpAddr::V4(ip) => {
+                !ip.is_link_local() && !ip.is_loopback() && !ip.is_unspecified()
             }
-        } else if let Some(v6) = sa.as_sockaddr_in6() {
-            let ip = v6.ip();
-            let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
-            if !link_local && !ip.is_loopback() && !ip.is_unspecified() {
-                return Some(ip.into());
+            std::net::IpAddr::V6(ip) => {
+                let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
+                !link_local && !ip.is_loopback() && !ip.is_unspecified()
             }
-        }
-    }
-    None
+        })
 }
 
 /// Why `ifname` must not be a tool port or an output member, or `None`

@@ -36,7 +36,8 @@ use tapline_proto::v1::dataplane_response::Response;
 use tapline_proto::{limits, v1, wire};
 use tracing::{debug, error, info, warn};
 
-use super::control::{code, error, ChainControl};
+use crate::chain::control::ChainControl;
+use crate::status::{self as code, error};
 use crate::tap::{self, PortNames, TapPlan, TapRegistry};
 
 /// How long a client has to send one whole request (or to send the next
@@ -445,16 +446,14 @@ impl ConnContext {
     /// Serves one connection: requests until the peer closes it, errs or
     /// misses a deadline, or until a tap takes it over.
     fn serve(self, stream: UnixStream) {
-        let uid =
-            match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-            {
-                Ok(c) => c.uid(),
-                Err(e) => {
-                    warn!(error = %e, "command connection without peer credentials; closing it");
-                    return;
-                }
-            };
-        let me = nix::unistd::geteuid().as_raw();
+        let uid = match crate::sys::process::peer_uid(&stream) {
+            Ok(uid) => uid,
+            Err(e) => {
+                warn!(error = %e, "command connection without peer credentials; closing it");
+                return;
+            }
+        };
+        let me = crate::sys::process::effective_uid();
         if uid != me && !self.allowed_uids.contains(&uid) {
             warn!(
                 peer_uid = uid,

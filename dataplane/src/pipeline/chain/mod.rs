@@ -36,7 +36,7 @@ use crossbeam::channel::{Receiver, Sender, TrySendError};
 use hdrhistogram::Histogram;
 use tracing::info;
 
-use crate::chain::heartbeat::{self, Beat, Dir, Health, Judge, Outcome, TagKey, Timing};
+use crate::chain::heartbeat::{self, Beat, Dir, Judge, Outcome, TagKey, Timing};
 use crate::chain::runtime::{ChainShared, Layout, PortId, Route, INLINE_1, INLINE_2};
 use crate::stats::{
     DropExt, DropReason, HopCounters, HopLatency, KernelCountersExt, QueueCounters, Slot,
@@ -51,6 +51,10 @@ use crate::xdp::{
 };
 
 use super::PollOutcome;
+use tapped::{forward_tapped, TapScratch};
+
+mod tapped;
+pub use crate::chain::messages::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 
 /// Kicks per poll while the kernel still holds TX descriptors: copy mode
 /// transmits a bounded number of frames per `sendto`.
@@ -59,69 +63,6 @@ const MAX_TX_KICKS: u32 = 4;
 const RESERVED_FRAMES: u32 = 64;
 /// Round-trip times above this are clamped into the histogram's last bucket.
 const MAX_RTT_NS: u64 = 10_000_000_000;
-
-/// A port of one queue: an AF_XDP socket on one interface.
-#[derive(Debug)]
-pub struct ChainPort {
-    pub id: PortId,
-    pub sock: XskSocket,
-    pub counters: Slot<QueueCounters>,
-    /// The live taps of this interface and queue.
-    pub tap: TapPort,
-    tx_pending: bool,
-    /// Frames placed on its TX ring during this poll.
-    sent_now: bool,
-}
-
-impl ChainPort {
-    pub fn new(
-        id: PortId,
-        sock: XskSocket,
-        counters: Slot<QueueCounters>,
-        tap: TapPort,
-    ) -> ChainPort {
-        ChainPort {
-            id,
-            sock,
-            counters,
-            tap,
-            tx_pending: false,
-            sent_now: false,
-        }
-    }
-}
-
-/// A change of the chain, for one task.
-#[derive(Debug)]
-pub struct TaskUpdate {
-    /// Sockets bound on this task's UMEM for new tool ports.
-    pub add: Vec<ChainPort>,
-    pub layout: Arc<Layout>,
-    /// Ports to retire (after `layout` is in force): the task reclaims their
-    /// frames and hands the sockets back in the ack.
-    pub remove: Vec<PortId>,
-    pub ack: Sender<TaskAck>,
-}
-
-/// A task's answer to a [`TaskUpdate`].
-#[derive(Debug)]
-pub struct TaskAck {
-    pub queue: u32,
-    pub removed: Vec<XskSocket>,
-    /// Frames reclaimed from the retired sockets.
-    pub reclaimed: u32,
-}
-
-/// A change of a hop's health, from the judge to the control thread.
-#[derive(Debug, Clone)]
-pub struct HopEvent {
-    pub slot: usize,
-    pub nonce: u32,
-    pub health: Health,
-    pub at_unix_ns: u64,
-    pub reason: &'static str,
-    pub message: String,
-}
 
 /// The heartbeat side of queue 0's task.
 #[derive(Debug)]
@@ -159,10 +100,7 @@ impl Heartbeats {
 /// `CLOCK_MONOTONIC` in nanoseconds (the clock of heartbeat timestamps).
 #[inline]
 pub fn mono_ns() -> u64 {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
-        Ok(ts) => ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64,
-        Err(_) => 0,
-    }
+    crate::sys::monotonic_ns()
 }
 
 /// The inline path of one queue.
@@ -732,6 +670,7 @@ impl ChainTask {
             };
             forward_tapped(rx, tx_q, &self.umem, &mut self.pool, batch, taps, verdict)
         } else {
+            // No egress (a fail-closed hop's route): inspected, dropped.
             forward_each(rx, tx_q, &self.umem, &mut self.pool, batch, verdict)
         };
         if r.received == 0 {
@@ -823,330 +762,5 @@ impl ChainTask {
     }
 }
 
-/// What the tapped path needs besides the queues.
-struct TapScratch<'a> {
-    rx_tap: &'a mut TapPort,
-    /// The egress port's taps (`None` without an egress).
-    tx_tap: Option<&'a mut TapPort>,
-    frames: &'a mut Vec<Frame>,
-    keep: &'a mut Vec<Frame>,
-    /// The poll's timestamp (0: not read yet).
-    ts: &'a mut u64,
-}
-
-/// [`forward_each`] for a route that goes past a tap: the same verdicts,
-/// drops and totals, and every received frame the verdict keeps is offered
-/// to the RX taps of its port, every frame placed on the TX ring to the TX
-/// taps of the egress. Frames still move by descriptor.
-///
-/// To offer exactly the frames that get a TX slot, the free TX slots are
-/// read first and no more frames than that are handed to the ring (the rest
-/// are TX-ring-full drops, as in [`forward_each`]).
-fn forward_tapped(
-    rx: &mut RxQueue,
-    mut tx: Option<&mut TxQueue>,
-    umem: &Umem,
-    pool: &mut FramePool,
-    batch: u32,
-    s: TapScratch<'_>,
-    mut verdict: impl FnMut(&[u8]) -> Verdict,
-) -> EachResult {
-    let mut r = EachResult::default();
-    s.frames.clear();
-    let n = rx.recv(batch, s.frames);
-    if n == 0 {
-        return r;
-    }
-    r.received = n;
-    if *s.ts == 0 {
-        // CLOCK_REALTIME, once per poll.
-        *s.ts = unix_ns();
-    }
-    let ts = *s.ts;
-    let room = tx.as_deref_mut().map_or(0, |t| t.free_slots());
-    let mut tx_tap = s.tx_tap.filter(|t| t.tx_active());
-    s.keep.clear();
-    for f in s.frames.drain(..) {
-        let len = u64::from(f.len());
-        r.rx_bytes += len;
-        let data = umem.data(&f);
-        if verdict(data) == Verdict::Consume {
-            r.consumed += 1;
-            r.consumed_bytes += len;
-            pool.free(f);
-            continue;
-        }
-        s.rx_tap.offer_rx(data, ts);
-        if tx.is_none() {
-            r.no_egress += 1;
-            r.no_egress_bytes += len;
-            pool.free(f);
-        } else if (s.keep.len() as u32) < room {
-            if let Some(t) = tx_tap.as_deref_mut() {
-                t.offer_tx(data, ts);
-            }
-            r.forwarded += 1;
-            r.tx_bytes += len;
-            s.keep.push(f);
-        } else {
-            r.tx_full += 1;
-            pool.free(f);
-        }
-    }
-    if let Some(tx) = tx {
-        // `room` was read from the ring just now and only this thread
-        // fills it: every kept frame fits.
-        tx.send(s.keep);
-        debug_assert!(s.keep.is_empty(), "TX room shrank under us");
-        for f in s.keep.drain(..) {
-            pool.free(f);
-        }
-    }
-    r
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::chain::runtime::{HopShared, LayoutHop};
-    use crate::chain::spec::FailureAction;
-    use crate::xdp::shm::Layout as SegLayout;
-    use crate::xdp::socket::FakeKernel;
-    use crate::xdp::{RingSizes, XdpDesc};
-    use tapline_proto::v1;
-
-    const SIZES: RingSizes = RingSizes {
-        rx: 256,
-        tx: 256,
-        fill: 256,
-        completion: 256,
-    };
-
-    /// The kernel side of the in-memory sockets: moves what a socket
-    /// transmits into another socket's RX ring, copying the bytes into a
-    /// frame taken from that socket's fill ring, as copy mode does.
-    fn wire(umem: &Umem, from: &mut FakeKernel, to: &mut FakeKernel) -> usize {
-        let mut txd = Vec::new();
-        from.tx.kernel_pop(usize::MAX, &mut txd);
-        let mut fill = Vec::new();
-        to.fill.kernel_pop(txd.len(), &mut fill);
-        let mut rx = Vec::new();
-        for (d, &dst) in txd.iter().zip(&fill) {
-            let bytes = umem.data(&Frame::new(d.addr, d.len)).to_vec();
-            let mut f = Frame::new(dst, 0);
-            umem.data_mut(&mut f)[..bytes.len()].copy_from_slice(&bytes);
-            rx.push(XdpDesc {
-                addr: dst,
-                len: d.len,
-                options: 0,
-            });
-        }
-        to.rx.kernel_push(&rx);
-        let done: Vec<u64> = txd.iter().map(|d| d.addr).collect();
-        from.comp.kernel_push(&done);
-        rx.len()
-    }
-
-    fn data_frame(umem: &Umem, k: &mut FakeKernel, payload: u8) {
-        let mut fill = Vec::new();
-        k.fill.kernel_pop(1, &mut fill);
-        let mut f = Frame::new(fill[0], 0);
-        let buf = umem.data_mut(&mut f);
-        buf[..60].fill(payload);
-        buf[12] = 0x08;
-        buf[13] = 0x00;
-        k.rx.kernel_push(&[XdpDesc {
-            addr: fill[0],
-            len: 60,
-            options: 0,
-        }]);
-    }
-
-    #[test]
-    fn taps_see_what_the_bridge_receives_and_exactly_what_it_transmits() {
-        use crate::tap::{PortNames, TapPlan, TapRegistry, TapSettings};
-        let seg = StatsSegment::in_memory_with(&SegLayout {
-            n_queues: 2,
-            max_taps: 2,
-            ..SegLayout::default()
-        });
-        let reg = TapRegistry::new(TapSettings::default(), &seg, 2048);
-        let umem = Umem::new(2048, 1024).unwrap();
-        let (s1, mut k1) = XskSocket::in_memory(SIZES);
-        let (s2, mut k2) = XskSocket::in_memory(SIZES);
-        let mut t = ChainTask::in_memory(
-            [s1, s2],
-            FramePool::new(2048, 1024),
-            umem.clone(),
-            seg.clone(),
-        );
-        t.ports[0].tap = TapPort::new(reg.clone(), "in1", 0);
-        t.ports[1].tap = TapPort::new(reg.clone(), "in2", 0);
-        // No tap: the bridge path.
-        data_frame(&umem, &mut k1, 1);
-        assert_eq!(t.poll(64).frames, 1);
-        assert!(t.tapped.iter().all(|x| !x));
-        let mut out = Vec::new();
-        k2.tx.kernel_pop(usize::MAX, &mut out);
-        k2.comp
-            .kernel_push(&out.iter().map(|d| d.addr).collect::<Vec<_>>());
-
-        let ports = PortNames {
-            passive: None,
-            inline: Some(("in1".into(), "in2".into())),
-        };
-        let plan = |role: &str, dir: v1::TapDirection| {
-            let req = v1::TapRequest {
-                point: Some(v1::TapPoint {
-                    location: Some(v1::tap_point::Location::Port(role.into())),
-                    direction: dir.into(),
-                }),
-                ..Default::default()
-            };
-            TapPlan::new(&req, &TapSettings::default(), &ports, &[]).unwrap()
-        };
-        let rx_tap = reg.start(&plan("inline-1", v1::TapDirection::Rx)).unwrap();
-        let tx_tap = reg.start(&plan("inline-2", v1::TapDirection::Tx)).unwrap();
-        // 300 frames into a TX ring of 256 that the kernel never drains:
-        // the RX tap sees all 300, the TX tap the 256 that got a slot.
-        for i in 0..300u32 {
-            data_frame(&umem, &mut k1, i as u8);
-            t.poll(64);
-        }
-        assert_eq!(t.tapped, vec![true, false]);
-        let c = &t.ports()[1].counters;
-        assert_eq!(c.tx_packets.get(), 1 + 256);
-        assert_eq!(c.drops[DropReason::TxRingFull as usize].get(), 44);
-        let rx: Vec<_> = std::iter::from_fn(|| rx_tap.pop()).collect();
-        let tx: Vec<_> = std::iter::from_fn(|| tx_tap.pop()).collect();
-        assert_eq!(rx.len(), 300);
-        assert_eq!(tx.len(), 256);
-        let mut sent = Vec::new();
-        k2.tx.kernel_pop(usize::MAX, &mut sent);
-        assert_eq!(sent.len(), 256);
-        for (i, (r, d)) in tx.iter().zip(&sent).enumerate() {
-            assert_eq!(r.data, umem.data(&Frame::new(d.addr, d.len)), "frame {i}");
-            assert_eq!(r.data[0], i as u8);
-            assert_eq!(r.direction, crate::tap::Direction::Tx);
-        }
-        assert!(rx.iter().enumerate().all(|(i, r)| r.data[0] == i as u8
-            && r.data.len() == 60
-            && r.ts_unix_ns > 0
-            && r.direction == crate::tap::Direction::Rx));
-        // The taps end: back to the bridge.
-        reg.remove(&rx_tap);
-        reg.remove(&tx_tap);
-        t.poll(64);
-        assert!(t.tapped.iter().all(|x| !x));
-    }
-
-    #[test]
-    fn a_hop_goes_up_on_heartbeats_and_traffic_then_crosses_the_tool() {
-        let seg = StatsSegment::in_memory_with(&SegLayout {
-            n_queues: 4,
-            n_workers: 0,
-            max_hops: 1,
-            n_hop_writers: 1,
-            ..SegLayout::default()
-        });
-        let umem = Umem::new(2048, 1024).unwrap();
-        let (s1, mut k1) = XskSocket::in_memory(SIZES);
-        let (s2, mut k2) = XskSocket::in_memory(SIZES);
-        let (sa, mut ka) = XskSocket::in_memory(SIZES);
-        let (sb, mut kb) = XskSocket::in_memory(SIZES);
-        let mut t = ChainTask::in_memory(
-            [s1, s2],
-            FramePool::new(2048, 1024),
-            umem.clone(),
-            seg.clone(),
-        );
-        let (etx, erx) = crossbeam::channel::unbounded();
-        t.heartbeats = Some(Heartbeats::new(
-            Timing {
-                interval_ns: 1_000_000,
-                timeout_ns: 50_000_000,
-                misses: 3,
-                hold_ns: 0,
-            },
-            t.key.clone(),
-            etx,
-        ));
-        let hop = Arc::new(HopShared::new(0, 7, "ids".into(), FailureAction::Drop));
-        let (ack, acks) = crossbeam::channel::unbounded();
-        t.apply(TaskUpdate {
-            add: vec![
-                ChainPort::new(2, sa, seg.queue_slot(2), TapPort::disabled()),
-                ChainPort::new(3, sb, seg.queue_slot(3), TapPort::disabled()),
-            ],
-            layout: Arc::new(Layout {
-                generation: 1,
-                hops: vec![LayoutHop {
-                    shared: hop.clone(),
-                    ports: Some([2, 3]),
-                    removing: false,
-                }],
-            }),
-            remove: Vec::new(),
-            ack,
-        });
-        acks.recv().unwrap();
-        // Unknown + fail closed: inline traffic is dropped.
-        data_frame(&umem, &mut k1, 1);
-        t.poll(64);
-        assert_eq!(
-            seg.hop_slot(0, 0).drops[DropReason::HopDown as usize].get(),
-            1
-        );
-        // The tool bridges a <-> b; heartbeats come back: UP.
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while hop.health() != Health::Up {
-            assert!(std::time::Instant::now() < deadline, "hop never came up");
-            t.poll(64);
-            wire(&umem, &mut ka, &mut kb);
-            wire(&umem, &mut kb, &mut ka);
-        }
-        let ev = erx.try_recv().expect("an UP event");
-        assert_eq!((ev.health, ev.reason), (Health::Up, "HeartbeatsReturned"));
-        // Now inline-1 -> a, (tool) b -> inline-2, byte for byte.
-        t.poll(64);
-        data_frame(&umem, &mut k1, 9);
-        t.poll(64);
-        let mut to_tool = Vec::new();
-        ka.tx.kernel_pop(usize::MAX, &mut to_tool);
-        let data: Vec<&XdpDesc> = to_tool
-            .iter()
-            .filter(|d| umem.data(&Frame::new(d.addr, d.len))[12] == 0x08)
-            .collect();
-        assert_eq!(data.len(), 1);
-        assert_eq!(umem.data(&Frame::new(data[0].addr, 60))[0], 9);
-        let c = seg.hop_slot(0, 0);
-        assert_eq!(c.to_tool_packets.get(), 1);
-        assert!(c.heartbeats_returned.get() >= 2);
-        // A heartbeat-shaped frame from inline-1 is dropped and counted.
-        let mut fill = Vec::new();
-        k1.fill.kernel_pop(1, &mut fill);
-        let mut f = Frame::new(fill[0], 0);
-        heartbeat::write_frame(
-            umem.data_mut(&mut f),
-            &Beat {
-                dir: Dir::AtoB,
-                slot: 0,
-                nonce: 7,
-                seq: 1,
-                sent_ns: 1,
-            },
-            &TagKey::from_words(9, 9),
-        );
-        k1.rx.kernel_push(&[XdpDesc {
-            addr: fill[0],
-            len: 60,
-            options: 0,
-        }]);
-        t.poll(64);
-        assert_eq!(
-            t.ports()[0].counters.drops[DropReason::HeartbeatFromWire as usize].get(),
-            1
-        );
-        let _ = &mut k2;
-    }
-}
+mod tests;

@@ -5,9 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ring::{
-    copy_split, map_split, ConsRing, HeapRing, ProdRing, RingEntry, RingMem, XdpDesc,
-};
+use super::ring::{map_split, ConsRing, HeapRing, ProdRing, RingEntry, RingMem, XdpDesc};
 use super::sys::{self, Mmap};
 use super::umem::{Frame, FramePool, Umem};
 use super::{BindMode, XdpError};
@@ -253,182 +251,8 @@ impl CompQueue {
     }
 }
 
-/// Why a received frame was not transmitted by [`forward`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForwardResult {
-    /// Frames taken from the RX ring.
-    pub received: u32,
-    pub rx_bytes: u64,
-    /// Frames placed on the TX ring.
-    pub forwarded: u32,
-    pub tx_bytes: u64,
-    /// Frames dropped because the TX ring was full.
-    pub tx_full: u32,
-}
-
-/// Moves up to `max` frames from `rx` to `tx` by descriptor: the frame bytes
-/// are never copied in user space. Frames that find the TX ring full are
-/// returned to `pool` (and counted) so the RX side never stalls.
-pub fn forward(
-    rx: &mut RxQueue,
-    tx: &mut TxQueue,
-    pool: &mut FramePool,
-    max: u32,
-) -> ForwardResult {
-    let n = rx.ring.peek(max);
-    if n == 0 {
-        return ForwardResult {
-            received: 0,
-            rx_bytes: 0,
-            forwarded: 0,
-            tx_bytes: 0,
-            tx_full: 0,
-        };
-    }
-    let room = tx.ring.reserve(n);
-    let (r1, r2) = rx.ring.peeked(n);
-    let len_sum = |d: &[XdpDesc]| d.iter().map(|d| u64::from(d.len)).sum::<u64>();
-    let rx_bytes = len_sum(r1) + len_sum(r2);
-    // The descriptors that fit go to TX in at most three memcpys; the rest
-    // (TX ring full) go back to the pool.
-    let fit1 = r1.len().min(room as usize);
-    let fit2 = room as usize - fit1;
-    let tx_bytes = if room == n {
-        rx_bytes
-    } else {
-        len_sum(&r1[..fit1]) + len_sum(&r2[..fit2])
-    };
-    copy_split((&r1[..fit1], &r2[..fit2]), tx.ring.reserved_mut(room));
-    for d in r1[fit1..].iter().chain(&r2[fit2..]) {
-        pool.free_addr(d.addr);
-    }
-    rx.ring.release(n);
-    tx.ring.publish(room);
-    ForwardResult {
-        received: n,
-        rx_bytes,
-        forwarded: room,
-        tx_bytes,
-        tx_full: n - room,
-    }
-}
-
-/// What [`forward_each`] does with one received frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Transmit it on the egress queue (or drop it if there is none).
-    Forward,
-    /// The caller has dealt with it (a heartbeat): back to the pool.
-    Consume,
-}
-
-/// Totals of one [`forward_each`] pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EachResult {
-    /// Frames taken from the RX ring, and their bytes.
-    pub received: u32,
-    pub rx_bytes: u64,
-    /// Frames the verdict consumed (not forwarded).
-    pub consumed: u32,
-    pub consumed_bytes: u64,
-    /// Frames placed on the TX ring, and their bytes.
-    pub forwarded: u32,
-    pub tx_bytes: u64,
-    /// Frames to forward that found the TX ring full.
-    pub tx_full: u32,
-    /// Frames to forward with no egress (`tx` was `None`): dropped.
-    pub no_egress: u32,
-    pub no_egress_bytes: u64,
-}
-
-/// Like [`forward`], but shows every frame to `verdict` first (which reads
-/// its bytes, typically only the ethertype), so some frames can be taken out
-/// of the stream. With `tx = None` the frames to forward are dropped and
-/// counted (a fail-closed hop). Frames move by descriptor either way.
-///
-/// At most [`crate::config::MAX_BATCH`] frames are taken per call. A batch in
-/// which the verdict consumes nothing (the common case: heartbeats are a few
-/// frames in a hundred thousand) moves to TX in bulk, as in [`forward`]; only
-/// a batch with a consumed frame is sorted frame by frame.
-pub fn forward_each<F: FnMut(&[u8]) -> Verdict>(
-    rx: &mut RxQueue,
-    tx: Option<&mut TxQueue>,
-    umem: &Umem,
-    pool: &mut FramePool,
-    max: u32,
-    mut verdict: F,
-) -> EachResult {
-    const WORDS: usize = (crate::config::MAX_BATCH as usize).div_ceil(64);
-    let mut r = EachResult::default();
-    let n = rx.ring.peek(max.min(crate::config::MAX_BATCH));
-    if n == 0 {
-        return r;
-    }
-    let (r1, r2) = rx.ring.peeked(n);
-    // Pass 1: the verdicts, with a bit per consumed frame.
-    let mut consumed = [0u64; WORDS];
-    for (i, d) in r1.iter().chain(r2).enumerate() {
-        let len = u64::from(d.len);
-        r.rx_bytes += len;
-        if verdict(umem.data(&Frame::new(d.addr, d.len))) == Verdict::Consume {
-            consumed[i / 64] |= 1 << (i % 64);
-            r.consumed += 1;
-            r.consumed_bytes += len;
-        }
-    }
-    r.received = n;
-    let is_consumed = |i: usize| consumed[i / 64] & (1 << (i % 64)) != 0;
-    match tx {
-        None => {
-            // Fail-closed: every frame goes back to the pool.
-            for d in r1.iter().chain(r2) {
-                pool.free_addr(d.addr);
-            }
-            r.no_egress = n - r.consumed;
-            r.no_egress_bytes = r.rx_bytes - r.consumed_bytes;
-        }
-        Some(tx) if r.consumed == 0 => {
-            // Everything is forwarded: at most three memcpys, the rest (TX
-            // ring full) back to the pool.
-            let room = tx.ring.reserve(n);
-            let fit1 = r1.len().min(room as usize);
-            let fit2 = room as usize - fit1;
-            let len_sum = |d: &[XdpDesc]| d.iter().map(|d| u64::from(d.len)).sum::<u64>();
-            r.tx_bytes = if room == n {
-                r.rx_bytes
-            } else {
-                len_sum(&r1[..fit1]) + len_sum(&r2[..fit2])
-            };
-            copy_split((&r1[..fit1], &r2[..fit2]), tx.ring.reserved_mut(room));
-            for d in r1[fit1..].iter().chain(&r2[fit2..]) {
-                pool.free_addr(d.addr);
-            }
-            r.forwarded = room;
-            r.tx_full = n - room;
-            tx.ring.publish(room);
-        }
-        Some(tx) => {
-            let room = tx.ring.reserve(n - r.consumed);
-            for (i, &d) in r1.iter().chain(r2).enumerate() {
-                if is_consumed(i) {
-                    pool.free_addr(d.addr);
-                } else if r.forwarded < room {
-                    // The descriptor now stands for the frame (it comes
-                    // back through the completion ring).
-                    tx.ring.write(r.forwarded, d);
-                    r.forwarded += 1;
-                    r.tx_bytes += u64::from(d.len);
-                } else {
-                    r.tx_full += 1;
-                    pool.free_addr(d.addr);
-                }
-            }
-            tx.ring.publish(r.forwarded);
-        }
-    }
-    rx.ring.release(n);
-    r
-}
+mod forward;
+pub use forward::{forward, forward_each, EachResult, ForwardResult, Verdict, MAX_BATCH_FRAMES};
 
 /// Kernel counters of one socket (`XDP_STATISTICS`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -472,8 +296,8 @@ pub struct XskParams {
 /// `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h, Linux 6.17+): how many TX
 /// descriptors one `sendto` may transmit in copy mode (default 32).
 const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
-/// The budget we ask for: a whole worker batch per kick.
-const COPY_TX_BUDGET: u32 = crate::config::MAX_BATCH;
+/// The budget we ask for: a whole batch per kick.
+const COPY_TX_BUDGET: u32 = MAX_BATCH_FRAMES;
 
 /// In copy mode every frame is transmitted inside `sendto`, at most 32 per
 /// call by default; a larger budget lets one kick send a whole batch. Older
@@ -721,6 +545,7 @@ impl XskSocket {
     /// (the kernel is busy or out of buffers: EAGAIN, EBUSY, ENOBUFS, or the
     /// link is down: ENETDOWN, ENXIO) are expected under load and ignored;
     /// the descriptors stay queued and the next kick retries.
+    #[inline]
     pub fn kick_tx(&self) {
         if let Some(fd) = &self.fd {
             let _ = sys::kick_tx(fd.as_fd());
@@ -729,6 +554,7 @@ impl XskSocket {
 
     /// Like [`XskSocket::kick_tx`], but returns the kernel's answer, so a
     /// caller can tell a down link (ENETDOWN, ENXIO) from a busy one.
+    #[inline]
     pub fn try_kick_tx(&self) -> io::Result<()> {
         match &self.fd {
             Some(fd) => sys::kick_tx(fd.as_fd()),
@@ -737,6 +563,7 @@ impl XskSocket {
     }
 
     /// Wakes the driver to take frames from the fill ring.
+    #[inline]
     pub fn kick_rx(&self) {
         if let Some(fd) = &self.fd {
             let _ = sys::kick_rx(fd.as_fd());
@@ -820,213 +647,4 @@ fn map_ring<T>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SIZES: RingSizes = RingSizes {
-        rx: 64,
-        tx: 64,
-        fill: 64,
-        completion: 64,
-    };
-
-    /// Frames cycle fill -> rx -> forward -> tx -> completion -> pool across
-    /// two in-memory sockets sharing one pool, with the TX ring of the
-    /// receiver deliberately too small at times: every frame stays accounted
-    /// for and none is handed out twice (the pool asserts that).
-    #[test]
-    fn frames_are_conserved_through_forwarding() {
-        const FRAMES: u32 = 256;
-        let (mut a, mut ka) = XskSocket::in_memory(SIZES);
-        let (mut b, mut kb) = XskSocket::in_memory(SIZES);
-        let mut pool = FramePool::new(2048, FRAMES);
-        let mut fill_a = Vec::new();
-        let mut sent = 0u64;
-        let mut dropped = 0u64;
-        let mut forwarded = 0u64;
-        for round in 0..500u64 {
-            a.fill.refill(&mut pool, 64);
-            b.fill.refill(&mut pool, 64);
-            // Kernel A receives into whatever it was given.
-            fill_a.clear();
-            ka.fill.kernel_pop(30, &mut fill_a);
-            let descs: Vec<XdpDesc> = fill_a
-                .iter()
-                .map(|&addr| XdpDesc {
-                    addr: addr + 256,
-                    len: 60,
-                    options: 0,
-                })
-                .collect();
-            let pushed = ka.rx.kernel_push(&descs);
-            assert_eq!(pushed, descs.len());
-            sent += pushed as u64;
-            let r = forward(
-                a.rx.as_mut().unwrap(),
-                b.tx.as_mut().unwrap(),
-                &mut pool,
-                64,
-            );
-            forwarded += u64::from(r.forwarded);
-            dropped += u64::from(r.tx_full);
-            // Kernel B transmits only every third round, so its TX fills up.
-            if round % 3 == 0 {
-                let mut done = Vec::new();
-                kb.tx.kernel_pop(usize::MAX, &mut done);
-                let addrs: Vec<u64> = done.iter().map(|d| d.addr).collect();
-                assert_eq!(kb.comp.kernel_push(&addrs), addrs.len());
-            }
-            b.comp.reap(&mut pool, 64);
-        }
-        assert!(dropped > 0, "the test should exercise a full TX ring");
-        assert_eq!(sent, forwarded + dropped);
-        // Every frame is somewhere: pool, fill rings, or B's TX ring.
-        let mut rest = Vec::new();
-        ka.fill.kernel_pop(usize::MAX, &mut rest);
-        kb.fill.kernel_pop(usize::MAX, &mut rest);
-        let mut tx_rest = Vec::new();
-        kb.tx.kernel_pop(usize::MAX, &mut tx_rest);
-        assert_eq!(
-            pool.available() + rest.len() + tx_rest.len(),
-            FRAMES as usize
-        );
-    }
-
-    #[test]
-    fn forward_preserves_descriptors_and_order() {
-        let (mut a, mut ka) = XskSocket::in_memory(SIZES);
-        let (mut b, mut kb) = XskSocket::in_memory(SIZES);
-        let mut pool = FramePool::new(2048, 64);
-        let descs: Vec<XdpDesc> = (0..10u64)
-            .map(|i| XdpDesc {
-                addr: i * 2048 + 256,
-                len: 60 + i as u32,
-                options: 0,
-            })
-            .collect();
-        // Pretend these frames were given to the kernel via fill.
-        for _ in 0..10 {
-            pool.alloc_addr();
-        }
-        ka.rx.kernel_push(&descs);
-        let r = forward(
-            a.rx.as_mut().unwrap(),
-            b.tx.as_mut().unwrap(),
-            &mut pool,
-            64,
-        );
-        assert_eq!((r.received, r.forwarded, r.tx_full), (10, 10, 0));
-        assert_eq!(
-            r.rx_bytes,
-            descs.iter().map(|d| u64::from(d.len)).sum::<u64>()
-        );
-        let mut out = Vec::new();
-        kb.tx.kernel_pop(usize::MAX, &mut out);
-        assert_eq!(out, descs);
-    }
-
-    /// `forward_each` in its three shapes: a batch with nothing consumed
-    /// (bulk, and cut by a TX ring with less room), a batch with consumed
-    /// frames among forwarded ones (frame by frame), and no egress
-    /// (fail-closed). Every frame either reaches TX in order or goes back to
-    /// the pool, and the totals add up.
-    #[test]
-    fn forward_each_sorts_consumed_forwarded_and_dropped_frames() {
-        const MARK: u8 = 0xee;
-        let umem = Umem::new(2048, 256).unwrap();
-        // Frame i at chunk i; frames whose first byte is MARK are consumed.
-        let push = |ka: &mut FakeKernel, pool: &mut FramePool, marks: &[bool]| -> Vec<XdpDesc> {
-            let descs: Vec<XdpDesc> = marks
-                .iter()
-                .map(|&m| {
-                    let mut f = pool.alloc().unwrap();
-                    umem.data_mut(&mut f)[0] = if m { MARK } else { 0 };
-                    XdpDesc {
-                        addr: f.addr(),
-                        len: 60,
-                        options: 0,
-                    }
-                })
-                .collect();
-            assert_eq!(ka.rx.kernel_push(&descs), descs.len());
-            descs
-        };
-        let verdict = |d: &[u8]| {
-            if d[0] == MARK {
-                Verdict::Consume
-            } else {
-                Verdict::Forward
-            }
-        };
-        let small_tx = RingSizes { tx: 8, ..SIZES };
-        let (mut a, mut ka) = XskSocket::in_memory(SIZES);
-        let (mut b, mut kb) = XskSocket::in_memory(small_tx);
-        let mut pool = FramePool::new(2048, 256);
-        let full = pool.available();
-        let run = |a: &mut XskSocket, b: &mut XskSocket, pool: &mut FramePool| {
-            forward_each(
-                a.rx.as_mut().unwrap(),
-                b.tx.as_mut(),
-                &umem,
-                pool,
-                64,
-                verdict,
-            )
-        };
-        // What kernel B transmitted, with its frames back in the pool.
-        let transmitted = |kb: &mut FakeKernel, pool: &mut FramePool| {
-            let mut out = Vec::new();
-            kb.tx.kernel_pop(usize::MAX, &mut out);
-            for d in &out {
-                pool.free_addr(d.addr);
-            }
-            out
-        };
-
-        // Nothing consumed, 12 frames, room for 8: bulk, 4 TX-full drops.
-        let descs = push(&mut ka, &mut pool, &[false; 12]);
-        let r = run(&mut a, &mut b, &mut pool);
-        assert_eq!(
-            (r.received, r.consumed, r.forwarded, r.tx_full),
-            (12, 0, 8, 4)
-        );
-        assert_eq!((r.rx_bytes, r.tx_bytes), (12 * 60, 8 * 60));
-        assert_eq!(transmitted(&mut kb, &mut pool), descs[..8]);
-        assert_eq!(pool.available(), full);
-
-        // Consumed frames among forwarded ones, room for 8 of 9 to forward;
-        // repeated until the RX ring (64) and the TX ring (8) have wrapped,
-        // so the two peeked slices and the split reservation are exercised.
-        for _ in 0..8 {
-            let marks = [
-                false, true, false, false, true, false, false, false, false, false, false,
-            ];
-            let descs = push(&mut ka, &mut pool, &marks);
-            let r = run(&mut a, &mut b, &mut pool);
-            assert_eq!(
-                (r.received, r.consumed, r.forwarded, r.tx_full),
-                (11, 2, 8, 1)
-            );
-            assert_eq!((r.consumed_bytes, r.tx_bytes), (2 * 60, 8 * 60));
-            let expected: Vec<XdpDesc> = descs
-                .iter()
-                .zip(marks)
-                .filter(|(_, m)| !m)
-                .map(|(d, _)| *d)
-                .take(8)
-                .collect();
-            assert_eq!(transmitted(&mut kb, &mut pool), expected);
-            assert_eq!(pool.available(), full);
-        }
-
-        // No egress: the frames to forward are dropped, the rest consumed.
-        push(&mut ka, &mut pool, &[true, false, false]);
-        let r = forward_each(a.rx.as_mut().unwrap(), None, &umem, &mut pool, 64, verdict);
-        assert_eq!(
-            (r.received, r.consumed, r.no_egress, r.forwarded),
-            (3, 1, 2, 0)
-        );
-        assert_eq!(r.no_egress_bytes, 2 * 60);
-        assert_eq!(pool.available(), full);
-    }
-}
+mod tests;

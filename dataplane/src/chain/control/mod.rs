@@ -23,7 +23,7 @@
 //!
 //! # The command socket
 //!
-//! [`ControlThread`] (in [`super::command`]) serves `state_dir/control.sock`
+//! [`crate::command::ControlThread`] serves `state_dir/control.sock`
 //! whether or not an inline pair is configured (without one, chain requests
 //! fail with FAILED_PRECONDITION): connections are served concurrently,
 //! each under a deadline, and their requests come to [`ChainControl::handle`]
@@ -41,19 +41,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod requests;
+
 use crossbeam::channel::{Receiver, Sender};
 use tapline_proto::{limits, v1};
 use tracing::{error, info, warn};
 
 use super::heartbeat::Health;
+use super::messages::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use super::runtime::{ChainShared, HopShared, Layout, LayoutHop, PortId, Traffic};
 use super::spec::{self, ChainSpec, HopSpec, Issue, Persisted};
-use crate::pipeline::chain::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use crate::stats::{Role, StatsSegment};
 use crate::tap::{HopPorts, TapPort, TapRegistry};
 use crate::xdp::fallback::FallbackMaps;
 use crate::xdp::shm::{unix_ns, HopInfo, QueueInfo};
-use crate::xdp::{BindMode, Geometry, Interface, PortMode, Umem, XdpMode, XskParams, XskSocket};
+use crate::xdp::{
+    BindMode, Geometry, Interface, PortMode, Umem, XdpError, XdpMode, XskParams, XskSocket,
+};
 
 /// How long a task may take to take an update (it does so between two
 /// batches, so normally well under a millisecond).
@@ -64,15 +68,32 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// bounds has at most three per hop and one for the hop count).
 const MAX_STORED_ISSUES: usize = limits::MAX_HOPS * 3 + 2;
 
-pub use super::command::{CommandSettings, ControlThread};
+use crate::logfields::json;
+use crate::status::{self as code, error};
 
-/// gRPC status codes used in `DataplaneError.code`.
-pub(crate) mod code {
-    pub const INVALID_ARGUMENT: i32 = 3;
-    pub const NOT_FOUND: i32 = 5;
-    pub const RESOURCE_EXHAUSTED: i32 = 8;
-    pub const FAILED_PRECONDITION: i32 = 9;
-    pub const INTERNAL: i32 = 13;
+/// Why a chain change could not be applied (the control thread logs it and
+/// records it as the last rejected update; the hops it could not bind stay
+/// DOWN and are retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("the worker of queue {queue} is gone")]
+    WorkerGone { queue: u32 },
+    #[error("{missing} of {workers} workers did not take the chain update within {timeout:?}")]
+    AckTimeout {
+        missing: usize,
+        workers: usize,
+        timeout: Duration,
+    },
+    #[error("no free hop slot (more hops than the segment holds)")]
+    NoFreeSlot,
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error("registering {ifname} queue {queue} in its XSKMAP: {source}")]
+    MapUpdate {
+        ifname: String,
+        queue: u32,
+        source: std::io::Error,
+    },
 }
 
 /// One inline queue: its UMEM, a handle on the socket that registered it,
@@ -103,7 +124,7 @@ pub struct ControlSettings {
 
 /// Stats segment slots of tool ports: after the fixed ones, `2 * queues`
 /// per hop slot.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ToolSlots {
     pub base: usize,
     pub queues: usize,
@@ -166,21 +187,6 @@ pub struct ChainControl {
     fallback: Option<Arc<FallbackMaps>>,
 }
 
-fn ts(unix_ns: u64) -> Option<tapline_proto::Timestamp> {
-    (unix_ns > 0).then_some(tapline_proto::Timestamp {
-        seconds: (unix_ns / 1_000_000_000) as i64,
-        nanos: (unix_ns % 1_000_000_000) as i32,
-    })
-}
-
-pub(crate) fn error(code: i32, message: impl Into<String>) -> v1::dataplane_response::Response {
-    v1::dataplane_response::Response::Error(v1::DataplaneError {
-        code,
-        message: message.into(),
-        validation: None,
-    })
-}
-
 impl ChainControl {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -215,41 +221,6 @@ impl ChainControl {
             last_iface_check: Instant::now(),
             fallback: None,
         }
-    }
-
-    /// The answer to a dry run: the validation, nothing applied.
-    fn dry_run_answer(&self, validation: v1::ValidationResult) -> v1::dataplane_response::Response {
-        v1::dataplane_response::Response::SetChain(v1::SetChainResponse {
-            validation: Some(validation),
-            accepted: false,
-            generation: self.desired.generation,
-            chain: Some(self.chain()),
-        })
-    }
-
-    /// Refuses a spec (`why`: which check refused it): logs it escaped,
-    /// keeps a bounded summary in `last_rejected` and answers
-    /// INVALID_ARGUMENT with the validation. Nothing is applied.
-    fn reject_spec(
-        &mut self,
-        p: v1::ChainSpec,
-        msg: &str,
-        validation: v1::ValidationResult,
-        why: &str,
-    ) -> v1::dataplane_response::Response {
-        warn!(errors = %limits::escape(msg), why, "chain update rejected");
-        self.last_rejected = Some(bounded_rejection(
-            p,
-            None,
-            "InvalidSpec",
-            msg,
-            validation.errors.clone(),
-        ));
-        v1::dataplane_response::Response::Error(v1::DataplaneError {
-            code: code::INVALID_ARGUMENT,
-            message: format!("invalid chain spec: {msg}"),
-            validation: Some(validation),
-        })
     }
 
     /// Makes the kernel fallback's action follow the chain.
@@ -312,23 +283,6 @@ impl ChainControl {
         spec::save(&self.settings.state_dir, p)
     }
 
-    fn record_rejected(
-        &mut self,
-        s: &ChainSpec,
-        generation: Option<u64>,
-        reason: &str,
-        message: &str,
-        errors: &[Issue],
-    ) {
-        self.last_rejected = Some(bounded_rejection(
-            s.to_proto(),
-            generation,
-            reason,
-            message,
-            errors.iter().map(Issue::to_proto).collect(),
-        ));
-    }
-
     fn alloc_port(&mut self) -> PortId {
         let id = self.next_port;
         self.next_port += 1;
@@ -343,7 +297,7 @@ impl ChainControl {
         layout: Layout,
         mut add: Vec<Vec<ChainPort>>,
         remove: &[PortId],
-    ) -> Result<Vec<TaskAck>, String> {
+    ) -> Result<Vec<TaskAck>, ChainError> {
         let layout = Arc::new(layout);
         add.resize_with(self.queues.len(), Vec::new);
         let (tx, rx) = crossbeam::channel::unbounded();
@@ -356,7 +310,7 @@ impl ChainControl {
             };
             q.updates
                 .send(update)
-                .map_err(|_| format!("the worker of queue {} is gone", q.queue))?;
+                .map_err(|_| ChainError::WorkerGone { queue: q.queue })?;
         }
         drop(tx);
         let deadline = Instant::now() + ACK_TIMEOUT;
@@ -366,12 +320,11 @@ impl ChainControl {
             match rx.recv_timeout(left) {
                 Ok(a) => acks.push(a),
                 Err(_) => {
-                    return Err(format!(
-                        "{} of {} workers did not take the chain update within {:?}",
-                        self.queues.len() - acks.len(),
-                        self.queues.len(),
-                        ACK_TIMEOUT
-                    ))
+                    return Err(ChainError::AckTimeout {
+                        missing: self.queues.len() - acks.len(),
+                        workers: self.queues.len(),
+                        timeout: ACK_TIMEOUT,
+                    })
                 }
             }
         }
@@ -396,11 +349,11 @@ impl ChainControl {
     }
 
     /// Opens a hop's interfaces and binds one socket per queue on each side.
-    fn bind_hop(&mut self, h: &HopSpec) -> Result<([Interface; 2], Vec<[XskSocket; 2]>), String> {
-        let open = |n: &str| {
-            Interface::open(n, self.settings.xdp_mode, self.settings.promiscuous)
-                .map_err(|e| e.to_string())
-        };
+    fn bind_hop(
+        &mut self,
+        h: &HopSpec,
+    ) -> Result<([Interface; 2], Vec<[XskSocket; 2]>), ChainError> {
+        let open = |n: &str| Interface::open(n, self.settings.xdp_mode, self.settings.promiscuous);
         let ia = open(&h.a)?;
         let ib = open(&h.b)?;
         let mut socks = Vec::new();
@@ -415,15 +368,17 @@ impl ChainControl {
                     sizes: self.settings.geometry.rings,
                     mode: BindMode::Copy,
                 };
-                let s = XskSocket::bind(&q.umem, &params, Some(q.owner.as_fd()), &iface.name)
-                    .map_err(|e| e.to_string())?;
+                let s = XskSocket::bind(&q.umem, &params, Some(q.owner.as_fd()), &iface.name)?;
                 let fd = s.fd().expect("kernel socket");
-                iface.attachment.map.set(q.queue, fd).map_err(|e| {
-                    format!(
-                        "registering {} queue {} in its XSKMAP: {e}",
-                        iface.name, q.queue
-                    )
-                })?;
+                iface
+                    .attachment
+                    .map
+                    .set(q.queue, fd)
+                    .map_err(|source| ChainError::MapUpdate {
+                        ifname: iface.name.clone(),
+                        queue: q.queue,
+                        source,
+                    })?;
                 pair.push(s);
             }
             let [a, b]: [XskSocket; 2] = pair.try_into().expect("two sides");
@@ -464,7 +419,7 @@ impl ChainControl {
     }
 
     /// Makes `spec` the applied chain. See the module documentation.
-    pub fn apply(&mut self, new: &ChainSpec, generation: u64) -> Result<(), String> {
+    pub fn apply(&mut self, new: &ChainSpec, generation: u64) -> Result<(), ChainError> {
         let t0 = Instant::now();
         // Match the hops that stay.
         let mut old: Vec<Option<HopRecord>> = std::mem::take(&mut self.hops)
@@ -514,9 +469,7 @@ impl ChainControl {
                     r
                 }
                 None => {
-                    let slot = self.free_slots.pop().ok_or_else(|| {
-                        "no free hop slot (more hops than the segment holds)".to_string()
-                    })?;
+                    let slot = self.free_slots.pop().ok_or(ChainError::NoFreeSlot)?;
                     let nonce = self.next_nonce;
                     self.next_nonce = self.next_nonce.wrapping_add(1);
                     let shared = Arc::new(HopShared::new(slot, nonce, h.name.clone(), action));
@@ -570,7 +523,7 @@ impl ChainControl {
         });
         info!(
             generation,
-            hops = ?self.hops.iter().map(|h| h.spec.name.as_str()).collect::<Vec<_>>(),
+            hops = %json(&self.hops.iter().map(|h| h.spec.name.as_str()).collect::<Vec<_>>()),
             retired_ports = retire.len(),
             reclaimed_frames = reclaimed,
             took_ms = t0.elapsed().as_millis() as u64,
@@ -611,6 +564,7 @@ impl ChainControl {
                 rec.port_error = None;
             }
             Err(e) => {
+                let e = e.to_string();
                 if rec.port_error.as_deref() != Some(e.as_str()) {
                     error!(hop = %rec.spec.name, error = %e, "cannot bind the hop's interfaces: the hop is down (its failure action applies); retrying every second");
                     rec.last_transition_unix_ns = unix_ns();
@@ -660,54 +614,16 @@ impl ChainControl {
         .traffic();
         match ev.health {
             Health::Down => {
-                warn!(hop = %h.spec.name, reason = ev.reason, detail = %ev.message, traffic = ?traffic, "hop DOWN")
+                warn!(hop = %h.spec.name, reason = ev.reason, detail = %ev.message, traffic = traffic.as_str(), "hop DOWN")
             }
             _ => {
-                info!(hop = %h.spec.name, reason = ev.reason, detail = %ev.message, traffic = ?traffic, "hop UP")
+                info!(hop = %h.spec.name, reason = ev.reason, detail = %ev.message, traffic = traffic.as_str(), "hop UP")
             }
         }
         if !h.shared.manual_bypass() {
             h.last_transition_unix_ns = ev.at_unix_ns;
             h.reason = ev.reason.into();
             h.message = ev.message;
-        }
-    }
-
-    fn hop_status(&self, h: &HopRecord) -> v1::HopStatus {
-        let manual = h.shared.manual_bypass();
-        let health = h.shared.health();
-        let state = if manual {
-            v1::HopState::BypassedManual
-        } else if h.ports.is_none() {
-            v1::HopState::Down
-        } else {
-            match health {
-                Health::Up => v1::HopState::Up,
-                Health::Down => v1::HopState::Down,
-                Health::Unknown => v1::HopState::Unspecified,
-            }
-        };
-        let traffic = match (LayoutHop {
-            shared: h.shared.clone(),
-            ports: h.ports,
-            removing: false,
-        })
-        .traffic()
-        {
-            Traffic::Through => v1::HopTraffic::ThroughTool,
-            Traffic::Bypass => v1::HopTraffic::Bypassed,
-            Traffic::Drop => v1::HopTraffic::Dropped,
-        };
-        v1::HopStatus {
-            name: h.spec.name.clone(),
-            state: state.into(),
-            traffic: traffic.into(),
-            on_failure: h.shared.on_failure().to_proto().into(),
-            manual_bypass: manual,
-            tool_healthy: h.ports.is_some() && health == Health::Up,
-            last_transition_at: ts(h.last_transition_unix_ns),
-            reason: h.reason.clone(),
-            message: h.message.clone(),
         }
     }
 
@@ -721,182 +637,6 @@ impl ChainControl {
                 b: h.spec.b.clone(),
             })
             .collect()
-    }
-
-    /// The chain as the API shows it.
-    pub fn chain(&self) -> v1::Chain {
-        v1::Chain {
-            spec: Some(self.desired.spec.to_proto()),
-            generation: self.desired.generation,
-            updated_at: ts(self.desired.updated_at_unix_ns),
-            status: Some(v1::ChainStatus {
-                observed_generation: self.applied.as_ref().map_or(0, |a| a.generation),
-                applied_spec: self.applied.as_ref().map(|a| a.spec.to_proto()),
-                applied_at: self.applied.as_ref().and_then(|a| ts(a.at_unix_ns)),
-                hops: self.hops.iter().map(|h| self.hop_status(h)).collect(),
-                last_rejected: self.last_rejected.clone(),
-            }),
-        }
-    }
-
-    /// Handles one command.
-    pub fn handle(&mut self, req: v1::DataplaneRequest) -> v1::DataplaneResponse {
-        use v1::dataplane_request::Request;
-        use v1::dataplane_response::Response;
-        let response = match req.request {
-            None => error(code::INVALID_ARGUMENT, "empty request"),
-            Some(Request::GetChain(_)) => Response::GetChain(v1::GetChainResponse {
-                chain: Some(self.chain()),
-            }),
-            Some(Request::SetChain(r)) => self.set_chain(r),
-            Some(Request::SetHopBypass(r)) => self.set_hop_bypass(r),
-            // The command socket serves taps itself (see `Server::serve`).
-            Some(Request::Tap(_)) => error(
-                code::INTERNAL,
-                "a tap request reached the chain's handler (a dataplane bug)",
-            ),
-        };
-        v1::DataplaneResponse {
-            response: Some(response),
-        }
-    }
-
-    fn set_chain(&mut self, r: v1::SetChainRequest) -> v1::dataplane_response::Response {
-        use v1::dataplane_response::Response;
-        let Some(p) = r.spec else {
-            return error(code::INVALID_ARGUMENT, "spec is required");
-        };
-        // Bounds first: an oversized spec is neither validated nor kept
-        // whole (only a bounded summary of it, in `last_rejected`).
-        let over = limits::check_spec(&p);
-        if !over.is_empty() {
-            let msg = over
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            let validation = v1::ValidationResult {
-                valid: false,
-                errors: over
-                    .iter()
-                    .map(|v| v1::ValidationIssue {
-                        field: v.field.clone(),
-                        message: v.message.clone(),
-                    })
-                    .collect(),
-                warnings: Vec::new(),
-            };
-            if r.dry_run {
-                return self.dry_run_answer(validation);
-            }
-            return self.reject_spec(p, &msg, validation, "over the request bounds");
-        }
-        if let Some(expected) = r.expected_generation {
-            if expected != self.desired.generation {
-                return error(
-                    code::FAILED_PRECONDITION,
-                    format!(
-                        "the chain is at generation {}, not {expected}: read it again and retry",
-                        self.desired.generation
-                    ),
-                );
-            }
-        }
-        let (new, errors, warnings) = match ChainSpec::from_proto(&p) {
-            Ok(s) => {
-                let (e, w) = spec::validate(&s, &self.env);
-                (s, e, w)
-            }
-            Err(e) => (ChainSpec::default(), e, Vec::new()),
-        };
-        let validation = v1::ValidationResult {
-            valid: errors.is_empty(),
-            errors: errors.iter().map(Issue::to_proto).collect(),
-            warnings: warnings.iter().map(Issue::to_proto).collect(),
-        };
-        if r.dry_run {
-            return self.dry_run_answer(validation);
-        }
-        if !errors.is_empty() {
-            let msg = errors
-                .iter()
-                .map(Issue::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return self.reject_spec(p, &msg, validation, "invalid");
-        }
-        let persisted = Persisted::new(self.desired.generation + 1, unix_ns(), new.clone());
-        if let Err(e) = self.persist(&persisted) {
-            error!(error = %e, "cannot persist the chain; update refused");
-            return error(
-                code::INTERNAL,
-                format!(
-                    "cannot persist the chain in {}: {e}; nothing changed",
-                    self.settings.state_dir.display()
-                ),
-            );
-        }
-        self.desired = persisted;
-        let generation = self.desired.generation;
-        info!(generation, hops = new.hops.len(), "chain update accepted");
-        if let Err(e) = self.apply(&new, generation) {
-            error!(generation, error = %e, "applying the chain failed");
-            self.record_rejected(&new, Some(generation), "ApplyFailed", &e, &[]);
-        }
-        Response::SetChain(v1::SetChainResponse {
-            validation: Some(validation),
-            accepted: true,
-            generation,
-            chain: Some(self.chain()),
-        })
-    }
-
-    fn set_hop_bypass(&mut self, r: v1::SetHopBypassRequest) -> v1::dataplane_response::Response {
-        if let Err(v) = limits::check_set_hop_bypass(&r) {
-            return error(code::INVALID_ARGUMENT, v.to_string());
-        }
-        let Some(i) = self.hops.iter().position(|h| h.spec.name == r.hop) else {
-            return error(
-                code::NOT_FOUND,
-                format!(
-                    "no hop {:?} in the applied chain (hops: {})",
-                    r.hop,
-                    self.hops
-                        .iter()
-                        .map(|h| h.spec.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-        };
-        let h = &mut self.hops[i];
-        let was = h.shared.manual_bypass();
-        if was != r.bypass {
-            h.shared.set_manual_bypass(r.bypass);
-            self.shared.bump();
-            h.last_transition_unix_ns = unix_ns();
-            h.reason = if r.bypass {
-                "ManualBypass"
-            } else {
-                "ManualBypassCleared"
-            }
-            .into();
-            h.message = if r.reason.is_empty() {
-                if r.bypass {
-                    "bypass set by an operator"
-                } else {
-                    "bypass cleared by an operator"
-                }
-                .into()
-            } else {
-                r.reason.clone()
-            };
-            info!(hop = %h.spec.name, bypass = r.bypass, reason = %limits::escape(&h.message), "manual bypass changed");
-            self.sync_fallback();
-        }
-        v1::dataplane_response::Response::SetHopBypass(v1::SetHopBypassResponse {
-            hop: Some(self.hop_status(&self.hops[i])),
-        })
     }
 
     /// Processes pending hop events, notices replaced tool interfaces and
@@ -969,47 +709,5 @@ impl ChainControl {
         self.last_retry = Instant::now()
             .checked_sub(RETRY_EVERY)
             .unwrap_or_else(Instant::now);
-    }
-}
-
-/// A rejected update as kept in `ChainStatus.last_rejected`: bounded
-/// whatever was sent (at most [`limits::MAX_HOPS`] hops with their fields
-/// cut to their bounds and escaped, a message of at most
-/// [`limits::MAX_STORED_MESSAGE_BYTES`], at most [`MAX_STORED_ISSUES`]
-/// issues), so every answer that carries it fits in a command frame.
-fn bounded_rejection(
-    mut spec: v1::ChainSpec,
-    generation: Option<u64>,
-    reason: &str,
-    message: &str,
-    mut errors: Vec<v1::ValidationIssue>,
-) -> v1::RejectedUpdate {
-    let cut = |s: &str, max: usize| limits::truncate(&limits::escape(s), max).into_owned();
-    let hops = spec.hops.len();
-    spec.hops.truncate(limits::MAX_HOPS);
-    for h in &mut spec.hops {
-        h.name = cut(&h.name, limits::MAX_HOP_NAME_BYTES);
-        h.a = cut(&h.a, limits::MAX_IFNAME_BYTES);
-        h.b = cut(&h.b, limits::MAX_IFNAME_BYTES);
-    }
-    let mut message = cut(message, limits::MAX_STORED_MESSAGE_BYTES);
-    if hops > limits::MAX_HOPS {
-        message = format!(
-            "{message} (the first {} of {hops} hops are kept here)",
-            limits::MAX_HOPS
-        );
-    }
-    errors.truncate(MAX_STORED_ISSUES);
-    for e in &mut errors {
-        e.field = cut(&e.field, limits::QUOTE_BYTES * 2);
-        e.message = cut(&e.message, limits::MAX_STORED_MESSAGE_BYTES / 4);
-    }
-    v1::RejectedUpdate {
-        spec: Some(spec),
-        generation,
-        rejected_at: ts(unix_ns()),
-        reason: reason.into(),
-        message,
-        errors,
     }
 }
