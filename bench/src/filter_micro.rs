@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
-use tapline_dataplane::filter::Filter;
-use tapline_dataplane::packet::Packet;
+use tapline_packet::filter::Filter;
+use tapline_packet::packet::Packet;
 
 /// The filters measured: what operators typically configure.
 pub const FILTERS: &[&str] = &[

@@ -20,16 +20,11 @@
 pub mod caps;
 pub mod chain;
 pub mod command;
-pub mod config;
 pub mod engine;
 pub mod error;
-pub mod filter;
 pub mod links;
 pub mod logfields;
-pub mod logging;
 pub mod memlimit;
-pub mod packet;
-pub mod pcap;
 pub mod pipeline;
 pub mod preflight;
 pub mod record;
@@ -43,5 +38,4 @@ pub mod worker;
 #[allow(unsafe_code)]
 pub mod xdp;
 
-pub use config::Config;
 pub use engine::{Dataplane, StartError};

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::config::Config;
 use crate::preflight::{configured, max_mtu};
-use crate::stats::{Role, StatsSegment};
-use crate::xdp::{self, shm, Interface};
+use crate::stats::Role;
+use crate::xdp::{self, Interface};
+use tapline_config::Config;
+use tapline_segment::StatsSegment;
 
 /// How often the link monitor looks at the members' links.
 const LINK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -104,9 +105,9 @@ impl LinkMonitor {
             .map(|n| Arc::new(AtomicBool::new(xdp::netdev::link_up(n).unwrap_or(true))))
             .collect();
         let bit = |role: Role| match role {
-            Role::Inline1 => shm::LINK_DOWN_INLINE_1,
-            Role::Inline2 => shm::LINK_DOWN_INLINE_2,
-            _ => shm::LINK_DOWN_PASSIVE_1,
+            Role::Inline1 => tapline_segment::LINK_DOWN_INLINE_1,
+            Role::Inline2 => tapline_segment::LINK_DOWN_INLINE_2,
+            _ => tapline_segment::LINK_DOWN_PASSIVE_1,
         };
         let ports = configured(cfg)
             .into_iter()

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tracing::{error, info};
 
+use tapline_config::Config;
 use tapline_dataplane::engine::exit;
-use tapline_dataplane::logging::LogArgs;
-use tapline_dataplane::stats::{DropReason, StatsRegistry};
-use tapline_dataplane::{Config, Dataplane};
+use tapline_dataplane::stats::StatsRegistry;
+use tapline_dataplane::Dataplane;
+use tapline_packet::logging::LogArgs;
+use tapline_segment::DropReason;
 
 /// tapline's packet dataplane: AF_XDP capture on passive-1 and an inline
 /// bridge between inline-1 and inline-2.

@@ -7,11 +7,12 @@
 use tracing::warn;
 
 use crate::caps::{self, Cap, CapSet};
-use crate::chain::spec::{self, Issue, Persisted};
-use crate::config::Config;
+use crate::chain::spec::{self, Persisted};
 use crate::error::StartError;
 use crate::stats::Role;
-use crate::xdp::{self, shm};
+use crate::xdp;
+use tapline_config::chain::Issue;
+use tapline_config::Config;
 
 /// The configured ports with their roles.
 pub(crate) fn configured(cfg: &Config) -> Vec<(Role, &str)> {
@@ -86,7 +87,7 @@ fn initial_chain(cfg: &Config, host: &spec::Host) -> Result<InitialChain, StartE
         },
         Ok(None) => InitialChain {
             source: "configuration",
-            persisted: Persisted::new(1, shm::unix_ns(), cfg.chain.clone()),
+            persisted: Persisted::new(1, tapline_segment::unix_ns(), cfg.chain.clone()),
         },
         Err(e) => {
             return Err(StartError::InvalidChain(format!(
@@ -95,7 +96,7 @@ fn initial_chain(cfg: &Config, host: &spec::Host) -> Result<InitialChain, StartE
             )))
         }
     };
-    let (errors, _) = spec::validate(&chosen.persisted.spec, host);
+    let (errors, _) = tapline_config::chain::validate(&chosen.persisted.spec, host);
     if errors.is_empty() {
         return Ok(chosen);
     }

@@ -10,12 +10,7 @@
 use std::fmt;
 
 use crate::xdp::{PortMode, XskStats};
-pub use tapline_segment::{
-    Counter, DropExt, DropReason, HopCounters, HopInfo, HopLatency, KernelCounters, LatencySummary,
-    Layout, OutputCounters, OutputDropReason, OutputInfo, OutputKind, QueueCounters, QueueInfo,
-    RecorderCounters, Slot, StatsSegment, TapCounters, WorkerCounters, HOP_RTT_BOUNDS_NS,
-    HOP_RTT_BUCKETS,
-};
+use tapline_segment::{DropReason, KernelCounters, QueueCounters, Slot, WorkerCounters};
 
 impl KernelCountersExt for KernelCounters {
     fn store(&self, s: &XskStats) {
@@ -131,6 +126,7 @@ impl StatsRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapline_segment::DropExt;
 
     #[test]
     fn totals_sum_queues_of_a_role() {
@@ -138,7 +134,7 @@ mod tests {
             attach: crate::xdp::AttachMode::Generic,
             bind: crate::xdp::BindMode::Copy,
         };
-        let seg = StatsSegment::in_memory(3, 0);
+        let seg = tapline_segment::StatsSegment::in_memory(3, 0);
         let mk = |role, queue: u32, rx| {
             let c = seg.queue_slot(queue as usize);
             c.rx_packets.add(rx);

@@ -1,6 +1,6 @@
 //! The inline link outlives the dataplane: attaching the kernel fallback
 //! ([`crate::xdp::fallback`]) to inline-1 and inline-2, taking the links
-//! over from the link keeper at start ([`crate::xdp::custody`]), handing
+//! over from the link keeper at start ([`tapline_segment::custody`]), handing
 //! them back, and handing the traffic to the kernel on exit.
 //!
 //! # Start
@@ -34,14 +34,15 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::chain::spec::{self, ChainSpec, FailureAction};
-use crate::config::{Config, FallbackConfig, InlinePair, OnExit};
+use crate::chain::spec;
 use crate::stats::Role;
 use crate::xdp::bpf::{self, XdpAttachment, XskMap};
-use crate::xdp::custody::{self, Header, KeeperClient, PortRecord};
 use crate::xdp::fallback::{self, FallbackAction, FallbackMaps, Lease, PortFallbackCounters};
-use crate::xdp::shm::FallbackSnapshot;
 use crate::xdp::{inline_attach_mode, netdev, AttachMode, Interface, XdpError};
+use tapline_config::chain::{ChainSpec, FailureAction};
+use tapline_config::{Config, FallbackConfig, InlinePair, OnExit};
+use tapline_segment::custody::{self, Header, KeeperClient, PortRecord};
+use tapline_segment::FallbackSnapshot;
 
 /// How often a dataplane without a keeper tries to reach one.
 const KEEPER_RETRY: Duration = Duration::from_secs(1);
@@ -250,7 +251,7 @@ impl InlineFallback {
                 self.keeper = None;
                 self.next_attempt = Instant::now() + KEEPER_RETRY;
                 if !self.warned {
-                    warn!(error = %e, socket = %self.state_dir.join(crate::xdp::custody::SOCKET_NAME).display(),
+                    warn!(error = %e, socket = %self.state_dir.join(tapline_segment::custody::SOCKET_NAME).display(),
                         "no link keeper (tapline-control) holds the inline links: until one does, they go down with this process; retrying every second");
                     self.warned = true;
                 }
@@ -521,7 +522,8 @@ fn attach_port(
                     return Err(e)
                 }
                 Err((xsks, e))
-                    if mode == AttachMode::Native && cfg.xdp_mode == crate::xdp::XdpMode::Auto =>
+                    if mode == AttachMode::Native
+                        && cfg.xdp_mode == tapline_config::xdp::XdpMode::Auto =>
                 {
                     warn!(ifname = name, error = %e, "native XDP unavailable, falling back to generic mode");
                     let insns = fallback::program(i as u32, ifindex[1 - i], xsks.fd.as_fd(), maps);

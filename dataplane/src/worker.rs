@@ -15,11 +15,11 @@ use tracing::{info, warn};
 
 use hdrhistogram::Histogram;
 
-use crate::config::{IdleMode, WorkerConfig};
 use crate::pipeline::Task;
-use crate::stats::{LatencySummary, Slot, WorkerCounters};
-use crate::xdp::shm::LatencyValues;
-use crate::xdp::sys;
+use crate::sys;
+use tapline_config::{IdleMode, WorkerConfig};
+use tapline_segment::LatencyValues;
+use tapline_segment::{LatencySummary, Slot, WorkerCounters};
 
 /// Iterations between checks of the wall clock (stats refresh, publishing).
 const CLOCK_EVERY_LOOPS: u32 = 1024;

@@ -16,10 +16,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tapline_dataplane::pcap::{read_file, PcapRecord};
-use tapline_dataplane::record::{RecordSettings, Recorder};
-use tapline_dataplane::stats::{Layout, StatsSegment};
-use tapline_dataplane::xdp::shm::RecorderSnapshot;
+use tapline_config::record::RecordSettings;
+use tapline_dataplane::record::Recorder;
+use tapline_packet::pcap::{read_file, PcapRecord};
+use tapline_segment::RecorderSnapshot;
+use tapline_segment::{Layout, StatsSegment};
 
 const SKIP_PRIVILEGED_VAR: &str = "TAPLINE_SKIP_PRIVILEGED";
 

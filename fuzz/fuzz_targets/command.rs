@@ -12,7 +12,8 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use tapline_dataplane::chain::command::fit;
-use tapline_dataplane::chain::spec::{self, ChainSpec, Environment};
+use tapline_dataplane::chain::spec::self;
+use tapline_config::chain::{ChainSpec, Environment};
 use tapline_proto::v1::dataplane_request::Request;
 use tapline_proto::v1::dataplane_response::Response;
 use tapline_proto::{limits, v1, wire};

@@ -7,7 +7,7 @@
 
 use std::io;
 
-use tapline_dataplane::xdp::sys;
+use tapline_dataplane::sys;
 
 /// 802.1ad (S-tag) offloads, by their `ethtool -k` names.
 pub const STAG_OFFLOADS: [&str; 2] = ["tx-vlan-stag-hw-insert", "rx-vlan-stag-hw-parse"];

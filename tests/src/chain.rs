@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use tapline_bench::traffic::{build_frame, is_ours, FrameKind, MAX_FRAME, MIN_FRAME};
-use tapline_dataplane::stats::DropReason;
-use tapline_dataplane::xdp::shm::{SegmentReader, Snapshot};
 use tapline_dataplane::xdp::RawSocket;
 use tapline_lab::{ifs, Lab, Netns};
 use tapline_proto::v1;
 use tapline_proto::v1::dataplane_request::Request;
 use tapline_proto::v1::dataplane_response::Response;
 use tapline_proto::wire;
+use tapline_segment::DropReason;
+use tapline_segment::{SegmentReader, Snapshot};
 
 use crate::{open_raw, seq_of, SENDER_GEN, SENDER_SINK};
 

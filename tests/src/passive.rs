@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tapline_bench::traffic::is_ours;
-use tapline_dataplane::xdp::shm::{OutputSnapshot, SegmentReader};
 use tapline_dataplane::xdp::RawSocket;
 use tapline_lab::{ifs, Lab};
+use tapline_segment::{OutputSnapshot, SegmentReader};
 
 use crate::{open_raw, SENDER_TAP, STALL_TIMEOUT};
 

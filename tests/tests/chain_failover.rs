@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use tapline_bench::lab::{ifs, rx_packets, unique_prefix, Lab, Scenario, ToolKind};
 use tapline_bench::traffic::is_ours;
-use tapline_dataplane::stats::DropReason;
 use tapline_proto::v1::{HopState, HopTraffic};
+use tapline_segment::DropReason;
 use tapline_tests::chain::{
     chain_config, drop_report, heartbeat_frames, hop_drops, hop_name, hop_state, hop_status,
     port_drops, stats, wait_hop_state, wait_hops_up, while_streaming, Control, Delivery,

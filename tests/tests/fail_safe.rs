@@ -20,9 +20,9 @@ use tapline_bench::lab::{ifs, link_state, unique_prefix, Lab, Netns, Scenario, T
 use tapline_bench::runner::{
     lab_config, DataplaneProcess, Finished, StartOptions, STATE_DIR_PLACEHOLDER,
 };
-use tapline_dataplane::xdp::shm::SegmentReader;
 use tapline_proto::v1;
 use tapline_proto::v1::dataplane_response::Response;
+use tapline_segment::SegmentReader;
 use tapline_tests::chain::{
     chain_config, chain_spec, code, hop_spec, wait_hops_up, Control, TempDir, UP_TIMEOUT,
 };
@@ -678,9 +678,7 @@ fn a_deleted_state_dir_is_recreated_with_segment_socket_and_chain() -> Result<()
         before.epoch
     );
     // Counters continue from where they were.
-    let rx = |s: &tapline_dataplane::xdp::shm::Snapshot| -> u64 {
-        s.queues.iter().map(|q| q.rx_packets).sum()
-    };
+    let rx = |s: &tapline_segment::Snapshot| -> u64 { s.queues.iter().map(|q| q.rx_packets).sum() };
     ensure!(rx(&snap) >= rx(&before), "counters went backwards");
     let chain = ctl.get_chain()?;
     ensure!(

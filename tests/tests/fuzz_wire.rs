@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use tapline_bench::lab::{ifs, unique_prefix, Lab, Scenario, ToolKind};
 use tapline_dataplane::chain::heartbeat::{self, Beat, Dir, TagKey};
-use tapline_dataplane::stats::DropReason;
 use tapline_dataplane::xdp::RawSocket;
 use tapline_proto::v1 as pb;
+use tapline_segment::DropReason;
 use tapline_tests::api::Rng;
 use tapline_tests::chain::{
     chain_config, chain_spec, hop_name, port_drops, stats, wait_hops_up, Control, UP_TIMEOUT,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tapline_dataplane::config::Config;
+use tapline_config::Config;
 
 fn manifest_configs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../containers/k8s");

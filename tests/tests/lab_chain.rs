@@ -310,15 +310,15 @@ fn tool_interfaces_have_every_vlan_tag_offload_off() -> Result<()> {
     let tool = lab.tool(1)?;
     for side in [ifs::TOOL_A, ifs::TOOL_B] {
         let (flags, features) = tool.enter(|| {
-            let flags = tapline_dataplane::xdp::sys::ethtool_flags(side)?;
+            let flags = tapline_dataplane::sys::ethtool_flags(side)?;
             let features = lab::STAG_OFFLOADS
                 .iter()
-                .map(|f| tapline_dataplane::xdp::sys::ethtool_feature(side, f))
+                .map(|f| tapline_dataplane::sys::ethtool_feature(side, f))
                 .collect::<std::io::Result<Vec<_>>>()?;
             Ok::<_, std::io::Error>((flags, features))
         })??;
-        let tags = tapline_dataplane::xdp::sys::ETH_FLAG_TXVLAN
-            | tapline_dataplane::xdp::sys::ETH_FLAG_RXVLAN;
+        let tags =
+            tapline_dataplane::sys::ETH_FLAG_TXVLAN | tapline_dataplane::sys::ETH_FLAG_RXVLAN;
         ensure!(
             flags & tags == 0,
             "tool side {side}: 802.1Q offload on ({flags:#x})"

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use tapline_bench::lab::{ifs, unique_prefix, Lab, Scenario};
 use tapline_bench::runner::lab_config;
-use tapline_dataplane::pcap;
-use tapline_dataplane::xdp::shm::SegmentReader;
+use tapline_packet::pcap;
+use tapline_segment::SegmentReader;
 use tapline_tests::passive::{collect, output, outputs, sensor_sockets};
 use tapline_tests::{
     assert_counter, open_raw, passive_frames, privileged, send_paced, start_dataplane, stop_ok,

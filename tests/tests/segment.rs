@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use tapline_bench::lab::{ifs, unique_prefix, Lab, Scenario};
 use tapline_bench::runner::{lab_config, DataplaneProcess, StartOptions, STATE_DIR_PLACEHOLDER};
-use tapline_dataplane::xdp::shm::{SegmentReader, SegmentState, Snapshot};
+use tapline_segment::{SegmentReader, SegmentState, Snapshot};
 use tapline_tests::{
     open_raw, passive_frames, privileged, run_concurrently, send_paced, stop_ok, total_bytes, Flow,
 };
@@ -58,7 +58,7 @@ fn wait_for(dir: &Path, what: &str, done: impl Fn(&Snapshot) -> bool) -> Result<
     }
 }
 
-fn port<'a>(s: &'a Snapshot, role: &str) -> Result<&'a tapline_dataplane::xdp::shm::QueueSnapshot> {
+fn port<'a>(s: &'a Snapshot, role: &str) -> Result<&'a tapline_segment::QueueSnapshot> {
     s.queues
         .iter()
         .find(|q| q.info.role == role)

@@ -784,7 +784,7 @@ fn the_stats_segment_and_taplinectl_stats_count_every_frame_the_kernel_carried()
         "expiry and takeover not counted: {expiries} expiries, {takeovers} takeovers"
     );
     // The segment holds the same numbers (nothing crosses any more).
-    let seg = tapline_dataplane::xdp::shm::SegmentReader::open(&rig.config_state_dir())?
+    let seg = tapline_segment::SegmentReader::open(&rig.config_state_dir())?
         .snapshot()
         .fallback
         .context("no kernel fallback block in the stats segment")?;

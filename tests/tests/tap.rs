@@ -28,7 +28,7 @@ use anyhow::{bail, ensure, Context, Result};
 use tapline_bench::lab::{ifs, unique_prefix, Lab, Scenario, ToolKind};
 use tapline_bench::runner::{lab_config, DataplaneProcess, StartOptions, STATE_DIR_PLACEHOLDER};
 use tapline_bench::traffic::{build_frame, FrameKind, MAX_FRAME};
-use tapline_dataplane::pcap::PcapReader;
+use tapline_packet::pcap::PcapReader;
 use tapline_proto::v1 as pb;
 use tapline_tests::chain::{
     chain_config, chain_spec, code, hop_name, wait_hops_up, Control, UP_TIMEOUT,

@@ -74,7 +74,7 @@ pub(crate) struct SurviveArgs {
     #[arg(long, default_value_t = 2_000)]
     rate: u64,
     /// fallback.stall_ms of the keep mode.
-    #[arg(long, default_value_t = tapline_dataplane::config::DEFAULT_STALL_MS)]
+    #[arg(long, default_value_t = tapline_config::DEFAULT_STALL_MS)]
     stall_ms: u32,
     /// Directory for survive.{json,md}.
     #[arg(long)]

@@ -6,16 +6,17 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use crossbeam::channel::{Receiver, Sender};
-use tapline_dataplane::chain::heartbeat::{Health, TagKey, Timing};
+use tapline_config::chain::FailureAction;
+use tapline_config::heartbeat::Timing;
+use tapline_dataplane::chain::heartbeat::{Health, TagKey};
 use tapline_dataplane::chain::runtime::{ChainShared, HopShared, Layout, LayoutHop};
-use tapline_dataplane::chain::spec::FailureAction;
 use tapline_dataplane::pipeline::chain::{ChainPort, Heartbeats, HopEvent, TaskUpdate};
 use tapline_dataplane::pipeline::ChainTask;
-use tapline_dataplane::stats::{Counter, DropReason, HopCounters, Slot, StatsSegment};
 use tapline_dataplane::tap::TapPort;
-use tapline_dataplane::xdp::shm::Layout as SegmentLayout;
 use tapline_dataplane::xdp::socket::FakeKernel;
 use tapline_dataplane::xdp::{AttachMode, BindMode, PortMode, QueueGroup, XdpDesc, XskSocket};
+use tapline_segment::Layout as SegmentLayout;
+use tapline_segment::{Counter, DropReason, HopCounters, Slot, StatsSegment};
 
 use super::rings::{new_umem, sizes};
 use super::{chain_loop, hops_up_timeout, LoopRun, CHAIN_HEARTBEAT, FIRST_TOOL_PORT, MS};

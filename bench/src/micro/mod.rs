@@ -62,9 +62,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use tapline_dataplane::chain::heartbeat::Timing;
+use tapline_config::heartbeat::Timing;
+use tapline_config::MAX_BATCH;
 use tapline_dataplane::chain::runtime::PortId;
-use tapline_dataplane::config::MAX_BATCH;
 use tapline_dataplane::pipeline::{CaptureTask, ChainTask, PollOutcome};
 use tapline_dataplane::xdp::{XdpDesc, XskSocket};
 
@@ -399,7 +399,7 @@ fn bridge_loop(frames: u64, batch: u32, both_ways: bool, lease: bool) -> Result<
     let (a, mut ka) = XskSocket::in_memory(sizes());
     let (b, mut kb) = XskSocket::in_memory(sizes());
     let (umem, pool) = new_umem()?;
-    let segment = tapline_dataplane::stats::StatsSegment::in_memory(2, 0);
+    let segment = tapline_segment::StatsSegment::in_memory(2, 0);
     let mut task = ChainTask::in_memory([a, b], pool, umem, segment);
     // The real lease map (a BPF_F_MMAPABLE array): the store the worker
     // does goes to the kernel's memory, as in production.
@@ -407,7 +407,7 @@ fn bridge_loop(frames: u64, batch: u32, both_ways: bool, lease: bool) -> Result<
         use tapline_dataplane::xdp::fallback::{FallbackAction, FallbackMaps};
         let maps = FallbackMaps::create(1, FallbackAction::Forward)
             .context("creating the fallback maps (the bridge-lease path needs CAP_BPF)")?;
-        let stall_ns = u64::from(tapline_dataplane::config::DEFAULT_STALL_MS) * 1_000_000;
+        let stall_ns = u64::from(tapline_config::DEFAULT_STALL_MS) * 1_000_000;
         task = task.with_lease(maps.lease(0, stall_ns, Arc::default()));
         Some(maps)
     } else {

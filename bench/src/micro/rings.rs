@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
+use tapline_config::xdp::RingSizes;
 use tapline_dataplane::xdp::socket::FakeKernel;
-use tapline_dataplane::xdp::{FramePool, RingSizes, Umem, XdpDesc};
+use tapline_dataplane::xdp::{FramePool, Umem, XdpDesc};
 
 use crate::traffic::{build_frame, FrameKind};
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use tapline_dataplane::chain::heartbeat::Timing;
+use tapline_config::heartbeat::Timing;
 use tapline_dataplane::xdp::{FramePool, XskSocket};
 
 use crate::traffic::{build_frame, FrameKind};

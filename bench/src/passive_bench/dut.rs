@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tapline_dataplane::xdp::shm::{SegmentReader, Snapshot};
+use tapline_segment::{SegmentReader, Snapshot};
 
 use crate::lab::{self, ifs, Lab};
 use crate::report::CpuTimes;

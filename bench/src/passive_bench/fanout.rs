@@ -2,8 +2,8 @@
 //! 1, 2, 4... output groups of one member each.
 
 use anyhow::{ensure, Context, Result};
-use tapline_dataplane::stats::OutputDropReason;
-use tapline_dataplane::xdp::shm::OutputKind;
+use tapline_segment::OutputDropReason;
+use tapline_segment::OutputKind;
 
 use crate::lab::Lab;
 use crate::report::median;

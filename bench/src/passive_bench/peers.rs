@@ -6,7 +6,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use tapline_dataplane::pcap::PcapReader;
+use tapline_packet::pcap::PcapReader;
 
 use crate::afpacket::ReadCounts;
 use crate::traffic::is_ours;
@@ -149,7 +149,7 @@ mod tests {
     use super::*;
     use crate::traffic::build_frame;
     use crate::traffic::FrameKind;
-    use tapline_dataplane::pcap::PcapWriter;
+    use tapline_packet::pcap::PcapWriter;
 
     fn pcap_bytes(frames: &[Vec<u8>]) -> Vec<u8> {
         let mut w = PcapWriter::new(Vec::new(), 65_535).unwrap();

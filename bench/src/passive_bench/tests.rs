@@ -37,10 +37,10 @@ fn generated_configs_are_valid() {
     for extra in [rec, fanout_section(0), fanout_section(4)] {
         let text = lab_config(Some(ifs::PASSIVE_1), None, "", &extra)
             .replace(crate::runner::STATE_DIR_PLACEHOLDER, "/run/tapline-test");
-        let c = tapline_dataplane::Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let c = tapline_config::Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(c.output_groups.len(), fanout_count(&extra));
     }
-    let c = tapline_dataplane::Config::parse(
+    let c = tapline_config::Config::parse(
         &lab_config(
             Some(ifs::PASSIVE_1),
             None,

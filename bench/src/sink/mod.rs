@@ -26,9 +26,8 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::Serialize;
-use tapline_dataplane::xdp::{
-    FramePool, Geometry, Interface, Member, QueueGroup, RingSizes, XdpMode, XskSocket,
-};
+use tapline_config::xdp::{Geometry, RingSizes, XdpMode};
+use tapline_dataplane::xdp::{FramePool, Interface, Member, QueueGroup, XskSocket};
 
 use crate::traffic::{monotonic_ns, parse_test_header, TestHeader, WireSeq};
 

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use tapline_dataplane::xdp::{self, BindMode, RingSizes, Umem, XskParams, XskSocket};
+use tapline_config::xdp::RingSizes;
+use tapline_dataplane::xdp::{self, BindMode, Umem, XskParams, XskSocket};
 
 use super::{monotonic_ns, FrameKind, FrameSizes, TestFrameTemplate};
 

@@ -30,6 +30,7 @@
 use std::hash::Hasher;
 
 use siphasher::sip::SipHasher24;
+use tapline_config::heartbeat::Timing;
 
 /// Ethertype of heartbeat frames (IEEE 802 local experimental 2).
 pub const ETHERTYPE: u16 = 0x88B6;
@@ -112,7 +113,7 @@ impl TagKey {
             .is_ok();
         if !ok {
             tracing::warn!("/dev/urandom unreadable: heartbeat tags use a weaker key");
-            let t = crate::xdp::shm::unix_ns();
+            let t = tapline_segment::unix_ns();
             let local = 0u8;
             b[..8].copy_from_slice(&t.to_le_bytes());
             b[8..].copy_from_slice(
@@ -201,9 +202,6 @@ pub fn parse(frame: &[u8], key: &TagKey) -> Result<Beat, Invalid> {
         sent_ns: word(OFF_SENT),
     })
 }
-
-/// Timing of heartbeats (`[heartbeat]` in the configuration).
-pub use tapline_config::heartbeat::Timing;
 
 /// Health of a hop as the judge sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

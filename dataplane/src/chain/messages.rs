@@ -12,9 +12,9 @@ use crossbeam::channel::Sender;
 
 use super::heartbeat::Health;
 use super::runtime::{Layout, PortId};
-use crate::stats::{QueueCounters, Slot};
 use crate::tap::TapPort;
 use crate::xdp::XskSocket;
+use tapline_segment::{QueueCounters, Slot};
 
 /// A port of one queue: an AF_XDP socket on one interface.
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use super::heartbeat::{Dir, Health, WINDOW};
-use super::spec::FailureAction;
+use tapline_config::chain::FailureAction;
 
 /// Identifies a port (an AF_XDP socket's interface side) across tasks: the
 /// same id on every queue.

@@ -7,8 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-pub use tapline_config::chain::*;
+use tapline_config::chain::{ChainSpec, Environment};
 
 /// File of the persisted chain inside `state_dir`.
 pub const FILE_NAME: &str = "chain.json";
@@ -138,6 +137,7 @@ pub fn save(state_dir: &Path, v: &Persisted) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapline_config::chain::{FailureAction, HopSpec};
 
     fn hop(name: &str, a: &str, b: &str) -> HopSpec {
         HopSpec {

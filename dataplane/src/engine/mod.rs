@@ -12,14 +12,15 @@ use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 use crate::command::ControlThread;
-use crate::config::Config;
 use crate::pipeline::Task;
 use crate::record::Recorder;
-use crate::stats::{OutputInfo, OutputKind, StatsRegistry, StatsSegment};
+use crate::stats::StatsRegistry;
 use crate::survive::{InlineFallback, LinkState};
 use crate::worker::Worker;
-use crate::xdp::shm::{self, SegmentState};
 use crate::xdp::Interface;
+use tapline_config::Config;
+use tapline_segment::SegmentState;
+use tapline_segment::{OutputInfo, OutputKind, StatsSegment};
 
 use crate::links::LinkThread;
 use crate::preflight::lock_state_dir;
@@ -82,20 +83,20 @@ fn new_epoch() -> u64 {
     {
         return u64::from_le_bytes(b);
     }
-    shm::unix_ns() ^ (u64::from(std::process::id()) << 32)
+    tapline_segment::unix_ns() ^ (u64::from(std::process::id()) << 32)
 }
 
 /// Creates the stats segment in `state_dir`, or, if that fails, an
 /// in-memory one so forwarding still starts (the sidecar then reports the
 /// dataplane as not serving, and the error says why).
-fn create_segment(cfg: &Config, layout: &shm::Layout) -> Arc<StatsSegment> {
+fn create_segment(cfg: &Config, layout: &tapline_segment::Layout) -> Arc<StatsSegment> {
     let (n_queues, n_workers) = (layout.n_queues, layout.n_workers);
     let dir = &cfg.state_dir;
     let res = std::fs::create_dir_all(dir)
         .and_then(|()| StatsSegment::create_with(dir, layout, new_epoch()));
     match res {
         Ok(seg) => {
-            info!(path = %dir.join(shm::FILE_NAME).display(), queues = n_queues, workers = n_workers, "stats segment created");
+            info!(path = %dir.join(tapline_segment::FILE_NAME).display(), queues = n_queues, workers = n_workers, "stats segment created");
             seg
         }
         Err(e) => {
@@ -175,7 +176,7 @@ impl Dataplane {
         if let Some(c) = &self.control {
             c.republish();
         }
-        info!(path = %dir.join(shm::FILE_NAME).display(), "stats segment re-published");
+        info!(path = %dir.join(tapline_segment::FILE_NAME).display(), "stats segment re-published");
     }
 
     pub fn segment(&self) -> &Arc<StatsSegment> {
@@ -248,7 +249,7 @@ impl Dataplane {
 /// then the recorders' filter stages.
 fn describe_outputs(segment: &StatsSegment, cfg: &Config, members: &[(usize, Interface)]) {
     let n_groups = cfg.output_groups.len();
-    let expr = |f: &Option<crate::filter::Filter>| {
+    let expr = |f: &Option<tapline_packet::filter::Filter>| {
         f.as_ref().map_or(String::new(), |f| f.expr().to_string())
     };
     for (gi, g) in cfg.output_groups.iter().enumerate() {

@@ -3,9 +3,8 @@
 //! how large the stats segment is. No kernel call: unit-tested as is.
 
 use crate::chain::control::ToolSlots;
-use crate::chain::spec::MAX_HOPS;
-use crate::config::Config;
-use crate::xdp::shm;
+use tapline_config::chain::MAX_HOPS;
+use tapline_config::Config;
 
 /// What one task will do, decided before anything is bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +49,7 @@ pub struct StartPlan {
     /// Hops the segment has room for (0 without an inline pair).
     pub max_hops: usize,
     /// The stats segment's geometry.
-    pub segment: shm::Layout,
+    pub segment: tapline_segment::Layout,
 }
 
 impl StartPlan {
@@ -81,7 +80,7 @@ impl StartPlan {
         };
         let n_groups = cfg.output_groups.len();
         let n_recorders = cfg.recorders.len();
-        let segment = shm::Layout {
+        let segment = tapline_segment::Layout {
             n_queues: n_slots + ToolSlots::count(max_hops, inline_queues),
             n_workers: threads,
             max_hops,
@@ -110,6 +109,23 @@ impl StartPlan {
         cfg.workers.cpus.get(thread).copied()
     }
 }
+
+// The configuration validates against the dataplane's own limits: they
+// must agree (checked at compile time).
+const _: () = {
+    let ours = crate::xdp::umem::FRAME_SIZES;
+    let theirs = tapline_config::xdp::FRAME_SIZES;
+    assert!(ours.len() == theirs.len());
+    let mut i = 0;
+    while i < ours.len() {
+        assert!(ours[i] == theirs[i], "xdp::umem::FRAME_SIZES");
+        i += 1;
+    }
+    assert!(
+        tapline_segment::OUTPUT_NAME_BYTES == tapline_config::output::OUTPUT_NAME_BYTES,
+        "tapline_segment::OUTPUT_NAME_BYTES"
+    );
+};
 
 #[cfg(test)]
 mod tests {
@@ -151,7 +167,7 @@ mod tests {
         assert_eq!(plan.max_hops, MAX_HOPS);
         assert_eq!(
             plan.segment,
-            shm::Layout {
+            tapline_segment::Layout {
                 n_queues: 7 + MAX_HOPS * 2 * 2,
                 n_workers: 2,
                 max_hops: MAX_HOPS,

@@ -16,7 +16,6 @@ use crate::chain::heartbeat::TagKey;
 use crate::chain::messages::{HopEvent, TaskUpdate};
 use crate::chain::runtime::ChainShared;
 use crate::command::{CommandSettings, ControlThread};
-use crate::config::Config;
 use crate::links::LinkMonitor;
 use crate::logfields::json;
 use crate::pipeline::capture::{GroupOutput, RecorderOutput};
@@ -24,12 +23,14 @@ use crate::pipeline::chain::Heartbeats;
 use crate::pipeline::{CaptureTask, ChainTask, Task};
 use crate::preflight::{chain_host, lock_state_dir, preflight, Preflight};
 use crate::record::Recorder;
-use crate::stats::{QueueCounters, QueueStats, Role, Slot, StatsRegistry, StatsSegment};
+use crate::stats::{QueueStats, Role, StatsRegistry};
 use crate::survive::{InlineFallback, LinkState};
 use crate::tap::{PortNames, TapPort, TapRegistry};
 use crate::worker::{Worker, WorkerSlots};
-use crate::xdp::shm::{QueueInfo, SegmentState};
 use crate::xdp::{Interface, Member, PortMode, QueueGroup, XdpError};
+use tapline_config::Config;
+use tapline_segment::{QueueCounters, Slot, StatsSegment};
+use tapline_segment::{QueueInfo, SegmentState};
 
 /// The interfaces, opened with tapline's program attached.
 struct Opened {

@@ -10,7 +10,7 @@ pub use capture::{CaptureConsumer, CaptureTask};
 // The largest configurable batch fits the AF_XDP layer's bulk operations
 // (`forward_each` sorts at most this many frames per call, a copy-mode TX
 // kick asks for this budget).
-const _: () = assert!(crate::config::MAX_BATCH == crate::xdp::MAX_BATCH_FRAMES);
+const _: () = assert!(tapline_config::MAX_BATCH == crate::xdp::MAX_BATCH_FRAMES);
 pub use chain::ChainTask;
 
 /// Result of one poll of a task.

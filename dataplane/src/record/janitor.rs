@@ -27,8 +27,9 @@ use crossbeam::channel::{Receiver, RecvTimeoutError};
 use super::disk::{self, Context, DiskError, Entry};
 use super::naming::{self, Kind};
 use super::recover::{self, Recovered};
-use super::{RecordSettings, Shared};
-use crate::stats::{RecorderCounters, Slot};
+use super::Shared;
+use tapline_config::record::RecordSettings;
+use tapline_segment::{RecorderCounters, Slot};
 
 /// Passes are at most this far apart.
 pub const INTERVAL: Duration = Duration::from_secs(1);

@@ -54,16 +54,10 @@ pub use self::producer::{RecordProducer, MAX_BLOCK_AGE_NS};
 /// Mode of the pcap files (before the umask): owner read-write, group
 /// read; captured traffic is never world-readable.
 pub const FILE_MODE: u32 = 0o640;
-use crate::pcap::RECORD_HEADER_LEN;
-use crate::stats::{RecorderCounters, Slot};
+use tapline_config::record::{RecordSettings, SettingsError};
+use tapline_packet::pcap::RECORD_HEADER_LEN;
+use tapline_segment::{RecorderCounters, Slot};
 
-/// The recorder's settings, their limits and defaults: validated
-/// configuration (`tapline-config`).
-pub use tapline_config::record::{
-    RecordSettings, SettingsError, DEFAULT_QUEUE_BYTES, DEFAULT_ROTATE_BYTES,
-    DEFAULT_ROTATE_INTERVAL, MAX_QUEUE_BYTES, MAX_SNAPLEN, MIN_INTERVAL, MIN_QUEUE_BYTES,
-    MIN_ROTATE_BYTES,
-};
 /// Block sizes: the queue is cut into about [`TARGET_BLOCKS`] blocks of
 /// [`MIN_BLOCK_BYTES`]..=[`MAX_BLOCK_BYTES`], at least [`MIN_BLOCKS`] of
 /// them, each big enough for one record of the largest snap length.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crossbeam::channel::{Sender, TrySendError};
 
 use super::{Msg, Shared};
-use crate::pcap::{self, RECORD_HEADER_LEN};
-use crate::stats::{RecorderCounters, Slot};
+use tapline_packet::pcap::{self, RECORD_HEADER_LEN};
+use tapline_segment::{RecorderCounters, Slot};
 
 /// A block is handed to the writer once its first packet is this much
 /// older than the packet being added (by the packets' own timestamps: no

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::disk::{Context, DiskError};
 use super::naming;
-use crate::pcap::{self, FILE_HEADER_LEN, MAX_RECORD_LEN, RECORD_HEADER_LEN};
+use tapline_packet::pcap::{self, FILE_HEADER_LEN, MAX_RECORD_LEN, RECORD_HEADER_LEN};
 
 /// What recovering one leftover did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub(super) fn recover_part(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pcap::PcapWriter;
+    use tapline_packet::pcap::PcapWriter;
 
     #[test]
     fn whole_records_stops_at_the_first_partial_or_absurd_record() {

@@ -8,9 +8,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::naming::{FileKey, Kind};
 use super::*;
-use crate::pcap::{self, read_file, PcapReader, PcapRecord, PcapWriter};
-use crate::stats::{Layout, StatsSegment};
-use crate::xdp::shm::RecorderSnapshot;
+use tapline_config::record::{
+    DEFAULT_QUEUE_BYTES, DEFAULT_ROTATE_BYTES, MAX_QUEUE_BYTES, MAX_SNAPLEN, MIN_INTERVAL,
+    MIN_QUEUE_BYTES,
+};
+use tapline_packet::pcap::{self, read_file, PcapReader, PcapRecord, PcapWriter};
+use tapline_segment::RecorderSnapshot;
+use tapline_segment::{Layout, StatsSegment};
 
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 

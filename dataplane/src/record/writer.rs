@@ -24,9 +24,10 @@ use crossbeam::channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use super::disk::{self, Context, DiskError};
 use super::naming::{self, FileKey};
-use super::{Msg, RecordSettings, Shared};
-use crate::pcap::{self, FILE_HEADER_LEN, RECORD_HEADER_LEN};
-use crate::stats::{RecorderCounters, Slot};
+use super::{Msg, Shared};
+use tapline_config::record::RecordSettings;
+use tapline_packet::pcap::{self, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use tapline_segment::{RecorderCounters, Slot};
 
 /// The writer wakes at least this often (time rotation, retries).
 pub const TICK: Duration = Duration::from_millis(100);

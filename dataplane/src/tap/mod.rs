@@ -53,18 +53,15 @@ use prost::bytes::{Bytes, BytesMut};
 use tapline_proto::v1;
 use tapline_proto::wire;
 
-use crate::filter::{Filter, FilterError};
-use crate::packet::Packet;
-use crate::stats::{Slot, StatsSegment, TapCounters};
+use tapline_config::tap::TapSettings;
+use tapline_packet::filter::{Filter, FilterError};
+use tapline_packet::packet::Packet;
+use tapline_segment::{Slot, StatsSegment, TapCounters};
 
 /// `google.rpc.Code` numbers of the errors a tap request can get (the
 /// crate's one table, [`crate::status`]).
 pub use crate::status as code;
 
-/// Defaults of `[tap]` (`tapline-config`).
-pub use tapline_config::tap::{
-    DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_DURATION_S, DEFAULT_MAX_SNAPLEN, DEFAULT_QUEUE_PACKETS,
-};
 /// pcap's LINKTYPE_ETHERNET: what `TapPacket.data` holds.
 pub const LINKTYPE_ETHERNET: u32 = 1;
 
@@ -85,10 +82,6 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest buffer preallocated per queued packet; longer packets (at most
 /// a UMEM frame) grow their buffer once, which then stays grown.
 const MAX_PREALLOC_BYTES: usize = 4096;
-
-/// The `[tap]` section: caps the dataplane applies to every tap
-/// (`tapline-config`).
-pub use tapline_config::tap::TapSettings;
 
 /// Why a tap cannot start: each variant is one gRPC status ([`TapError::code`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

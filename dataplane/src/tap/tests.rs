@@ -1,5 +1,5 @@
 use super::*;
-use crate::xdp::shm::Layout;
+use tapline_segment::Layout;
 
 fn segment(max_taps: usize) -> Arc<StatsSegment> {
     StatsSegment::in_memory_with(&Layout {
@@ -291,9 +291,9 @@ fn filters_select_packets_raw_or_parsed() {
     let mut port = TapPort::new(reg.clone(), "p1", 0);
     port.refresh();
     let udp = |dport: u16| {
-        crate::packet::test_frames::v4(
+        tapline_packet::packet::test_frames::v4(
             &[],
-            crate::packet::IPPROTO_UDP,
+            tapline_packet::packet::IPPROTO_UDP,
             [10, 0, 0, 1],
             1234,
             [10, 0, 0, 2],

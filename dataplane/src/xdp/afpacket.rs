@@ -5,8 +5,8 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::sys::{self, PacketMeta};
 use super::XdpError;
+use crate::sys::{self, PacketMeta};
 
 /// `ETH_P_ALL` in network byte order, for binding a socket to every protocol.
 const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();

@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::bpf::{self, BpfInsn};
-use super::sys;
 use super::XdpError;
+use crate::sys;
 
 /// What the kernel does with an inline port's frames while no worker holds
 /// the lease.

@@ -38,30 +38,27 @@
 
 pub mod afpacket;
 pub mod bpf;
-pub mod custody;
 pub mod fallback;
 pub mod netdev;
 pub mod ring;
-pub mod shm;
 pub mod socket;
 pub mod umem;
-
-/// The syscall layer, at its old path (it is the crate's [`crate::sys`]).
-pub use crate::sys;
 
 use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
+use crate::sys;
+use tapline_config::xdp::{Geometry, XdpMode};
 use tracing::{info, warn};
 
 pub use afpacket::{PromiscGuard, RawSocket};
 pub use bpf::{XdpAttachment, XskMap};
 pub use ring::XdpDesc;
 pub use socket::{
-    forward, forward_each, EachResult, ForwardResult, RingSizes, Verdict, XskParams, XskSocket,
-    XskStats, MAX_BATCH_FRAMES,
+    forward, forward_each, EachResult, ForwardResult, Verdict, XskParams, XskSocket, XskStats,
+    MAX_BATCH_FRAMES,
 };
 pub use umem::{Frame, FramePool, Umem};
 
@@ -184,10 +181,6 @@ impl fmt::Display for BindMode {
         })
     }
 }
-
-/// The mode an operator asks for (`xdp.mode`), and the UMEM and ring
-/// geometry: validated configuration (`tapline-config`).
-pub use tapline_config::xdp::{Geometry, XdpMode};
 
 /// The mode a port actually obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

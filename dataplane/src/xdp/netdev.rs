@@ -4,7 +4,7 @@
 
 use std::io;
 
-use super::sys;
+use crate::sys;
 
 /// The interface index of `ifname` in the current network namespace.
 pub fn ifindex(ifname: &str) -> io::Result<u32> {

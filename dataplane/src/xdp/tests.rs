@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::sys::{fake, Syscall};
+use tapline_config::xdp::RingSizes;
 
 const BPF_MAP_CREATE: i32 = 0;
 const BPF_MAP_UPDATE_ELEM: i32 = 2;

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::sys::Mmap;
+use crate::sys::Mmap;
 
 /// Sizes the kernel accepts for aligned chunks that we support.
 pub const FRAME_SIZES: [u32; 2] = [2048, 4096];

@@ -50,14 +50,15 @@ use tracing::{error, info, warn};
 use super::heartbeat::Health;
 use super::messages::{ChainPort, HopEvent, TaskAck, TaskUpdate};
 use super::runtime::{ChainShared, HopShared, Layout, LayoutHop, PortId, Traffic};
-use super::spec::{self, ChainSpec, HopSpec, Issue, Persisted};
-use crate::stats::{Role, StatsSegment};
+use super::spec::{self, Persisted};
+use crate::stats::Role;
 use crate::tap::{HopPorts, TapPort, TapRegistry};
 use crate::xdp::fallback::FallbackMaps;
-use crate::xdp::shm::{unix_ns, HopInfo, QueueInfo};
-use crate::xdp::{
-    BindMode, Geometry, Interface, PortMode, Umem, XdpError, XdpMode, XskParams, XskSocket,
-};
+use crate::xdp::{BindMode, Interface, PortMode, Umem, XdpError, XskParams, XskSocket};
+use tapline_config::chain::{ChainSpec, HopSpec, Issue};
+use tapline_config::xdp::{Geometry, XdpMode};
+use tapline_segment::StatsSegment;
+use tapline_segment::{unix_ns, HopInfo, QueueInfo};
 
 /// How long a task may take to take an update (it does so between two
 /// batches, so normally well under a millisecond).

@@ -176,7 +176,7 @@ impl ChainControl {
         }
         let (new, errors, warnings) = match ChainSpec::from_proto(&p) {
             Ok(s) => {
-                let (e, w) = spec::validate(&s, &self.env);
+                let (e, w) = tapline_config::chain::validate(&s, &self.env);
                 (s, e, w)
             }
             Err(e) => (ChainSpec::default(), e, Vec::new()),

@@ -19,13 +19,14 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::filter::Filter;
-use crate::packet::Packet;
 use crate::record::{RecordProducer, MAX_BLOCK_AGE_NS};
-use crate::stats::{KernelCountersExt, OutputCounters, OutputDropReason, QueueCounters, Slot};
+use crate::stats::KernelCountersExt;
 use crate::tap::TapPort;
-use crate::xdp::shm::unix_ns;
 use crate::xdp::{Frame, FramePool, QueueGroup, Umem, XdpDesc, XskSocket};
+use tapline_packet::filter::Filter;
+use tapline_packet::packet::Packet;
+use tapline_segment::unix_ns;
+use tapline_segment::{OutputCounters, OutputDropReason, QueueCounters, Slot};
 
 use super::PollOutcome;
 
@@ -179,7 +180,7 @@ impl CaptureTask {
 
     /// A capture task over an in-memory socket (tests, microbenchmarks).
     pub fn in_memory(socket: XskSocket, pool: FramePool, umem: Arc<Umem>) -> CaptureTask {
-        let counters = crate::stats::StatsSegment::in_memory(1, 0).queue_slot(0);
+        let counters = tapline_segment::StatsSegment::in_memory(1, 0).queue_slot(0);
         Self::build(socket, pool, umem, counters, Outputs::default())
     }
 
@@ -225,7 +226,7 @@ impl CaptureTask {
             tap: TapPort::disabled(),
             outputs,
             needs_parse,
-            rx_buf: Vec::with_capacity(crate::config::MAX_BATCH as usize),
+            rx_buf: Vec::with_capacity(tapline_config::MAX_BATCH as usize),
             until_flush: FLUSH_CHECK_IDLE_POLLS,
         }
     }

@@ -1,8 +1,8 @@
 use super::*;
-use crate::packet::test_frames;
-use crate::stats::{Layout, StatsSegment};
 use crate::xdp::socket::FakeKernel;
-use crate::xdp::RingSizes;
+use tapline_config::xdp::RingSizes;
+use tapline_packet::packet::test_frames;
+use tapline_segment::{Layout, StatsSegment};
 
 const SIZES: RingSizes = RingSizes {
     rx: 64,
@@ -74,7 +74,14 @@ fn rig(groups: &[(&str, u32, usize)]) -> Rig {
 }
 
 fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    test_frames::v4(&[], crate::packet::IPPROTO_UDP, src, sport, dst, dport)
+    test_frames::v4(
+        &[],
+        tapline_packet::packet::IPPROTO_UDP,
+        src,
+        sport,
+        dst,
+        dport,
+    )
 }
 
 impl Rig {
@@ -114,7 +121,7 @@ impl Rig {
         out
     }
 
-    fn outputs(&self) -> Vec<crate::xdp::shm::OutputSnapshot> {
+    fn outputs(&self) -> Vec<tapline_segment::OutputSnapshot> {
         self.seg.snapshot().outputs
     }
 }
@@ -153,7 +160,7 @@ fn every_frame_reaches_one_member_and_both_directions_the_same_one() {
 }
 
 fn describe(seg: &StatsSegment, groups: &[(&str, usize)]) {
-    use crate::stats::{OutputInfo, OutputKind};
+    use tapline_segment::{OutputInfo, OutputKind};
     let mut slot = groups.len();
     for (gi, (name, n)) in groups.iter().enumerate() {
         seg.describe_output(
@@ -270,7 +277,8 @@ fn a_down_or_full_member_drops_its_share_and_nobody_else_waits() {
 
 #[test]
 fn quiet_traffic_reaches_the_recorder_once_its_block_is_old_not_before() {
-    use crate::record::{RecordSettings, Recorder};
+    use crate::record::Recorder;
+    use tapline_config::record::RecordSettings;
     let dir = std::env::temp_dir().join(format!("tapline-capture-rec-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let seg = StatsSegment::in_memory_with(&Layout {

@@ -36,18 +36,19 @@ use crossbeam::channel::{Receiver, Sender, TrySendError};
 use hdrhistogram::Histogram;
 use tracing::info;
 
-use crate::chain::heartbeat::{self, Beat, Dir, Judge, Outcome, TagKey, Timing};
+use crate::chain::heartbeat::{self, Beat, Dir, Judge, Outcome, TagKey};
 use crate::chain::runtime::{ChainShared, Layout, PortId, Route, INLINE_1, INLINE_2};
-use crate::stats::{
-    DropExt, DropReason, HopCounters, HopLatency, KernelCountersExt, QueueCounters, Slot,
-    StatsSegment,
-};
+use crate::stats::KernelCountersExt;
 use crate::tap::TapPort;
 use crate::xdp::fallback::{self, Lease};
-use crate::xdp::shm::{unix_ns, LatencyValues};
 use crate::xdp::socket::{RxQueue, TxQueue};
 use crate::xdp::{
     forward, forward_each, EachResult, Frame, FramePool, QueueGroup, Umem, Verdict, XskSocket,
+};
+use tapline_config::heartbeat::Timing;
+use tapline_segment::{unix_ns, LatencyValues};
+use tapline_segment::{
+    DropExt, DropReason, HopCounters, HopLatency, QueueCounters, Slot, StatsSegment,
 };
 
 use super::PollOutcome;
@@ -234,8 +235,8 @@ impl ChainTask {
             egress: Vec::new(),
             tapped: Vec::new(),
             tap_ts: 0,
-            scratch: Vec::with_capacity(crate::config::MAX_BATCH as usize),
-            keep: Vec::with_capacity(crate::config::MAX_BATCH as usize),
+            scratch: Vec::with_capacity(tapline_config::MAX_BATCH as usize),
+            keep: Vec::with_capacity(tapline_config::MAX_BATCH as usize),
             hop_counters: Vec::new(),
             shared,
             seen_version: 0,
@@ -502,7 +503,7 @@ impl ChainTask {
                         slot: shared.slot,
                         nonce: shared.nonce,
                         health: t.to,
-                        at_unix_ns: crate::xdp::shm::unix_ns(),
+                        at_unix_ns: tapline_segment::unix_ns(),
                         reason: t.reason,
                         message: t.message,
                     };

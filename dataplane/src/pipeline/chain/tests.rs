@@ -1,11 +1,12 @@
 use super::*;
 use crate::chain::heartbeat::Health;
 use crate::chain::runtime::{HopShared, LayoutHop};
-use crate::chain::spec::FailureAction;
-use crate::xdp::shm::Layout as SegLayout;
 use crate::xdp::socket::FakeKernel;
-use crate::xdp::{RingSizes, XdpDesc};
+use crate::xdp::XdpDesc;
+use tapline_config::chain::FailureAction;
+use tapline_config::xdp::RingSizes;
 use tapline_proto::v1;
+use tapline_segment::Layout as SegLayout;
 
 const SIZES: RingSizes = RingSizes {
     rx: 256,
@@ -56,7 +57,8 @@ fn data_frame(umem: &Umem, k: &mut FakeKernel, payload: u8) {
 
 #[test]
 fn taps_see_what_the_bridge_receives_and_exactly_what_it_transmits() {
-    use crate::tap::{PortNames, TapPlan, TapRegistry, TapSettings};
+    use crate::tap::{PortNames, TapPlan, TapRegistry};
+    use tapline_config::tap::TapSettings;
     let seg = StatsSegment::in_memory_with(&SegLayout {
         n_queues: 2,
         max_taps: 2,

@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ring::{map_split, ConsRing, HeapRing, ProdRing, RingEntry, RingMem, XdpDesc};
-use super::sys::{self, Mmap};
 use super::umem::{Frame, FramePool, Umem};
 use super::{BindMode, XdpError};
-
-/// Sizes of the four rings of a socket (powers of two; `tapline-config`).
-pub use tapline_config::xdp::RingSizes;
+use crate::sys::{self, Mmap};
+use tapline_config::xdp::RingSizes;
 
 /// RX ring: frames the kernel received into our UMEM.
 #[derive(Debug)]
