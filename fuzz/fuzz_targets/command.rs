@@ -11,9 +11,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use tapline_dataplane::chain::command::fit;
-use tapline_dataplane::chain::spec::self;
 use tapline_config::chain::{ChainSpec, Environment};
+use tapline_dataplane::command::fit;
 use tapline_proto::v1::dataplane_request::Request;
 use tapline_proto::v1::dataplane_response::Response;
 use tapline_proto::{limits, v1, wire};
@@ -57,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 if over.is_empty() {
                     if let Ok(c) = ChainSpec::from_proto(&p) {
-                        let (errors, _) = spec::validate(&c, &FakeEnv);
+                        let (errors, _) = tapline_config::chain::validate(&c, &FakeEnv);
                         for e in errors {
                             assert!(e.to_string().len() < 1024, "{e}");
                         }

@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(usize::from(p.n_vlans) <= p.vlans.len());
     assert_eq!(p.src.is_some(), p.dst.is_some());
     if p.ports.is_some() {
-        assert!(matches!(p.proto, 6 | 17 | 132), "ports for proto {}", p.proto);
+        assert!(
+            matches!(p.proto, 6 | 17 | 132),
+            "ports for proto {}",
+            p.proto
+        );
     }
 
     match Filter::compile(&expr) {

@@ -78,11 +78,10 @@ impl HopShared {
 
     #[inline]
     pub fn on_failure(&self) -> FailureAction {
-        if self.on_failure.load(Ordering::Acquire) == FailureAction::Drop as u8 {
-            FailureAction::Drop
-        } else {
-            FailureAction::Bypass
-        }
+        // Only `set_on_failure` and `new` store here, always an action's
+        // index: the default never shows.
+        FailureAction::from_index(usize::from(self.on_failure.load(Ordering::Acquire)))
+            .unwrap_or_default()
     }
 
     pub fn set_on_failure(&self, a: FailureAction) {
@@ -296,6 +295,24 @@ mod tests {
             shared: Arc::new(s),
             ports,
             removing: false,
+        }
+    }
+
+    #[test]
+    fn every_failure_action_round_trips_through_the_hop() {
+        // Each action, set on a hop created with every other one, reads
+        // back as itself (a new action must not read back as another).
+        for &initial in FailureAction::ALL {
+            let s = HopShared::new(0, 1, "h".into(), initial);
+            assert_eq!(s.on_failure(), initial);
+            for &a in FailureAction::ALL {
+                s.set_on_failure(a);
+                assert_eq!(
+                    s.on_failure(),
+                    a,
+                    "set {a:?} on a hop made with {initial:?}"
+                );
+            }
         }
     }
 
