@@ -37,11 +37,12 @@ use tracing::{info, warn};
 use crate::chain::spec;
 use crate::stats::Role;
 use crate::xdp::bpf::{self, XdpAttachment, XskMap};
-use crate::xdp::fallback::{self, FallbackAction, FallbackMaps, Lease, PortFallbackCounters};
+use crate::xdp::fallback::{self, FallbackAction, FallbackMaps, Lease};
 use crate::xdp::{inline_attach_mode, netdev, AttachMode, Interface, XdpError};
 use tapline_config::chain::{ChainSpec, FailureAction};
 use tapline_config::{Config, FallbackConfig, InlinePair, OnExit};
 use tapline_segment::custody::{self, Header, KeeperClient, PortRecord};
+use tapline_segment::fallback::PortFallbackCounters;
 use tapline_segment::FallbackSnapshot;
 
 /// How often a dataplane without a keeper tries to reach one.

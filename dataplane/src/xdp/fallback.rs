@@ -82,12 +82,9 @@ impl std::fmt::Display for FallbackAction {
     }
 }
 
-/// The counter map's layout (shared with the keeper, which reads it).
-pub use tapline_segment::fallback::PortFallbackCounters;
-/// Inline-1 and inline-2.
-pub use tapline_segment::fallback::PORTS;
 use tapline_segment::fallback::{
-    COUNTERS_PER_PORT, C_DROPPED, C_EXPIRIES, C_FORWARDED, LEASE_VALUE_BYTES,
+    PortFallbackCounters, COUNTERS_PER_PORT, C_DROPPED, C_EXPIRIES, C_FORWARDED, LEASE_VALUE_BYTES,
+    PORTS,
 };
 
 /// The deadline the kernel writes when it finds a lease expired (and the
@@ -212,26 +209,6 @@ impl FallbackMaps {
         })
     }
 
-    /// Holds maps handed over by a peer without any `bpf(2)` call (the
-    /// sidecar's seccomp profile may refuse it): the lease array is mapped
-    /// by its size from the bundle's header (`queues`), nothing is checked.
-    pub fn adopt_unchecked(
-        leases: OwnedFd,
-        actions: OwnedFd,
-        counters: OwnedFd,
-        queues: u32,
-    ) -> io::Result<Self> {
-        let len = (queues.max(1) * LEASE_VALUE_BYTES) as usize;
-        let mapping = Arc::new(sys::Mmap::shared_file(leases.as_fd(), len, true)?);
-        Ok(FallbackMaps {
-            leases,
-            actions,
-            counters,
-            queues: queues.max(1),
-            mapping,
-        })
-    }
-
     /// Sets the fallback action (one map update; in force for the next
     /// frame on every CPU).
     pub fn set_action(&self, action: FallbackAction) -> io::Result<()> {
@@ -294,7 +271,7 @@ impl FallbackMaps {
     /// The kernel's counters of `port` (0 inline-1, 1 inline-2), summed
     /// over CPUs.
     pub fn port_counters(&self, port: u32) -> io::Result<PortFallbackCounters> {
-        let cpus = possible_cpus()?;
+        let cpus = tapline_segment::fallback::possible_cpus()?;
         let mut v = vec![0u64; cpus];
         let mut read = |k: i32| -> io::Result<u64> {
             let key = port * COUNTERS_PER_PORT + k as u32;
@@ -307,26 +284,6 @@ impl FallbackMaps {
             lease_expiries: read(C_EXPIRIES)?,
         })
     }
-}
-
-/// Number of possible CPUs (the per-CPU map's value count), from
-/// `/sys/devices/system/cpu/possible` (`0-3`, `0,2-5`).
-pub fn possible_cpus() -> io::Result<usize> {
-    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
-    parse_cpu_list(s.trim())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("cpu list {s:?}")))
-}
-
-fn parse_cpu_list(s: &str) -> Option<usize> {
-    let mut max = 0usize;
-    for part in s.split(',') {
-        let last = match part.split_once('-') {
-            Some((_, b)) => b.parse::<usize>().ok()?,
-            None => part.parse::<usize>().ok()?,
-        };
-        max = max.max(last + 1);
-    }
-    (max > 0).then_some(max)
 }
 
 /// A worker's lease on one queue: renewed with a plain store into the
@@ -410,13 +367,6 @@ impl Lease {
 
 /// A worker rewrites its deadline when it moved by this much.
 pub const RENEW_GRANULARITY_NS: u64 = 1_000_000;
-
-/// The monotonic clock in ns (`bpf_ktime_get_ns`'s clock; a vDSO read,
-/// no syscall).
-#[inline]
-pub fn monotonic_now_ns() -> u64 {
-    sys::monotonic_ns()
-}
 
 // ---------------------------------------------------------------------------
 // The program.
@@ -669,14 +619,6 @@ pub fn link_ifindex(link: BorrowedFd<'_>) -> io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0-1"), Some(2));
-        assert_eq!(parse_cpu_list("0"), Some(1));
-        assert_eq!(parse_cpu_list("0,2-5"), Some(6));
-        assert_eq!(parse_cpu_list(""), None);
-    }
 
     #[test]
     fn jumps_land_on_their_labels() {

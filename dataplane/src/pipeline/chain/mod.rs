@@ -40,7 +40,7 @@ use crate::chain::heartbeat::{self, Beat, Dir, Judge, Outcome, TagKey};
 use crate::chain::runtime::{ChainShared, Layout, PortId, Route, INLINE_1, INLINE_2};
 use crate::stats::KernelCountersExt;
 use crate::tap::TapPort;
-use crate::xdp::fallback::{self, Lease};
+use crate::xdp::fallback::Lease;
 use crate::xdp::socket::{RxQueue, TxQueue};
 use crate::xdp::{
     forward, forward_each, EachResult, Frame, FramePool, QueueGroup, Umem, Verdict, XskSocket,
@@ -530,7 +530,7 @@ impl ChainTask {
         // most once a millisecond): a worker that stops polling loses the
         // queue to the kernel within `fallback.stall_ms`.
         if let Some(l) = self.lease.as_mut() {
-            if let Some(late_ns) = l.renew(fallback::monotonic_now_ns()) {
+            if let Some(late_ns) = l.renew(crate::sys::monotonic_ns()) {
                 info!(
                     queue = self.queue,
                     expired_for_us = late_ns / 1000,
