@@ -5,7 +5,7 @@ use std::fmt;
 
 /// A Linux capability the dataplane uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cap {
+pub(crate) enum Cap {
     NetAdmin,
     NetRaw,
     IpcLock,
@@ -53,7 +53,7 @@ impl fmt::Display for Cap {
 
 /// The effective capability set of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CapSet(u64);
+pub(crate) struct CapSet(u64);
 
 impl CapSet {
     /// Reads `CapEff` from `/proc/self/status`.
@@ -63,7 +63,7 @@ impl CapSet {
             .ok_or_else(|| std::io::Error::other("no CapEff line in /proc/self/status"))
     }
 
-    pub fn from_status(status: &str) -> Option<CapSet> {
+    pub(crate) fn from_status(status: &str) -> Option<CapSet> {
         let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
         u64::from_str_radix(line["CapEff:".len()..].trim(), 16)
             .ok()
@@ -76,7 +76,7 @@ impl CapSet {
 
     /// Capabilities the dataplane cannot run without, missing from this set.
     /// CAP_SYS_ADMIN stands in for CAP_BPF, as the kernel allows.
-    pub fn missing_required(self) -> Vec<Cap> {
+    pub(crate) fn missing_required(self) -> Vec<Cap> {
         let mut m = Vec::new();
         for c in [Cap::NetRaw, Cap::NetAdmin] {
             if !self.has(c) {
@@ -91,7 +91,7 @@ impl CapSet {
 }
 
 /// One line naming every missing capability and what each is for.
-pub fn describe_missing(missing: &[Cap]) -> String {
+pub(crate) fn describe_missing(missing: &[Cap]) -> String {
     let list: Vec<String> = missing
         .iter()
         .map(|c| format!("{} (to {})", c.name(), c.purpose()))
@@ -102,7 +102,7 @@ pub fn describe_missing(missing: &[Cap]) -> String {
     )
 }
 
-pub fn ipc_lock_purpose() -> &'static str {
+pub(crate) fn ipc_lock_purpose() -> &'static str {
     Cap::IpcLock.purpose()
 }
 

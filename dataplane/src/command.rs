@@ -42,12 +42,12 @@ use crate::tap::{self, PortNames, TapPlan, TapRegistry};
 
 /// How long a client has to send one whole request (or to send the next
 /// one on a connection it keeps open).
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// How long writing one answer may block on a client that does not read.
-pub const REPLY_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REPLY_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections waiting for or sending a request at once (running taps are
 /// not counted: `tap.max_concurrent` bounds them).
-pub const MAX_CONNECTIONS: usize = 32;
+pub(crate) const MAX_CONNECTIONS: usize = 32;
 /// How long the control thread waits for work before it looks at hop
 /// events, retries and new connections again.
 const POLL: Duration = Duration::from_millis(10);
@@ -61,7 +61,7 @@ const CONN_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the command socket needs besides the chain.
 #[derive(Debug, Clone)]
-pub struct CommandSettings {
+pub(crate) struct CommandSettings {
     pub state_dir: PathBuf,
     /// Uids besides our own allowed on the command socket.
     pub allowed_uids: Vec<u32>,
@@ -72,7 +72,7 @@ pub struct CommandSettings {
 
 /// The running control thread.
 #[derive(Debug)]
-pub struct ControlThread {
+pub(crate) struct ControlThread {
     stop: Arc<AtomicBool>,
     /// Asks the thread to bind the command socket again and re-persist the
     /// chain (the state directory was re-created).
@@ -172,7 +172,7 @@ impl ControlThread {
 
     /// Asks the thread to bind the command socket again and to persist the
     /// chain again (after the state directory was re-created).
-    pub fn republish(&self) {
+    pub(crate) fn republish(&self) {
         self.republish.store(true, Ordering::Relaxed);
     }
 

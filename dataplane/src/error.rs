@@ -11,7 +11,7 @@ pub mod exit {
     /// Bad configuration or a configured interface that does not exist.
     pub const CONFIG: u8 = 64;
     /// A required capability is missing.
-    pub const NOPERM: u8 = 77;
+    pub(crate) const NOPERM: u8 = 77;
     /// The kernel refused an operation for another reason.
     pub const OSERR: u8 = 71;
 }

@@ -87,7 +87,7 @@ fn walk(mount: &Path, leaf: &Path, limit_file: &str, usage_file: &str) -> Option
 
 /// The memory cgroup limit of this process, `None` without one (or
 /// without a readable cgroup filesystem).
-pub fn cgroup_limit() -> Option<Limit> {
+pub(crate) fn cgroup_limit() -> Option<Limit> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mut found: Vec<Limit> = Vec::new();
@@ -122,7 +122,7 @@ pub fn cgroup_limit() -> Option<Limit> {
 }
 
 /// `MemTotal` of `/proc/meminfo`, in bytes.
-pub fn mem_total() -> Option<u64> {
+pub(crate) fn mem_total() -> Option<u64> {
     let t = std::fs::read_to_string("/proc/meminfo").ok()?;
     let l = t.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = l.split_whitespace().nth(1)?.parse().ok()?;

@@ -24,7 +24,7 @@ impl KernelCountersExt for KernelCounters {
 }
 
 /// Copies the kernel's socket statistics into their mirror.
-pub trait KernelCountersExt {
+pub(crate) trait KernelCountersExt {
     fn store(&self, s: &XskStats);
 }
 

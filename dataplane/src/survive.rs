@@ -54,7 +54,7 @@ const HANDOVER_DRAIN: Duration = Duration::from_millis(15);
 
 /// The fallback action a chain calls for: drop while a fail-closed hop is
 /// in it and not bypassed, else forward.
-pub fn action_for<'a>(
+pub(crate) fn action_for<'a>(
     hops: impl IntoIterator<Item = (FailureAction, bool)> + 'a,
 ) -> FallbackAction {
     if hops
@@ -68,7 +68,7 @@ pub fn action_for<'a>(
 }
 
 /// The action of a chain spec (no hop bypassed manually).
-pub fn spec_action(s: &ChainSpec) -> FallbackAction {
+pub(crate) fn spec_action(s: &ChainSpec) -> FallbackAction {
     action_for(
         s.hops
             .iter()
@@ -262,7 +262,7 @@ impl InlineFallback {
 
     /// Keeps the keeper holding the links (call a few times a second): a
     /// restarted sidecar gets them again.
-    pub fn maintain(&mut self) {
+    pub(crate) fn maintain(&mut self) {
         if self.settings.on_exit == OnExit::Detach {
             return;
         }
@@ -306,7 +306,7 @@ impl InlineFallback {
     /// Hands every queue to the kernel while the workers still run, then
     /// lets their rings drain: a stopping dataplane loses nothing (keep
     /// mode only).
-    pub fn hand_over(&self) {
+    pub(crate) fn hand_over(&self) {
         if self.settings.on_exit == OnExit::Detach {
             return;
         }

@@ -65,7 +65,7 @@ pub enum Dir {
 }
 
 impl Dir {
-    pub const BOTH: [Dir; 2] = [Dir::AtoB, Dir::BtoA];
+    pub(crate) const BOTH: [Dir; 2] = [Dir::AtoB, Dir::BtoA];
 
     pub fn index(self) -> usize {
         self as usize
@@ -214,7 +214,7 @@ pub enum Health {
 }
 
 impl Health {
-    pub fn from_u8(v: u8) -> Health {
+    pub(crate) fn from_u8(v: u8) -> Health {
         match v {
             1 => Health::Up,
             2 => Health::Down,
@@ -225,7 +225,7 @@ impl Health {
 
 /// A change of health, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transition {
+pub(crate) struct Transition {
     pub to: Health,
     /// CamelCase, for programs: "HeartbeatsReturned", "HeartbeatsLost".
     pub reason: &'static str,
@@ -326,7 +326,7 @@ impl Judge {
     /// Judges `dir` at `now_ns`: `returned(seq)` tells whether heartbeat
     /// `seq` came back (and its round-trip time). Returns the outcomes
     /// decided, and the health transition they cause, if any.
-    pub fn judge(
+    pub(crate) fn judge(
         &mut self,
         dir: Dir,
         now_ns: u64,

@@ -29,7 +29,7 @@ pub struct ChainShared {
 }
 
 impl ChainShared {
-    pub fn bump(&self) {
+    pub(crate) fn bump(&self) {
         self.version.fetch_add(1, Ordering::Release);
     }
 
@@ -84,7 +84,7 @@ impl HopShared {
             .unwrap_or_default()
     }
 
-    pub fn set_on_failure(&self, a: FailureAction) {
+    pub(crate) fn set_on_failure(&self, a: FailureAction) {
         self.on_failure.store(a as u8, Ordering::Release);
     }
 
@@ -93,7 +93,7 @@ impl HopShared {
         Health::from_u8(self.health.load(Ordering::Acquire))
     }
 
-    pub fn set_health(&self, h: Health) {
+    pub(crate) fn set_health(&self, h: Health) {
         self.health.store(h as u8, Ordering::Release);
     }
 
@@ -102,13 +102,13 @@ impl HopShared {
         self.manual.load(Ordering::Acquire)
     }
 
-    pub fn set_manual_bypass(&self, on: bool) {
+    pub(crate) fn set_manual_bypass(&self, on: bool) {
         self.manual.store(on, Ordering::Release);
     }
 
     /// The judge is about to send heartbeat `seq` of `dir`: forget whatever
     /// its bit said (heartbeat `seq - 64`).
-    pub fn arm(&self, dir: Dir, seq: u64) {
+    pub(crate) fn arm(&self, dir: Dir, seq: u64) {
         self.next_seq[dir.index()].store(seq + 1, Ordering::Release);
         self.returned[dir.index()].fetch_and(!(1 << (seq % WINDOW)), Ordering::AcqRel);
     }
@@ -116,7 +116,7 @@ impl HopShared {
     /// A heartbeat came back (called by whichever task received it). Ignores
     /// sequence numbers outside the judge's window (replays, very late
     /// frames).
-    pub fn record_return(&self, dir: Dir, seq: u64, rtt_ns: u64) -> bool {
+    pub(crate) fn record_return(&self, dir: Dir, seq: u64, rtt_ns: u64) -> bool {
         let next = self.next_seq[dir.index()].load(Ordering::Acquire);
         if seq >= next || seq + WINDOW - 1 < next {
             return false;
@@ -272,7 +272,7 @@ impl Layout {
     }
 
     /// Index of the hop with `slot` and `nonce`.
-    pub fn hop_by_id(&self, slot: usize, nonce: u32) -> Option<usize> {
+    pub(crate) fn hop_by_id(&self, slot: usize, nonce: u32) -> Option<usize> {
         self.hops
             .iter()
             .position(|h| h.shared.slot == slot && h.shared.nonce == nonce)

@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 use tapline_config::chain::{ChainSpec, Environment};
 
 /// File of the persisted chain inside `state_dir`.
-pub const FILE_NAME: &str = "chain.json";
+pub(crate) const FILE_NAME: &str = "chain.json";
 /// Mode of the file: only the dataplane reads it.
-pub const FILE_MODE: u32 = 0o600;
+pub(crate) const FILE_MODE: u32 = 0o600;
 /// Largest persisted chain read (a chain of `MAX_HOPS` hops is a few KiB).
-pub const MAX_FILE_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// The real machine: interfaces of this network namespace.
 #[derive(Debug, Clone)]
-pub struct Host {
+pub(crate) struct Host {
     pub reserved: Vec<(String, &'static str)>,
     pub inline_queues: u32,
     /// `[chain] allowed_interfaces`: fit as tool ports despite a default
@@ -112,7 +112,7 @@ pub fn load(state_dir: &Path) -> Result<Option<Persisted>, String> {
 /// Writes the chain atomically: a temporary file, fsync, rename over the
 /// old one, fsync of the directory. A crash leaves the old or the new file,
 /// never a mix.
-pub fn save(state_dir: &Path, v: &Persisted) -> std::io::Result<()> {
+pub(crate) fn save(state_dir: &Path, v: &Persisted) -> std::io::Result<()> {
     let p = path(state_dir);
     let tmp = state_dir.join(format!(".{FILE_NAME}.tmp"));
     let mut text = serde_json::to_string_pretty(v).map_err(std::io::Error::other)?;

@@ -100,12 +100,12 @@ impl StartPlan {
     }
 
     /// The worker thread of task `index` (round robin).
-    pub fn worker_of(&self, index: usize) -> usize {
+    pub(crate) fn worker_of(&self, index: usize) -> usize {
         index % self.threads
     }
 
     /// The CPU worker thread `thread` is pinned to, if any.
-    pub fn cpu_of(&self, cfg: &Config, thread: usize) -> Option<usize> {
+    pub(crate) fn cpu_of(&self, cfg: &Config, thread: usize) -> Option<usize> {
         cfg.workers.cpus.get(thread).copied()
     }
 }

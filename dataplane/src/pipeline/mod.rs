@@ -43,7 +43,7 @@ impl Task {
 
     /// Refreshes the kernel's drop counters into the stats, and publishes
     /// the window's latency summaries (`window`: its length).
-    pub fn refresh_kernel_stats(&mut self, window: std::time::Duration) {
+    pub(crate) fn refresh_kernel_stats(&mut self, window: std::time::Duration) {
         match self {
             Task::Chain(t) => t.refresh_kernel_stats(window),
             Task::Capture(t) => t.refresh_kernel_stats(),
@@ -51,7 +51,7 @@ impl Task {
     }
 
     /// Longest the worker may block in poll(2) for this task's sake.
-    pub fn max_wait_ms(&self) -> Option<u32> {
+    pub(crate) fn max_wait_ms(&self) -> Option<u32> {
         match self {
             Task::Chain(t) => t.max_wait_ms(),
             Task::Capture(_) => None,
@@ -59,7 +59,7 @@ impl Task {
     }
 
     /// Raw fds to wait on when idle.
-    pub fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) {
+    pub(crate) fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) {
         match self {
             Task::Chain(t) => t.wait_fds(out),
             Task::Capture(t) => t.wait_fds(out),

@@ -12,7 +12,7 @@ use super::naming::{self, FileKey, Kind};
 /// A failed file operation: what, on which path, and the OS error.
 #[derive(Debug, thiserror::Error)]
 #[error("{op} {}: {source}", path.display())]
-pub struct DiskError {
+pub(crate) struct DiskError {
     pub op: &'static str,
     pub path: PathBuf,
     #[source]

@@ -32,7 +32,7 @@ use tapline_config::record::RecordSettings;
 use tapline_segment::{RecorderCounters, Slot};
 
 /// Passes are at most this far apart.
-pub const INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
 /// Bytes copied per read when migrating across filesystems.
 const COPY_CHUNK: usize = 1 << 20;
 

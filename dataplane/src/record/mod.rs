@@ -53,7 +53,7 @@ pub use self::producer::{RecordProducer, MAX_BLOCK_AGE_NS};
 
 /// Mode of the pcap files (before the umask): owner read-write, group
 /// read; captured traffic is never world-readable.
-pub const FILE_MODE: u32 = 0o640;
+pub(crate) const FILE_MODE: u32 = 0o640;
 use tapline_config::record::{RecordSettings, SettingsError};
 use tapline_packet::pcap::RECORD_HEADER_LEN;
 use tapline_segment::{RecorderCounters, Slot};
@@ -61,16 +61,16 @@ use tapline_segment::{RecorderCounters, Slot};
 /// Block sizes: the queue is cut into about [`TARGET_BLOCKS`] blocks of
 /// [`MIN_BLOCK_BYTES`]..=[`MAX_BLOCK_BYTES`], at least [`MIN_BLOCKS`] of
 /// them, each big enough for one record of the largest snap length.
-pub const MIN_BLOCK_BYTES: usize = 256 << 10;
-pub const MAX_BLOCK_BYTES: usize = 1 << 20;
-pub const TARGET_BLOCKS: usize = 16;
-pub const MIN_BLOCKS: usize = 4;
+pub(crate) const MIN_BLOCK_BYTES: usize = 256 << 10;
+pub(crate) const MAX_BLOCK_BYTES: usize = 1 << 20;
+pub(crate) const TARGET_BLOCKS: usize = 16;
+pub(crate) const MIN_BLOCKS: usize = 4;
 
 /// Block size and count for a queue of `queue_bytes` and a snap length:
 /// `queue_bytes / 16` clamped to 256 KiB..=1 MiB (and at least one record of
 /// the snap length), and as many blocks as fit, at least 4. Memory is
 /// `block_bytes * blocks`, `queue_bytes` or just over it for small queues.
-pub fn block_plan(queue_bytes: usize, effective_snaplen: u32) -> (usize, usize) {
+pub(crate) fn block_plan(queue_bytes: usize, effective_snaplen: u32) -> (usize, usize) {
     let max_record = RECORD_HEADER_LEN + effective_snaplen as usize;
     let block_bytes = (queue_bytes / TARGET_BLOCKS)
         .clamp(MIN_BLOCK_BYTES, MAX_BLOCK_BYTES)

@@ -15,11 +15,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use time::{Date, Month, OffsetDateTime};
 
 /// Suffix of a completed file.
-pub const FINAL_SUFFIX: &str = ".pcap";
+pub(crate) const FINAL_SUFFIX: &str = ".pcap";
 /// Suffix of the file being written (after [`FINAL_SUFFIX`]).
-pub const PART_SUFFIX: &str = ".part";
+pub(crate) const PART_SUFFIX: &str = ".part";
 /// Suffix of a copy in progress to the bulk directory.
-pub const MIGRATING_SUFFIX: &str = ".migrating";
+pub(crate) const MIGRATING_SUFFIX: &str = ".migrating";
 
 /// Digits of the sequence number (more when it grows past them).
 const SEQ_DIGITS: usize = 6;
@@ -31,14 +31,14 @@ const STAMP_LEN: usize = 26;
 /// Where a file of a recorder sorts: its open time, then its sequence
 /// number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FileKey {
+pub(crate) struct FileKey {
     pub unix_ns: u64,
     pub seq: u64,
 }
 
 /// What a directory entry is to a recorder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `NAME-<time>-<seq>.pcap`.
     Final,
     /// `.NAME-<time>-<seq>.pcap.part`.
@@ -48,7 +48,7 @@ pub enum Kind {
 }
 
 /// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_unix_ns() -> u64 {
+pub(crate) fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -56,7 +56,7 @@ pub fn now_unix_ns() -> u64 {
 }
 
 /// `YYYYMMDDTHHMMSS.nnnnnnnnnZ` of a Unix time in nanoseconds.
-pub fn utc_stamp(unix_ns: u64) -> String {
+pub(crate) fn utc_stamp(unix_ns: u64) -> String {
     // u64 nanoseconds end in 2554, well inside `time`'s range (year 9999).
     let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ns))
         .expect("a u64 of nanoseconds is a representable time");
@@ -89,7 +89,7 @@ fn digits(s: &str) -> Option<u64> {
 }
 
 /// The Unix time of a `YYYYMMDDTHHMMSS.nnnnnnnnnZ` stamp.
-pub fn parse_utc_stamp(s: &str) -> Option<u64> {
+pub(crate) fn parse_utc_stamp(s: &str) -> Option<u64> {
     let b = s.as_bytes();
     if b.len() != STAMP_LEN || b[8] != b'T' || b[15] != b'.' || b[25] != b'Z' {
         return None;
@@ -117,7 +117,7 @@ pub fn parse_utc_stamp(s: &str) -> Option<u64> {
 }
 
 /// The completed name of a recorder's file.
-pub fn final_name(recorder: &str, key: FileKey) -> String {
+pub(crate) fn final_name(recorder: &str, key: FileKey) -> String {
     format!(
         "{recorder}-{}-{:0width$}{FINAL_SUFFIX}",
         utc_stamp(key.unix_ns),
@@ -127,18 +127,18 @@ pub fn final_name(recorder: &str, key: FileKey) -> String {
 }
 
 /// The name of the same file while it is written.
-pub fn part_name(final_name: &str) -> String {
+pub(crate) fn part_name(final_name: &str) -> String {
     format!(".{final_name}{PART_SUFFIX}")
 }
 
 /// The name of the same file while it is copied to the bulk directory.
-pub fn migrating_name(final_name: &str) -> String {
+pub(crate) fn migrating_name(final_name: &str) -> String {
     format!(".{final_name}{MIGRATING_SUFFIX}")
 }
 
 /// What `file_name` is to `recorder`, with its key; `None` for anything
 /// else (other recorders' files, foreign files).
-pub fn classify(recorder: &str, file_name: &str) -> Option<(Kind, FileKey)> {
+pub(crate) fn classify(recorder: &str, file_name: &str) -> Option<(Kind, FileKey)> {
     let (kind, core) = if let Some(rest) = file_name.strip_prefix('.') {
         if let Some(c) = rest.strip_suffix(PART_SUFFIX) {
             (Kind::Part, c)
@@ -163,7 +163,7 @@ pub fn classify(recorder: &str, file_name: &str) -> Option<(Kind, FileKey)> {
 }
 
 /// The completed name of a `.part` or `.migrating` name of `recorder`.
-pub fn final_of(recorder: &str, file_name: &str) -> Option<String> {
+pub(crate) fn final_of(recorder: &str, file_name: &str) -> Option<String> {
     let (_, key) = classify(recorder, file_name)?;
     Some(final_name(recorder, key))
 }

@@ -121,7 +121,7 @@ impl RecordProducer {
     /// traffic still reaches the disk, while a busy link fills whole
     /// blocks).
     #[inline]
-    pub fn flush_older_than(&mut self, now_unix_ns: u64, age_ns: u64) {
+    pub(crate) fn flush_older_than(&mut self, now_unix_ns: u64, age_ns: u64) {
         if self.cur.is_some() && now_unix_ns.saturating_sub(self.cur_first_ts_ns) >= age_ns {
             self.hand_over();
         }

@@ -32,7 +32,7 @@ use tapline_segment::{RecorderCounters, Slot};
 /// The writer wakes at least this often (time rotation, retries).
 pub const TICK: Duration = Duration::from_millis(100);
 /// Retries of a suspended writer are this far apart.
-pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The file being written.
 #[derive(Debug)]

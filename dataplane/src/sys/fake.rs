@@ -24,7 +24,7 @@ thread_local! {
 
 /// Removes the thread's fake when dropped.
 #[derive(Debug)]
-pub struct FakeGuard(());
+pub(crate) struct FakeGuard(());
 
 impl Drop for FakeGuard {
     fn drop(&mut self) {
@@ -63,13 +63,13 @@ pub fn errno(e: i32) -> io::Error {
 
 /// A real, harmless fd (`/dev/null`) to stand for a socket or BPF object:
 /// the code under test owns and closes it as it would the kernel's.
-pub fn dummy_fd() -> io::Result<i64> {
+pub(crate) fn dummy_fd() -> io::Result<i64> {
     Ok(i64::from(std::fs::File::open("/dev/null")?.into_raw_fd()))
 }
 
 /// Real anonymous memory of `len` bytes standing for a socket's ring
 /// mapping (`Mmap` unmaps it on drop as it would the kernel's).
-pub fn anonymous_map(len: usize) -> io::Result<i64> {
+pub(crate) fn anonymous_map(len: usize) -> io::Result<i64> {
     // SAFETY: a fresh anonymous mapping at an address the kernel picks
     // touches no existing memory.
     unsafe {
@@ -86,7 +86,7 @@ pub fn anonymous_map(len: usize) -> io::Result<i64> {
 
 /// Writes `value` into the out-parameter of a `GetSockOpt` call, as the
 /// kernel would, and returns its answer.
-pub fn answer_getsockopt<T: super::Pod>(call: &Syscall, value: T) -> io::Result<i64> {
+pub(crate) fn answer_getsockopt<T: super::Pod>(call: &Syscall, value: T) -> io::Result<i64> {
     let Syscall::GetSockOpt {
         value: out, len, ..
     } = *call
@@ -105,7 +105,7 @@ pub fn answer_getsockopt<T: super::Pod>(call: &Syscall, value: T) -> io::Result<
 
 /// The `bpf(2)` attribute of a `Bpf` call, read as the `u32` words the
 /// kernel's `union bpf_attr` prefixes are made of.
-pub fn bpf_words(call: &Syscall) -> (libc::c_int, Vec<u32>) {
+pub(crate) fn bpf_words(call: &Syscall) -> (libc::c_int, Vec<u32>) {
     let Syscall::Bpf { cmd, attr, size } = *call else {
         panic!("bpf_words on {call:?}");
     };
@@ -117,7 +117,7 @@ pub fn bpf_words(call: &Syscall) -> (libc::c_int, Vec<u32>) {
 }
 
 /// The interface name of an `Ioctl` call.
-pub fn ioctl_ifname(call: &Syscall) -> String {
+pub(crate) fn ioctl_ifname(call: &Syscall) -> String {
     let Syscall::Ioctl { ifr, .. } = *call else {
         panic!("ioctl_ifname on {call:?}");
     };
@@ -148,14 +148,14 @@ pub unsafe fn ethtool_words<'a>(call: &Syscall, len: usize) -> &'a mut [u32] {
 }
 
 /// The first word of a `SIOCETHTOOL` buffer: the ethtool command.
-pub fn ethtool_cmd(call: &Syscall) -> u32 {
+pub(crate) fn ethtool_cmd(call: &Syscall) -> u32 {
     // SAFETY: every ethtool buffer starts with its 32-bit command.
     unsafe { ethtool_words(call, 1)[0] }
 }
 
 /// Answers an `ETHTOOL_GDRVINFO` ioctl with `driver` as the driver name
 /// (at most 31 bytes), as the kernel would.
-pub fn answer_drvinfo(call: &Syscall, driver: &str) -> io::Result<i64> {
+pub(crate) fn answer_drvinfo(call: &Syscall, driver: &str) -> io::Result<i64> {
     assert_eq!(ethtool_cmd(call), 0x03, "not ETHTOOL_GDRVINFO");
     assert!(driver.len() < 32);
     // SAFETY: ethtool_drvinfo is far longer than these 9 words: cmd, then
@@ -172,7 +172,7 @@ pub fn answer_drvinfo(call: &Syscall, driver: &str) -> io::Result<i64> {
 /// Answers `BPF_OBJ_GET_INFO_BY_FD` on a map with the first words of a
 /// `bpf_map_info` (type, id, key size, value size, max entries, flags), as
 /// `BPF_MAP_CREATE` gave them (`create`: that call's attribute words).
-pub fn answer_map_info(call: &Syscall, create: &[u32]) -> io::Result<i64> {
+pub(crate) fn answer_map_info(call: &Syscall, create: &[u32]) -> io::Result<i64> {
     let (cmd, words) = bpf_words(call);
     assert_eq!(cmd, 15, "not BPF_OBJ_GET_INFO_BY_FD");
     let info_len = words[1] as usize;

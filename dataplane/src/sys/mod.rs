@@ -63,7 +63,7 @@ unsafe impl Pod for u32 {}
 unsafe impl Pod for u64 {}
 
 /// Zero value of a POD type.
-pub fn zeroed<T: Pod>() -> T {
+pub(crate) fn zeroed<T: Pod>() -> T {
     // SAFETY: `Pod` guarantees the all-zero bit pattern is a valid `T`.
     unsafe { MaybeUninit::<T>::zeroed().assume_init() }
 }
@@ -331,7 +331,7 @@ pub fn getsockopt<T: Pod>(
 }
 
 /// `bind(2)` of an AF_XDP socket.
-pub fn bind_xdp(fd: BorrowedFd<'_>, addr: &libc::sockaddr_xdp) -> io::Result<()> {
+pub(crate) fn bind_xdp(fd: BorrowedFd<'_>, addr: &libc::sockaddr_xdp) -> io::Result<()> {
     // SAFETY: `addr` is a valid `sockaddr_xdp` for the duration of the call.
     unsafe {
         syscall(Syscall::Bind {
@@ -374,7 +374,7 @@ impl Mmap {
     /// Maps `len` bytes of a socket's ring at `offset` (`XDP_PGOFF_*`): a
     /// fresh shared mapping; the kernel validates `offset`/`len` against
     /// the ring it created.
-    pub fn socket_ring(fd: BorrowedFd<'_>, len: usize, offset: u64) -> io::Result<Mmap> {
+    pub(crate) fn socket_ring(fd: BorrowedFd<'_>, len: usize, offset: u64) -> io::Result<Mmap> {
         Self::map(Syscall::Mmap {
             addr: std::ptr::null_mut(),
             len,
@@ -389,7 +389,7 @@ impl Mmap {
     /// segment): read-write for its writer, read-only for readers. Pages
     /// past EOF fault, which callers avoid by sizing the file first or
     /// checking its length.
-    pub fn shared_file(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Mmap> {
+    pub(crate) fn shared_file(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Mmap> {
         let prot = if writable {
             libc::PROT_READ | libc::PROT_WRITE
         } else {
@@ -431,7 +431,7 @@ impl Mmap {
 
     /// Anonymous private memory, populated (used for the UMEM area); a
     /// fresh anonymous mapping touches no existing memory.
-    pub fn anonymous(len: usize) -> io::Result<Mmap> {
+    pub(crate) fn anonymous(len: usize) -> io::Result<Mmap> {
         Self::map(Syscall::Mmap {
             addr: std::ptr::null_mut(),
             len,
@@ -460,7 +460,7 @@ impl Mmap {
         })
     }
 
-    pub fn as_ptr(&self) -> *mut u8 {
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
@@ -507,7 +507,7 @@ pub unsafe fn bpf<A>(cmd: libc::c_int, attr: &mut A) -> io::Result<libc::c_int> 
 }
 
 /// Takes ownership of an fd returned by the kernel.
-pub fn own_fd(fd: libc::c_int) -> OwnedFd {
+pub(crate) fn own_fd(fd: libc::c_int) -> OwnedFd {
     // SAFETY: the caller passes an fd the kernel just returned to us.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
@@ -546,7 +546,7 @@ pub fn kick_rx(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// `poll(2)` for readability on up to 16 fds. Returns how many are ready.
-pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<usize> {
+pub(crate) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<usize> {
     const MAX_POLL_FDS: usize = 16;
     let mut pfds = [libc::pollfd {
         fd: -1,

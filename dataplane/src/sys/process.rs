@@ -9,11 +9,11 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 /// An exclusive `flock(2)` held on a file until dropped.
-pub type FileLock = nix::fcntl::Flock<File>;
+pub(crate) type FileLock = nix::fcntl::Flock<File>;
 
 /// Why [`lock_exclusive`] did not take the lock.
 #[derive(Debug)]
-pub enum LockError {
+pub(crate) enum LockError {
     /// Another process holds it (`EWOULDBLOCK`); the file is given back.
     Held(File),
     /// `flock` failed otherwise.
@@ -21,7 +21,7 @@ pub enum LockError {
 }
 
 /// `flock(LOCK_EX | LOCK_NB)` on `file`.
-pub fn lock_exclusive(file: File) -> Result<FileLock, LockError> {
+pub(crate) fn lock_exclusive(file: File) -> Result<FileLock, LockError> {
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(lock),
         Err((f, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Held(f)),
@@ -30,13 +30,13 @@ pub fn lock_exclusive(file: File) -> Result<FileLock, LockError> {
 }
 
 /// `setrlimit(RLIMIT_MEMLOCK, infinity)`.
-pub fn raise_memlock_limit() -> io::Result<()> {
+pub(crate) fn raise_memlock_limit() -> io::Result<()> {
     use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
     setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY).map_err(io::Error::from)
 }
 
 /// `sched_setaffinity(0, {cpu})`: pins the calling thread to `cpu`.
-pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+pub(crate) fn pin_current_thread(cpu: usize) -> io::Result<()> {
     let mut set = nix::sched::CpuSet::new();
     set.set(cpu)
         .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set))
@@ -53,21 +53,21 @@ pub fn unblock_stop_signals() -> io::Result<()> {
 }
 
 /// The uid of the peer of a Unix stream (`SO_PEERCRED`).
-pub fn peer_uid(stream: &impl AsFd) -> io::Result<u32> {
+pub(crate) fn peer_uid(stream: &impl AsFd) -> io::Result<u32> {
     nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
         .map(|c| c.uid())
         .map_err(io::Error::from)
 }
 
 /// The effective uid of this process.
-pub fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
 /// Whether the peer of a stream socket closed it: a non-blocking peek
 /// (`recv(MSG_DONTWAIT)`) sees EOF or an error; data the peer sends is read
 /// and ignored, EAGAIN and EINTR mean open.
-pub fn stream_closed(stream: &impl std::os::fd::AsRawFd) -> bool {
+pub(crate) fn stream_closed(stream: &impl std::os::fd::AsRawFd) -> bool {
     use nix::sys::socket::{recv, MsgFlags};
     let mut buf = [0u8; 64];
     match recv(stream.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
@@ -80,7 +80,7 @@ pub fn stream_closed(stream: &impl std::os::fd::AsRawFd) -> bool {
 
 /// The IPv4 and IPv6 addresses of `ifname` (`getifaddrs(3)`), in the
 /// kernel's order; empty when they cannot be read.
-pub fn interface_addresses(ifname: &str) -> Vec<IpAddr> {
+pub(crate) fn interface_addresses(ifname: &str) -> Vec<IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
     };

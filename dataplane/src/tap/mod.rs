@@ -63,14 +63,14 @@ use tapline_segment::{Slot, StatsSegment, TapCounters};
 pub use crate::status as code;
 
 /// pcap's LINKTYPE_ETHERNET: what `TapPacket.data` holds.
-pub const LINKTYPE_ETHERNET: u32 = 1;
+pub(crate) const LINKTYPE_ETHERNET: u32 = 1;
 
 /// A batch is written when it holds this many packets...
-pub const BATCH_PACKETS: usize = 256;
+pub(crate) const BATCH_PACKETS: usize = 256;
 /// ... or this many bytes of packet data...
-pub const BATCH_BYTES: usize = 256 << 10;
+pub(crate) const BATCH_BYTES: usize = 256 << 10;
 /// ... or when its first packet has waited this long.
-pub const BATCH_WAIT: Duration = Duration::from_millis(50);
+pub(crate) const BATCH_WAIT: Duration = Duration::from_millis(50);
 /// How long the tap thread sleeps when its queue is empty.
 const IDLE_SLEEP: Duration = Duration::from_millis(1);
 /// How often the tap thread checks whether the client closed the
@@ -78,7 +78,7 @@ const IDLE_SLEEP: Duration = Duration::from_millis(1);
 const CLOSE_CHECK: Duration = Duration::from_millis(10);
 /// A client (the sidecar) that takes no data for this long is gone: the tap
 /// ends. The sidecar reads continuously, whatever its own clients do.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest buffer preallocated per queued packet; longer packets (at most
 /// a UMEM frame) grow their buffer once, which then stays grown.
 const MAX_PREALLOC_BYTES: usize = 4096;
@@ -170,7 +170,7 @@ pub struct ResolvedPoint {
 }
 
 /// Resolves `point` against the configured ports and the applied chain.
-pub fn resolve(
+pub(crate) fn resolve(
     point: Option<&v1::TapPoint>,
     ports: &PortNames,
     hops: &[HopPorts],
@@ -420,7 +420,7 @@ impl Tap {
     }
 
     /// Hands a packet's buffer back for reuse (tap thread).
-    pub fn recycle(&self, data: Vec<u8>) {
+    pub(crate) fn recycle(&self, data: Vec<u8>) {
         let _ = self.free.push(data);
     }
 }
@@ -583,7 +583,7 @@ impl TapRegistry {
 
     /// Asks the taps on hop sides for which `still_there(hop, ifname)` is
     /// false to end with `POINT_REMOVED` (after a chain change).
-    pub fn end_removed_points(&self, still_there: impl Fn(&str, &str) -> bool) {
+    pub(crate) fn end_removed_points(&self, still_there: impl Fn(&str, &str) -> bool) {
         for t in self.read().taps.iter() {
             if let Some(hop) = &t.hop {
                 if !still_there(hop, &t.ifname) {

@@ -52,7 +52,7 @@ impl TapPort {
     /// registry is being written right now: then at the next batch).
     /// Returns true when the taps of this port may have changed.
     #[inline]
-    pub fn refresh(&mut self) -> bool {
+    pub(crate) fn refresh(&mut self) -> bool {
         // Relaxed: the generation only says "look"; the list is read under
         // the lock, whose acquire orders it after the writer's changes.
         if self.registry.generation.load(Ordering::Relaxed) == self.seen {
@@ -89,19 +89,19 @@ impl TapPort {
 
     /// A tap wants what this port receives.
     #[inline]
-    pub fn rx_active(&self) -> bool {
+    pub(crate) fn rx_active(&self) -> bool {
         self.rx_active
     }
 
     /// A tap wants what this port transmits.
     #[inline]
-    pub fn tx_active(&self) -> bool {
+    pub(crate) fn tx_active(&self) -> bool {
         self.tx_active
     }
 
     /// Shows a received frame to the RX taps of this port.
     #[inline]
-    pub fn offer_rx(&mut self, frame: &[u8], ts_unix_ns: u64) {
+    pub(crate) fn offer_rx(&mut self, frame: &[u8], ts_unix_ns: u64) {
         if self.rx_active {
             self.offer(Direction::Rx, frame, None, ts_unix_ns);
         }
@@ -110,7 +110,7 @@ impl TapPort {
     /// [`TapPort::offer_rx`] for a frame the caller has parsed already
     /// (`p.frame`): filters run on `p` instead of parsing the frame again.
     #[inline]
-    pub fn offer_rx_packet(&mut self, p: &Packet<'_>, ts_unix_ns: u64) {
+    pub(crate) fn offer_rx_packet(&mut self, p: &Packet<'_>, ts_unix_ns: u64) {
         if self.rx_active {
             self.offer(Direction::Rx, p.frame, Some(p), ts_unix_ns);
         }
@@ -118,7 +118,7 @@ impl TapPort {
 
     /// Shows a frame queued for transmission to the TX taps of this port.
     #[inline]
-    pub fn offer_tx(&mut self, frame: &[u8], ts_unix_ns: u64) {
+    pub(crate) fn offer_tx(&mut self, frame: &[u8], ts_unix_ns: u64) {
         if self.tx_active {
             self.offer(Direction::Tx, frame, None, ts_unix_ns);
         }

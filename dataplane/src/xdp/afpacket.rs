@@ -24,7 +24,7 @@ pub struct PromiscGuard {
 }
 
 impl PromiscGuard {
-    pub fn enable(ifindex: u32, ifname: &str) -> Result<PromiscGuard, XdpError> {
+    pub(crate) fn enable(ifindex: u32, ifname: &str) -> Result<PromiscGuard, XdpError> {
         let fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW, 0).map_err(|source| {
             XdpError::from_os("socket(AF_PACKET)", ifname, source, Some("CAP_NET_RAW"))
         })?;

@@ -72,7 +72,7 @@ const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
 
 /// The redirect program for an XSKMAP whose fd is `map_fd`.
-pub fn redirect_program(map_fd: i32) -> [BpfInsn; 6] {
+pub(crate) fn redirect_program(map_fd: i32) -> [BpfInsn; 6] {
     [
         // r2 = ctx->rx_queue_index
         BpfInsn::new(BPF_LDX | BPF_MEM | BPF_W, 2, 1, XDP_MD_RX_QUEUE_INDEX, 0),
@@ -145,7 +145,7 @@ fn name16(s: &str) -> [u8; 16] {
 }
 
 /// `BPF_MAP_CREATE` of a map with 4-byte keys.
-pub fn create_map(
+pub(crate) fn create_map(
     map_type: u32,
     key_size: u32,
     value_size: u32,
@@ -170,7 +170,11 @@ pub fn create_map(
 
 /// `BPF_MAP_UPDATE_ELEM` with a 4-byte key. `V` must be the map's value
 /// type (its size is the map's value size).
-pub fn update_elem<V: sys::Pod>(map: BorrowedFd<'_>, key: &u32, value: &V) -> io::Result<()> {
+pub(crate) fn update_elem<V: sys::Pod>(
+    map: BorrowedFd<'_>,
+    key: &u32,
+    value: &V,
+) -> io::Result<()> {
     let mut attr = MapElemAttr {
         map_fd: map.as_raw_fd() as u32,
         key: key as *const u32 as u64,
@@ -184,7 +188,11 @@ pub fn update_elem<V: sys::Pod>(map: BorrowedFd<'_>, key: &u32, value: &V) -> io
 
 /// `BPF_MAP_LOOKUP_ELEM` with a 4-byte key into `out`, which must hold the
 /// map's whole value (for a per-CPU map: one value per possible CPU).
-pub fn lookup_elem<V: sys::Pod>(map: BorrowedFd<'_>, key: &u32, out: &mut [V]) -> io::Result<()> {
+pub(crate) fn lookup_elem<V: sys::Pod>(
+    map: BorrowedFd<'_>,
+    key: &u32,
+    out: &mut [V],
+) -> io::Result<()> {
     let mut attr = MapElemAttr {
         map_fd: map.as_raw_fd() as u32,
         key: key as *const u32 as u64,
@@ -275,7 +283,7 @@ impl XdpAttachment {
     }
 
     /// An attachment over an existing link (already running `prog`).
-    pub fn from_link(link: OwnedFd, prog: OwnedFd, map: XskMap, mode: AttachMode) -> Self {
+    pub(crate) fn from_link(link: OwnedFd, prog: OwnedFd, map: XskMap, mode: AttachMode) -> Self {
         XdpAttachment {
             link,
             _prog: prog,
@@ -286,7 +294,7 @@ impl XdpAttachment {
 }
 
 /// Loads the redirect program for `map`.
-pub fn load_program(map: &XskMap, ifname: &str) -> Result<OwnedFd, XdpError> {
+pub(crate) fn load_program(map: &XskMap, ifname: &str) -> Result<OwnedFd, XdpError> {
     load_insns(
         &redirect_program(map.fd.as_raw_fd()),
         "tapline_redir",
@@ -296,7 +304,7 @@ pub fn load_program(map: &XskMap, ifname: &str) -> Result<OwnedFd, XdpError> {
 
 /// Loads an XDP program from raw instructions, with the verifier's log in
 /// the error when it is rejected.
-pub fn load_insns(insns: &[BpfInsn], name: &str, ifname: &str) -> Result<OwnedFd, XdpError> {
+pub(crate) fn load_insns(insns: &[BpfInsn], name: &str, ifname: &str) -> Result<OwnedFd, XdpError> {
     let license = c"Dual MIT/GPL";
     const LOG_BYTES: usize = 4096;
     let mut log = vec![0u8; LOG_BYTES];
@@ -350,7 +358,7 @@ pub fn attach(
 
 /// Attaches the loaded `prog` (which uses `map`) to `ifindex` in `mode`
 /// with a new BPF link.
-pub fn attach_prog(
+pub(crate) fn attach_prog(
     prog: OwnedFd,
     map: XskMap,
     ifindex: u32,

@@ -90,7 +90,7 @@ use tapline_segment::fallback::{
 /// The deadline the kernel writes when it finds a lease expired (and the
 /// dataplane when it hands over on exit): "was leased, now expired".
 /// 0 means "never leased".
-pub const LEASE_EXPIRED: u64 = 1;
+pub(crate) const LEASE_EXPIRED: u64 = 1;
 
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
@@ -176,7 +176,7 @@ impl FallbackMaps {
 
     /// Takes over maps handed back by the keeper: checks their shapes and
     /// maps the lease array.
-    pub fn adopt(leases: OwnedFd, actions: OwnedFd, counters: OwnedFd) -> io::Result<Self> {
+    pub(crate) fn adopt(leases: OwnedFd, actions: OwnedFd, counters: OwnedFd) -> io::Result<Self> {
         let li = map_info(leases.as_fd())?;
         let ai = map_info(actions.as_fd())?;
         let ci = map_info(counters.as_fd())?;
@@ -247,7 +247,7 @@ impl FallbackMaps {
     /// Marks every lease expired: the kernel carries every queue from the
     /// next frame on (a stopping dataplane hands over, a starting one makes
     /// sure no stale lease sends frames to a socket not yet filled).
-    pub fn expire_all(&self) {
+    pub(crate) fn expire_all(&self) {
         for q in 0..self.queues {
             self.word(q, 0).store(LEASE_EXPIRED, Ordering::Release);
         }
@@ -270,7 +270,7 @@ impl FallbackMaps {
 
     /// The kernel's counters of `port` (0 inline-1, 1 inline-2), summed
     /// over CPUs.
-    pub fn port_counters(&self, port: u32) -> io::Result<PortFallbackCounters> {
+    pub(crate) fn port_counters(&self, port: u32) -> io::Result<PortFallbackCounters> {
         let cpus = tapline_segment::fallback::possible_cpus()?;
         let mut v = vec![0u64; cpus];
         let mut read = |k: i32| -> io::Result<u64> {
@@ -353,20 +353,20 @@ impl Lease {
     }
 
     /// Hands the queue to the kernel now (a stopping worker).
-    pub fn expire(&mut self) {
+    pub(crate) fn expire(&mut self) {
         self.words().0.store(LEASE_EXPIRED, Ordering::Release);
         self.last = LEASE_EXPIRED;
     }
 
     /// Longest the worker may sleep in poll(2) without losing the lease:
     /// a quarter of it, so a late wake-up still renews in time.
-    pub fn max_wait_ms(&self) -> u32 {
+    pub(crate) fn max_wait_ms(&self) -> u32 {
         ((self.stall_ns / 4_000_000) as u32).max(1)
     }
 }
 
 /// A worker rewrites its deadline when it moved by this much.
-pub const RENEW_GRANULARITY_NS: u64 = 1_000_000;
+pub(crate) const RENEW_GRANULARITY_NS: u64 = 1_000_000;
 
 // ---------------------------------------------------------------------------
 // The program.
@@ -580,7 +580,7 @@ struct LinkUpdateAttr {
 /// Swaps the program of an XDP link atomically (`BPF_LINK_UPDATE`): frames
 /// run the old program up to one instant and the new one from the next.
 /// ENOLINK: the link's interface is gone.
-pub fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
     let mut attr = LinkUpdateAttr {
         link_fd: link.as_raw_fd() as u32,
         new_prog_fd: prog.as_raw_fd() as u32,
@@ -604,7 +604,7 @@ struct LinkInfo {
 
 /// The interface an XDP link is attached to (0 when the interface is gone
 /// and the link defunct).
-pub fn link_ifindex(link: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn link_ifindex(link: BorrowedFd<'_>) -> io::Result<u32> {
     let mut info = LinkInfo::default();
     let mut attr = InfoAttr {
         fd: link.as_raw_fd() as u32,

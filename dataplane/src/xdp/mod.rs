@@ -119,7 +119,7 @@ pub enum XdpError {
 
 impl XdpError {
     /// Wraps an OS error, naming the missing capability on EPERM/EACCES.
-    pub fn from_os(
+    pub(crate) fn from_os(
         op: &'static str,
         ifname: &str,
         source: io::Error,
@@ -141,7 +141,7 @@ impl XdpError {
     }
 
     /// True when the error is a missing privilege.
-    pub fn is_permission(&self) -> bool {
+    pub(crate) fn is_permission(&self) -> bool {
         matches!(self, XdpError::Permission { .. })
     }
 }
@@ -260,7 +260,7 @@ impl Interface {
 /// unless the veth's far end has NAPI (an XDP program or GRO), which
 /// bridge-CNI and macvlan links in a pod do not have: every driver not
 /// listed here gets the fallback program in generic mode.
-pub const NATIVE_REDIRECT_DRIVERS: &[&str] = &[
+pub(crate) const NATIVE_REDIRECT_DRIVERS: &[&str] = &[
     "i40e",
     "ice",
     "ixgbe",
@@ -279,7 +279,7 @@ pub const NATIVE_REDIRECT_DRIVERS: &[&str] = &[
 /// `peer` (the other inline port): native only where the peer's driver
 /// transmits natively redirected frames (see [`NATIVE_REDIRECT_DRIVERS`]),
 /// unless the operator forced a mode. Returns the mode and why.
-pub fn inline_attach_mode(requested: XdpMode, peer: &str) -> (AttachMode, String) {
+pub(crate) fn inline_attach_mode(requested: XdpMode, peer: &str) -> (AttachMode, String) {
     match requested {
         XdpMode::Generic => (AttachMode::Generic, "xdp.mode is generic".into()),
         XdpMode::NativeCopy | XdpMode::NativeZeroCopy => {
@@ -310,7 +310,7 @@ pub fn inline_attach_mode(requested: XdpMode, peer: &str) -> (AttachMode, String
 impl Interface {
     /// An interface whose program the caller attached (the inline ports'
     /// fallback program), with promiscuous membership if `promisc`.
-    pub fn from_attachment(
+    pub(crate) fn from_attachment(
         name: &str,
         ifindex: u32,
         queues: u32,

@@ -16,7 +16,7 @@ pub fn ifindex(ifname: &str) -> io::Result<u32> {
 /// Asks the driver for its channels (`ETHTOOL_GCHANNELS`: combined plus
 /// RX-only channels, what `ethtool -l` shows) and falls back to counting
 /// `/sys/class/net/IF/queues/rx-*` for drivers without that operation.
-pub fn rx_queue_count(ifname: &str) -> io::Result<u32> {
+pub(crate) fn rx_queue_count(ifname: &str) -> io::Result<u32> {
     if let Ok((combined, rx)) = sys::ethtool_channels(ifname) {
         let n = combined + rx;
         if n > 0 {
@@ -34,7 +34,7 @@ pub fn rx_queue_count(ifname: &str) -> io::Result<u32> {
 /// True when `ifname` is administratively up and has carrier
 /// (`IFF_UP` and `IFF_RUNNING`): a veth whose peer is down, or a VF whose
 /// link is down, is not.
-pub fn link_up(ifname: &str) -> io::Result<bool> {
+pub(crate) fn link_up(ifname: &str) -> io::Result<bool> {
     let f = sys::if_flags(ifname)?;
     let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
     Ok(f & want == want)
@@ -51,7 +51,7 @@ pub fn admin_up(ifname: &str) -> io::Result<bool> {
 }
 
 /// Sets `ifname` administratively up or down.
-pub fn set_admin_up(ifname: &str, up: bool) -> io::Result<()> {
+pub(crate) fn set_admin_up(ifname: &str, up: bool) -> io::Result<()> {
     sys::set_if_up(ifname, up)
 }
 
@@ -80,14 +80,14 @@ pub fn mtu(ifname: &str) -> io::Result<u32> {
 }
 
 /// True for a loopback interface (`IFF_LOOPBACK`).
-pub fn is_loopback(ifname: &str) -> io::Result<bool> {
+pub(crate) fn is_loopback(ifname: &str) -> io::Result<bool> {
     Ok(sys::if_flags(ifname)? & libc::IFF_LOOPBACK as u32 != 0)
 }
 
 /// Interfaces that carry a default route of the main table (IPv4 from
 /// `/proc/net/route`, IPv6 from `/proc/net/ipv6_route`; both list this
 /// network namespace's routes). Unreadable files count as no route.
-pub fn default_route_interfaces() -> Vec<String> {
+pub(crate) fn default_route_interfaces() -> Vec<String> {
     let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
     parse_default_routes(&v4, &v6)
@@ -126,7 +126,7 @@ fn parse_default_routes(v4: &str, v6: &str) -> Vec<String> {
 
 /// The first routable (not link-local, not loopback) address of `ifname`:
 /// IPv4 outside 169.254.0.0/16, IPv6 outside fe80::/10.
-pub fn routable_address(ifname: &str) -> Option<std::net::IpAddr> {
+pub(crate) fn routable_address(ifname: &str) -> Option<std::net::IpAddr> {
     sys::process::interface_addresses(ifname)
         .into_iter()
         .find(|ip| match ip {
@@ -144,7 +144,7 @@ pub fn routable_address(ifname: &str) -> Option<std::net::IpAddr> {
 /// when it is fit. Loopback is never fit; the interface of a default route
 /// and one with a routable address (the pod's own network) are fit only
 /// when `allowed` (the configuration's `allowed_interfaces`) names them.
-pub fn unfit_reason(ifname: &str, allowed: &[String]) -> Option<String> {
+pub(crate) fn unfit_reason(ifname: &str, allowed: &[String]) -> Option<String> {
     if is_loopback(ifname).unwrap_or(false) {
         return Some(format!(
             "interface {ifname:?} is a loopback interface: a tool port needs an interface of its own"

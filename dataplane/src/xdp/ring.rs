@@ -144,7 +144,7 @@ impl<T: RingEntry> RingCore<T> {
 
 /// The user-space producer end of a ring (fill ring, TX ring).
 #[derive(Debug)]
-pub struct ProdRing<T> {
+pub(crate) struct ProdRing<T> {
     core: RingCore<T>,
 }
 
@@ -179,7 +179,7 @@ impl<T: RingEntry> ProdRing<T> {
     }
 
     /// Writes as many of `items` as fit and publishes them. Returns how many.
-    pub fn push_slice(&mut self, items: &[T]) -> usize {
+    pub(crate) fn push_slice(&mut self, items: &[T]) -> usize {
         let n = self.free(items.len() as u32).min(items.len() as u32);
         for (i, item) in items[..n as usize].iter().enumerate() {
             let slot = self.core.slot(self.core.cached_prod.wrapping_add(i as u32));
@@ -194,7 +194,7 @@ impl<T: RingEntry> ProdRing<T> {
 
     /// Reserves up to `n` slots for writing with [`ProdRing::write`].
     /// Returns the number reserved; they are published with [`ProdRing::publish`].
-    pub fn reserve(&mut self, n: u32) -> u32 {
+    pub(crate) fn reserve(&mut self, n: u32) -> u32 {
         self.free(n).min(n)
     }
 
@@ -202,7 +202,7 @@ impl<T: RingEntry> ProdRing<T> {
     /// slices (the second is non-empty when the ring wraps), for bulk
     /// writes; publish them with [`ProdRing::publish`]. `n` must not exceed
     /// what [`ProdRing::reserve`] granted.
-    pub fn reserved_mut(&mut self, n: u32) -> (&mut [T], &mut [T]) {
+    pub(crate) fn reserved_mut(&mut self, n: u32) -> (&mut [T], &mut [T]) {
         let free = self.core.mem.size - self.core.cached_prod.wrapping_sub(self.core.cached_cons);
         assert!(n <= free, "{n} slots requested, {free} reserved");
         let (start, first, second) = self.core.split(self.core.cached_prod, n);
@@ -250,7 +250,7 @@ impl<T: RingEntry> ProdRing<T> {
     /// forgets them: the producer index is rolled back to the consumer's.
     /// Only for retiring a ring the consumer no longer reads (see
     /// `XskSocket::reclaim`).
-    pub fn unconsumed(&mut self) -> Vec<T> {
+    pub(crate) fn unconsumed(&mut self) -> Vec<T> {
         self.core.cached_cons = self.core.consumer().load(Ordering::Acquire);
         let n = self.core.cached_prod.wrapping_sub(self.core.cached_cons);
         let out = (0..n)
@@ -271,7 +271,7 @@ impl<T: RingEntry> ProdRing<T> {
     }
 
     /// Entries published and not yet consumed by the kernel (as last seen).
-    pub fn outstanding(&mut self) -> u32 {
+    pub(crate) fn outstanding(&mut self) -> u32 {
         self.core.cached_cons = self.core.consumer().load(Ordering::Acquire);
         self.core.cached_prod.wrapping_sub(self.core.cached_cons)
     }
@@ -301,7 +301,7 @@ impl<T: RingEntry> ConsRing<T> {
 
     /// Number of entries ready, at most `max`; refreshes the producer index
     /// only when the cached view is empty.
-    pub fn peek(&mut self, max: u32) -> u32 {
+    pub(crate) fn peek(&mut self, max: u32) -> u32 {
         let mut ready = self.core.cached_prod.wrapping_sub(self.core.cached_cons);
         if ready == 0 {
             // (C): Acquire pairs with the kernel's STORE.rel of ->producer
@@ -386,7 +386,7 @@ unsafe impl<T: Send> Sync for HeapMem<T> {}
 /// Copies `src` (two slices, read in order) into `dst` (two slices,
 /// filled in order) with at most three `memcpy`s. Both sides must hold the
 /// same total number of entries.
-pub fn copy_split<T: Copy>(src: (&[T], &[T]), dst: (&mut [T], &mut [T])) {
+pub(crate) fn copy_split<T: Copy>(src: (&[T], &[T]), dst: (&mut [T], &mut [T])) {
     let (s1, s2) = src;
     let (d1, d2) = dst;
     debug_assert_eq!(s1.len() + s2.len(), d1.len() + d2.len());
@@ -410,7 +410,7 @@ pub fn copy_split<T: Copy>(src: (&[T], &[T]), dst: (&mut [T], &mut [T])) {
 /// Like [`copy_split`], applying `f` to each entry on the way: at most
 /// three tight loops over plain slices, which the compiler unrolls (a
 /// chained iterator over the four pieces optimises worse).
-pub fn map_split<S, D>(src: (&[S], &[S]), dst: (&mut [D], &mut [D]), f: impl Fn(&S) -> D) {
+pub(crate) fn map_split<S, D>(src: (&[S], &[S]), dst: (&mut [D], &mut [D]), f: impl Fn(&S) -> D) {
     fn run<S, D>(s: &[S], d: &mut [D], f: &impl Fn(&S) -> D) {
         for (o, i) in d.iter_mut().zip(s) {
             *o = f(i);
@@ -489,7 +489,7 @@ impl<T: RingEntry + Send + 'static> HeapRing<T> {
     }
 
     /// The user-space producer end (this `HeapRing` then acts as consumer).
-    pub fn prod_end(&mut self) -> ProdRing<T> {
+    pub(crate) fn prod_end(&mut self) -> ProdRing<T> {
         let mem = self.ring_mem();
         // SAFETY: the pointers point into `HeapMem`, kept alive by `owner`;
         // `ring_mem` hands out a single end.
@@ -497,7 +497,7 @@ impl<T: RingEntry + Send + 'static> HeapRing<T> {
     }
 
     /// The user-space consumer end (this `HeapRing` then acts as producer).
-    pub fn cons_end(&mut self) -> ConsRing<T> {
+    pub(crate) fn cons_end(&mut self) -> ConsRing<T> {
         let mem = self.ring_mem();
         // SAFETY: as in `prod_end`.
         unsafe { ConsRing::new(mem) }

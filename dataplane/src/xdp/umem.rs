@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::sys::Mmap;
 
 /// Sizes the kernel accepts for aligned chunks that we support.
-pub const FRAME_SIZES: [u32; 2] = [2048, 4096];
+pub(crate) const FRAME_SIZES: [u32; 2] = [2048, 4096];
 
 /// The registered memory area that frames live in.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ impl Umem {
         self.frame_count
     }
 
-    pub fn len_bytes(&self) -> usize {
+    pub(crate) fn len_bytes(&self) -> usize {
         self.area.len()
     }
 
@@ -51,7 +51,7 @@ impl Umem {
 
     /// Start of the chunk that contains `addr` (RX/TX descriptors carry an
     /// offset for the kernel's headroom; fill and pool deal in chunk starts).
-    pub fn chunk_of(&self, addr: u64) -> u64 {
+    pub(crate) fn chunk_of(&self, addr: u64) -> u64 {
         addr & !(u64::from(self.frame_size) - 1)
     }
 

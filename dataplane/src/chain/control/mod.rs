@@ -76,7 +76,7 @@ use crate::status::{self as code, error};
 /// records it as the last rejected update; the hops it could not bind stay
 /// DOWN and are retried).
 #[derive(Debug, thiserror::Error)]
-pub enum ChainError {
+pub(crate) enum ChainError {
     #[error("the worker of queue {queue} is gone")]
     WorkerGone { queue: u32 },
     #[error("{missing} of {workers} workers did not take the chain update within {timeout:?}")]
@@ -100,7 +100,7 @@ pub enum ChainError {
 /// One inline queue: its UMEM, a handle on the socket that registered it,
 /// and the channel to its task.
 #[derive(Debug)]
-pub struct QueueHandle {
+pub(crate) struct QueueHandle {
     pub queue: u32,
     pub umem: Arc<Umem>,
     /// A duplicate of inline-1's socket fd on this queue: new sockets share
@@ -165,7 +165,7 @@ struct Applied {
 
 /// The chain's owner. See the module documentation.
 #[derive(Debug)]
-pub struct ChainControl {
+pub(crate) struct ChainControl {
     settings: ControlSettings,
     env: spec::Host,
     queues: Vec<QueueHandle>,
@@ -225,7 +225,7 @@ impl ChainControl {
     }
 
     /// Makes the kernel fallback's action follow the chain.
-    pub fn set_fallback(&mut self, maps: Arc<FallbackMaps>) {
+    pub(crate) fn set_fallback(&mut self, maps: Arc<FallbackMaps>) {
         self.fallback = Some(maps);
     }
 
@@ -270,7 +270,7 @@ impl ChainControl {
 
     /// Writes the desired chain again (the state directory was re-created
     /// after it was deleted, with `chain.json` in it).
-    pub fn persist_again(&self) {
+    pub(crate) fn persist_again(&self) {
         match self.persist(&self.desired) {
             Ok(()) => info!(
                 generation = self.desired.generation,
@@ -629,7 +629,7 @@ impl ChainControl {
     }
 
     /// The hops of the applied chain and their interfaces (tap points).
-    pub fn hop_ports(&self) -> Vec<HopPorts> {
+    pub(crate) fn hop_ports(&self) -> Vec<HopPorts> {
         self.hops
             .iter()
             .map(|h| HopPorts {

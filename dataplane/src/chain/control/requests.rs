@@ -112,7 +112,7 @@ impl ChainControl {
     }
 
     /// Handles one command.
-    pub fn handle(&mut self, req: v1::DataplaneRequest) -> v1::DataplaneResponse {
+    pub(crate) fn handle(&mut self, req: v1::DataplaneRequest) -> v1::DataplaneResponse {
         use v1::dataplane_request::Request;
         use v1::dataplane_response::Response;
         let response = match req.request {

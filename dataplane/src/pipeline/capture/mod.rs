@@ -233,15 +233,15 @@ impl CaptureTask {
 
     /// Frames each member may hold, for the startup check (see
     /// [`MIN_MEMBER_FRAMES`]): the smallest share.
-    pub fn member_share(&self) -> Option<u32> {
+    pub(crate) fn member_share(&self) -> Option<u32> {
         self.outputs.members.iter().map(|m| m.cap).min()
     }
 
     /// The smallest share a member may get and still keep up.
-    pub const MIN_MEMBER_FRAMES: u32 = MIN_MEMBER_FRAMES;
+    pub(crate) const MIN_MEMBER_FRAMES: u32 = MIN_MEMBER_FRAMES;
 
     /// Attaches the live taps of passive-1 (this queue's port).
-    pub fn set_tap(&mut self, tap: TapPort) {
+    pub(crate) fn set_tap(&mut self, tap: TapPort) {
         self.tap = tap;
     }
 
@@ -451,18 +451,18 @@ impl CaptureTask {
         }
     }
 
-    pub fn refresh_kernel_stats(&mut self) {
+    pub(crate) fn refresh_kernel_stats(&mut self) {
         if let Ok(k) = self.socket.statistics() {
             self.counters.kernel.store(&k);
         }
     }
 
-    pub fn wait_fds(&self, out: &mut Vec<RawFd>) {
+    pub(crate) fn wait_fds(&self, out: &mut Vec<RawFd>) {
         out.extend(self.socket.raw_fd());
     }
 
     /// Hands every recorder's partial block over (the task is stopping).
-    pub fn flush_recorders(&mut self) {
+    pub(crate) fn flush_recorders(&mut self) {
         for r in self.outputs.recorders.iter_mut() {
             r.producer.flush();
         }

@@ -100,7 +100,7 @@ impl Heartbeats {
 
 /// `CLOCK_MONOTONIC` in nanoseconds (the clock of heartbeat timestamps).
 #[inline]
-pub fn mono_ns() -> u64 {
+pub(crate) fn mono_ns() -> u64 {
     crate::sys::monotonic_ns()
 }
 
@@ -720,7 +720,7 @@ impl ChainTask {
     }
 
     /// Refreshes kernel counters and publishes heartbeat round-trip times.
-    pub fn refresh_kernel_stats(&mut self, window: Duration) {
+    pub(crate) fn refresh_kernel_stats(&mut self, window: Duration) {
         for p in &self.ports {
             if let Ok(k) = p.sock.statistics() {
                 p.counters.kernel.store(&k);
@@ -742,13 +742,13 @@ impl ChainTask {
         }
     }
 
-    pub fn wait_fds(&self, out: &mut Vec<RawFd>) {
+    pub(crate) fn wait_fds(&self, out: &mut Vec<RawFd>) {
         out.extend(self.ports.iter().filter_map(|p| p.sock.raw_fd()));
     }
 
     /// Longest the worker may sleep in poll(2): heartbeats must go out on
     /// time, so 1 ms while hops exist.
-    pub fn max_wait_ms(&self) -> Option<u32> {
+    pub(crate) fn max_wait_ms(&self) -> Option<u32> {
         let hb = (self.heartbeats.is_some() && !self.layout.hops.is_empty()).then_some(1);
         match (hb, self.lease.as_ref().map(Lease::max_wait_ms)) {
             (Some(a), Some(b)) => Some(a.min(b)),

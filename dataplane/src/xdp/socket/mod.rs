@@ -36,7 +36,7 @@ pub struct CompQueue {
 }
 
 impl RxQueue {
-    pub fn from_ring(ring: ConsRing<XdpDesc>) -> Self {
+    pub(crate) fn from_ring(ring: ConsRing<XdpDesc>) -> Self {
         RxQueue { ring }
     }
 
@@ -76,7 +76,7 @@ impl RxQueue {
 
     /// Counts up to `max` received frames without looking at them and
     /// recycles them into `fill` (capture with no consumer).
-    pub fn count_into_fill(
+    pub(crate) fn count_into_fill(
         &mut self,
         max: u32,
         umem: &Umem,
@@ -125,7 +125,7 @@ impl RxQueue {
 }
 
 impl TxQueue {
-    pub fn from_ring(ring: ProdRing<XdpDesc>) -> Self {
+    pub(crate) fn from_ring(ring: ProdRing<XdpDesc>) -> Self {
         TxQueue { ring }
     }
 
@@ -168,7 +168,7 @@ impl TxQueue {
     /// Returns how many were queued. The caller owns the frames the
     /// descriptors point at until they come back on the completion ring
     /// (the fan-out lends one received frame to several rings this way).
-    pub fn push_descs(&mut self, descs: &[XdpDesc]) -> usize {
+    pub(crate) fn push_descs(&mut self, descs: &[XdpDesc]) -> usize {
         self.ring.push_slice(descs)
     }
 
@@ -188,7 +188,7 @@ impl TxQueue {
 }
 
 impl FillQueue {
-    pub fn from_ring(ring: ProdRing<u64>) -> Self {
+    pub(crate) fn from_ring(ring: ProdRing<u64>) -> Self {
         FillQueue { ring }
     }
 
@@ -208,7 +208,7 @@ impl FillQueue {
     }
 
     /// Frames given to the kernel and not yet used for a received frame.
-    pub fn outstanding(&mut self) -> u32 {
+    pub(crate) fn outstanding(&mut self) -> u32 {
         self.ring.outstanding()
     }
 
@@ -218,13 +218,13 @@ impl FillQueue {
 }
 
 impl CompQueue {
-    pub fn from_ring(ring: ConsRing<u64>) -> Self {
+    pub(crate) fn from_ring(ring: ConsRing<u64>) -> Self {
         CompQueue { ring }
     }
 
     /// Shows up to `max` completed addresses to `f` (in order) instead of
     /// returning them to a pool; returns how many.
-    pub fn reap_each<F: FnMut(u64)>(&mut self, max: u32, mut f: F) -> u32 {
+    pub(crate) fn reap_each<F: FnMut(u64)>(&mut self, max: u32, mut f: F) -> u32 {
         let n = self.ring.peek(max);
         if n > 0 {
             let (a, b) = self.ring.peeked(n);
@@ -503,7 +503,7 @@ impl XskSocket {
     /// then touches none of these rings. Returns how many frames came back.
     /// A zero-copy driver keeps the fill frames it has posted to the NIC;
     /// they are not returned until the UMEM itself is released.
-    pub fn reclaim(&mut self, pool: &mut FramePool) -> u32 {
+    pub(crate) fn reclaim(&mut self, pool: &mut FramePool) -> u32 {
         let mut n = self.comp.reap(pool, u32::MAX);
         for addr in self.fill.ring.unconsumed() {
             pool.free_addr(addr);
@@ -526,7 +526,7 @@ impl XskSocket {
         n
     }
 
-    pub fn raw_fd(&self) -> Option<RawFd> {
+    pub(crate) fn raw_fd(&self) -> Option<RawFd> {
         self.fd.as_ref().map(|f| f.as_raw_fd())
     }
 
@@ -553,7 +553,7 @@ impl XskSocket {
     /// Like [`XskSocket::kick_tx`], but returns the kernel's answer, so a
     /// caller can tell a down link (ENETDOWN, ENXIO) from a busy one.
     #[inline]
-    pub fn try_kick_tx(&self) -> io::Result<()> {
+    pub(crate) fn try_kick_tx(&self) -> io::Result<()> {
         match &self.fd {
             Some(fd) => sys::kick_tx(fd.as_fd()),
             None => Ok(()),
