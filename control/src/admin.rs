@@ -20,6 +20,7 @@
 use std::net::SocketAddr;
 
 use tapline_packet::filter::Filter;
+use tapline_packet::logging::json;
 use tapline_proto::v1::admin_server::Admin;
 use tapline_proto::{limits, v1};
 use tokio::sync::{mpsc, watch};
@@ -261,7 +262,7 @@ impl Admin for AdminService {
                         generation = r.generation,
                         observed_generation = observed,
                         hops,
-                        ?expected_generation,
+                        expected_generation = %json(&expected_generation),
                         "chain change accepted"
                     );
                 } else {
@@ -280,7 +281,7 @@ impl Admin for AdminService {
                 warn!(
                     %peer,
                     dry_run,
-                    ?expected_generation,
+                    expected_generation = %json(&expected_generation),
                     hops,
                     code = ?s.code(),
                     reason = %refusal(&s),
@@ -292,7 +293,7 @@ impl Admin for AdminService {
                 info!(
                     %peer,
                     dry_run,
-                    ?expected_generation,
+                    expected_generation = %json(&expected_generation),
                     hops,
                     code = ?s.code(),
                     reason = %refusal(&s),

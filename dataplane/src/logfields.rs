@@ -1,30 +1,17 @@
 //! Structured log fields as JSON values instead of Rust `Debug` strings.
 //!
-//! `tracing`'s JSON formatter writes every field it is given as a string, a
-//! number or a boolean; a list or a map can only reach it as text. This
-//! module makes that text JSON (`["chain-q0","capture-q0"]`, not Rust's
-//! `["chain-q0", "capture-q0"]` or `Some(1)`), so a collector parses the
-//! field's value with a JSON parser: `tasks = %json(&names)`.
-//! Serialization happens only when the event is written.
-
-use std::fmt;
+//! `tracing` hands a formatter a list or a map only as text. Wrapped in
+//! [`json`], the value reaches tapline's JSON log format
+//! (`tapline_packet::logging`) marked as JSON, and the line holds it as a
+//! JSON value: `"tasks":["chain-q0","capture-q0"]`, `"cpu":null`, not a
+//! string holding JSON and not Rust's `Some(1)`. The text format shows the
+//! JSON text. Use: `tasks = %json(&names)`. Serialization happens only
+//! when the event is written.
 
 use serde::Serialize;
 
-/// `value` as JSON text when displayed.
-pub fn json<T: Serialize + ?Sized>(value: &T) -> Json<'_, T> {
-    Json(value)
-}
-
-/// See [`json`].
-#[derive(Debug)]
-pub struct Json<'a, T: ?Sized>(&'a T);
-
-impl<T: Serialize + ?Sized> fmt::Display for Json<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match serde_json::to_string(self.0) {
-            Ok(s) => f.write_str(&s),
-            Err(_) => Err(fmt::Error),
-        }
-    }
+/// `value` as a JSON value in the log line. See
+/// [`tapline_packet::logging::json`].
+pub fn json<T: Serialize + ?Sized>(value: &T) -> tapline_packet::logging::Json<'_, T> {
+    tapline_packet::logging::json(value)
 }

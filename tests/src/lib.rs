@@ -533,13 +533,17 @@ pub fn assert_kernel_xdp_mode(lab: &Lab, attach: &str) -> Result<()> {
     Ok(())
 }
 
-/// The `ports` field of the `dataplane running` record.
+/// The `ports` field of the `dataplane running` record (a JSON array of
+/// `role=ifname:qN:mode` strings), its entries joined by spaces.
 pub fn ready_ports(lines: &[String]) -> Result<String> {
     lines
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|r| r["message"] == tapline_bench::runner::READY_MESSAGE)
-        .and_then(|r| r["ports"].as_str().map(str::to_string))
+        .and_then(|r| {
+            let ports = r["ports"].as_array()?.iter().map(|p| p.as_str());
+            ports.collect::<Option<Vec<_>>>().map(|p| p.join(" "))
+        })
         .with_context(|| {
             format!(
                 "no `dataplane running` record with ports:\n{}",

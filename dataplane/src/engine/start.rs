@@ -543,18 +543,19 @@ mod tests {
     }
 
     /// The `starting worker` record, written by the JSON formatter as
-    /// `--log-format json` sets it up: `tasks` parses as a JSON array and
-    /// `cpu` as a JSON number (not Rust's `Some(1)`), under its target.
+    /// `--log-format json` sets it up: `tasks` is a JSON array (not a string
+    /// holding one) and `cpu` a JSON number or null (not Rust's `Some(1)`),
+    /// under its target.
     #[test]
     fn worker_start_record_carries_json_values() {
         let out = Captured::default();
         let sink = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_target(true)
-            .with_writer(move || sink.clone())
-            .finish();
+        let subscriber = tapline_packet::logging::subscriber(
+            tapline_packet::logging::LogFormat::Json,
+            tracing_subscriber::EnvFilter::new("info"),
+            move || sink.clone(),
+            false,
+        );
         tracing::subscriber::with_default(subscriber, || {
             super::log_worker_start(
                 "tapline-w0",
@@ -572,12 +573,14 @@ mod tests {
         let r = &records[0];
         assert_eq!(r["target"], "tapline_dataplane::engine::start");
         assert_eq!(r["message"], "starting worker");
-        let tasks: serde_json::Value = serde_json::from_str(r["tasks"].as_str().unwrap()).unwrap();
-        assert_eq!(tasks, serde_json::json!(["chain-q0", "capture-q0"]));
-        let cpu: serde_json::Value = serde_json::from_str(r["cpu"].as_str().unwrap()).unwrap();
-        assert_eq!(cpu, serde_json::json!(1));
-        let cpu: serde_json::Value =
-            serde_json::from_str(records[1]["cpu"].as_str().unwrap()).unwrap();
-        assert!(cpu.is_null());
+        // Real JSON values, not strings holding JSON.
+        assert_eq!(r["tasks"], serde_json::json!(["chain-q0", "capture-q0"]));
+        assert!(r["tasks"].is_array(), "{r}");
+        assert_eq!(r["cpu"], serde_json::json!(1));
+        assert_eq!(r["worker"], "tapline-w0");
+        assert_eq!(r["level"], "INFO");
+        assert!(records[1]["cpu"].is_null(), "{}", records[1]);
+        assert_eq!(records[1]["tasks"], serde_json::json!(["chain-q1"]));
+        assert!(!text.contains('\u{1}'), "{text:?}");
     }
 }

@@ -9,6 +9,8 @@
 //! table (names, ids, queues, the current file) and the derived ones
 //! (kernel drops, top drop reasons) are in the table's code.
 
+use std::sync::LazyLock;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -56,18 +58,32 @@ pub const WORKER_RATES: &[Column] = &[
     ("rates.busy_loop_ratio", "BUSY"),
 ];
 
-/// Hops of the inline chain (`HopStats`).
-pub const HOP: &[Column] = &[
-    ("to_tool_packets", "TO TOOL"),
-    ("from_tool_packets", "FROM TOOL"),
-    ("bypassed_packets", "BYPASSED"),
-    ("dropped_packets", "DROPS"),
-    ("heartbeats_sent", "HB SENT"),
-    ("heartbeats_returned", "HB RETURNED"),
-    ("heartbeats_lost", "HB LOST"),
+/// Hops of the inline chain (`HopStats`). The counter columns come from
+/// the hop family's declaration in the segment crate
+/// (`tapline_segment::hop_counter_fields!`), so a new hop counter with a
+/// column needs no line here; the round-trip percentiles (a summary, not a
+/// counter) follow them.
+pub static HOP: LazyLock<Vec<Column>> = LazyLock::new(|| {
+    tapline_segment::counters::HOP
+        .columns()
+        .map(|(field, header)| (hop_proto_field(field), header.trim_start_matches('>')))
+        .chain(HOP_LATENCY.iter().copied())
+        .collect()
+});
+/// The hop columns after the counters.
+const HOP_LATENCY: &[Column] = &[
     ("round_trip_latency.p50_ns", "RTT P50"),
     ("round_trip_latency.p99_ns", "RTT P99"),
 ];
+
+/// The `HopStats` field of a hop counter: its own name, but for the
+/// counters by drop reason, whose sum is `dropped_packets`.
+fn hop_proto_field(counter: &'static str) -> &'static str {
+    match counter {
+        "drops" => "dropped_packets",
+        other => other,
+    }
+}
 pub const HOP_RATES: &[Column] = &[
     ("rates.to_tool_packets_per_second", "TO PKT/S"),
     ("rates.from_tool_packets_per_second", "FROM PKT/S"),
@@ -240,6 +256,24 @@ pub fn sum(msg: &Value, fields: &[&str]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_columns_follow_the_segment_declaration() {
+        assert_eq!(
+            HOP.as_slice(),
+            [
+                ("to_tool_packets", "TO TOOL"),
+                ("from_tool_packets", "FROM TOOL"),
+                ("bypassed_packets", "BYPASSED"),
+                ("dropped_packets", "DROPS"),
+                ("heartbeats_sent", "HB SENT"),
+                ("heartbeats_returned", "HB RETURNED"),
+                ("heartbeats_lost", "HB LOST"),
+                ("round_trip_latency.p50_ns", "RTT P50"),
+                ("round_trip_latency.p99_ns", "RTT P99"),
+            ]
+        );
+    }
     use tapline_proto::v1 as pb;
 
     #[test]
@@ -322,7 +356,7 @@ mod tests {
                     round_trip_latency: Some(Default::default()),
                     ..Default::default()
                 }),
-                HOP,
+                HOP.as_slice(),
                 "HopStats",
             ),
             (

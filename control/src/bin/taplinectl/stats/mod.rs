@@ -373,11 +373,11 @@ fn render_tap_stats(taps: &[pb::TapStats], watch: bool) -> String {
 
 /// The hops table of `stats`, in chain order.
 fn render_hops(hops: &[pb::HopStats], watch: bool) -> String {
-    let mut t = table(&["HOP"], columns::HOP, columns::HOP_RATES, watch, &[]);
+    let mut t = table(&["HOP"], &columns::HOP, columns::HOP_RATES, watch, &[]);
     for h in hops {
         let v = json(h);
         let mut row = vec![h.name.clone()];
-        row.extend(cells(&v, columns::HOP, &[]));
+        row.extend(cells(&v, &columns::HOP, &[]));
         if watch {
             row.extend(cells(&v, columns::HOP_RATES, &[]));
         }
