@@ -12,7 +12,7 @@ through tests/k8s/run.sh in a venv with kubernetes-validate and checkov.
 4. The DaemonSet's Multus annotation names existing NADs, and every
    interface tapline.toml names is one the annotation creates.
 5. The PrometheusRule passes `promtool check rules`; every metric that the
-   rules and the Grafana dashboard use is one control/src/metrics.rs
+   rules and the Grafana dashboard use is one the sidecar
    exports (or a recording rule defined here).
 6. checkov on every rendered overlay, with the skipped checks justified in
    tests/k8s/checkov.yaml.
@@ -165,8 +165,19 @@ def check_wiring(name, docs, nads):
 
 # ---------------------------------------------------------------- metrics
 
+# Where the /metrics families are declared: the sidecar's renderer
+# (control/src/metrics/, control/src/fallback.rs) and the counter families
+# of the stats segment (segment/src/). Test modules are left out.
+METRIC_SOURCES = ("control/src", "segment/src")
+
+
 def exported_metrics():
-    src = open(os.path.join(REPO, "control/src/metrics.rs")).read()
+    src = ""
+    for top in METRIC_SOURCES:
+        for root, _, files in os.walk(os.path.join(REPO, top)):
+            for f in sorted(files):
+                if f.endswith(".rs") and f != "tests.rs" and "/bin/" not in root + "/":
+                    src += open(os.path.join(root, f)).read() + "\n"
     names = set(re.findall(r'"(tapline_[a-z0-9_]*[a-z0-9])"', src))
     for n in list(names):
         if re.search(rf'"{n}"[^;]*"histogram"', src, re.S) or n.endswith("_round_trip_seconds"):
@@ -200,14 +211,14 @@ def check_monitoring(name, docs, tmp):
             check("promtool test rules: alerts fire (and stay quiet) as intended", p.returncode == 0, p.stdout)
         text = json.dumps(r["spec"])
         unknown = used_metrics(text) - exported
-        check(f"{name}: alert metrics exported by control/src/metrics.rs", not unknown, str(sorted(unknown)))
+        check(f"{name}: alert metrics exported by the sidecar (control/src, segment/src)", not unknown, str(sorted(unknown)))
     for cm in (d for d in docs if d["kind"] == "ConfigMap"
                and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"):
         for k, v in cm["data"].items():
             dash = json.loads(v)
             exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
             unknown = used_metrics(exprs) - exported
-            check(f"{name}: dashboard {k}: JSON, metrics exported by control/src/metrics.rs",
+            check(f"{name}: dashboard {k}: JSON, metrics exported by the sidecar (control/src, segment/src)",
                   not unknown and dash["panels"], str(sorted(unknown)))
 
 
